@@ -1,0 +1,38 @@
+import { Module, RequestMethod, type DynamicModule, type ModuleMetadata } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { AllExceptionsFilter } from './common/http/all-exceptions.filter.js';
+import { httpLoggerOptions } from './common/logging/logger.js';
+import { ConfigModule } from './config/config.module.js';
+import type { AppConfig } from './config/config.schema.js';
+import { DatabaseModule } from './database/database.module.js';
+import { HealthModule } from './health/health.module.js';
+import { UsersModule } from './users/users.module.js';
+
+export interface AppModuleOptions {
+  config: AppConfig;
+  logger: Logger;
+  /** Extra modules (tests mount probes here). */
+  imports?: ModuleMetadata['imports'];
+}
+
+@Module({})
+export class AppModule {
+  static forRoot({ config, logger, imports = [] }: AppModuleOptions): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        // nestjs-pino's default route pattern ('{/*splat}') matches nothing on the Fastify
+        // adapter of Nest 12; '{*path}' matches every path, unknown ones included.
+        LoggerModule.forRoot({ pinoHttp: httpLoggerOptions(logger), forRoutes: [{ path: '{*path}', method: RequestMethod.ALL }] }),
+        DatabaseModule,
+        HealthModule,
+        UsersModule,
+        ...imports,
+      ],
+      providers: [{ provide: APP_FILTER, useClass: AllExceptionsFilter }],
+    };
+  }
+}

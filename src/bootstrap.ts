@@ -1,0 +1,160 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Logger as NestPinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { AppModule, type AppModuleOptions } from './app.module.js';
+import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
+import { createRootLogger } from './common/logging/logger.js';
+import type { AppConfig } from './config/config.schema.js';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './database/embedded-postgres.js';
+import { SchemaStateService } from './database/schema-state.service.js';
+import { ReadinessService } from './health/readiness.service.js';
+
+export interface Gatehouse {
+  app: NestFastifyApplication;
+  config: AppConfig;
+  logger: Logger;
+  /** Where it listens, e.g. `http://127.0.0.1:3000`. */
+  url: string;
+  /**
+   * Graceful stop: readiness goes 503, new connections are refused, in-flight requests finish
+   * (bounded by `SHUTDOWN_TIMEOUT`), then the database pool, the change bus and the embedded
+   * PostgreSQL close. Resolves to the exit code: 0 if everything drained, 1 if cut short.
+   */
+  shutdown(reason: string): Promise<number>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  imports?: AppModuleOptions['imports'];
+  /** Resolve the database URL lazily (tests hand in their own database). */
+  embedded?: EmbeddedPostgresHandle;
+}
+
+const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts the embedded PostgreSQL when no `DATABASE_URL` is configured; returns the config to use. */
+export async function resolveDatabase(
+  config: AppConfig,
+  logger: Logger,
+): Promise<{ config: AppConfig; embedded?: EmbeddedPostgresHandle }> {
+  if (config.database.url) return { config };
+  const { dir, port } = config.database.embedded;
+  const pgLog = logger.child({ component: 'embedded-postgres' });
+  const embedded = await startEmbeddedPostgres({ dir, port, database: 'gatehouse', log: (line) => pgLog.debug(line) });
+  logger.info(
+    { dataDir: embedded.dataDir, port },
+    `DATABASE_URL is not set: using an embedded PostgreSQL on 127.0.0.1:${port} with its data in ${embedded.dataDir}`,
+  );
+  return { config: { ...config, database: { ...config.database, url: embedded.url } }, embedded };
+}
+
+/**
+ * Builds, starts and returns a Gatehouse: the HTTP server listens first, then migrations run
+ * (readiness says 503 until they are done), so a long migration never fails a liveness probe.
+ */
+export async function startGatehouse(baseConfig: AppConfig, options: StartOptions = {}): Promise<Gatehouse> {
+  const logger = options.logger ?? (await createRootLogger(baseConfig));
+  let embedded = options.embedded;
+  let config = baseConfig;
+  if (!embedded) ({ config, embedded } = await resolveDatabase(baseConfig, logger));
+
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.http.maxRequestBytes,
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    // Fastify takes a hop count too; Nest's adapter type omits it.
+    trustProxy: config.http.trustProxy as boolean | string[],
+    genReqId: requestIdFor,
+    logger: false,
+    // During close: refuse new requests on kept-alive connections with 503, close idle ones.
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+
+  let app: NestFastifyApplication;
+  try {
+    app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot({ config, logger, imports: options.imports }), adapter, {
+      bufferLogs: true,
+      abortOnError: false,
+    });
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+  app.useLogger(app.get(NestPinoLogger));
+  app.flushLogs();
+
+  const fastify = app.getHttpAdapter().getInstance();
+  fastify.addHook('onRequest', (request, reply, done) => {
+    void reply.header(REQUEST_ID_HEADER, request.id);
+    done();
+  });
+
+  if (config.http.cors.enabled) {
+    const { origins, methods, headers, credentials } = config.http.cors;
+    app.enableCors({
+      origin: origins.includes('*') ? true : origins,
+      methods,
+      allowedHeaders: headers,
+      exposedHeaders: ['Mcp-Session-Id', 'X-Request-Id', 'WWW-Authenticate', 'MCP-Protocol-Version'],
+      credentials,
+      maxAge: 600,
+    });
+  }
+
+  await app.listen(config.http.port, config.http.host);
+  const address = fastify.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.http.port;
+  const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;
+  logger.info({ url, publicUrl: config.http.publicUrl }, `Gatehouse listening on ${url}`);
+
+  const schema = app.get(SchemaStateService);
+  if (config.database.migrate) {
+    try {
+      const { applied } = await schema.migrate();
+      logger.info({ applied }, applied.length ? `applied ${applied.length} migration(s)` : 'database schema is current');
+    } catch (error) {
+      logger.error({ err: error }, 'migrations failed; stopping');
+      await app.close().catch(() => undefined);
+      await embedded?.stop();
+      throw error;
+    }
+  } else {
+    schema.watch();
+    logger.info('DB_MIGRATE=false: not migrating; readiness waits until the schema is current');
+  }
+
+  let stopping: Promise<number> | undefined;
+  const shutdown = (reason: string): Promise<number> =>
+    (stopping ??= (async () => {
+      logger.info({ reason }, 'shutting down: readiness now 503, draining in-flight requests');
+      app.get(ReadinessService).beginShutdown();
+      if (config.shutdown.delayMs > 0) await wait(config.shutdown.delayMs);
+      let drained = true;
+      const timer = setTimeout(() => {
+        drained = false;
+        logger.warn({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown timeout: closing remaining connections');
+        fastify.server.closeAllConnections();
+      }, config.shutdown.timeoutMs);
+      try {
+        // Drain HTTP first: Nest runs module destroy hooks before it closes the server.
+        await fastify.close();
+        await app.close();
+      } catch (error) {
+        drained = false;
+        logger.error({ err: error }, 'error while closing the app');
+      } finally {
+        clearTimeout(timer);
+      }
+      if (embedded) {
+        await embedded.stop().catch((error: unknown) => logger.error({ err: error }, 'embedded PostgreSQL did not stop cleanly'));
+        logger.info('embedded PostgreSQL stopped');
+      }
+      logger.info({ drained }, 'Gatehouse stopped');
+      return drained ? 0 : 1;
+    })());
+
+  return { app, config, logger, url, shutdown };
+}

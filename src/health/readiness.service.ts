@@ -1,0 +1,66 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { SchemaStateService } from '../database/schema-state.service.js';
+
+export type CheckState = 'ok' | 'pending' | 'error' | 'shutting_down';
+
+export interface ReadinessReport {
+  ready: boolean;
+  checks: { database: CheckState; migrations: CheckState; lifecycle: 'running' | 'shutting_down' };
+}
+
+const PING_TIMEOUT_MS = 2_000;
+
+/**
+ * Whether this replica should receive traffic: the database answers, the schema is current,
+ * and it is not shutting down.
+ */
+@Injectable()
+export class ReadinessService {
+  private shuttingDown = false;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly schema: SchemaStateService,
+  ) {}
+
+  /** From now on readiness answers 503, so the load balancer stops sending traffic here. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
+  }
+
+  get isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  async check(): Promise<ReadinessReport> {
+    if (this.shuttingDown) {
+      return { ready: false, checks: { database: 'shutting_down', migrations: 'shutting_down', lifecycle: 'shutting_down' } };
+    }
+    const database = await this.ping();
+    let migrations: CheckState = this.schema.isMigrated ? 'ok' : 'pending';
+    if (migrations === 'pending' && database === 'ok') {
+      migrations = await this.schema.refresh().then(
+        (current) => (current ? 'ok' : 'pending'),
+        () => 'error' as const,
+      );
+    }
+    return { ready: database === 'ok' && migrations === 'ok', checks: { database, migrations, lifecycle: 'running' } };
+  }
+
+  private async ping(): Promise<CheckState> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<CheckState>((resolve) => {
+      timer = setTimeout(() => resolve('error'), PING_TIMEOUT_MS);
+    });
+    const ping = this.dataSource.query('SELECT 1').then(
+      () => 'ok' as const,
+      () => 'error' as const,
+    );
+    try {
+      return await Promise.race([ping, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

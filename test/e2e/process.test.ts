@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createTestDatabase } from '../support/database.js';
+import { freePort, spawnGatehouse, waitForStatus } from '../support/process.js';
+
+describe('the gatehouse process', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+
+  it('serves against an external PostgreSQL, logs JSON with request ids, exits 0 on SIGTERM', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    const gh = await spawnGatehouse({ DATABASE_URL: db.url });
+    await waitForStatus(`${gh.url}/readyz`, 200);
+    const res = await fetch(`${gh.url}/nowhere`, { headers: { 'x-request-id': 'proc-1' } });
+    assert.equal(res.status, 404);
+    assert.equal(await gh.stop('SIGTERM'), 0);
+
+    const logs = gh.logs();
+    assert.ok(logs.length > 3, 'logs are JSON lines in production');
+    assert.ok(logs.every((l) => typeof l.level === 'string' && typeof l.time === 'string'));
+    assert.ok(logs.some((l) => l.requestId === 'proc-1' && l.msg === 'request completed'));
+    assert.ok(logs.some((l) => l.msg === 'Gatehouse stopped' && l.drained === true));
+    assert.ok(!gh.stdout().includes(new URL(db.url).password || '\u0000'), 'the database password is never logged');
+  });
+
+  it('with no DATABASE_URL starts an embedded PostgreSQL, keeps its data across restarts, stops it on exit', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'gatehouse-embedded-'));
+    chmodSync(root, 0o755); // as root, PostgreSQL runs as the postgres user, who must reach the data directory
+    cleanups.push(() => rmSync(root, { recursive: true, force: true }));
+    const dir = join(root, 'postgres');
+    const env = { EMBEDDED_POSTGRES_DIR: dir, EMBEDDED_POSTGRES_PORT: String(await freePort()) };
+
+    const first = await spawnGatehouse(env, 120_000);
+    await waitForStatus(`${first.url}/readyz`, 200, 60_000);
+    const notice = first.logs().filter((l) => String(l.msg).startsWith('DATABASE_URL is not set'));
+    assert.equal(notice.length, 1, 'exactly one line says the embedded database is used');
+    assert.ok(first.logs().some((l) => String(l.msg).startsWith('applied ')));
+    const pid = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    assert.equal(await first.stop('SIGTERM'), 0);
+    assert.equal(existsSync(`/proc/${pid}`), false, 'the embedded PostgreSQL process is gone');
+    assert.equal(existsSync(join(dir, 'postmaster.pid')), false, 'PostgreSQL shut down cleanly');
+
+    const second = await spawnGatehouse(env, 120_000);
+    await waitForStatus(`${second.url}/readyz`, 200, 60_000);
+    assert.ok(second.logs().some((l) => l.msg === 'database schema is current'), 'data (and schema) survived the restart');
+    assert.equal(await second.stop('SIGINT'), 0);
+  });
+});

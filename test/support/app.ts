@@ -1,0 +1,44 @@
+import { Writable } from 'node:stream';
+import { startGatehouse, type Gatehouse, type StartOptions } from '../../src/bootstrap.js';
+import type { AppConfig } from '../../src/config/config.schema.js';
+import { loadConfig } from '../../src/config/load-config.js';
+import { createRootLogger } from '../../src/common/logging/logger.js';
+
+/** Parses a config from the given variables only (no `.env`, no process environment). */
+export function configFrom(env: Record<string, string>): AppConfig {
+  const result = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', LOG_FORMAT: 'json', ...env }, null);
+  if (!result.ok) throw new Error(result.errors.join('\n'));
+  return result.config;
+}
+
+/** Every JSON log line a test app wrote, parsed, plus the raw text. */
+export class LogCapture {
+  readonly lines: Record<string, unknown>[] = [];
+  raw = '';
+  readonly stream = new Writable({
+    write: (chunk: Buffer, _enc, done) => {
+      const text = chunk.toString('utf8');
+      this.raw += text;
+      for (const line of text.split('\n').filter(Boolean)) this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+}
+
+export interface TestApp extends Gatehouse {
+  logs: LogCapture;
+}
+
+/** Boots Gatehouse on a free port against `databaseUrl`, logging into memory. */
+export async function startTestApp(
+  databaseUrl: string,
+  env: Record<string, string> = {},
+  options: Omit<StartOptions, 'logger'> = {},
+): Promise<TestApp> {
+  const config = configFrom({ DATABASE_URL: databaseUrl, ...env });
+  config.http.port = 0;
+  const logs = new LogCapture();
+  const logger = await createRootLogger(config, logs.stream);
+  const app = await startGatehouse(config, { ...options, logger });
+  return Object.assign(app, { logs });
+}

@@ -57,6 +57,15 @@ export const envSchema = z.object({
 
   SHUTDOWN_TIMEOUT: envInt(0, 600_000).default(25_000),
   SHUTDOWN_DELAY: envInt(0, 600_000).default(0),
+}).superRefine((env, ctx) => {
+  // Browsers reject `Access-Control-Allow-Origin: *` on credentialed requests.
+  if (env.HTTP_ENABLE_CORS && env.HTTP_CORS_CREDENTIALS && env.HTTP_CORS_ORIGINS.includes('*')) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['HTTP_CORS_ORIGINS'],
+      message: 'expected explicit origins when HTTP_CORS_CREDENTIALS=true, got "*"',
+    });
+  }
 });
 
 export type Env = z.input<typeof envSchema>;

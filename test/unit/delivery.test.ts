@@ -23,7 +23,7 @@ describe('delivery files', () => {
     assert.match(JSON.stringify(postgres.healthcheck?.test), /pg_isready/);
     const volume = postgres.volumes?.find((v) => v.endsWith(':/var/lib/postgresql/data'));
     assert.ok(volume, 'PostgreSQL data lives on a volume');
-    assert.ok(volume.split(':')[0]! in compose.volumes, 'the volume is declared');
+    assert.ok(volume.split(':')[0] in compose.volumes, 'the volume is declared');
     assert.ok(gatehouse.build, 'Gatehouse is built from this repository');
     assert.equal(gatehouse.depends_on?.postgres?.condition, 'service_healthy', 'Gatehouse waits for a healthy database');
     const url = new URL(gatehouse.environment?.DATABASE_URL?.replace(/\$\{[^}]+\}/g, 'x') ?? '');

@@ -104,7 +104,14 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     });
   }
 
-  await app.listen(config.http.port, config.http.host);
+  try {
+    await app.listen(config.http.port, config.http.host);
+  } catch (error) {
+    // init hooks (e.g. a bad GATEHOUSE_SERVERS_FILE) or a taken port: release what started.
+    await app.close().catch(() => undefined);
+    await embedded?.stop();
+    throw error;
+  }
   const address = fastify.server.address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;
   const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;

@@ -14,8 +14,9 @@ Commands:
   migrate                 apply pending database migrations (safe to run from several replicas at once)
   migrate:revert          revert the most recently applied migration
   migrate:show            list pending migrations; exit 1 if any are pending
-  migrate:generate NAME   write migrations/<timestamp>-NAME.ts with the SQL that brings the
-                          database in line with the entities (apply pending migrations first)
+  migrate:generate NAME [--out DIR]
+                          write <DIR or migrations/>/<timestamp>-NAME.ts with the SQL that brings
+                          the database in line with the entities (apply pending migrations first)
 
 Configuration comes from the environment and .env, as for the server (docs/configuration.md).
 With no DATABASE_URL the embedded PostgreSQL is used.`;
@@ -92,7 +93,9 @@ async function main(argv: string[]): Promise<number> {
         }
         const timestamp = Date.now();
         const className = `${name}${timestamp}`;
-        const file = join(MIGRATIONS_SOURCE_DIR, `${timestamp}-${name}.ts`);
+        const outIndex = args.indexOf('--out');
+        const dir = outIndex > 0 && args[outIndex + 1] ? args[outIndex + 1] : MIGRATIONS_SOURCE_DIR;
+        const file = join(dir, `${timestamp}-${name}.ts`);
         const up = sql.upQueries.map((q) => q.query);
         const down = sql.downQueries.map((q) => q.query).reverse();
         writeFileSync(file, migrationSource(className, up, down));

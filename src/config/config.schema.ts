@@ -55,6 +55,8 @@ export const envSchema = z.object({
   EMBEDDED_POSTGRES_DIR: envString('a directory path').default('./.data/postgres'),
   EMBEDDED_POSTGRES_PORT: envInt(1, 65535).default(54329),
 
+  GATEHOUSE_SERVERS_FILE: envString('a path to a YAML or JSON file').optional(),
+
   SHUTDOWN_TIMEOUT: envInt(0, 600_000).default(25_000),
   SHUTDOWN_DELAY: envInt(0, 600_000).default(0),
 }).superRefine((env, ctx) => {
@@ -93,6 +95,10 @@ export interface AppConfig {
     poolMax: number;
     statementTimeoutMs: number;
     embedded: { dir: string; port: number };
+  };
+  upstreams: {
+    /** YAML/JSON list of servers upserted at start (e.g. a mounted ConfigMap). */
+    serversFile: string | undefined;
   };
   shutdown: { timeoutMs: number; delayMs: number };
 }
@@ -139,6 +145,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       statementTimeoutMs: e.DB_STATEMENT_TIMEOUT,
       embedded: { dir: e.EMBEDDED_POSTGRES_DIR, port: e.EMBEDDED_POSTGRES_PORT },
     },
+    upstreams: { serversFile: e.GATEHOUSE_SERVERS_FILE },
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },
   };
 }

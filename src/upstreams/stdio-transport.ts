@@ -1,0 +1,125 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { ReadBuffer, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
+
+export interface StdioProcessOptions {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd?: string;
+  /** Lines the server writes to stderr (its logs), for diagnostics. */
+  onStderr?: (line: string) => void;
+  /** Grace period between SIGTERM and SIGKILL on close. */
+  killAfterMs?: number;
+}
+
+/** Variables a stdio server inherits from Gatehouse; everything else it gets only from its config. */
+const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE'];
+
+/**
+ * An MCP client transport over a child process's stdin/stdout, like the SDK's
+ * `StdioClientTransport`, but the child leads its own process group and closing kills the
+ * whole group (SIGTERM, then SIGKILL): `npx`-style launchers and shells otherwise leave the
+ * real server running as an orphan. Gatehouse's own environment (database URL, keys) is not
+ * passed on, only a short list of harmless variables plus the server's configured `env`.
+ */
+export class ProcessGroupStdioTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: (message: JSONRPCMessage) => void;
+
+  private child: ChildProcess | undefined;
+  private readonly buffer = new ReadBuffer();
+  private exited: Promise<void> | undefined;
+  private closing = false;
+
+  constructor(private readonly options: StdioProcessOptions) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  start(): Promise<void> {
+    if (this.child) throw new Error('ProcessGroupStdioTransport already started');
+    // Host variables passed on to the child process, not configuration read by Gatehouse.
+    // eslint-disable-next-line no-restricted-properties
+    const inherited = Object.fromEntries(INHERITED_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.options.command, this.options.args, {
+        cwd: this.options.cwd,
+        env: { ...inherited, ...this.options.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true, // own process group, so close() can signal the whole tree
+        windowsHide: true,
+      });
+      this.child = child;
+      this.exited = new Promise((done) => child.once('exit', () => done()));
+      child.once('error', (error) => {
+        reject(error);
+        this.onerror?.(error);
+      });
+      child.once('spawn', () => resolve());
+      child.once('exit', (code, signal) => {
+        if (!this.closing) this.onerror?.(new Error(`process exited (${signal ?? `code ${code}`})`));
+        this.onclose?.();
+      });
+      child.stdout.on('data', (chunk: Buffer) => {
+        this.buffer.append(chunk);
+        for (;;) {
+          let message: JSONRPCMessage | null;
+          try {
+            message = this.buffer.readMessage();
+          } catch (error) {
+            this.onerror?.(error as Error);
+            continue;
+          }
+          if (!message) break;
+          this.onmessage?.(message);
+        }
+      });
+      child.stdin.on('error', (error) => this.onerror?.(error));
+      let pending = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        pending += chunk.toString('utf8');
+        const lines = pending.split('\n');
+        pending = lines.pop() ?? '';
+        for (const line of lines) if (line.trim()) this.options.onStderr?.(line);
+      });
+    });
+  }
+
+  send(message: JSONRPCMessage): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stdin = this.child?.stdin;
+      if (!stdin || stdin.destroyed) {
+        reject(new Error('process is not running'));
+        return;
+      }
+      if (stdin.write(serializeMessage(message))) resolve();
+      else stdin.once('drain', () => resolve());
+    });
+  }
+
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child || this.closing) return this.exited;
+    this.closing = true;
+    this.buffer.clear();
+    if (child.exitCode === null && child.signalCode === null && child.pid) {
+      child.stdin?.end();
+      signalGroup(child.pid, 'SIGTERM');
+      const timer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), this.options.killAfterMs ?? 2_000);
+      await this.exited;
+      clearTimeout(timer);
+      // The leader is gone; make sure nothing it started survives it.
+      signalGroup(child.pid, 'SIGKILL');
+    }
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // the group is already gone
+  }
+}

@@ -1,0 +1,158 @@
+import { Client, SSEClientTransport, StreamableHTTPClientTransport, type Tool, type Transport } from '@modelcontextprotocol/client';
+import type { UpstreamServerEntity } from './upstream-server.entity.js';
+import { ProcessGroupStdioTransport } from './stdio-transport.js';
+
+export type UpstreamState = 'connected' | 'connecting' | 'error' | 'disabled';
+
+export interface UpstreamStatus {
+  state: UpstreamState;
+  lastError: string | null;
+  toolCount: number;
+  updatedAt: string;
+}
+
+export interface ConnectionEvents {
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
+  /** The upstream's tool list changed (after connect, or on its list-changed notification). */
+  onToolsChanged(name: string): void;
+}
+
+const GATEHOUSE_CLIENT = { name: 'gatehouse', version: '0.1.0' };
+const BACKOFF_MIN_MS = 1_000;
+const BACKOFF_MAX_MS = 30_000;
+
+/** First line of an error, without anything that looks like a credential in a URL. */
+function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('\n')[0].replace(/\/\/[^/@\s]+@/g, '//[REDACTED]@').slice(0, 500);
+}
+
+/**
+ * One replica's live connection to one upstream MCP server, through the official SDK client
+ * (which negotiates the newest protocol era the server speaks). Keeps the server's tool list,
+ * reports its status, and reconnects with exponential backoff after a failure.
+ */
+export class UpstreamConnection {
+  private client: Client | undefined;
+  private transport: Transport | undefined;
+  private tools: Tool[] = [];
+  private status: UpstreamStatus;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private closed = false;
+  private generation = 0;
+
+  constructor(
+    readonly server: UpstreamServerEntity,
+    private readonly events: ConnectionEvents,
+  ) {
+    this.status = { state: server.enabled ? 'connecting' : 'disabled', lastError: null, toolCount: 0, updatedAt: new Date().toISOString() };
+  }
+
+  getStatus(): UpstreamStatus {
+    return this.status;
+  }
+
+  /** The upstream's own tools, unfiltered and with its own names. */
+  listTools(): Tool[] {
+    return this.tools;
+  }
+
+  getClient(): Client | undefined {
+    return this.status.state === 'connected' ? this.client : undefined;
+  }
+
+  /** Connects (or reconnects). Never rejects: failures become `state: "error"` and a retry. */
+  async connect(): Promise<void> {
+    if (this.closed || !this.server.enabled) return;
+    const generation = ++this.generation;
+    this.setStatus({ state: 'connecting' });
+    await this.dispose();
+    try {
+      const transport = this.createTransport();
+      const client = new Client(GATEHOUSE_CLIENT, {
+        capabilities: {},
+        versionNegotiation: { mode: 'auto' },
+        listChanged: {
+          tools: {
+            onChanged: (error, tools) => {
+              if (error || generation !== this.generation) return;
+              this.tools = tools ?? [];
+              this.setStatus({ toolCount: this.tools.length });
+              this.events.onToolsChanged(this.server.name);
+            },
+          },
+        },
+      });
+      this.client = client;
+      this.transport = transport;
+      transport.onclose = () => {
+        if (generation === this.generation && !this.closed) this.failed(new Error('connection closed'), generation);
+      };
+      await client.connect(transport, { timeout: this.server.timeoutMs });
+      const { tools } = await client.listTools(undefined, { timeout: this.server.timeoutMs });
+      if (generation !== this.generation || this.closed) return;
+      this.tools = tools;
+      this.attempt = 0;
+      this.setStatus({ state: 'connected', lastError: null, toolCount: tools.length });
+      this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: client.getNegotiatedProtocolVersion() }, 'upstream connected');
+      this.events.onToolsChanged(this.server.name);
+    } catch (error) {
+      this.failed(error, generation);
+    }
+  }
+
+  /** Disconnects for good (server deleted, disabled or replaced, or shutdown). */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.generation++;
+    clearTimeout(this.retryTimer);
+    await this.dispose();
+    if (!this.server.enabled) this.setStatus({ state: 'disabled', toolCount: 0 });
+  }
+
+  private failed(error: unknown, generation: number): void {
+    if (generation !== this.generation || this.closed) return;
+    const message = describe(error);
+    const hadTools = this.tools.length > 0;
+    this.tools = [];
+    this.setStatus({ state: 'error', lastError: message, toolCount: 0 });
+    if (hadTools) this.events.onToolsChanged(this.server.name);
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);
+    this.events.log.warn({ server: this.server.name, error: message, retryInMs: delay }, 'upstream unavailable');
+    void this.dispose();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.connect(), delay);
+    this.retryTimer.unref();
+  }
+
+  private async dispose(): Promise<void> {
+    const client = this.client;
+    const transport = this.transport;
+    this.client = undefined;
+    this.transport = undefined;
+    if (transport) transport.onclose = undefined;
+    await client?.close().catch(() => undefined);
+    await transport?.close().catch(() => undefined);
+  }
+
+  private createTransport(): Transport {
+    const s = this.server;
+    if (s.transport === 'stdio') {
+      return new ProcessGroupStdioTransport({
+        command: s.command!,
+        args: s.args,
+        env: s.env,
+        cwd: s.cwd ?? undefined,
+        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: line.slice(0, 2000) }, 'upstream stderr'),
+      });
+    }
+    const url = new URL(s.url!);
+    const requestInit = { headers: s.headers };
+    return s.transport === 'sse' ? new SSEClientTransport(url, { requestInit }) : new StreamableHTTPClientTransport(url, { requestInit });
+  }
+
+  private setStatus(patch: Partial<UpstreamStatus>): void {
+    this.status = { ...this.status, ...patch, updatedAt: new Date().toISOString() };
+  }
+}

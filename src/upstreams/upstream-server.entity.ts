@@ -1,0 +1,68 @@
+import { Check, Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
+
+export type UpstreamTransport = 'stdio' | 'streamable_http' | 'sse';
+
+export interface ToolFilter {
+  allow: string[];
+  deny: string[];
+}
+
+/** An MCP server behind Gatehouse: a stdio program it runs, or a remote HTTP MCP server. */
+@Entity({ name: 'upstream_servers' })
+@Index('upstream_servers_name_key', ['name'], { unique: true })
+@Check('upstream_servers_transport_check', `transport IN ('stdio', 'streamable_http', 'sse')`)
+@Check('upstream_servers_timeout_check', `timeout_ms BETWEEN 100 AND 3600000`)
+@Check('upstream_servers_source_check', `source IN ('api', 'file')`)
+@Check('upstream_servers_name_format', `name ~ '^[a-z0-9][a-z0-9-]{0,62}$'`)
+@Check('upstream_servers_stdio_command', `transport <> 'stdio' OR command IS NOT NULL`)
+@Check('upstream_servers_http_url', `transport = 'stdio' OR url IS NOT NULL`)
+export class UpstreamServerEntity {
+  @PrimaryGeneratedColumn('uuid')
+  id!: string;
+
+  @Column({ type: 'text' })
+  name!: string;
+
+  @Column({ type: 'text' })
+  transport!: UpstreamTransport;
+
+  @Column({ type: 'text', nullable: true })
+  command!: string | null;
+
+  @Column({ type: 'text', array: true, default: () => "'{}'" })
+  args!: string[];
+
+  @Column({ type: 'jsonb', default: () => "'{}'" })
+  env!: Record<string, string>;
+
+  @Column({ type: 'text', nullable: true })
+  cwd!: string | null;
+
+  @Column({ type: 'text', nullable: true })
+  url!: string | null;
+
+  @Column({ type: 'jsonb', default: () => "'{}'" })
+  headers!: Record<string, string>;
+
+  @Column({ type: 'boolean', default: true })
+  enabled!: boolean;
+
+  @Column({ type: 'text', nullable: true })
+  description!: string | null;
+
+  @Column({ name: 'timeout_ms', type: 'integer', default: 60_000 })
+  timeoutMs!: number;
+
+  @Column({ name: 'tool_filter', type: 'jsonb', default: () => "'{}'" })
+  toolFilter!: ToolFilter;
+
+  /** `file` when declared in GATEHOUSE_SERVERS_FILE (upserted at every start), else `api`. */
+  @Column({ type: 'text', default: 'api' })
+  source!: 'api' | 'file';
+
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  createdAt!: Date;
+
+  @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' })
+  updatedAt!: Date;
+}

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
@@ -91,6 +92,18 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     void reply.header(REQUEST_ID_HEADER, request.id);
     done();
   });
+
+  // Admin API reference: the document at /api/openapi.json, a browsable UI at /api/docs.
+  const openapi = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Gatehouse admin API')
+      .setDescription('Manage the upstream MCP servers, users, keys, policies and secrets behind a Gatehouse MCP gateway.')
+      .setVersion('v1')
+      .addServer(config.http.publicUrl)
+      .build(),
+  );
+  SwaggerModule.setup('api/docs', app, openapi, { jsonDocumentUrl: 'api/openapi.json', yamlDocumentUrl: 'api/openapi.yaml' });
 
   if (config.http.cors.enabled) {
     const { origins, methods, headers, credentials } = config.http.cors;

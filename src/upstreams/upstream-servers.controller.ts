@@ -1,4 +1,7 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
+import { ApiBody, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import { createServerSchema, patchServerSchema } from './upstream-server.schema.js';
 import { UpstreamServersService, type UpstreamServerView } from './upstream-servers.service.js';
 
 /**
@@ -6,50 +9,75 @@ import { UpstreamServersService, type UpstreamServerView } from './upstream-serv
  * global guard once it exists (see docs/auth.md); until then run with MCP_AUTH_STRATEGY=none
  * on a trusted network only.
  */
+/** OpenAPI request schemas straight from the zod schemas that validate the bodies. */
+function jsonSchema(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
+  return rest;
+}
+const ERROR = { description: 'JSON error `{ error: { code, message, requestId } }`' };
+
+@ApiTags('servers')
+@ApiParam({ name: 'name', required: false, description: 'server name, a slug [a-z0-9][a-z0-9-]{0,62}' })
 @Controller('api/v1/servers')
 export class UpstreamServersController {
   constructor(private readonly servers: UpstreamServersService) {}
 
   @Get()
+  @ApiOperation({ summary: 'List upstream servers with their live status' })
   async list(): Promise<{ items: UpstreamServerView[] }> {
     return { items: await this.servers.list() };
   }
 
   @Post()
   @HttpCode(201)
+  @ApiOperation({ summary: 'Register an upstream MCP server' })
+  @ApiBody({ schema: jsonSchema(createServerSchema) })
+  @ApiResponse({ status: 201, description: 'the server, with status' })
+  @ApiResponse({ status: 400, ...ERROR })
+  @ApiResponse({ status: 409, ...ERROR })
   create(@Body() body: unknown): Promise<UpstreamServerView> {
     return this.servers.create(body);
   }
 
   @Get(':name')
+  @ApiOperation({ summary: 'One server with its live status' })
+  @ApiResponse({ status: 404, ...ERROR })
   get(@Param('name') name: string): Promise<UpstreamServerView> {
     return this.servers.get(name);
   }
 
   @Patch(':name')
+  @ApiOperation({ summary: 'Change some fields of a server; it reconnects on every replica' })
+  @ApiBody({ schema: jsonSchema(patchServerSchema) })
+  @ApiResponse({ status: 400, ...ERROR })
+  @ApiResponse({ status: 404, ...ERROR })
   patch(@Param('name') name: string, @Body() body: unknown): Promise<UpstreamServerView> {
     return this.servers.patch(name, body);
   }
 
   @Delete(':name')
   @HttpCode(204)
+  @ApiOperation({ summary: 'Remove a server; its processes are stopped on every replica' })
   async remove(@Param('name') name: string): Promise<void> {
     await this.servers.remove(name);
   }
 
   @Post(':name/enable')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Enable a server' })
   enable(@Param('name') name: string): Promise<UpstreamServerView> {
     return this.servers.setEnabled(name, true);
   }
 
   @Post(':name/disable')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Disable a server (its connections and processes stop)' })
   disable(@Param('name') name: string): Promise<UpstreamServerView> {
     return this.servers.setEnabled(name, false);
   }
 
   @Get(':name/tools')
+  @ApiOperation({ summary: "The upstream's own tool list, unfiltered, under its own names" })
   tools(@Param('name') name: string): ReturnType<UpstreamServersService['tools']> {
     return this.servers.tools(name);
   }

@@ -235,6 +235,25 @@ describe('upstream servers: registry, admin API, connections', () => {
     }
   });
 
+  it('publishes an OpenAPI document of the servers API at /api/openapi.json and a UI at /api/docs', async () => {
+    const doc = (await (await fetch(`${app.url}/api/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown>; required: string[] } }> } }>>;
+    };
+    assert.deepEqual(Object.keys(doc.paths).filter((p) => p.startsWith('/api/v1/servers')).sort(), [
+      '/api/v1/servers',
+      '/api/v1/servers/{name}',
+      '/api/v1/servers/{name}/disable',
+      '/api/v1/servers/{name}/enable',
+      '/api/v1/servers/{name}/tools',
+    ]);
+    const create = doc.paths['/api/v1/servers'].post.requestBody!.content['application/json'].schema;
+    assert.deepEqual(create.required.sort(), ['name', 'transport']);
+    assert.ok('toolFilter' in create.properties);
+    const ui = await fetch(`${app.url}/api/docs`);
+    assert.equal(ui.status, 200);
+    assert.match(await ui.text(), /swagger-ui/i);
+  });
+
   it('upserts servers declared in GATEHOUSE_SERVERS_FILE and refuses a bad file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-servers-'));
     const file = join(dir, 'servers.yaml');

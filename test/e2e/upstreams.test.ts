@@ -191,6 +191,25 @@ describe('upstream servers: registry, admin API, connections', () => {
     await eventually('process gone after delete', () => (processesWith(marker).length === 0 ? true : undefined));
   });
 
+  it('restarts a stdio server that crashed, with backoff', async () => {
+    assert.equal((await api('POST', '', stdioEverything('crashy'))).status, 201);
+    await connected('crashy');
+    const [pid] = processesWith(marker);
+    assert.ok(pid, 'the upstream process runs');
+    process.kill(pid, 'SIGKILL');
+    const failed = await eventually('error state after the crash', async () => {
+      const v = (await api('GET', '/crashy')).body as ServerView;
+      return v.status.state === 'error' ? v : undefined;
+    });
+    assert.match(failed.status.lastError ?? '', /exited|closed/);
+    const back = await connected('crashy');
+    assert.ok(back.status.toolCount > 5);
+    const [newPid] = processesWith(marker);
+    assert.ok(newPid && newPid !== pid, 'a new process serves it');
+    assert.equal((await api('DELETE', '/crashy')).status, 204);
+    await eventually('process gone after delete', () => (processesWith(marker).length === 0 ? true : undefined));
+  });
+
   it('connects over streamable HTTP and legacy SSE', async () => {
     for (const [mode, transport] of [
       ['streamableHttp', 'streamable_http'],

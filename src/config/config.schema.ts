@@ -48,6 +48,12 @@ export const envSchema = z.object({
     (s) => /^[0-9A-Fa-f.:/,\s]+$|^(true|false)$/i.test(s),
   ).default('false'),
 
+  HTTP_DNS_REBINDING_PROTECTION: envBool().default(true),
+  HTTP_ALLOWED_HOSTS: envList('a comma-separated list of host names', (s) => /^[A-Za-z0-9.:[\]-]+$/.test(s)).optional(),
+  HTTP_SESSION_TIMEOUT: envInt(1_000, 30 * 24 * 3_600_000).default(1_800_000),
+  HTTP_MAX_CONCURRENT_SESSIONS: envInt(1, 1_000_000).default(100),
+  HTTP_SESSION_CLEANUP_INTERVAL: envInt(1_000, 24 * 3_600_000).default(60_000),
+
   DATABASE_URL: envUrl(['postgres', 'postgresql']).optional(),
   DB_MIGRATE: envBool().default(true),
   DB_POOL_MAX: envInt(1, 1000).default(10),
@@ -95,6 +101,17 @@ export interface AppConfig {
     poolMax: number;
     statementTimeoutMs: number;
     embedded: { dir: string; port: number };
+  };
+  mcp: {
+    /** Validate Host and Origin on /mcp (DNS-rebinding protection). */
+    dnsRebindingProtection: boolean;
+    /** Host names (no port) accepted in the Host header of /mcp requests. */
+    allowedHosts: string[];
+    /** Origins accepted in the Origin header of /mcp requests (absent Origin is fine). */
+    allowedOrigins: string[];
+    sessionTimeoutMs: number;
+    maxSessionsPerPrincipal: number;
+    sessionSweepIntervalMs: number;
   };
   upstreams: {
     /** YAML/JSON list of servers upserted at start (e.g. a mounted ConfigMap). */
@@ -144,6 +161,20 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       poolMax: e.DB_POOL_MAX,
       statementTimeoutMs: e.DB_STATEMENT_TIMEOUT,
       embedded: { dir: e.EMBEDDED_POSTGRES_DIR, port: e.EMBEDDED_POSTGRES_PORT },
+    },
+    mcp: {
+      dnsRebindingProtection: e.HTTP_DNS_REBINDING_PROTECTION,
+      allowedHosts: e.HTTP_ALLOWED_HOSTS ?? [...new Set([new URL(publicUrl).hostname, 'localhost', '127.0.0.1', '[::1]'])],
+      allowedOrigins: [
+        ...new Set([
+          new URL(publicUrl).origin,
+          ...e.HTTP_CORS_ORIGINS.filter((o) => o !== '*'),
+          ...(e.HTTP_ALLOWED_HOSTS ? [] : [`http://localhost:${e.PORT}`, `http://127.0.0.1:${e.PORT}`]),
+        ]),
+      ],
+      sessionTimeoutMs: e.HTTP_SESSION_TIMEOUT,
+      maxSessionsPerPrincipal: e.HTTP_MAX_CONCURRENT_SESSIONS,
+      sessionSweepIntervalMs: e.HTTP_SESSION_CLEANUP_INTERVAL,
     },
     upstreams: { serversFile: e.GATEHOUSE_SERVERS_FILE },
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },

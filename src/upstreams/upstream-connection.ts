@@ -1,4 +1,13 @@
-import { Client, SSEClientTransport, StreamableHTTPClientTransport, type Tool, type Transport } from '@modelcontextprotocol/client';
+import {
+  Client,
+  SSEClientTransport,
+  StreamableHTTPClientTransport,
+  type Prompt,
+  type Resource,
+  type ResourceTemplateType,
+  type Tool,
+  type Transport,
+} from '@modelcontextprotocol/client';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
 
@@ -13,7 +22,7 @@ export interface UpstreamStatus {
 
 export interface ConnectionEvents {
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
-  /** The upstream's tool list changed (after connect, or on its list-changed notification). */
+  /** The upstream's tools, prompts or resources changed (after connect, or on its list-changed notification). */
   onToolsChanged(name: string): void;
 }
 
@@ -36,6 +45,9 @@ export class UpstreamConnection {
   private client: Client | undefined;
   private transport: Transport | undefined;
   private tools: Tool[] = [];
+  private prompts: Prompt[] = [];
+  private resources: Resource[] = [];
+  private resourceTemplates: ResourceTemplateType[] = [];
   private status: UpstreamStatus;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
@@ -56,6 +68,11 @@ export class UpstreamConnection {
   /** The upstream's own tools, unfiltered and with its own names. */
   listTools(): Tool[] {
     return this.tools;
+  }
+
+  /** Everything the upstream offers, as last listed. */
+  offerings(): { tools: Tool[]; prompts: Prompt[]; resources: Resource[]; resourceTemplates: ResourceTemplateType[] } {
+    return { tools: this.tools, prompts: this.prompts, resources: this.resources, resourceTemplates: this.resourceTemplates };
   }
 
   getClient(): Client | undefined {
@@ -82,6 +99,20 @@ export class UpstreamConnection {
               this.events.onToolsChanged(this.server.name);
             },
           },
+          prompts: {
+            onChanged: (error, prompts) => {
+              if (error || generation !== this.generation) return;
+              this.prompts = prompts ?? [];
+              this.events.onToolsChanged(this.server.name);
+            },
+          },
+          resources: {
+            onChanged: (error, resources) => {
+              if (error || generation !== this.generation) return;
+              this.resources = resources ?? [];
+              this.events.onToolsChanged(this.server.name);
+            },
+          },
         },
       });
       this.client = client;
@@ -90,9 +121,19 @@ export class UpstreamConnection {
         if (generation === this.generation && !this.closed) this.failed(new Error('connection closed'), generation);
       };
       await client.connect(transport, { timeout: this.server.timeoutMs });
-      const { tools } = await client.listTools(undefined, { timeout: this.server.timeoutMs });
+      const timeout = { timeout: this.server.timeoutMs };
+      const caps = client.getServerCapabilities() ?? {};
+      const [tools, prompts, resources, resourceTemplates] = await Promise.all([
+        caps.tools ? client.listTools(undefined, timeout).then((r) => r.tools) : [],
+        caps.prompts ? client.listPrompts(undefined, timeout).then((r) => r.prompts) : [],
+        caps.resources ? client.listResources(undefined, timeout).then((r) => r.resources) : [],
+        caps.resources ? client.listResourceTemplates(undefined, timeout).then((r) => r.resourceTemplates) : [],
+      ]);
       if (generation !== this.generation || this.closed) return;
       this.tools = tools;
+      this.prompts = prompts;
+      this.resources = resources;
+      this.resourceTemplates = resourceTemplates;
       this.attempt = 0;
       this.setStatus({ state: 'connected', lastError: null, toolCount: tools.length });
       this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: client.getNegotiatedProtocolVersion() }, 'upstream connected');
@@ -114,8 +155,11 @@ export class UpstreamConnection {
   private failed(error: unknown, generation: number): void {
     if (generation !== this.generation || this.closed) return;
     const message = describe(error);
-    const hadTools = this.tools.length > 0;
+    const hadTools = this.tools.length + this.prompts.length + this.resources.length + this.resourceTemplates.length > 0;
     this.tools = [];
+    this.prompts = [];
+    this.resources = [];
+    this.resourceTemplates = [];
     this.setStatus({ state: 'error', lastError: message, toolCount: 0 });
     if (hadTools) this.events.onToolsChanged(this.server.name);
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);

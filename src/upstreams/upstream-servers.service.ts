@@ -12,6 +12,7 @@ import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
 import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
+import { buildCatalog, type Catalog } from './catalog.js';
 import { loadServersFile } from './servers-file.js';
 import { UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -62,6 +63,8 @@ const isUniqueViolation = (e: unknown) => e instanceof QueryFailedError && (e.dr
 export class UpstreamServersService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly connections = new Map<string, UpstreamConnection>();
   private readonly toolListeners = new Set<(server: string) => void>();
+  /** Built catalogs by scope ('' = every server, aggregated), dropped on any change. */
+  private readonly catalogs = new Map<string, Catalog | null>();
   private fileServers: CreateServerInput[] | undefined;
   private stopped = false;
   private readonly unsubscribe: (() => void)[] = [];
@@ -76,7 +79,25 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
     logger.setContext('Upstreams');
   }
 
-  /** Called with a server's name whenever the tools it offers may have changed. */
+  /**
+   * The catalog a client of `/mcp` (scope `''`, aggregated and namespaced) or of
+   * `/mcp/<server>` (its own names) sees; `undefined` for an unknown or disabled server.
+   * Cached until something changes.
+   */
+  catalog(scope: string): Catalog | undefined {
+    let catalog = this.catalogs.get(scope);
+    if (catalog === undefined) {
+      const sources = [...this.connections.values()]
+        .filter((c) => c.server.enabled && (scope === '' || c.server.name === scope))
+        .sort((a, b) => a.server.name.localeCompare(b.server.name))
+        .map((c) => ({ server: c.server.name, toolFilter: c.server.toolFilter, ...c.offerings() }));
+      catalog = scope !== '' && sources.length === 0 ? null : buildCatalog(sources, scope === '' ? 'aggregate' : 'single');
+      this.catalogs.set(scope, catalog);
+    }
+    return catalog ?? undefined;
+  }
+
+  /** Called with a server's name whenever what it offers (tools, prompts, resources) may have changed. */
   onToolsChanged(listener: (server: string) => void): () => void {
     this.toolListeners.add(listener);
     return () => this.toolListeners.delete(listener);
@@ -163,6 +184,11 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
     return { server: row.name, status: this.statusOf(row), tools: connection?.listTools() ?? [] };
   }
 
+  /** Names of the servers this replica is connected to. */
+  connectedServers(): string[] {
+    return [...this.connections.values()].filter((c) => c.getClient() !== undefined).map((c) => c.server.name);
+  }
+
   /** Live connection to an enabled, connected server (for routing). */
   connection(name: string): UpstreamConnection | undefined {
     return this.connections.get(name);
@@ -198,6 +224,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
       await current.close();
       if (current.listTools().length > 0 || !row) this.notifyTools(name);
     }
+    this.catalogs.clear();
     if (!row) return;
     const connection = new UpstreamConnection(row, {
       log: {
@@ -218,6 +245,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
   }
 
   private notifyTools(server: string): void {
+    this.catalogs.clear();
     for (const listener of this.toolListeners) listener(server);
   }
 

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { freePort } from '../support/process.js';
+import { EVERYTHING, eventually, everythingOverHttp, processesWith } from '../support/upstreams.js';
 
-const EVERYTHING = resolve('node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 
 interface ServerView {
   name: string;
@@ -22,44 +22,6 @@ interface ServerView {
 
 interface ErrorBody {
   error: { code: string; message: string; requestId: string };
-}
-
-/** PIDs of live processes whose environment carries `marker`. */
-function processesWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/environ`, 'utf8').includes(marker)) pids.push(Number(entry));
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return pids;
-}
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Runs server-everything over HTTP (`streamableHttp` or `sse`) on a free port. */
-async function everythingOverHttp(mode: 'streamableHttp' | 'sse'): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [EVERYTHING, mode], { env: { PATH: process.env.PATH, PORT: String(port) }, stdio: 'ignore' });
-  const base = `http://127.0.0.1:${port}`;
-  await eventually(`${mode} upstream on ${port}`, () =>
-    fetch(`${base}/`).then(
-      () => true,
-      () => undefined,
-    ),
-  );
-  return { url: mode === 'sse' ? `${base}/sse` : `${base}/mcp`, child };
 }
 
 describe('upstream servers: registry, admin API, connections', () => {

@@ -1,6 +1,7 @@
 import { Catch, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PinoLogger } from 'nestjs-pino';
+import { ErrorCode } from '../errors/error-code.js';
 import { mapError, type ErrorBody } from '../errors/error-response.js';
 
 /**
@@ -20,7 +21,20 @@ export function sendError(error: unknown, request: FastifyRequest, reply: Fastif
     },
   };
   if (reply.sent) return;
-  void reply.status(mapped.status).header('content-type', 'application/json; charset=utf-8').send(body);
+  // MCP clients read JSON-RPC: errors on /mcp (bad JSON, body too large, …) keep their HTTP
+  // status but use the JSON-RPC error envelope (JSON-RPC 2.0 §5.1 codes).
+  // A body over the limit is answered before it was read: the rest of it must not be taken
+  // for the next request on a kept-alive connection.
+  if (mapped.status === 413) void reply.header('connection', 'close');
+  const payload = isMcpPath(request.url) ? toJsonRpcError(mapped.code, mapped.message) : body;
+  void reply.status(mapped.status).header('content-type', 'application/json; charset=utf-8').send(payload);
+}
+
+const isMcpPath = (url: string) => url === '/mcp' || url.startsWith('/mcp/') || url.startsWith('/mcp?');
+
+function toJsonRpcError(code: ErrorCode | string, message: string): { jsonrpc: '2.0'; error: { code: number; message: string }; id: null } {
+  const rpcCode = code === String(ErrorCode.InvalidJson) ? -32700 : code === String(ErrorCode.Internal) ? -32603 : -32600;
+  return { jsonrpc: '2.0', error: { code: rpcCode, message }, id: null };
 }
 
 @Catch()

@@ -1,0 +1,160 @@
+import { ProtocolError, ProtocolErrorCode, Server, type CallToolResult } from '@modelcontextprotocol/server';
+import type { Client } from '@modelcontextprotocol/client';
+import type { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
+import type { Catalog, Target } from '../upstreams/catalog.js';
+
+export const GATEWAY_INFO = { name: 'gatehouse', title: 'Gatehouse MCP gateway', version: '0.1.0' };
+
+/** What a per-request server instance needs: the scope it serves and the registry. */
+export interface GatewayScope {
+  /** `''` for the aggregated `/mcp`, else the server name of `/mcp/<server>`. */
+  scope: string;
+  upstreams: UpstreamServersService;
+}
+
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n')[0].slice(0, 500);
+
+/** A tool call that cannot reach its upstream: a result the model can read, not a protocol error. */
+function upstreamFailure(server: string, problem: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text: `Upstream MCP server "${server}" failed: ${problem}` }] };
+}
+
+function isTimeout(error: unknown): boolean {
+  return error instanceof Error && /timed? ?out/i.test(error.message);
+}
+
+/**
+ * Builds the SDK `Server` that answers one request (modern era) or one legacy request. It holds
+ * no state of its own: every handler reads the replica's cached catalog and forwards to the
+ * upstream's live SDK client, so building one costs a few handler registrations.
+ *
+ * Protocol errors from an upstream keep their JSON-RPC code and gain the server's name; a
+ * tool call whose upstream is down, crashed or too slow becomes an `isError` result naming
+ * the server (MCP spec, server/tools: "errors in the tool execution are reported in the
+ * result"), so the model can see and react to it. Nothing ever waits past the server's
+ * `timeoutMs`.
+ */
+export function createGatewayServer({ scope, upstreams }: GatewayScope): Server {
+  const server = new Server(GATEWAY_INFO, {
+    capabilities: {
+      tools: { listChanged: true },
+      prompts: { listChanged: true },
+      resources: { listChanged: true },
+      completions: {},
+      logging: {},
+    },
+    instructions:
+      scope === ''
+        ? 'Gatehouse aggregates the team’s MCP servers. Tool and prompt names are <server>__<name>; resource URIs are gatehouse://<server>/<uri>.'
+        : `Gatehouse endpoint for the "${scope}" MCP server.`,
+    cacheHints: {
+      'tools/list': { ttlMs: 30_000, cacheScope: 'private' },
+      'prompts/list': { ttlMs: 30_000, cacheScope: 'private' },
+      'resources/list': { ttlMs: 30_000, cacheScope: 'private' },
+      'resources/templates/list': { ttlMs: 30_000, cacheScope: 'private' },
+      'server/discover': { ttlMs: 300_000, cacheScope: 'public' },
+    },
+  });
+
+  const catalog = (): Catalog => {
+    const c = upstreams.catalog(scope);
+    if (!c) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `MCP server "${scope}" does not exist or is disabled`);
+    return c;
+  };
+  const clientFor = (target: Target): { client: Client; timeout: number } => {
+    const connection = upstreams.connection(target.server);
+    const client = connection?.getClient();
+    if (!connection || !client) {
+      const status = connection?.getStatus();
+      throw new ProtocolError(
+        ProtocolErrorCode.InternalError,
+        `Upstream MCP server "${target.server}" is unavailable${status?.lastError ? `: ${status.lastError}` : ` (${status?.state ?? 'unknown'})`}`,
+      );
+    }
+    return { client, timeout: connection.server.timeoutMs };
+  };
+  /** Re-raises an upstream failure as a protocol error that names the server. */
+  const named = (target: Target, error: unknown): never => {
+    if (error instanceof ProtocolError) {
+      throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
+    }
+    throw new ProtocolError(ProtocolErrorCode.InternalError, `Upstream MCP server "${target.server}" failed: ${errorText(error)}`);
+  };
+
+  server.setRequestHandler('tools/list', () => ({ tools: catalog().tools }));
+  server.setRequestHandler('prompts/list', () => ({ prompts: catalog().prompts }));
+  server.setRequestHandler('resources/list', () => ({ resources: catalog().resources }));
+  server.setRequestHandler('resources/templates/list', () => ({ resourceTemplates: catalog().resourceTemplates }));
+
+  server.setRequestHandler('tools/call', async (request, ctx) => {
+    const target = catalog().resolveTool(request.params.name);
+    if (!target) {
+      const hint = scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
+      throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${request.params.name}".${hint}`);
+    }
+    const connection = upstreams.connection(target.server);
+    const client = connection?.getClient();
+    if (!connection || !client) {
+      const status = connection?.getStatus();
+      return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
+    }
+    const progressToken = request.params._meta?.progressToken;
+    try {
+      return (await client.callTool(
+        { name: target.name, arguments: request.params.arguments },
+        {
+          signal: ctx.mcpReq.signal,
+          timeout: connection.server.timeoutMs,
+          onprogress:
+            progressToken === undefined
+              ? undefined
+              : (progress) => void ctx.mcpReq.notify({ method: 'notifications/progress', params: { ...progress, progressToken } }),
+        },
+      ));
+    } catch (error) {
+      if (ctx.mcpReq.signal.aborted) throw error;
+      if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
+      if (error instanceof ProtocolError) return named(target, error);
+      return upstreamFailure(target.server, errorText(error));
+    }
+  });
+
+  server.setRequestHandler('prompts/get', async (request, ctx) => {
+    const target = catalog().resolvePrompt(request.params.name);
+    if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown prompt "${request.params.name}"`);
+    const { client, timeout } = clientFor(target);
+    return client.getPrompt({ ...request.params, name: target.name }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
+  });
+
+  server.setRequestHandler('resources/read', async (request, ctx) => {
+    const target = catalog().resolveResource(request.params.uri);
+    if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown resource "${request.params.uri}"`);
+    const { client, timeout } = clientFor(target);
+    const result = await client.readResource({ ...request.params, uri: target.name }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
+    // Contents carry the upstream's URI; give the client back the one it asked for.
+    return { ...result, contents: result.contents.map((c) => (c.uri === target.name ? { ...c, uri: request.params.uri } : c)) };
+  });
+
+  server.setRequestHandler('completion/complete', async (request, ctx) => {
+    const ref = request.params.ref;
+    const c = catalog();
+    const target = ref.type === 'ref/prompt' ? c.resolvePrompt(ref.name) : c.resolveResource(ref.uri);
+    if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown completion reference`);
+    const { client, timeout } = clientFor(target);
+    const upstreamRef = ref.type === 'ref/prompt' ? { ...ref, name: target.name } : { ...ref, uri: target.name };
+    return client.complete({ ...request.params, ref: upstreamRef }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
+  });
+
+  server.setRequestHandler('logging/setLevel', async (request) => {
+    const servers = scope === '' ? upstreams.connectedServers() : [scope];
+    await Promise.all(
+      servers.map(async (name) => {
+        const client = upstreams.connection(name)?.getClient();
+        if (client?.getServerCapabilities()?.logging) await client.setLoggingLevel(request.params.level).catch(() => undefined);
+      }),
+    );
+    return {};
+  });
+
+  return server;
+}

@@ -1,0 +1,241 @@
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  createMcpHandler,
+  isInitializeRequest,
+  isLegacyRequest,
+  legacyStatelessFallback,
+  validateHostHeader,
+  type LegacyHttpHandler,
+  type McpHttpHandler,
+} from '@modelcontextprotocol/server';
+import { PinoLogger } from 'nestjs-pino';
+import { APP_CONFIG } from '../config/config.module.js';
+import type { AppConfig } from '../config/config.schema.js';
+import { SessionsService, TooManySessionsError, type LiveSession } from '../sessions/sessions.service.js';
+import { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
+import { createGatewayServer } from './gateway-server.js';
+
+const SESSION_HEADER = 'mcp-session-id';
+const KEEPALIVE_MS = 15_000;
+/** Anonymous until authentication lands: every session belongs to this principal. */
+const ANONYMOUS = 'anonymous';
+
+/** A JSON-RPC error answered before any MCP processing (ids unknown: `null`). */
+export function jsonRpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }), {
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+interface Handlers {
+  modern: McpHttpHandler;
+  legacy: LegacyHttpHandler;
+}
+
+interface HeldStream {
+  sessionId: string;
+  scope: string;
+  write(chunk: string): void;
+  close(): void;
+}
+
+/**
+ * The `/mcp` edge: validates Host and Origin, classifies each request into its protocol era,
+ * and serves it.
+ *
+ * - Modern (2026-07-28, stateless): the SDK's `createMcpHandler` runs the spec's validation
+ *   ladder (envelope, `MCP-Protocol-Version` / `Mcp-Method` / `Mcp-Name` against the body),
+ *   `server/discover`, cache hints and `subscriptions/listen`, over a per-request gateway server.
+ * - Legacy (2025-03-26 … 2025-11-25): sessions live in PostgreSQL ({@link SessionsService}), so
+ *   any replica serves any session; each POST is then answered by the SDK's stateless legacy
+ *   serving over the same gateway server. The GET notification stream and DELETE are served
+ *   here, because a stateless SDK transport has neither.
+ */
+@Injectable()
+export class McpEdgeService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly handlers = new Map<string, Handlers>();
+  private readonly streams = new Set<HeldStream>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly allowedHosts: string[];
+  private readonly allowedOrigins: Set<string>;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly upstreams: UpstreamServersService,
+    private readonly sessions: SessionsService,
+    private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('McpEdge');
+    this.allowedHosts = config.mcp.allowedHosts.map((h) => h.replace(/^\[|\]$/g, ''));
+    this.allowedOrigins = new Set(config.mcp.allowedOrigins);
+  }
+
+  onApplicationBootstrap(): void {
+    this.unsubscribe.push(
+      this.upstreams.onToolsChanged((server) => this.catalogChanged(server)),
+      this.sessions.onClosed((id) => {
+        for (const stream of this.streams) if (stream.sessionId === id) stream.close();
+      }),
+    );
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    for (const off of this.unsubscribe.splice(0)) off();
+    for (const stream of this.streams) stream.close();
+    await Promise.all([...this.handlers.values()].map((h) => h.modern.close()));
+  }
+
+  /** Number of legacy GET streams this replica holds (for tests and metrics). */
+  get heldStreams(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Serves one HTTP request to `/mcp` (scope `''`) or `/mcp/<scope>`. `parsedBody` is the
+   * JSON body Fastify already parsed (undefined for GET/DELETE).
+   */
+  async handle(request: Request, parsedBody: unknown, scope: string): Promise<Response> {
+    const rejected = this.checkHostAndOrigin(request);
+    if (rejected) return rejected;
+    if (scope !== '' && !this.upstreams.catalog(scope)) {
+      return jsonRpcError(404, -32600, `MCP server "${scope}" does not exist or is disabled`);
+    }
+    const handlers = this.handlersFor(scope);
+    if (request.method === 'POST' && !(await isLegacyRequest(request, parsedBody))) {
+      return handlers.modern.fetch(request, { parsedBody });
+    }
+    return this.legacy(request, parsedBody, scope, handlers.legacy);
+  }
+
+  /**
+   * MCP transports spec (2025-06-18+, "Security Warning"): servers MUST validate the Origin
+   * header to prevent DNS rebinding; an invalid Origin is answered 403. Host is checked too,
+   * since a rebinding attack reaches us with the attacker's host name.
+   */
+  private checkHostAndOrigin(request: Request): Response | undefined {
+    if (!this.config.mcp.dnsRebindingProtection) return undefined;
+    const host = validateHostHeader(request.headers.get('host'), this.allowedHosts);
+    if (!host.ok) return jsonRpcError(403, -32000, `Forbidden: Host ${JSON.stringify(request.headers.get('host') ?? '')} is not allowed (HTTP_ALLOWED_HOSTS)`);
+    const origin = request.headers.get('origin');
+    if (origin !== null && !this.allowedOrigins.has(origin)) {
+      return jsonRpcError(403, -32000, `Forbidden: Origin ${JSON.stringify(origin)} is not allowed (HTTP_CORS_ORIGINS)`);
+    }
+    return undefined;
+  }
+
+  private handlersFor(scope: string): Handlers {
+    let handlers = this.handlers.get(scope);
+    if (!handlers) {
+      const factory = () => createGatewayServer({ scope, upstreams: this.upstreams });
+      const onerror = (error: Error) => this.logger.debug({ scope, error: error.message }, 'MCP request rejected');
+      handlers = {
+        modern: createMcpHandler(factory, { legacy: 'reject', onerror }),
+        legacy: legacyStatelessFallback(factory, onerror, { maxRequestBodySize: this.config.http.maxRequestBytes }),
+      };
+      this.handlers.set(scope, handlers);
+    }
+    return handlers;
+  }
+
+  private async legacy(request: Request, body: unknown, scope: string, serve: LegacyHttpHandler): Promise<Response> {
+    const token = request.headers.get(SESSION_HEADER);
+
+    if (request.method === 'POST' && isInitializeRequest(body)) {
+      const params = body.params;
+      let created: { token: string; session: LiveSession };
+      try {
+        created = await this.sessions.create({
+          principal: ANONYMOUS,
+          endpoint: scope,
+          protocolVersion: params.protocolVersion,
+          clientInfo: params.clientInfo,
+          capabilities: params.capabilities,
+        });
+      } catch (error) {
+        if (error instanceof TooManySessionsError) return jsonRpcError(429, -32000, error.message);
+        throw error;
+      }
+      const response = await serve(request, { parsedBody: body });
+      if (response.status !== 200) {
+        await this.sessions.close(created.session);
+        return response;
+      }
+      const headers = new Headers(response.headers);
+      headers.set('Mcp-Session-Id', created.token);
+      return new Response(response.body, { status: response.status, headers });
+    }
+
+    // Streamable HTTP (2025-03-26+): a request without a session id, other than initialize,
+    // is 400; an unknown or ended session is 404, so the client starts a new one.
+    if (!token) return jsonRpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required (send initialize first)');
+    const session = await this.sessions.resolve(token, scope);
+    if (!session) return jsonRpcError(404, -32001, 'Session not found');
+
+    switch (request.method) {
+      case 'POST':
+        return serve(request, { parsedBody: body });
+      case 'DELETE':
+        await this.sessions.close(session);
+        return new Response(null, { status: 200 });
+      case 'GET':
+        return this.openStream(request, session);
+      default:
+        return jsonRpcError(405, -32000, 'Method not allowed', { allow: 'GET, POST, DELETE' });
+    }
+  }
+
+  /** The legacy server-to-client stream: list-changed notifications, and keep-alives. */
+  private openStream(request: Request, session: LiveSession): Response {
+    if (!(request.headers.get('accept') ?? '').includes('text/event-stream')) {
+      return jsonRpcError(406, -32000, 'Not Acceptable: the GET stream needs Accept: text/event-stream');
+    }
+    const encoder = new TextEncoder();
+    let held: HeldStream | undefined;
+    let keepalive: NodeJS.Timeout | undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        const stream: HeldStream = {
+          sessionId: session.id,
+          scope: session.endpoint,
+          write: (chunk) => {
+            try {
+              controller.enqueue(encoder.encode(chunk));
+            } catch {
+              stream.close();
+            }
+          },
+          close: () => {
+            if (!this.streams.delete(stream)) return;
+            clearInterval(keepalive);
+            try {
+              controller.close();
+            } catch {
+              // already closed by the client
+            }
+          },
+        };
+        held = stream;
+        this.streams.add(stream);
+        keepalive = setInterval(() => stream.write(': keepalive\n\n'), KEEPALIVE_MS);
+        keepalive.unref();
+        stream.write(': stream open\n\n');
+      },
+      cancel: () => held?.close(),
+    });
+    request.signal.addEventListener('abort', () => held?.close(), { once: true });
+    return new Response(body, {
+      status: 200,
+      headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive' },
+    });
+  }
+
+  /** Something an upstream offers changed: tell the clients whose view includes it. */
+  private catalogChanged(server: string): void {
+    const message = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' })}\n\n`;
+    for (const stream of this.streams) if (stream.scope === '' || stream.scope === server) stream.write(message);
+    for (const [scope, handlers] of this.handlers) {
+      if (scope === '' || scope === server) handlers.modern.notify.toolsChanged();
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import { All, Controller, Param, Req, Res } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { REQUEST_ID_HEADER } from '../common/http/request-id.js';
+import { McpEdgeService } from './mcp-edge.service.js';
+
+/** Bridges Fastify to the web-standard `Request`/`Response` the MCP SDK's serving entries take. */
+function toWebRequest(req: FastifyRequest, signal: AbortSignal): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return new Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: req.method, headers, signal });
+}
+
+async function sendWebResponse(reply: FastifyReply, response: Response, requestId: string): Promise<void> {
+  reply.hijack();
+  const raw = reply.raw;
+  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId };
+  response.headers.forEach((value, name) => (headers[name] = value));
+  raw.writeHead(response.status, headers);
+  if (response.body) {
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    raw.once('close', () => void reader.cancel().catch(() => undefined));
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        raw.write(value);
+      }
+    } catch {
+      // the client went away mid-stream
+    }
+  }
+  raw.end();
+}
+
+/**
+ * `/mcp` (every upstream, names namespaced) and `/mcp/<server>` (one upstream, its own names),
+ * for both protocol eras. Authentication wraps these routes through the global guard.
+ */
+@Controller('mcp')
+export class McpController {
+  constructor(private readonly edge: McpEdgeService) {}
+
+  @All()
+  aggregated(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    return this.serve(req, reply, '');
+  }
+
+  @All(':server')
+  single(@Param('server') server: string, @Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    return this.serve(req, reply, server);
+  }
+
+  private async serve(req: FastifyRequest, reply: FastifyReply, scope: string): Promise<void> {
+    const abort = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort();
+    });
+    const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope);
+    await sendWebResponse(reply, response, req.id);
+  }
+}

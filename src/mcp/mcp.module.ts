@@ -1,0 +1,14 @@
+import { Module } from '@nestjs/common';
+import { SessionsModule } from '../sessions/sessions.module.js';
+import { UpstreamsModule } from '../upstreams/upstreams.module.js';
+import { McpController } from './mcp.controller.js';
+import { McpEdgeService } from './mcp-edge.service.js';
+
+/** The MCP endpoints: era classification, legacy sessions and streams, modern requests, dispatch. */
+@Module({
+  imports: [UpstreamsModule, SessionsModule],
+  controllers: [McpController],
+  providers: [McpEdgeService],
+  exports: [McpEdgeService],
+})
+export class McpModule {}

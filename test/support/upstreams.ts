@@ -1,0 +1,46 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { freePort } from './process.js';
+
+/** The reference MCP server used as a real upstream in tests. */
+export const EVERYTHING = resolve('node_modules/@modelcontextprotocol/server-everything/dist/index.js');
+
+/** PIDs of live processes whose environment carries `marker`. */
+export function processesWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, 'utf8').includes(marker)) pids.push(Number(entry));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Runs server-everything over HTTP (`streamableHttp` or `sse`) on a free port. */
+export async function everythingOverHttp(mode: 'streamableHttp' | 'sse'): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [EVERYTHING, mode], { env: { PATH: process.env.PATH, PORT: String(port) }, stdio: 'ignore' });
+  const base = `http://127.0.0.1:${port}`;
+  await eventually(`${mode} upstream on ${port}`, () =>
+    fetch(`${base}/`).then(
+      () => true,
+      () => undefined,
+    ),
+  );
+  return { url: mode === 'sse' ? `${base}/sse` : `${base}/mcp`, child };
+}
+

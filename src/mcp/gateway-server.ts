@@ -24,6 +24,45 @@ function isTimeout(error: unknown): boolean {
 }
 
 /**
+ * `tools/call` for `scope`: resolve the (namespaced) name, forward to the upstream. An unknown
+ * name is a protocol error (-32602); an upstream that is down, crashed or too slow becomes an
+ * `isError` result naming it (MCP spec, server/tools: errors in the tool execution are
+ * reported in the result, so the model can see them). Shared by the SDK-served path and the
+ * edge's fast path.
+ */
+export async function callTool(
+  upstreams: UpstreamServersService,
+  scope: string,
+  params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
+  options: { signal?: AbortSignal; notify?: (progress: Record<string, unknown>) => void },
+): Promise<CallToolResult> {
+  const catalog = upstreams.catalog(scope);
+  if (!catalog) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `MCP server "${scope}" does not exist or is disabled`);
+  const target = catalog.resolveTool(params.name);
+  if (!target) {
+    const hint = scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
+    throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${params.name}".${hint}`);
+  }
+  const connection = upstreams.connection(target.server);
+  if (!connection?.getClient()) {
+    const status = connection?.getStatus();
+    return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
+  }
+  const progressToken = params._meta?.progressToken;
+  try {
+    return await connection.callTool(
+      { name: target.name, arguments: params.arguments, ...(progressToken === undefined ? {} : { _meta: { progressToken } }) },
+      { signal: options.signal, onProgress: progressToken === undefined ? undefined : options.notify },
+    );
+  } catch (error) {
+    if (options.signal?.aborted) throw error;
+    if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
+    if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
+    return upstreamFailure(target.server, errorText(error));
+  }
+}
+
+/**
  * Builds the SDK `Server` that answers one request (modern era) or one legacy request. It holds
  * no state of its own: every handler reads the replica's cached catalog and forwards to the
  * upstream's live SDK client, so building one costs a few handler registrations.
@@ -86,38 +125,12 @@ export function createGatewayServer({ scope, upstreams }: GatewayScope): Server 
   server.setRequestHandler('resources/list', () => ({ resources: catalog().resources }));
   server.setRequestHandler('resources/templates/list', () => ({ resourceTemplates: catalog().resourceTemplates }));
 
-  server.setRequestHandler('tools/call', async (request, ctx) => {
-    const target = catalog().resolveTool(request.params.name);
-    if (!target) {
-      const hint = scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
-      throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${request.params.name}".${hint}`);
-    }
-    const connection = upstreams.connection(target.server);
-    const client = connection?.getClient();
-    if (!connection || !client) {
-      const status = connection?.getStatus();
-      return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
-    }
-    const progressToken = request.params._meta?.progressToken;
-    try {
-      return (await client.callTool(
-        { name: target.name, arguments: request.params.arguments },
-        {
-          signal: ctx.mcpReq.signal,
-          timeout: connection.server.timeoutMs,
-          onprogress:
-            progressToken === undefined
-              ? undefined
-              : (progress) => void ctx.mcpReq.notify({ method: 'notifications/progress', params: { ...progress, progressToken } }),
-        },
-      ));
-    } catch (error) {
-      if (ctx.mcpReq.signal.aborted) throw error;
-      if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
-      if (error instanceof ProtocolError) return named(target, error);
-      return upstreamFailure(target.server, errorText(error));
-    }
-  });
+  server.setRequestHandler('tools/call', (request, ctx) =>
+    callTool(upstreams, scope, request.params, {
+      signal: ctx.mcpReq.signal,
+      notify: (params) => void ctx.mcpReq.notify({ method: 'notifications/progress', params: params }),
+    }),
+  );
 
   server.setRequestHandler('prompts/get', async (request, ctx) => {
     const target = catalog().resolvePrompt(request.params.name);

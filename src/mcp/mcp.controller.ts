@@ -57,6 +57,11 @@ export class McpController {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
+    const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort.signal);
+    if (fast !== undefined) {
+      await reply.status(200).header('content-type', 'application/json').send(fast);
+      return;
+    }
     const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope);
     await sendWebResponse(reply, response, req.id);
   }

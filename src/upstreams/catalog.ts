@@ -22,6 +22,8 @@ export interface Target {
 
 export interface Catalog {
   tools: Tool[];
+  /** `JSON.stringify(tools)`, computed once: the tools/list fast path splices it in as it is. */
+  readonly toolsJson: string;
   prompts: Prompt[];
   resources: Resource[];
   resourceTemplates: ResourceTemplate[];
@@ -89,8 +91,12 @@ export function buildCatalog(sources: CatalogSource[], mode: 'aggregate' | 'sing
   }
   const only = mode === 'single' ? sources[0]?.server : undefined;
 
+  let toolsJson: string | undefined;
   return {
     tools,
+    get toolsJson() {
+      return (toolsJson ??= JSON.stringify(tools));
+    },
     prompts,
     resources,
     resourceTemplates,

@@ -2,12 +2,14 @@ import {
   Client,
   SSEClientTransport,
   StreamableHTTPClientTransport,
+  type CallToolResult,
   type Prompt,
   type Resource,
   type ResourceTemplateType,
   type Tool,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
 
@@ -44,6 +46,7 @@ function describe(error: unknown): string {
 export class UpstreamConnection {
   private client: Client | undefined;
   private transport: Transport | undefined;
+  private forwarder: HttpForwarder | undefined;
   private tools: Tool[] = [];
   private prompts: Prompt[] = [];
   private resources: Resource[] = [];
@@ -77,6 +80,38 @@ export class UpstreamConnection {
 
   getClient(): Client | undefined {
     return this.status.state === 'connected' ? this.client : undefined;
+  }
+
+  /**
+   * Calls a tool on the upstream (its own name). 2025-era HTTP upstreams take the pooled
+   * {@link HttpForwarder}; everything else the SDK client. Progress notifications arrive as
+   * their wire params, with the caller's own `progressToken` (passed in `_meta`).
+   */
+  async callTool(
+    params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
+    options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void },
+  ): Promise<CallToolResult> {
+    const timeoutMs = this.server.timeoutMs;
+    const forwarder = this.status.state === 'connected' ? this.forwarder : undefined;
+    if (forwarder) {
+      try {
+        return (await forwarder.request('tools/call', params, { signal: options.signal, timeoutMs, onProgress: options.onProgress })) as CallToolResult;
+      } catch (error) {
+        if (error instanceof UpstreamSessionLostError) this.failed(error, this.generation);
+        throw error;
+      }
+    }
+    const client = this.getClient();
+    if (!client) throw new Error(this.status.lastError ?? `it is ${this.status.state}`);
+    const progressToken = params._meta?.progressToken;
+    return (await client.callTool(
+      { name: params.name, arguments: params.arguments },
+      {
+        signal: options.signal,
+        timeout: timeoutMs,
+        onprogress: progressToken === undefined || !options.onProgress ? undefined : (p) => options.onProgress!({ ...p, progressToken }),
+      },
+    ));
   }
 
   /** Connects (or reconnects). Never rejects: failures become `state: "error"` and a retry. */
@@ -130,6 +165,12 @@ export class UpstreamConnection {
         caps.resources ? client.listResourceTemplates(undefined, timeout).then((r) => r.resourceTemplates) : [],
       ]);
       if (generation !== this.generation || this.closed) return;
+      const negotiated = client.getNegotiatedProtocolVersion();
+      // The pooled fast path covers 2025-era sessions; modern upstreams stay on the SDK client,
+      // which builds the per-request _meta envelope.
+      if (transport instanceof StreamableHTTPClientTransport && negotiated && negotiated < '2026-07-28') {
+        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId);
+      }
       this.tools = tools;
       this.prompts = prompts;
       this.resources = resources;
@@ -173,8 +214,11 @@ export class UpstreamConnection {
   private async dispose(): Promise<void> {
     const client = this.client;
     const transport = this.transport;
+    const forwarder = this.forwarder;
     this.client = undefined;
     this.transport = undefined;
+    this.forwarder = undefined;
+    await forwarder?.close();
     if (transport) transport.onclose = undefined;
     await client?.close().catch(() => undefined);
     await transport?.close().catch(() => undefined);

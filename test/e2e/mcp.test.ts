@@ -64,7 +64,7 @@ describe('the /mcp endpoint, both protocol eras', () => {
     await register({ name: 'everything', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'], env: { [marker]: '1' } });
     const http = await everythingOverHttp('streamableHttp');
     children.push(http.child);
-    await register({ name: 'remote', transport: 'streamable_http', url: http.url, toolFilter: { allow: ['echo', 'get-sum'] } });
+    await register({ name: 'remote', transport: 'streamable_http', url: http.url, toolFilter: { allow: ['echo', 'get-sum', 'trigger-long-*'] } });
   });
   after(async () => {
     await app.shutdown('test done');
@@ -81,7 +81,7 @@ describe('the /mcp endpoint, both protocol eras', () => {
       const names = tools.map((t) => t.name);
       assert.ok(names.includes('everything__echo'));
       assert.ok(names.includes('everything__get-env'));
-      assert.deepEqual(names.filter((n) => n.startsWith('remote__')).sort(), ['remote__echo', 'remote__get-sum'], 'the allow filter applies');
+      assert.deepEqual(names.filter((n) => n.startsWith('remote__')).sort(), ['remote__echo', 'remote__get-sum', 'remote__trigger-long-running-operation'], 'the allow filter applies');
       const echo = tools.find((t) => t.name === 'everything__echo')!;
       assert.deepEqual(Object.keys((echo.inputSchema as { properties: object }).properties), ['message'], 'schema passed through');
 
@@ -125,7 +125,9 @@ describe('the /mcp endpoint, both protocol eras', () => {
       await client.close();
     }
     const { client: legacy } = await legacyClient(`${app.url}/mcp/remote`);
-    assert.deepEqual((await legacy.listTools()).tools.map((t) => t.name).sort(), ['echo', 'get-sum']);
+    assert.deepEqual((await legacy.listTools()).tools.map((t) => t.name).sort(), ['echo', 'get-sum', 'trigger-long-running-operation']);
+    const viaPool = await legacy.callTool({ name: 'echo', arguments: { message: 'pooled' } });
+    assert.deepEqual(viaPool.content, [{ type: 'text', text: 'Echo: pooled' }], 'legacy call to an HTTP upstream (pooled forwarder)');
     await legacy.close();
   });
 
@@ -139,6 +141,13 @@ describe('the /mcp endpoint, both protocol eras', () => {
       );
       assert.ok(!done.isError);
       assert.ok(progress.length >= 2, `progress passed through (${progress.join(',')})`);
+      const fromHttp: number[] = [];
+      const overHttp = await client.callTool(
+        { name: 'remote__trigger-long-running-operation', arguments: { duration: 1, steps: 3 } },
+        { onprogress: (p) => fromHttp.push(p.progress) },
+      );
+      assert.ok(!overHttp.isError);
+      assert.ok(fromHttp.length >= 2, `progress from an HTTP upstream passed through (${fromHttp.join(',')})`);
     } finally {
       await client.close();
     }

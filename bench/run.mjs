@@ -1,0 +1,199 @@
+// npm run bench: Gatehouse side by side with the alternatives, in one run on this machine.
+// Prints requests/s, p50 and p99 for each target and the ratios the issues set targets for.
+// Needs a built tree (npm run bench builds) and a PostgreSQL (TEST_DATABASE_URL, DATABASE_URL,
+// or an embedded one started for the run). BENCH_SECONDS (default 8) sets each run's length.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import pg from 'pg';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = 32;
+const children = [];
+
+const freePort = () =>
+  new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+
+function start(name, command, args, env = {}) {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  child.stdout.on('data', (c) => (out += c));
+  child.stderr.on('data', (c) => (out += c));
+  child.on('exit', (code) => code && code !== 0 && !stopping && process.stderr.write(`${name} exited ${code}:\n${out}\n`));
+  return child;
+}
+
+async function waitFor(url, ok = (r) => r.status < 500, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await fetch(url, { method: 'GET' }).catch(() => undefined);
+    if (r && ok(r)) return;
+    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const ACCEPT = 'application/json, text/event-stream';
+const LEGACY = '2025-06-18';
+const call = (name, id = 1) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { message: 'hello' } } });
+const list = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
+
+/** Opens a legacy session (if the target hands out ids) and returns the headers to use. */
+async function legacySession(url) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: ACCEPT },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LEGACY, capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }),
+  });
+  await res.text();
+  if (res.status !== 200) throw new Error(`initialize at ${url}: ${res.status}`);
+  const headers = { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': LEGACY };
+  const session = res.headers.get('mcp-session-id');
+  if (session) headers['mcp-session-id'] = session;
+  await fetch(url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) }).then((r) => r.text());
+  return headers;
+}
+
+async function load(title, url, headers, body, connections = CONNECTIONS, seconds = SECONDS) {
+  // Warm up (JIT, connection pools), then measure.
+  await autocannon({ url, method: 'POST', headers, body, connections, duration: 2 });
+  const r = await autocannon({ url, method: 'POST', headers, body, connections, duration: seconds });
+  const bad = r.non2xx + r.errors + r.timeouts;
+  const row = { title, rps: Math.round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, mean: r.latency.average, bad };
+  process.stdout.write(`  ${title.padEnd(52)} ${String(row.rps).padStart(7)} req/s  p50 ${String(row.p50).padStart(5)} ms  p99 ${String(row.p99).padStart(5)} ms${bad ? `  (${bad} failed)` : ''}\n`);
+  return row;
+}
+
+function rssKb(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
+}
+
+let stopping = false;
+let embedded;
+let adminUrl = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
+const dbName = `gh_bench_${randomBytes(4).toString('hex')}`;
+try {
+  if (!adminUrl) {
+    const { startEmbeddedPostgres } = await import('../dist/src/database/embedded-postgres.js');
+    const root = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
+    chmodSync(root, 0o755);
+    embedded = await startEmbeddedPostgres({ dir: join(root, 'postgres'), port: await freePort(), database: 'postgres', persistent: false });
+    adminUrl = embedded.url;
+  }
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  await admin.end();
+  const dbUrl = new URL(adminUrl);
+  dbUrl.pathname = `/${dbName}`;
+
+  const [pUp5, pUp200, pRef, pGh, pProxy] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  start('echo-upstream', process.execPath, ['bench/echo-upstream.mjs'], { PORT: String(pUp5), TOOLS: '5' });
+  start('echo-upstream-200', process.execPath, ['bench/echo-upstream.mjs'], { PORT: String(pUp200), TOOLS: '200' });
+  start('sdk-reference', process.execPath, ['bench/sdk-reference.mjs'], { PORT: String(pRef) });
+  const gatehouse = start('gatehouse', process.execPath, ['dist/main.js'], {
+    PORT: String(pGh),
+    DATABASE_URL: dbUrl.toString(),
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    GATEHOUSE_ENV_FILE: '/nonexistent',
+    HTTP_MAX_CONCURRENT_SESSIONS: '100000',
+  });
+  start('mcp-proxy', 'node_modules/.bin/mcp-proxy', ['--port', String(pProxy), '--host', '127.0.0.1', '--no-eventStore', '--', process.execPath, 'bench/stdio-echo.mjs']);
+
+  const up5 = `http://127.0.0.1:${pUp5}/mcp`;
+  const up200 = `http://127.0.0.1:${pUp200}/mcp`;
+  const ref = `http://127.0.0.1:${pRef}/mcp`;
+  const gh = `http://127.0.0.1:${pGh}`;
+  const proxy = `http://127.0.0.1:${pProxy}/mcp`;
+  await Promise.all([waitFor(up5), waitFor(up200), waitFor(ref), waitFor(`${gh}/readyz`, (r) => r.status === 200), waitFor(proxy, () => true)]);
+
+  for (const server of [
+    { name: 'echo', transport: 'streamable_http', url: up5 },
+    { name: 'many', transport: 'streamable_http', url: up200 },
+    { name: 'stdio', transport: 'stdio', command: process.execPath, args: ['bench/stdio-echo.mjs'] },
+  ]) {
+    const r = await fetch(`${gh}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(server) });
+    if (r.status !== 201) throw new Error(`register ${server.name}: ${r.status} ${await r.text()}`);
+  }
+  for (const name of ['echo', 'many', 'stdio']) {
+    await waitFor(`${gh}/api/v1/servers/${name}`, (r) => r.ok && r.headers.get('content-type')?.includes('json'));
+    for (let i = 0; i < 100; i++) {
+      const v = await (await fetch(`${gh}/api/v1/servers/${name}`)).json();
+      if (v.status.state === 'connected') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  const plain = { 'content-type': 'application/json', accept: ACCEPT };
+  process.stdout.write(`\nGatehouse benchmark — ${cpus().length} cores (${cpus()[0]?.model}), Node ${process.version}, ${CONNECTIONS} connections, ${SECONDS} s per run\n\n`);
+  process.stdout.write('tools/call echo, throughput:\n');
+  const direct = await load('1. fast HTTP upstream, called directly', up5, plain, call('echo'));
+  const ghHttp = await load('2. Gatehouse /mcp → fast HTTP upstream', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('echo__echo'));
+  const reference = await load('3. SDK reference server (createMcpHandler)', ref, plain, call('echo'));
+  const viaProxy = await load('4a. mcp-proxy → stdio echo server', proxy, await legacySession(proxy), call('echo'));
+  const ghStdio = await load('4b. Gatehouse /mcp → stdio echo server', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('stdio__echo'));
+
+  process.stdout.write('\ntools/call echo, one connection (latency):\n');
+  const direct1 = await load('direct upstream, concurrency 1', up5, plain, call('echo'), 1);
+  const gh1 = await load('Gatehouse → upstream, concurrency 1', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('echo__echo'), 1);
+
+  process.stdout.write('\ntools/list through Gatehouse:\n');
+  const list5 = await load('5a. /mcp/echo, 5 upstream tools', `${gh}/mcp/echo`, await legacySession(`${gh}/mcp/echo`), list);
+  const list200 = await load('5b. /mcp/many, 200 upstream tools', `${gh}/mcp/many`, await legacySession(`${gh}/mcp/many`), list);
+
+  process.stdout.write('\nIdle legacy sessions:\n');
+  // RSS also holds the garbage of whatever ran last. Open and end 1,000 sessions first, so the
+  // heap has grown for that work, then measure what 1,000 sessions left open retain.
+  for (let i = 0; i < 1000; i++) {
+    const h = await legacySession(`${gh}/mcp`);
+    await fetch(`${gh}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': h['mcp-session-id'] } }).then((r) => r.text());
+  }
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssBefore = rssKb(gatehouse.pid);
+  for (let i = 0; i < 1000; i++) await legacySession(`${gh}/mcp`);
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssAfter = rssKb(gatehouse.pid);
+  const sessionsMb = (rssAfter - rssBefore) / 1024;
+  process.stdout.write(`  1,000 idle sessions: RSS ${Math.round(rssBefore / 1024)} MB → ${Math.round(rssAfter / 1024)} MB (+${sessionsMb.toFixed(1)} MB)\n`);
+
+  const ratio = (a, b) => (a / b).toFixed(2);
+  const targets = [
+    ['Gatehouse→HTTP upstream vs SDK reference (req/s)', ratio(ghHttp.rps, reference.rps), '≥ 3.00', ghHttp.rps / reference.rps >= 3],
+    ['Gatehouse→stdio vs mcp-proxy→stdio (req/s)', ratio(ghStdio.rps, viaProxy.rps), '≥ 2.00', ghStdio.rps / viaProxy.rps >= 2],
+    ['Gatehouse→HTTP upstream vs direct (req/s)', ratio(ghHttp.rps, direct.rps), '—', true],
+    // autocannon's percentiles are whole milliseconds; the mean has the resolution to compare.
+    ['added latency at concurrency 1 (p50 / mean, ms)', `${gh1.p50 - direct1.p50} / ${(gh1.mean - direct1.mean).toFixed(2)}`, '≤ 1', gh1.p50 - direct1.p50 <= 1 && gh1.mean - direct1.mean <= 1],
+    ['tools/list 200 tools vs 5 tools (time per request)', ratio(list5.rps, list200.rps), '≤ 1.50', list5.rps / list200.rps <= 1.5],
+    ['RSS for 1,000 idle legacy sessions (MB)', sessionsMb.toFixed(1), '≤ 5', sessionsMb <= 5],
+  ];
+  process.stdout.write('\nRatios (same run, same machine):\n');
+  for (const [what, value, target, met] of targets) process.stdout.write(`  ${what.padEnd(56)} ${String(value).padStart(7)}   target ${target.padEnd(7)} ${met ? 'met' : 'NOT MET'}\n`);
+
+  mkdirSync('.bench', { recursive: true });
+  writeFileSync(
+    '.bench/latest.json',
+    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, rows: { direct, ghHttp, reference, viaProxy, ghStdio, direct1, gh1, list5, list200 }, sessionsMb }, null, 2),
+  );
+} finally {
+  stopping = true;
+  for (const child of children) child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 500));
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect().then(
+    () => admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).finally(() => admin.end()),
+    () => undefined,
+  );
+  await embedded?.stop();
+}

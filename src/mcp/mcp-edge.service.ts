@@ -9,6 +9,7 @@ import {
   isLegacyRequest,
   legacyStatelessFallback,
   validateHostHeader,
+  validateOriginHeader,
   type LegacyHttpHandler,
   type McpHttpHandler,
 } from '@modelcontextprotocol/server';
@@ -129,7 +130,11 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
   private hostOriginProblem(host: string | undefined, origin: string | undefined): string | undefined {
     if (!this.config.mcp.dnsRebindingProtection) return undefined;
     if (!validateHostHeader(host, this.allowedHosts).ok) return `Forbidden: Host ${JSON.stringify(host ?? '')} is not allowed (HTTP_ALLOWED_HOSTS)`;
-    if (origin !== undefined && !this.allowedOrigins.has(origin)) return `Forbidden: Origin ${JSON.stringify(origin)} is not allowed (HTTP_CORS_ORIGINS)`;
+    // An Origin is accepted when configured exactly, or when its host name is an allowed host
+    // (any port): the SDK's rule and the conformance suite's — localhost, 127.0.0.1, [::1].
+    if (origin !== undefined && !this.allowedOrigins.has(origin) && !validateOriginHeader(origin, this.allowedHosts).ok) {
+      return `Forbidden: Origin ${JSON.stringify(origin)} is not allowed (HTTP_CORS_ORIGINS)`;
+    }
     return undefined;
   }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createTestDatabase } from '../support/database.js';
 import { freePort, spawnGatehouse, waitForStatus } from '../support/process.js';
+import { EVERYTHING, eventually } from '../support/upstreams.js';
 
 describe('the gatehouse process', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -50,5 +51,58 @@ describe('the gatehouse process', () => {
     await waitForStatus(`${second.url}/readyz`, 200, 60_000);
     assert.ok(second.logs().some((l) => l.msg === 'database schema is current'), 'data (and schema) survived the restart');
     assert.equal(await second.stop('SIGINT'), 0);
+  });
+
+  it('two processes on one database: a legacy session continues on the other, and list-changed reaches a stream held there', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    const a = await spawnGatehouse({ DATABASE_URL: db.url });
+    const b = await spawnGatehouse({ DATABASE_URL: db.url, DB_MIGRATE: 'false' });
+    cleanups.push(async () => {
+      await a.stop();
+      await b.stop();
+    });
+    await waitForStatus(`${b.url}/readyz`, 200);
+    const register = (name: string) =>
+      fetch(`${a.url}/api/v1/servers`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name, transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'] }),
+      });
+    assert.equal((await register('first')).status, 201);
+
+    const json = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const init = await fetch(`${a.url}/mcp`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'p', version: '1' } } }),
+    });
+    assert.equal(init.status, 200);
+    await init.text();
+    const session = { 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' };
+
+    // The session opened on A answers on B, with B's own connection to the upstream.
+    const listed = await eventually('tools on B', async () => {
+      const res = await fetch(`${b.url}/mcp`, { method: 'POST', headers: { ...json, ...session }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }) });
+      const body = (await res.json()) as { result?: { tools: { name: string }[] } };
+      return res.status === 200 && (body.result?.tools.length ?? 0) > 5 ? body.result!.tools : undefined;
+    });
+    assert.ok(listed.some((t) => t.name === 'first__echo'));
+
+    const stream = await fetch(`${b.url}/mcp`, { headers: { accept: 'text/event-stream', ...session } });
+    assert.equal(stream.status, 200);
+    const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+    let seen = '';
+    const heard = (async () => {
+      while (!seen.includes('notifications/tools/list_changed')) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        seen += Buffer.from(value).toString();
+      }
+    })();
+    assert.equal((await register('second')).status, 201);
+    await Promise.race([heard, new Promise((_, reject) => setTimeout(() => reject(new Error('no list_changed on B')), 15_000))]);
+    assert.match(seen, /notifications\/tools\/list_changed/);
+    await reader.cancel();
   });
 });

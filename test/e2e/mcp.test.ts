@@ -200,6 +200,50 @@ describe('the /mcp endpoint, both protocol eras', () => {
     assert.equal(big.body?.jsonrpc, '2.0');
   });
 
+  it('validates modern-era headers against the body (400, the spec’s error code)', async () => {
+    const envelope = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientInfo': { name: 'raw-modern', version: '1' },
+      'io.modelcontextprotocol/clientCapabilities': {},
+    };
+    const body = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'everything__echo', arguments: { message: 'm' }, _meta: envelope } };
+    const headers = { ...LEGACY_HEADERS, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'everything__echo' };
+    const ok = await rpc(`${app.url}/mcp`, body, headers);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.deepEqual((ok.body?.result as { content: unknown }).content, [{ type: 'text', text: 'Echo: m' }]);
+
+    const wrongMethod = await rpc(`${app.url}/mcp`, body, { ...headers, 'mcp-method': 'tools/list' });
+    assert.equal(wrongMethod.status, 400);
+    assert.ok(wrongMethod.body?.error, 'a JSON-RPC error');
+    const wrongName = await rpc(`${app.url}/mcp`, body, { ...headers, 'mcp-name': 'everything__other' });
+    assert.equal(wrongName.status, 400);
+    assert.equal(wrongName.body?.error?.code, wrongMethod.body?.error?.code, 'the same header-mismatch code');
+
+    const discover = await rpc(`${app.url}/mcp`, { jsonrpc: '2.0', id: 2, method: 'server/discover', params: { _meta: envelope } }, { ...headers, 'mcp-method': 'server/discover', 'mcp-name': '' });
+    assert.equal(discover.status, 200, JSON.stringify(discover.body));
+    assert.ok((discover.body?.result?.supportedVersions as string[]).includes('2026-07-28'));
+  });
+
+  it('reads prompts and resources of an upstream through the aggregated names', async () => {
+    const client = await modernClient();
+    try {
+      const { prompts } = await client.listPrompts();
+      const prompt = prompts.find((p) => p.name.startsWith('everything__'))!;
+      assert.ok(prompt, 'namespaced prompts are listed');
+      const { resources } = await client.listResources();
+      const resource = resources.find((r) => r.uri.startsWith('gatehouse://everything/'))!;
+      assert.ok(resource, 'resource URIs are wrapped per server');
+      const read = await client.readResource({ uri: resource.uri });
+      assert.equal(read.contents[0].uri, resource.uri, 'contents carry the URI the client asked for');
+      const simple = prompts.find((p) => p.name.startsWith('everything__') && !(p.arguments ?? []).some((a) => a.required));
+      assert.ok(simple, `a prompt without required arguments among ${prompts.map((p) => p.name).join(', ')}`);
+      const got = await client.getPrompt({ name: simple.name });
+      assert.ok(got.messages.length > 0, 'the upstream prompt came back through the gateway');
+    } finally {
+      await client.close();
+    }
+  });
+
   it('rejects a foreign Origin or Host with 403 (DNS rebinding protection)', async () => {
     const origin = await rpc(`${app.url}/mcp`, initialize(), { ...LEGACY_HEADERS, origin: 'https://evil.example' });
     assert.equal(origin.status, 403);

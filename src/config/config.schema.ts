@@ -62,6 +62,7 @@ export const envSchema = z.object({
   EMBEDDED_POSTGRES_PORT: envInt(1, 65535).default(54329),
 
   GATEHOUSE_SERVERS_FILE: envString('a path to a YAML or JSON file').optional(),
+  GATEHOUSE_STDIO_IDLE_TTL: envInt(0, 7 * 24 * 3_600_000).default(0),
 
   SHUTDOWN_TIMEOUT: envInt(0, 600_000).default(25_000),
   SHUTDOWN_DELAY: envInt(0, 600_000).default(0),
@@ -116,6 +117,8 @@ export interface AppConfig {
   upstreams: {
     /** YAML/JSON list of servers upserted at start (e.g. a mounted ConfigMap). */
     serversFile: string | undefined;
+    /** Stop a stdio upstream's process after this many ms without calls; 0 keeps it running. */
+    stdioIdleTtlMs: number;
   };
   shutdown: { timeoutMs: number; delayMs: number };
 }
@@ -176,7 +179,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       maxSessionsPerPrincipal: e.HTTP_MAX_CONCURRENT_SESSIONS,
       sessionSweepIntervalMs: e.HTTP_SESSION_CLEANUP_INTERVAL,
     },
-    upstreams: { serversFile: e.GATEHOUSE_SERVERS_FILE },
+    upstreams: { serversFile: e.GATEHOUSE_SERVERS_FILE, stdioIdleTtlMs: e.GATEHOUSE_STDIO_IDLE_TTL },
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },
   };
 }

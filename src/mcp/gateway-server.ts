@@ -44,7 +44,7 @@ export async function callTool(
     throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${params.name}".${hint}`);
   }
   const connection = upstreams.connection(target.server);
-  if (!connection?.getClient()) {
+  if (!connection || !(await connection.ready())) {
     const status = connection?.getStatus();
     return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
   }
@@ -100,9 +100,9 @@ export function createGatewayServer({ scope, upstreams }: GatewayScope): Server 
     if (!c) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `MCP server "${scope}" does not exist or is disabled`);
     return c;
   };
-  const clientFor = (target: Target): { client: Client; timeout: number } => {
+  const clientFor = async (target: Target): Promise<{ client: Client; timeout: number }> => {
     const connection = upstreams.connection(target.server);
-    const client = connection?.getClient();
+    const client = await connection?.ready();
     if (!connection || !client) {
       const status = connection?.getStatus();
       throw new ProtocolError(
@@ -135,14 +135,14 @@ export function createGatewayServer({ scope, upstreams }: GatewayScope): Server 
   server.setRequestHandler('prompts/get', async (request, ctx) => {
     const target = catalog().resolvePrompt(request.params.name);
     if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown prompt "${request.params.name}"`);
-    const { client, timeout } = clientFor(target);
+    const { client, timeout } = await clientFor(target);
     return client.getPrompt({ ...request.params, name: target.name }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
   });
 
   server.setRequestHandler('resources/read', async (request, ctx) => {
     const target = catalog().resolveResource(request.params.uri);
     if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown resource "${request.params.uri}"`);
-    const { client, timeout } = clientFor(target);
+    const { client, timeout } = await clientFor(target);
     const result = await client.readResource({ ...request.params, uri: target.name }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
     // Contents carry the upstream's URI; give the client back the one it asked for.
     return { ...result, contents: result.contents.map((c) => (c.uri === target.name ? { ...c, uri: request.params.uri } : c)) };
@@ -153,7 +153,7 @@ export function createGatewayServer({ scope, upstreams }: GatewayScope): Server 
     const c = catalog();
     const target = ref.type === 'ref/prompt' ? c.resolvePrompt(ref.name) : c.resolveResource(ref.uri);
     if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown completion reference`);
-    const { client, timeout } = clientFor(target);
+    const { client, timeout } = await clientFor(target);
     const upstreamRef = ref.type === 'ref/prompt' ? { ...ref, name: target.name } : { ...ref, uri: target.name };
     return client.complete({ ...request.params, ref: upstreamRef }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
   });

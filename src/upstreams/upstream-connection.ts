@@ -13,7 +13,8 @@ import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
 
-export type UpstreamState = 'connected' | 'connecting' | 'error' | 'disabled';
+/** `idle`: a stdio server parked after GATEHOUSE_STDIO_IDLE_TTL without calls; the next call restarts it. */
+export type UpstreamState = 'connected' | 'connecting' | 'error' | 'disabled' | 'idle';
 
 export interface UpstreamStatus {
   state: UpstreamState;
@@ -26,6 +27,8 @@ export interface ConnectionEvents {
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
   /** The upstream's tools, prompts or resources changed (after connect, or on its list-changed notification). */
   onToolsChanged(name: string): void;
+  /** Stop a stdio server's process after this long without calls (0: keep it running). */
+  idleTtlMs?: number;
 }
 
 const GATEHOUSE_CLIENT = { name: 'gatehouse', version: '0.1.0' };
@@ -56,6 +59,9 @@ export class UpstreamConnection {
   private attempt = 0;
   private closed = false;
   private generation = 0;
+  private lastUsed = Date.now();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private waking: Promise<void> | undefined;
 
   constructor(
     readonly server: UpstreamServerEntity,
@@ -83,6 +89,19 @@ export class UpstreamConnection {
   }
 
   /**
+   * The SDK client for a call, restarting a parked (idle) stdio server first; undefined when
+   * the upstream is not available. Every call goes through here, which also marks it used.
+   */
+  async ready(): Promise<Client | undefined> {
+    this.lastUsed = Date.now();
+    if (this.status.state === 'idle') {
+      this.waking ??= this.connect().finally(() => (this.waking = undefined));
+      await this.waking;
+    }
+    return this.getClient();
+  }
+
+  /**
    * Calls a tool on the upstream (its own name). 2025-era HTTP upstreams take the pooled
    * {@link HttpForwarder}; everything else the SDK client. Progress notifications arrive as
    * their wire params, with the caller's own `progressToken` (passed in `_meta`).
@@ -101,7 +120,7 @@ export class UpstreamConnection {
         throw error;
       }
     }
-    const client = this.getClient();
+    const client = await this.ready();
     if (!client) throw new Error(this.status.lastError ?? `it is ${this.status.state}`);
     const progressToken = params._meta?.progressToken;
     return (await client.callTool(
@@ -118,6 +137,7 @@ export class UpstreamConnection {
   async connect(): Promise<void> {
     if (this.closed || !this.server.enabled) return;
     const generation = ++this.generation;
+    const offeredBefore = this.signature();
     this.setStatus({ state: 'connecting' });
     await this.dispose();
     try {
@@ -178,10 +198,33 @@ export class UpstreamConnection {
       this.attempt = 0;
       this.setStatus({ state: 'connected', lastError: null, toolCount: tools.length });
       this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: client.getNegotiatedProtocolVersion() }, 'upstream connected');
-      this.events.onToolsChanged(this.server.name);
+      // A restart after parking usually offers the same things: no list_changed for nothing.
+      if (this.signature() !== offeredBefore) this.events.onToolsChanged(this.server.name);
+      this.scheduleIdleCheck(generation);
     } catch (error) {
       this.failed(error, generation);
     }
+  }
+
+  private signature(): string {
+    return JSON.stringify([this.tools, this.prompts, this.resources, this.resourceTemplates]);
+  }
+
+  /** Parks a stdio server whose process has had no call for `idleTtlMs`; its offerings stay listed. */
+  private scheduleIdleCheck(generation: number): void {
+    const ttl = this.events.idleTtlMs ?? 0;
+    if (ttl <= 0 || this.server.transport !== 'stdio') return;
+    clearTimeout(this.idleTimer);
+    const wait = Math.max(50, this.lastUsed + ttl - Date.now());
+    this.idleTimer = setTimeout(() => {
+      if (generation !== this.generation || this.closed || this.status.state !== 'connected') return;
+      if (Date.now() - this.lastUsed < ttl) return this.scheduleIdleCheck(generation);
+      this.generation++; // the process exit that follows is not a failure
+      this.events.log.info({ server: this.server.name, idleMs: Date.now() - this.lastUsed }, 'stopping idle stdio upstream');
+      this.setStatus({ state: 'idle' });
+      void this.dispose();
+    }, wait);
+    this.idleTimer.unref();
   }
 
   /** Disconnects for good (server deleted, disabled or replaced, or shutdown). */
@@ -189,6 +232,7 @@ export class UpstreamConnection {
     this.closed = true;
     this.generation++;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.idleTimer);
     await this.dispose();
     if (!this.server.enabled) this.setStatus({ state: 'disabled', toolCount: 0 });
   }

@@ -233,6 +233,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
         debug: (o, m) => this.logger.debug(o, m),
       },
       onToolsChanged: (server) => this.notifyTools(server),
+      idleTtlMs: this.config.upstreams.stdioIdleTtlMs,
     });
     this.connections.set(name, connection);
     if (row.enabled) void connection.connect();

@@ -216,6 +216,46 @@ describe('upstream servers: registry, admin API, connections', () => {
     }
   });
 
+  it('parks an idle stdio server after GATEHOUSE_STDIO_IDLE_TTL and restarts it on the next call', async () => {
+    // Its own database: replicas on the shared one would start the same server too.
+    const own = await createTestDatabase();
+    const idle = await startTestApp(own.url, { GATEHOUSE_STDIO_IDLE_TTL: '700' });
+    const idleMarker = `GH_IDLE_${randomUUID().replaceAll('-', '')}`;
+    try {
+      const created = await fetch(`${idle.url}/api/v1/servers`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'sleepy', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'], env: { [idleMarker]: '1' } }),
+      });
+      assert.equal(created.status, 201);
+      const status = async () => ((await (await fetch(`${idle.url}/api/v1/servers/sleepy`)).json()) as ServerView).status;
+      await eventually('connected', async () => ((await status()).state === 'connected' ? true : undefined));
+      assert.equal(processesWith(idleMarker).length, 1);
+      await eventually('parked', async () => ((await status()).state === 'idle' ? true : undefined), 5_000);
+      await eventually('process stopped', () => (processesWith(idleMarker).length === 0 ? true : undefined));
+      assert.ok((await status()).toolCount > 5, 'its tools stay listed while parked');
+
+      const init = await fetch(`${idle.url}/mcp/sleepy`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+      });
+      await init.text();
+      const call = await fetch(`${idle.url}/mcp/sleepy`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { message: 'awake' } } }),
+      });
+      assert.match(await call.text(), /Echo: awake/, 'the call woke the server and was answered');
+      assert.equal((await status()).state, 'connected');
+      assert.equal(processesWith(idleMarker).length, 1);
+    } finally {
+      await idle.shutdown('test');
+      await own.drop();
+    }
+    assert.deepEqual(processesWith(idleMarker), []);
+  });
+
   it('publishes an OpenAPI document of the servers API at /api/openapi.json and a UI at /api/docs', async () => {
     const doc = (await (await fetch(`${app.url}/api/openapi.json`)).json()) as {
       paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown>; required: string[] } }> } }>>;

@@ -77,7 +77,6 @@ export const envSchema = z.object({
   }
 });
 
-export type Env = z.input<typeof envSchema>;
 type ParsedEnv = z.output<typeof envSchema>;
 
 /** The typed configuration the app is built from. Nothing else reads `process.env`. */

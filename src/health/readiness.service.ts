@@ -29,10 +29,6 @@ export class ReadinessService {
     this.shuttingDown = true;
   }
 
-  get isShuttingDown(): boolean {
-    return this.shuttingDown;
-  }
-
   async check(): Promise<ReadinessReport> {
     if (this.shuttingDown) {
       return { ready: false, checks: { database: 'shutting_down', migrations: 'shutting_down', lifecycle: 'shutting_down' } };

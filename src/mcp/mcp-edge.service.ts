@@ -95,11 +95,6 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     await Promise.all([...this.handlers.values()].map((h) => h.modern.close()));
   }
 
-  /** Number of legacy GET streams this replica holds (for tests and metrics). */
-  get heldStreams(): number {
-    return this.streams.size;
-  }
-
   /**
    * Serves one HTTP request to `/mcp` (scope `''`) or `/mcp/<scope>`. `parsedBody` is the
    * JSON body Fastify already parsed (undefined for GET/DELETE).

@@ -118,4 +118,3 @@ export const validateMerged = z
   .superRefine(requireTransportFields);
 
 export type CreateServerInput = z.output<typeof createServerSchema>;
-export type PatchServerInput = z.output<typeof patchServerSchema>;

@@ -9,7 +9,7 @@ import { mapError, type ErrorBody } from '../errors/error-response.js';
  * errors are logged at `warn` without a stack; unexpected ones at `error` with one, and the
  * client sees only `internal_error`.
  */
-export function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply, logger?: PinoLogger): void {
+function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply, logger?: PinoLogger): void {
   const mapped = mapError(error);
   if (mapped.unexpected) logger?.error({ err: error, requestId: request.id }, 'unhandled error');
   const body: ErrorBody = {

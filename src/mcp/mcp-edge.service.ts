@@ -16,11 +16,14 @@ import {
 import { PinoLogger } from 'nestjs-pino';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
+import { ChangeBusService } from '../database/change-bus.service.js';
 import { SessionsService, TooManySessionsError, type LiveSession } from '../sessions/sessions.service.js';
 import { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
 import { callTool, createGatewayServer } from './gateway-server.js';
 
 const SESSION_HEADER = 'mcp-session-id';
+/** Bus topic: a legacy client cancelled `{ key }` (session hash + request id) on some replica. */
+const CANCELLED = 'mcp.cancelled';
 /** 2025-era revisions a session may name in MCP-Protocol-Version. */
 const LEGACY_VERSIONS = new Set(SUPPORTED_PROTOCOL_VERSIONS.filter((v) => v < '2026'));
 /** Methods the fast path answers itself (the bulk of steady-state traffic). */
@@ -65,6 +68,8 @@ interface HeldStream {
 export class McpEdgeService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly handlers = new Map<string, Handlers>();
   private readonly streams = new Set<HeldStream>();
+  /** In-flight legacy requests by `<session hash>:<request id>`, for notifications/cancelled. */
+  private readonly inflight = new Map<string, AbortController>();
   private readonly unsubscribe: (() => void)[] = [];
   private readonly allowedHosts: string[];
   private readonly allowedOrigins: Set<string>;
@@ -73,6 +78,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly upstreams: UpstreamServersService,
     private readonly sessions: SessionsService,
+    private readonly bus: ChangeBusService,
     private readonly logger: PinoLogger,
   ) {
     logger.setContext('McpEdge');
@@ -85,6 +91,9 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       this.upstreams.onToolsChanged((server) => this.catalogChanged(server)),
       this.sessions.onClosed((id) => {
         for (const stream of this.streams) if (stream.sessionId === id) stream.close();
+      }),
+      this.bus.subscribe<{ key?: string }>(CANCELLED, (event) => {
+        if (!event.local && event.data?.key) this.inflight.get(event.data.key)?.abort();
       }),
     );
   }
@@ -99,7 +108,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
    * Serves one HTTP request to `/mcp` (scope `''`) or `/mcp/<scope>`. `parsedBody` is the
    * JSON body Fastify already parsed (undefined for GET/DELETE).
    */
-  async handle(request: Request, parsedBody: unknown, scope: string): Promise<Response> {
+  async handle(request: Request, parsedBody: unknown, scope: string, abort?: AbortController): Promise<Response> {
     const rejected = this.checkHostAndOrigin(request);
     if (rejected) return rejected;
     if (scope !== '' && !this.upstreams.catalog(scope)) {
@@ -109,7 +118,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     if (request.method === 'POST' && !(await isLegacyRequest(request, parsedBody))) {
       return handlers.modern.fetch(request, { parsedBody });
     }
-    return this.legacy(request, parsedBody, scope, handlers.legacy);
+    return this.legacy(request, parsedBody, scope, handlers.legacy, abort);
   }
 
   /**
@@ -147,7 +156,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     return handlers;
   }
 
-  private async legacy(request: Request, body: unknown, scope: string, serve: LegacyHttpHandler): Promise<Response> {
+  private async legacy(request: Request, body: unknown, scope: string, serve: LegacyHttpHandler, abort?: AbortController): Promise<Response> {
     const token = request.headers.get(SESSION_HEADER);
 
     if (request.method === 'POST' && isInitializeRequest(body)) {
@@ -182,8 +191,11 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     if (!session) return jsonRpcError(404, -32001, 'Session not found');
 
     switch (request.method) {
-      case 'POST':
-        return serve(request, { parsedBody: body });
+      case 'POST': {
+        const cancelled = this.cancellation(session, body);
+        if (cancelled) return cancelled;
+        return this.tracked(session, body, abort, () => serve(request, { parsedBody: body }));
+      }
       case 'DELETE':
         await this.sessions.close(session);
         return new Response(null, { status: 200 });
@@ -204,7 +216,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
    * client that does not accept JSON, a foreign Host/Origin, an unknown session): the full
    * path then answers it, with the SDK owning the spec's validation and error statuses.
    */
-  async tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, signal: AbortSignal): Promise<string | undefined> {
+  async tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController): Promise<string | undefined> {
     if (method !== 'POST') return undefined;
     const token = headers[SESSION_HEADER];
     const version = headers['mcp-protocol-version'];
@@ -223,7 +235,8 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       if (typeof params.name !== 'string') return undefined;
       if (params.arguments !== undefined && (typeof params.arguments !== 'object' || params.arguments === null)) return undefined;
     }
-    if (!(await this.sessions.resolve(token, scope))) return undefined;
+    const session = await this.sessions.resolve(token, scope);
+    if (!session) return undefined;
     const catalog = this.upstreams.catalog(scope);
     if (!catalog) return undefined;
 
@@ -232,13 +245,51 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     let result: unknown;
     try {
       if (message.method === 'ping') result = {};
-      else result = await callTool(this.upstreams, scope, params as { name: string; arguments?: Record<string, unknown> }, { signal });
+      else {
+        const call = params as { name: string; arguments?: Record<string, unknown> };
+        result = await this.tracked(session, message, abort, () => callTool(this.upstreams, scope, call, { signal: abort.signal }));
+      }
     } catch (error) {
+      if (abort.signal.aborted) {
+        return JSON.stringify({ jsonrpc: '2.0', id: message.id, error: { code: -32603, message: 'Request cancelled by the client' } });
+      }
       if (!(error instanceof ProtocolError)) throw error;
       const payload = { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) };
       return JSON.stringify({ jsonrpc: '2.0', id: message.id, error: payload });
     }
     return JSON.stringify({ jsonrpc: '2.0', id: message.id, result });
+  }
+
+  /** Runs a legacy request so that a later notifications/cancelled for its id can abort it. */
+  private async tracked<T>(session: LiveSession, body: unknown, abort: AbortController | undefined, run: () => Promise<T>): Promise<T> {
+    const id = (body as { id?: unknown } | null)?.id;
+    if (!abort || (typeof id !== 'string' && typeof id !== 'number')) return run();
+    const key = `${session.id}:${JSON.stringify(id)}`;
+    this.inflight.set(key, abort);
+    try {
+      return await run();
+    } finally {
+      if (this.inflight.get(key) === abort) this.inflight.delete(key);
+    }
+  }
+
+  /**
+   * notifications/cancelled on a legacy session (MCP basic/utilities/cancellation): abort the
+   * named request wherever it runs — here, or on the replica that holds it (change bus). The
+   * SDK's per-request legacy serving cannot do this: the notification reaches a fresh server
+   * that never saw the request.
+   */
+  private cancellation(session: LiveSession, body: unknown): Response | undefined {
+    const message = body as { method?: unknown; params?: { requestId?: unknown } } | null;
+    if (message?.method !== 'notifications/cancelled') return undefined;
+    const requestId = message.params?.requestId;
+    if (typeof requestId === 'string' || typeof requestId === 'number') {
+      const key = `${session.id}:${JSON.stringify(requestId)}`;
+      const local = this.inflight.get(key);
+      if (local) local.abort();
+      else void this.bus.publish(CANCELLED, { key }).catch(() => undefined);
+    }
+    return new Response(null, { status: 202 });
   }
 
   /** The legacy server-to-client stream: list-changed notifications, and keep-alives. */

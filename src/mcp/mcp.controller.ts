@@ -57,12 +57,12 @@ export class McpController {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
-    const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort.signal);
+    const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort);
     if (fast !== undefined) {
       await reply.status(200).header('content-type', 'application/json').send(fast);
       return;
     }
-    const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope);
+    const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, abort);
     await sendWebResponse(reply, response, req.id);
   }
 }

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
@@ -161,6 +164,32 @@ describe('the /mcp endpoint, both protocol eras', () => {
     assert.match(JSON.stringify(slow.content), /Upstream MCP server \\"slow\\" failed: no answer within 300 ms/);
     await fetch(`${app.url}/api/v1/servers/slow`, { method: 'DELETE' });
     await legacy.close();
+  });
+
+  it('passes cancellation through to the upstream, from either era', async () => {
+    const log = join(mkdtempSync(join(tmpdir(), 'gatehouse-cancel-')), 'cancelled.log');
+    writeFileSync(log, '');
+    await register({ name: 'slowpoke', transport: 'stdio', command: process.execPath, args: [resolve('test/fixtures/slow-upstream.mjs')], env: { CANCEL_LOG: log, [marker]: '1' } });
+    const cancellations = () => readFileSync(log, 'utf8').split('\n').filter(Boolean).length;
+
+    const { client: legacy } = await legacyClient();
+    const legacyAbort = new AbortController();
+    const legacyCall = legacy.callTool({ name: 'slowpoke__wait', arguments: { ms: 10_000 } }, undefined, { signal: legacyAbort.signal }).catch((e: Error) => e);
+    await new Promise((r) => setTimeout(r, 300));
+    legacyAbort.abort('user pressed stop');
+    assert.ok((await legacyCall) instanceof Error);
+    await eventually('the upstream saw the legacy cancellation', () => (cancellations() >= 1 ? true : undefined), 5_000);
+    await legacy.close();
+
+    const modern = await modernClient();
+    const modernAbort = new AbortController();
+    const modernCall = modern.callTool({ name: 'slowpoke__wait', arguments: { ms: 10_000 } }, { signal: modernAbort.signal }).catch((e: Error) => e);
+    await new Promise((r) => setTimeout(r, 300));
+    modernAbort.abort('user pressed stop');
+    assert.ok((await modernCall) instanceof Error);
+    await eventually('the upstream saw the modern cancellation', () => (cancellations() >= 2 ? true : undefined), 5_000);
+    await modern.close();
+    await fetch(`${app.url}/api/v1/servers/slowpoke`, { method: 'DELETE' });
   });
 
   it('answers bad input with the spec’s errors', async () => {

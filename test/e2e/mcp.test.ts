@@ -330,6 +330,25 @@ describe('the /mcp endpoint, both protocol eras', () => {
     }
   });
 
+  it('delivers change notices to a modern subscriptions/listen stream', async () => {
+    const client = await modernClient();
+    try {
+      let changed = 0;
+      client.setNotificationHandler('notifications/tools/list_changed', () => {
+        changed++;
+      });
+      const subscription = await client.listen({ toolsListChanged: true });
+      assert.equal(subscription.honoredFilter.toolsListChanged, true);
+      await register({ name: 'listen-added', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'], env: { [marker]: '1' } });
+      await eventually('tools/list_changed on the listen stream', () => (changed > 0 ? true : undefined), 10_000);
+      await subscription.close();
+      assert.equal(await subscription.closed, 'local');
+      await fetch(`${app.url}/api/v1/servers/listen-added`, { method: 'DELETE' });
+    } finally {
+      await client.close();
+    }
+  });
+
   it('churns 200 legacy sessions without a process or session left behind', async () => {
     const before = processesWith(marker).length;
     const now = (await db.query<{ now: Date }>('SELECT now() AS now'))[0].now;

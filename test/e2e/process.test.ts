@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createTestDatabase } from '../support/database.js';
 import { freePort, spawnGatehouse, waitForStatus } from '../support/process.js';
-import { EVERYTHING, eventually } from '../support/upstreams.js';
+import { EVERYTHING, eventually, readStreamUntil } from '../support/upstreams.js';
 
 describe('the gatehouse process', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -91,18 +91,8 @@ describe('the gatehouse process', () => {
 
     const stream = await fetch(`${b.url}/mcp`, { headers: { accept: 'text/event-stream', ...session } });
     assert.equal(stream.status, 200);
-    const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
-    let seen = '';
-    const heard = (async () => {
-      while (!seen.includes('notifications/tools/list_changed')) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        seen += Buffer.from(value).toString();
-      }
-    })();
+    const heard = readStreamUntil(stream, 'notifications/tools/list_changed', 15_000);
     assert.equal((await register('second')).status, 201);
-    await Promise.race([heard, new Promise((_, reject) => setTimeout(() => reject(new Error('no list_changed on B')), 15_000))]);
-    assert.match(seen, /notifications\/tools\/list_changed/);
-    await reader.cancel();
+    assert.match(await heard, /notifications\/tools\/list_changed/);
   });
 });

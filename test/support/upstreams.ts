@@ -44,3 +44,22 @@ export async function everythingOverHttp(mode: 'streamableHttp' | 'sse'): Promis
   return { url: mode === 'sse' ? `${base}/sse` : `${base}/mcp`, child };
 }
 
+
+/**
+ * Starts reading an SSE response and resolves with everything read once `text` appears;
+ * rejects after `timeoutMs`. Call it before triggering the event, await it after.
+ */
+export function readStreamUntil(response: Response, text: string, timeoutMs = 10_000): Promise<string> {
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  let seen = '';
+  const read = (async () => {
+    while (!seen.includes(text)) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      seen += Buffer.from(value).toString();
+    }
+    await reader.cancel();
+    return seen;
+  })();
+  return Promise.race([read, new Promise<string>((_, reject) => setTimeout(() => reject(new Error(`"${text}" not seen on the stream within ${timeoutMs} ms`)), timeoutMs))]);
+}

@@ -62,6 +62,7 @@ export const envSchema = z.object({
   EMBEDDED_POSTGRES_PORT: envInt(1, 65535).default(54329),
 
   GATEHOUSE_SERVERS_FILE: envString('a path to a YAML or JSON file').optional(),
+  GATEHOUSE_POLICY_DEFAULT: envEnum(['allow', 'deny'] as const).default('allow'),
   GATEHOUSE_STDIO_IDLE_TTL: envInt(0, 7 * 24 * 3_600_000).default(0),
 
   SHUTDOWN_TIMEOUT: envInt(0, 600_000).default(25_000),
@@ -112,6 +113,10 @@ export interface AppConfig {
     sessionTimeoutMs: number;
     maxSessionsPerPrincipal: number;
     sessionSweepIntervalMs: number;
+  };
+  policies: {
+    /** The outcome when no policy matches an operation. */
+    defaultEffect: 'allow' | 'deny';
   };
   upstreams: {
     /** YAML/JSON list of servers upserted at start (e.g. a mounted ConfigMap). */
@@ -178,6 +183,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       maxSessionsPerPrincipal: e.HTTP_MAX_CONCURRENT_SESSIONS,
       sessionSweepIntervalMs: e.HTTP_SESSION_CLEANUP_INTERVAL,
     },
+    policies: { defaultEffect: e.GATEHOUSE_POLICY_DEFAULT },
     upstreams: { serversFile: e.GATEHOUSE_SERVERS_FILE, stdioIdleTtlMs: e.GATEHOUSE_STDIO_IDLE_TTL },
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },
   };

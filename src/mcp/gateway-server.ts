@@ -1,7 +1,9 @@
 import { ProtocolError, ProtocolErrorCode, Server, type CallToolResult } from '@modelcontextprotocol/server';
 import type { Client } from '@modelcontextprotocol/client';
 import type { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
-import type { Catalog, Target } from '../upstreams/catalog.js';
+import { NAME_SEPARATOR, type Catalog, type Target } from '../upstreams/catalog.js';
+import type { PoliciesService } from '../policies/policies.service.js';
+import type { PolicyOperation, PolicyPrincipal } from '../policies/policy-evaluator.js';
 
 export const GATEWAY_INFO = { name: 'gatehouse', title: 'Gatehouse MCP gateway', version: '0.1.0' };
 
@@ -10,6 +12,25 @@ export interface GatewayScope {
   /** `''` for the aggregated `/mcp`, else the server name of `/mcp/<server>`. */
   scope: string;
   upstreams: UpstreamServersService;
+  policies: PoliciesService;
+  principal: PolicyPrincipal;
+}
+
+/** JSON-RPC error code for an operation a policy denies (implementation-defined server range). */
+export const POLICY_DENIED = -32003;
+
+/** Throws the JSON-RPC error that names the policy, unless `principal` may do it. */
+export function authorize(policies: PoliciesService, principal: PolicyPrincipal, operation: PolicyOperation, target: Target): void {
+  const name = `${target.server}${NAME_SEPARATOR}${target.name}`;
+  const decision = policies.decide(principal, operation, name);
+  if (decision.allowed) return;
+  const why =
+    decision.by === 'default'
+      ? 'no policy allows it and GATEHOUSE_POLICY_DEFAULT is deny'
+      : `denied by policy ${decision.by.id}${decision.by.description ? ` (${decision.by.description})` : ''}`;
+  throw new ProtocolError(POLICY_DENIED, `Forbidden: ${operation} on "${name}" ${why}`, {
+    policyId: decision.by === 'default' ? null : decision.by.id,
+  });
 }
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n')[0].slice(0, 500);
@@ -31,7 +52,7 @@ function isTimeout(error: unknown): boolean {
  * edge's fast path.
  */
 export async function callTool(
-  upstreams: UpstreamServersService,
+  { upstreams, policies, principal }: Omit<GatewayScope, 'scope'>,
   scope: string,
   params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
   options: { signal?: AbortSignal; notify?: (progress: Record<string, unknown>) => void },
@@ -43,6 +64,7 @@ export async function callTool(
     const hint = scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
     throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${params.name}".${hint}`);
   }
+  authorize(policies, principal, 'tools/call', target);
   const connection = upstreams.connection(target.server);
   if (!connection || !(await connection.ready())) {
     const status = connection?.getStatus();
@@ -73,7 +95,8 @@ export async function callTool(
  * result"), so the model can see and react to it. Nothing ever waits past the server's
  * `timeoutMs`.
  */
-export function createGatewayServer({ scope, upstreams }: GatewayScope): Server {
+export function createGatewayServer(gateway: GatewayScope): Server {
+  const { scope, upstreams, policies, principal } = gateway;
   const server = new Server(GATEWAY_INFO, {
     capabilities: {
       tools: { listChanged: true },
@@ -120,13 +143,14 @@ export function createGatewayServer({ scope, upstreams }: GatewayScope): Server 
     throw new ProtocolError(ProtocolErrorCode.InternalError, `Upstream MCP server "${target.server}" failed: ${errorText(error)}`);
   };
 
-  server.setRequestHandler('tools/list', () => ({ tools: catalog().tools }));
-  server.setRequestHandler('prompts/list', () => ({ prompts: catalog().prompts }));
-  server.setRequestHandler('resources/list', () => ({ resources: catalog().resources }));
+  // Lists show only what the principal may use (the same decision as a call would get).
+  server.setRequestHandler('tools/list', () => ({ tools: policies.view(catalog(), scope, principal).tools }));
+  server.setRequestHandler('prompts/list', () => ({ prompts: policies.view(catalog(), scope, principal).prompts }));
+  server.setRequestHandler('resources/list', () => ({ resources: policies.view(catalog(), scope, principal).resources }));
   server.setRequestHandler('resources/templates/list', () => ({ resourceTemplates: catalog().resourceTemplates }));
 
   server.setRequestHandler('tools/call', (request, ctx) =>
-    callTool(upstreams, scope, request.params, {
+    callTool(gateway, scope, request.params, {
       signal: ctx.mcpReq.signal,
       notify: (params) => void ctx.mcpReq.notify({ method: 'notifications/progress', params: params }),
     }),
@@ -135,6 +159,7 @@ export function createGatewayServer({ scope, upstreams }: GatewayScope): Server 
   server.setRequestHandler('prompts/get', async (request, ctx) => {
     const target = catalog().resolvePrompt(request.params.name);
     if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown prompt "${request.params.name}"`);
+    authorize(policies, principal, 'prompts/get', target);
     const { client, timeout } = await clientFor(target);
     return client.getPrompt({ ...request.params, name: target.name }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
   });
@@ -142,6 +167,7 @@ export function createGatewayServer({ scope, upstreams }: GatewayScope): Server 
   server.setRequestHandler('resources/read', async (request, ctx) => {
     const target = catalog().resolveResource(request.params.uri);
     if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown resource "${request.params.uri}"`);
+    authorize(policies, principal, 'resources/read', target);
     const { client, timeout } = await clientFor(target);
     const result = await client.readResource({ ...request.params, uri: target.name }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
     // Contents carry the upstream's URI; give the client back the one it asked for.

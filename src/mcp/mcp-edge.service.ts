@@ -19,7 +19,9 @@ import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
 import { SessionsService, TooManySessionsError, type LiveSession } from '../sessions/sessions.service.js';
 import { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
-import { callTool, createGatewayServer } from './gateway-server.js';
+import { PoliciesService } from '../policies/policies.service.js';
+import type { PolicyPrincipal } from '../policies/policy-evaluator.js';
+import { callTool, createGatewayServer, type GatewayScope } from './gateway-server.js';
 
 const SESSION_HEADER = 'mcp-session-id';
 /** Bus topic: a legacy client cancelled `{ key }` (session hash + request id) on some replica. */
@@ -29,8 +31,12 @@ const LEGACY_VERSIONS = new Set(SUPPORTED_PROTOCOL_VERSIONS.filter((v) => v < '2
 /** Methods the fast path answers itself (the bulk of steady-state traffic). */
 const FAST_METHODS = new Set(['tools/call', 'tools/list', 'ping']);
 const KEEPALIVE_MS = 15_000;
-/** Anonymous until authentication lands: every session belongs to this principal. */
+/**
+ * Until authentication lands every caller is this principal (strategy `none`: local use, full
+ * access), so policies written for role `admin` apply to it.
+ */
 const ANONYMOUS = 'anonymous';
+const ANONYMOUS_PRINCIPAL: PolicyPrincipal = { userId: null, apiKeyId: null, roles: ['admin'], groups: [] };
 
 /** A JSON-RPC error answered before any MCP processing (ids unknown: `null`). */
 export function jsonRpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
@@ -79,6 +85,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     private readonly upstreams: UpstreamServersService,
     private readonly sessions: SessionsService,
     private readonly bus: ChangeBusService,
+    private readonly policies: PoliciesService,
     private readonly logger: PinoLogger,
   ) {
     logger.setContext('McpEdge');
@@ -145,7 +152,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
   private handlersFor(scope: string): Handlers {
     let handlers = this.handlers.get(scope);
     if (!handlers) {
-      const factory = () => createGatewayServer({ scope, upstreams: this.upstreams });
+      const factory = () => createGatewayServer(this.gateway(scope));
       const onerror = (error: Error) => this.logger.debug({ scope, error: error.message }, 'MCP request rejected');
       handlers = {
         modern: createMcpHandler(factory, { legacy: 'reject', onerror }),
@@ -241,13 +248,16 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     if (!catalog) return undefined;
 
     // The list is serialized once per catalog change, not per request (200 tools ≈ 60 KB).
-    if (message.method === 'tools/list') return `{"jsonrpc":"2.0","id":${JSON.stringify(message.id)},"result":{"tools":${catalog.toolsJson}}}`;
+    if (message.method === 'tools/list') {
+      const { toolsJson } = this.policies.view(catalog, scope, ANONYMOUS_PRINCIPAL);
+      return `{"jsonrpc":"2.0","id":${JSON.stringify(message.id)},"result":{"tools":${toolsJson}}}`;
+    }
     let result: unknown;
     try {
       if (message.method === 'ping') result = {};
       else {
         const call = params as { name: string; arguments?: Record<string, unknown> };
-        result = await this.tracked(session, message, abort, () => callTool(this.upstreams, scope, call, { signal: abort.signal }));
+        result = await this.tracked(session, message, abort, () => callTool(this.gateway(scope), scope, call, { signal: abort.signal }));
       }
     } catch (error) {
       if (abort.signal.aborted) {
@@ -258,6 +268,10 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       return JSON.stringify({ jsonrpc: '2.0', id: message.id, error: payload });
     }
     return JSON.stringify({ jsonrpc: '2.0', id: message.id, result });
+  }
+
+  private gateway(scope: string): GatewayScope {
+    return { scope, upstreams: this.upstreams, policies: this.policies, principal: ANONYMOUS_PRINCIPAL };
   }
 
   /** Runs a legacy request so that a later notifications/cancelled for its id can abort it. */

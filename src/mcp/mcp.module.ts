@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { PoliciesModule } from '../policies/policies.module.js';
 import { SessionsModule } from '../sessions/sessions.module.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
 import { McpController } from './mcp.controller.js';
@@ -6,7 +7,7 @@ import { McpEdgeService } from './mcp-edge.service.js';
 
 /** The MCP endpoints: era classification, legacy sessions and streams, modern requests, dispatch. */
 @Module({
-  imports: [UpstreamsModule, SessionsModule],
+  imports: [UpstreamsModule, SessionsModule, PoliciesModule],
   controllers: [McpController],
   providers: [McpEdgeService],
   exports: [McpEdgeService],

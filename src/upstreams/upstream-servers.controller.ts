@@ -1,21 +1,15 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
-import { z } from 'zod';
+import { jsonSchema } from '../common/validation/json-schema.js';
 import { createServerSchema, patchServerSchema } from './upstream-server.schema.js';
 import { UpstreamServersService, type UpstreamServerView } from './upstream-servers.service.js';
 
-/**
- * Admin API for upstream MCP servers. Authentication and the `admin` role are enforced by the
- * global guard once it exists (see docs/auth.md); until then run with MCP_AUTH_STRATEGY=none
- * on a trusted network only.
- */
-/** OpenAPI request schemas straight from the zod schemas that validate the bodies. */
-function jsonSchema(schema: z.ZodType): Record<string, unknown> {
-  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
-  return rest;
-}
 const ERROR = { description: 'JSON error `{ error: { code, message, requestId } }`' };
 
+/**
+ * Admin API for upstream MCP servers. Authentication and the `admin` role are enforced by the
+ * global guard once it exists; until then run on localhost or a trusted network only.
+ */
 @ApiTags('servers')
 @ApiParam({ name: 'name', required: false, description: 'server name, a slug [a-z0-9][a-z0-9-]{0,62}' })
 @Controller('api/v1/servers')

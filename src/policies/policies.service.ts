@@ -19,16 +19,7 @@ import { createPolicySchema, patchPolicySchema } from './policy.schema.js';
 /** Bus topic: the policy set changed; every replica reloads it. */
 export const POLICIES_CHANGED = 'policies.changed';
 
-export interface PolicyView {
-  id: string;
-  subject: PolicySubject;
-  effect: 'allow' | 'deny';
-  operations: string[];
-  targets: string[];
-  description: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
+export type PolicyView = PolicyRule & { createdAt: string; updatedAt: string };
 
 /** What a principal may see of one catalog, computed once per (catalog, principal, policy set). */
 interface View {

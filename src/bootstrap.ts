@@ -11,6 +11,7 @@ import type { AppConfig } from './config/config.schema.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './database/embedded-postgres.js';
 import { SchemaStateService } from './database/schema-state.service.js';
 import { ReadinessService } from './health/readiness.service.js';
+import { McpEdgeService } from './mcp/mcp-edge.service.js';
 
 export interface Gatehouse {
   app: NestFastifyApplication;
@@ -159,6 +160,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
         fastify.server.closeAllConnections();
       }, config.shutdown.timeoutMs);
       try {
+        // Notification streams never end by themselves: end them so the drain is about requests.
+        app.get(McpEdgeService).endStreams();
         // Drain HTTP first: Nest runs module destroy hooks before it closes the server.
         await fastify.close();
         await app.close();

@@ -74,6 +74,7 @@ interface HeldStream {
 export class McpEdgeService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly handlers = new Map<string, Handlers>();
   private readonly streams = new Set<HeldStream>();
+  private readonly listenStreams = new Set<() => void>();
   /** In-flight legacy requests by `<session hash>:<request id>`, for notifications/cancelled. */
   private readonly inflight = new Map<string, AbortController>();
   private readonly unsubscribe: (() => void)[] = [];
@@ -107,8 +108,25 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
 
   async beforeApplicationShutdown(): Promise<void> {
     for (const off of this.unsubscribe.splice(0)) off();
-    for (const stream of this.streams) stream.close();
+    this.endStreams();
     await Promise.all([...this.handlers.values()].map((h) => h.modern.close()));
+  }
+
+  /**
+   * Ends every long-lived notification stream this replica holds (legacy GET streams, modern
+   * `subscriptions/listen` streams). Called when shutdown begins: they never finish on their
+   * own, and draining would otherwise wait for SHUTDOWN_TIMEOUT. Clients reconnect elsewhere.
+   */
+  endStreams(): void {
+    for (const stream of this.streams) stream.close();
+    for (const end of this.listenStreams) end();
+    this.listenStreams.clear();
+  }
+
+  /** Registers a modern `subscriptions/listen` exchange so {@link endStreams} can end it. */
+  holdListenStream(end: () => void): () => void {
+    this.listenStreams.add(end);
+    return () => this.listenStreams.delete(end);
   }
 
   /**

@@ -62,7 +62,18 @@ export class McpController {
       await reply.status(200).header('content-type', 'application/json').send(fast);
       return;
     }
-    const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, abort);
-    await sendWebResponse(reply, response, req.id);
+    const isListen = (req.body as { method?: unknown } | null)?.method === 'subscriptions/listen';
+    const release = isListen
+      ? this.edge.holdListenStream(() => {
+          abort.abort();
+          reply.raw.end();
+        })
+      : undefined;
+    try {
+      const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, abort);
+      await sendWebResponse(reply, response, req.id);
+    } finally {
+      release?.();
+    }
   }
 }

@@ -339,6 +339,29 @@ describe('the /mcp endpoint, both protocol eras', () => {
     }
   });
 
+  it('shutdown ends held notification streams instead of waiting for them', async () => {
+    const own = await createTestDatabase();
+    const short = await startTestApp(own.url, { SHUTDOWN_TIMEOUT: '8000' });
+    try {
+      const init = await rpc(`${short.url}/mcp`, initialize());
+      const session = init.headers.get('mcp-session-id')!;
+      const legacyStream = await fetch(`${short.url}/mcp`, { headers: { accept: 'text/event-stream', 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' } });
+      assert.equal(legacyStream.status, 200);
+      const modern = new Client({ name: 'listener', version: '1' }, { capabilities: {}, versionNegotiation: { mode: 'auto' } });
+      await modern.connect(new StreamableHTTPClientTransport(new URL(`${short.url}/mcp`)));
+      const subscription = await modern.listen({ toolsListChanged: true });
+
+      const started = Date.now();
+      assert.equal(await short.shutdown('SIGTERM'), 0, 'drained cleanly, nothing had to be cut');
+      assert.ok(Date.now() - started < 5_000, `shutdown took ${Date.now() - started} ms`);
+      assert.notEqual(await subscription.closed, 'local', 'the server ended the listen stream');
+      await modern.close().catch(() => undefined);
+    } finally {
+      await short.shutdown('again');
+      await own.drop();
+    }
+  });
+
   it('churns 200 legacy sessions without a process or session left behind', async () => {
     const before = processesWith(marker).length;
     const now = (await db.query<{ now: Date }>('SELECT now() AS now'))[0].now;

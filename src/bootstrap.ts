@@ -6,6 +6,7 @@ import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
+import { ErrorCode } from './common/errors/error-code.js';
 import { createRootLogger } from './common/logging/logger.js';
 import type { AppConfig } from './config/config.schema.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './database/embedded-postgres.js';
@@ -89,8 +90,19 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   app.flushLogs();
 
   const fastify = app.getHttpAdapter().getInstance();
+  const schema = app.get(SchemaStateService);
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header(REQUEST_ID_HEADER, request.id);
+    // Between listening and the end of migrations only the probes answer; everything else
+    // gets a clear 503 instead of a 500 from a missing table.
+    const path = request.url.split('?')[0];
+    if (!schema.isMigrated && path !== '/healthz' && path !== '/readyz') {
+      void reply
+        .status(503)
+        .header('retry-after', '2')
+        .send({ error: { code: ErrorCode.ServiceUnavailable, message: 'Gatehouse is starting: database migrations are not applied yet', requestId: request.id } });
+      return;
+    }
     done();
   });
 
@@ -131,7 +143,6 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;
   logger.info({ url, publicUrl: config.http.publicUrl }, `Gatehouse listening on ${url}`);
 
-  const schema = app.get(SchemaStateService);
   if (config.database.migrate) {
     try {
       const { applied } = await schema.migrate();

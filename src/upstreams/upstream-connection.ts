@@ -60,6 +60,7 @@ export class UpstreamConnection {
   private closed = false;
   private generation = 0;
   private lastUsed = Date.now();
+  private failedGeneration = -1;
   private idleTimer: NodeJS.Timeout | undefined;
   private waking: Promise<void> | undefined;
 
@@ -206,6 +207,20 @@ export class UpstreamConnection {
     }
   }
 
+  /**
+   * Replaces the values Gatehouse handed this upstream (its env and headers: tokens, often)
+   * wherever they reappear in text it produced — stderr lines, error messages — before that
+   * text is logged or shown in `status.lastError`. Short values are left alone (too common to mean
+   * anything, and replacing them would garble the text).
+   */
+  private mask(text: string): string {
+    let out = text;
+    for (const value of [...Object.values(this.server.env), ...Object.values(this.server.headers)]) {
+      if (value.length >= 8 && out.includes(value)) out = out.split(value).join('[REDACTED]');
+    }
+    return out;
+  }
+
   private signature(): string {
     return JSON.stringify([this.tools, this.prompts, this.resources, this.resourceTemplates]);
   }
@@ -238,8 +253,10 @@ export class UpstreamConnection {
   }
 
   private failed(error: unknown, generation: number): void {
-    if (generation !== this.generation || this.closed) return;
-    const message = describe(error);
+    // A crash is reported twice (transport close, then the pending request): count it once.
+    if (generation !== this.generation || this.closed || this.failedGeneration === generation) return;
+    this.failedGeneration = generation;
+    const message = this.mask(describe(error));
     const hadTools = this.tools.length + this.prompts.length + this.resources.length + this.resourceTemplates.length > 0;
     this.tools = [];
     this.prompts = [];
@@ -276,7 +293,7 @@ export class UpstreamConnection {
         args: s.args,
         env: s.env,
         cwd: s.cwd ?? undefined,
-        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: line.slice(0, 2000) }, 'upstream stderr'),
+        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line.slice(0, 2000)) }, 'upstream stderr'),
       });
     }
     const url = new URL(s.url!);

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Tool } from '@modelcontextprotocol/client';
@@ -67,6 +68,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
   private readonly catalogs = new Map<string, Catalog | null>();
   private fileServers: CreateServerInput[] | undefined;
   private stopped = false;
+  private readonly detached = new AsyncResource('gatehouse.upstreams');
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(
@@ -236,7 +238,9 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
       idleTtlMs: this.config.upstreams.stdioIdleTtlMs,
     });
     this.connections.set(name, connection);
-    if (row.enabled) void connection.connect();
+    // Connections live longer than the request that created them: run them in the context
+    // captured at start, so their log lines do not carry that request's id.
+    if (row.enabled) this.detached.runInAsyncScope(() => void connection.connect());
   }
 
   private background(work: Promise<void>): void {

@@ -55,6 +55,9 @@ describe('lifecycle', () => {
       assert.equal(before.status, 503);
       assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', lifecycle: 'running' } });
       assert.equal((await fetch(`${app.url}/healthz`)).status, 200, 'liveness holds meanwhile');
+      const early = await fetch(`${app.url}/api/v1/servers`);
+      assert.equal(early.status, 503, 'the API says it is starting instead of failing on a missing table');
+      assert.equal(((await early.json()) as { error: { code: string } }).error.code, 'service_unavailable');
 
       const job = spawnSync(process.execPath, ['dist/cli.js', 'migrate'], {
         env: { PATH: process.env.PATH, DATABASE_URL: db.url, GATEHOUSE_ENV_FILE: '/nonexistent' },
@@ -65,6 +68,7 @@ describe('lifecycle', () => {
       const afterJob = await readyz(app.url);
       assert.equal(afterJob.status, 200);
       assert.equal(afterJob.body.status, 'ready');
+      assert.equal((await fetch(`${app.url}/api/v1/servers`)).status, 200);
     } finally {
       await app.shutdown('test');
     }

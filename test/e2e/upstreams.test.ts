@@ -3,11 +3,11 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { freePort } from '../support/process.js';
+import { freePort, spawnGatehouse, waitForStatus } from '../support/process.js';
 import { EVERYTHING, eventually, everythingOverHttp, processesWith } from '../support/upstreams.js';
 
 
@@ -254,6 +254,42 @@ describe('upstream servers: registry, admin API, connections', () => {
       await own.drop();
     }
     assert.deepEqual(processesWith(idleMarker), []);
+  });
+
+  it('never logs or shows back the values it gave an upstream, even when the upstream prints them', async () => {
+    // A real process with debug logs: everything it writes is captured.
+    const own = await createTestDatabase();
+    const verbose = await spawnGatehouse({ DATABASE_URL: own.url, LOG_LEVEL: 'debug' });
+    await waitForStatus(`${verbose.url}/readyz`, 200);
+    const token = `tok-${randomUUID()}`;
+    try {
+      const fixture = resolve('test/fixtures/slow-upstream.mjs');
+      for (const [name, env] of [
+        ['chatty', { API_TOKEN: token, CANCEL_LOG: '/dev/null' }],
+        ['crashing', { CRASH_WITH_TOKEN: token }],
+      ] as const) {
+        const res = await fetch(`${verbose.url}/api/v1/servers`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ name, transport: 'stdio', command: process.execPath, args: [fixture], env }),
+        });
+        assert.equal(res.status, 201);
+      }
+      const stderrLines = () => verbose.logs().filter((l) => l.msg === 'upstream stderr').map((l) => String(l.stderr));
+      await eventually('both servers wrote to stderr', () =>
+        stderrLines().some((l) => l.startsWith('starting with token')) && stderrLines().some((l) => l.startsWith('fatal: token')) ? true : undefined,
+      );
+      const crashing = await eventually('crashing reports an error', async () => {
+        const v = (await (await fetch(`${verbose.url}/api/v1/servers/crashing`)).json()) as ServerView;
+        return v.status.lastError ? v : undefined;
+      });
+      const seen = `${verbose.stdout()}${verbose.stderr()}${JSON.stringify(crashing)}${JSON.stringify(await (await fetch(`${verbose.url}/api/v1/servers`)).json())}`;
+      assert.ok(!seen.includes(token), 'the token appears in no log line and no API response');
+      assert.ok(stderrLines().includes('starting with token [REDACTED]'));
+    } finally {
+      await verbose.stop();
+      await own.drop();
+    }
   });
 
   it('publishes an OpenAPI document of the servers API at /api/openapi.json and a UI at /api/docs', async () => {

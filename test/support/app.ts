@@ -15,11 +15,14 @@ export function configFrom(env: Record<string, string>): AppConfig {
 export class LogCapture {
   readonly lines: Record<string, unknown>[] = [];
   raw = '';
+  private partial = '';
   readonly stream = new Writable({
     write: (chunk: Buffer, _enc, done) => {
       const text = chunk.toString('utf8');
       this.raw += text;
-      for (const line of text.split('\n').filter(Boolean)) this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      const lines = (this.partial + text).split('\n');
+      this.partial = lines.pop() ?? '';
+      for (const line of lines.filter(Boolean)) this.lines.push(JSON.parse(line) as Record<string, unknown>);
       done();
     },
   });

@@ -115,6 +115,26 @@ describe('per-operation policies', () => {
     await after.close();
   });
 
+  it('a policy added on one replica applies on another without restart (bounded wait)', async () => {
+    const other = await startTestApp(db.url);
+    try {
+      await eventually('replica B connected', async () => {
+        const v = (await (await fetch(`${other.url}/api/v1/servers/everything`)).json()) as { status: { state: string } };
+        return v.status.state === 'connected' ? true : undefined;
+      });
+      const created = await api(app, 'POST', '', { subject: { role: 'admin' }, effect: 'deny', operations: ['tools/call'], targets: ['everything__echo'] });
+      assert.equal(created.status, 201);
+      await eventually('denied on B', async () => {
+        const view = await legacyTools(other);
+        await view.close();
+        return view.names.includes('everything__echo') ? undefined : true;
+      }, 3_000);
+      assert.equal((await api(app, 'DELETE', `/${String(created.body.id)}`)).status, 204);
+    } finally {
+      await other.shutdown('test');
+    }
+  });
+
   it('with GATEHOUSE_POLICY_DEFAULT=deny only what a policy allows is visible and callable; deny wins over allow', async () => {
     const own = await createTestDatabase();
     const strict = await startTestApp(own.url, { GATEHOUSE_POLICY_DEFAULT: 'deny' });

@@ -1,5 +1,6 @@
 import { Module, RequestMethod, type DynamicModule, type ModuleMetadata } from '@nestjs/common';
-import { APP_FILTER } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { AuthGuard } from './auth/auth.guard.js';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AllExceptionsFilter } from './common/http/all-exceptions.filter.js';
@@ -36,7 +37,10 @@ export class AppModule {
         McpModule,
         ...imports,
       ],
-      providers: [{ provide: APP_FILTER, useClass: AllExceptionsFilter }],
+      providers: [
+        { provide: APP_FILTER, useClass: AllExceptionsFilter },
+        { provide: APP_GUARD, useClass: AuthGuard },
+      ],
     };
   }
 }

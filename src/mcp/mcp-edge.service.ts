@@ -11,7 +11,9 @@ import {
   validateHostHeader,
   validateOriginHeader,
   type LegacyHttpHandler,
+  type McpHandlerRequestOptions,
   type McpHttpHandler,
+  type McpRequestContext,
 } from '@modelcontextprotocol/server';
 import { PinoLogger } from 'nestjs-pino';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -21,6 +23,7 @@ import { SessionsService, TooManySessionsError, type LiveSession } from '../sess
 import { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
 import { PoliciesService } from '../policies/policies.service.js';
 import type { PolicyPrincipal } from '../policies/policy-evaluator.js';
+import type { Principal } from '../auth/principal.js';
 import { callTool, createGatewayServer, type GatewayScope } from './gateway-server.js';
 
 const SESSION_HEADER = 'mcp-session-id';
@@ -31,12 +34,8 @@ const LEGACY_VERSIONS = new Set(SUPPORTED_PROTOCOL_VERSIONS.filter((v) => v < '2
 /** Methods the fast path answers itself (the bulk of steady-state traffic). */
 const FAST_METHODS = new Set(['tools/call', 'tools/list', 'ping']);
 const KEEPALIVE_MS = 15_000;
-/**
- * Until authentication lands every caller is this principal (strategy `none`: local use, full
- * access), so policies written for role `admin` apply to it.
- */
-const ANONYMOUS = 'anonymous';
-const ANONYMOUS_PRINCIPAL: PolicyPrincipal = { userId: null, apiKeyId: null, roles: ['admin'], groups: [] };
+/** The subset of a principal the policy evaluator reads. */
+const policySubject = (p: Principal): PolicyPrincipal => ({ userId: p.userId, apiKeyId: p.keyId, roles: p.roles, groups: p.groups });
 
 /** A JSON-RPC error answered before any MCP processing (ids unknown: `null`). */
 export function jsonRpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
@@ -133,17 +132,19 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
    * Serves one HTTP request to `/mcp` (scope `''`) or `/mcp/<scope>`. `parsedBody` is the
    * JSON body Fastify already parsed (undefined for GET/DELETE).
    */
-  async handle(request: Request, parsedBody: unknown, scope: string, abort?: AbortController): Promise<Response> {
+  async handle(request: Request, parsedBody: unknown, scope: string, principal: Principal, abort?: AbortController): Promise<Response> {
     const rejected = this.checkHostAndOrigin(request);
     if (rejected) return rejected;
     if (scope !== '' && !this.upstreams.catalog(scope)) {
       return jsonRpcError(404, -32600, `MCP server "${scope}" does not exist or is disabled`);
     }
     const handlers = this.handlersFor(scope);
+    // The principal travels to the per-request gateway server as the SDK's pass-through authInfo.
+    const authInfo = { token: '', clientId: principal.id, scopes: principal.scopes, extra: { principal } };
     if (request.method === 'POST' && !(await isLegacyRequest(request, parsedBody))) {
-      return handlers.modern.fetch(request, { parsedBody });
+      return handlers.modern.fetch(request, { parsedBody, authInfo });
     }
-    return this.legacy(request, parsedBody, scope, handlers.legacy, abort);
+    return this.legacy(request, parsedBody, scope, handlers.legacy, principal, authInfo, abort);
   }
 
   /**
@@ -170,7 +171,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
   private handlersFor(scope: string): Handlers {
     let handlers = this.handlers.get(scope);
     if (!handlers) {
-      const factory = () => createGatewayServer(this.gateway(scope));
+      const factory = (ctx: McpRequestContext) => createGatewayServer(this.gateway(scope, (ctx.authInfo?.extra?.principal as Principal | undefined) ?? null));
       const onerror = (error: Error) => this.logger.debug({ scope, error: error.message }, 'MCP request rejected');
       handlers = {
         modern: createMcpHandler(factory, { legacy: 'reject', onerror }),
@@ -181,7 +182,15 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     return handlers;
   }
 
-  private async legacy(request: Request, body: unknown, scope: string, serve: LegacyHttpHandler, abort?: AbortController): Promise<Response> {
+  private async legacy(
+    request: Request,
+    body: unknown,
+    scope: string,
+    serve: LegacyHttpHandler,
+    principal: Principal,
+    authInfo: McpHandlerRequestOptions['authInfo'],
+    abort?: AbortController,
+  ): Promise<Response> {
     const token = request.headers.get(SESSION_HEADER);
 
     if (request.method === 'POST' && isInitializeRequest(body)) {
@@ -189,7 +198,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       let created: { token: string; session: LiveSession };
       try {
         created = await this.sessions.create({
-          principal: ANONYMOUS,
+          principal: principal.id,
           endpoint: scope,
           protocolVersion: params.protocolVersion,
           clientInfo: params.clientInfo,
@@ -199,7 +208,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
         if (error instanceof TooManySessionsError) return jsonRpcError(429, -32000, error.message);
         throw error;
       }
-      const response = await serve(request, { parsedBody: body });
+      const response = await serve(request, { parsedBody: body, authInfo });
       if (response.status !== 200) {
         await this.sessions.close(created.session);
         return response;
@@ -212,14 +221,16 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     // Streamable HTTP (2025-03-26+): a request without a session id, other than initialize,
     // is 400; an unknown or ended session is 404, so the client starts a new one.
     if (!token) return jsonRpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required (send initialize first)');
+    // A session belongs to the principal that opened it; anyone else gets the same answer as
+    // for an unknown session, so the id's existence is not revealed.
     const session = await this.sessions.resolve(token, scope);
-    if (!session) return jsonRpcError(404, -32001, 'Session not found');
+    if (!session || session.principal !== principal.id) return jsonRpcError(404, -32001, 'Session not found');
 
     switch (request.method) {
       case 'POST': {
         const cancelled = this.cancellation(session, body);
         if (cancelled) return cancelled;
-        return this.tracked(session, body, abort, () => serve(request, { parsedBody: body }));
+        return this.tracked(session, body, abort, () => serve(request, { parsedBody: body, authInfo }));
       }
       case 'DELETE':
         await this.sessions.close(session);
@@ -241,7 +252,14 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
    * client that does not accept JSON, a foreign Host/Origin, an unknown session): the full
    * path then answers it, with the SDK owning the spec's validation and error statuses.
    */
-  async tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController): Promise<string | undefined> {
+  async tryFast(
+    method: string,
+    headers: IncomingHttpHeaders,
+    body: unknown,
+    scope: string,
+    abort: AbortController,
+    principal: Principal,
+  ): Promise<string | undefined> {
     if (method !== 'POST') return undefined;
     const token = headers[SESSION_HEADER];
     const version = headers['mcp-protocol-version'];
@@ -261,13 +279,13 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       if (params.arguments !== undefined && (typeof params.arguments !== 'object' || params.arguments === null)) return undefined;
     }
     const session = await this.sessions.resolve(token, scope);
-    if (!session) return undefined;
+    if (!session || session.principal !== principal.id) return undefined;
     const catalog = this.upstreams.catalog(scope);
     if (!catalog) return undefined;
 
     // The list is serialized once per catalog change, not per request (200 tools ≈ 60 KB).
     if (message.method === 'tools/list') {
-      const { toolsJson } = this.policies.view(catalog, scope, ANONYMOUS_PRINCIPAL);
+      const { toolsJson } = this.policies.view(catalog, scope, policySubject(principal));
       return `{"jsonrpc":"2.0","id":${JSON.stringify(message.id)},"result":{"tools":${toolsJson}}}`;
     }
     let result: unknown;
@@ -275,7 +293,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       if (message.method === 'ping') result = {};
       else {
         const call = params as { name: string; arguments?: Record<string, unknown> };
-        result = await this.tracked(session, message, abort, () => callTool(this.gateway(scope), scope, call, { signal: abort.signal }));
+        result = await this.tracked(session, message, abort, () => callTool(this.gateway(scope, principal), scope, call, { signal: abort.signal }));
       }
     } catch (error) {
       if (abort.signal.aborted) {
@@ -288,8 +306,10 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     return JSON.stringify({ jsonrpc: '2.0', id: message.id, result });
   }
 
-  private gateway(scope: string): GatewayScope {
-    return { scope, upstreams: this.upstreams, policies: this.policies, principal: ANONYMOUS_PRINCIPAL };
+  /** What a gateway server needs for one request; with no principal nothing is allowed. */
+  private gateway(scope: string, principal: Principal | null): GatewayScope {
+    const subject: PolicyPrincipal = principal ? policySubject(principal) : { userId: null, apiKeyId: null, roles: [], groups: [] };
+    return { scope, upstreams: this.upstreams, policies: this.policies, principal: subject };
   }
 
   /** Runs a legacy request so that a later notifications/cancelled for its id can abort it. */

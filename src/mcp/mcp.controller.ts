@@ -1,5 +1,7 @@
 import { All, Controller, Param, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { CurrentPrincipal, RequiresPermission } from '../auth/auth.decorators.js';
+import type { Principal } from '../auth/principal.js';
 import { REQUEST_ID_HEADER } from '../common/http/request-id.js';
 import { McpEdgeService } from './mcp-edge.service.js';
 
@@ -39,25 +41,31 @@ async function sendWebResponse(reply: FastifyReply, response: Response, requestI
  * for both protocol eras. Authentication wraps these routes through the global guard.
  */
 @Controller('mcp')
+@RequiresPermission('mcp')
 export class McpController {
   constructor(private readonly edge: McpEdgeService) {}
 
   @All()
-  aggregated(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    return this.serve(req, reply, '');
+  aggregated(@Req() req: FastifyRequest, @Res() reply: FastifyReply, @CurrentPrincipal() principal: Principal): Promise<void> {
+    return this.serve(req, reply, '', principal);
   }
 
   @All(':server')
-  single(@Param('server') server: string, @Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    return this.serve(req, reply, server);
+  single(
+    @Param('server') server: string,
+    @Req() req: FastifyRequest,
+    @Res() reply: FastifyReply,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<void> {
+    return this.serve(req, reply, server, principal);
   }
 
-  private async serve(req: FastifyRequest, reply: FastifyReply, scope: string): Promise<void> {
+  private async serve(req: FastifyRequest, reply: FastifyReply, scope: string, principal: Principal): Promise<void> {
     const abort = new AbortController();
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
-    const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort);
+    const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort, principal);
     if (fast !== undefined) {
       await reply.status(200).header('content-type', 'application/json').send(fast);
       return;
@@ -70,7 +78,7 @@ export class McpController {
         })
       : undefined;
     try {
-      const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, abort);
+      const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, principal, abort);
       await sendWebResponse(reply, response, req.id);
     } finally {
       release?.();

@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { RequiresPermission } from '../auth/auth.decorators.js';
 import { jsonSchema } from '../common/validation/json-schema.js';
 import { PoliciesService, type PolicyView } from './policies.service.js';
 import { createPolicySchema, patchPolicySchema } from './policy.schema.js';
@@ -11,12 +12,14 @@ export class PoliciesController {
   constructor(private readonly policies: PoliciesService) {}
 
   @Get()
+  @RequiresPermission('admin:read')
   @ApiOperation({ summary: 'List policies, oldest first (the order denies are reported in)' })
   async list(): Promise<{ items: PolicyView[] }> {
     return { items: await this.policies.list() };
   }
 
   @Post()
+  @RequiresPermission('admin:write')
   @HttpCode(201)
   @ApiOperation({ summary: 'Add a policy; it applies on every replica within a second' })
   @ApiBody({ schema: jsonSchema(createPolicySchema) })
@@ -25,6 +28,7 @@ export class PoliciesController {
   }
 
   @Patch(':id')
+  @RequiresPermission('admin:write')
   @ApiOperation({ summary: 'Change a policy' })
   @ApiBody({ schema: jsonSchema(patchPolicySchema) })
   patch(@Param('id') id: string, @Body() body: unknown): Promise<PolicyView> {
@@ -32,6 +36,7 @@ export class PoliciesController {
   }
 
   @Delete(':id')
+  @RequiresPermission('admin:write')
   @HttpCode(204)
   @ApiOperation({ summary: 'Remove a policy' })
   async remove(@Param('id') id: string): Promise<void> {

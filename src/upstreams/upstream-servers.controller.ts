@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { RequiresPermission } from '../auth/auth.decorators.js';
 import { jsonSchema } from '../common/validation/json-schema.js';
 import { createServerSchema, patchServerSchema } from './upstream-server.schema.js';
 import { UpstreamServersService, type UpstreamServerView } from './upstream-servers.service.js';
@@ -17,12 +18,14 @@ export class UpstreamServersController {
   constructor(private readonly servers: UpstreamServersService) {}
 
   @Get()
+  @RequiresPermission('admin:read')
   @ApiOperation({ summary: 'List upstream servers with their live status' })
   async list(): Promise<{ items: UpstreamServerView[] }> {
     return { items: await this.servers.list() };
   }
 
   @Post()
+  @RequiresPermission('admin:write')
   @HttpCode(201)
   @ApiOperation({ summary: 'Register an upstream MCP server' })
   @ApiBody({ schema: jsonSchema(createServerSchema) })
@@ -34,6 +37,7 @@ export class UpstreamServersController {
   }
 
   @Get(':name')
+  @RequiresPermission('admin:read')
   @ApiOperation({ summary: 'One server with its live status' })
   @ApiResponse({ status: 404, ...ERROR })
   get(@Param('name') name: string): Promise<UpstreamServerView> {
@@ -41,6 +45,7 @@ export class UpstreamServersController {
   }
 
   @Patch(':name')
+  @RequiresPermission('admin:write')
   @ApiOperation({ summary: 'Change some fields of a server; it reconnects on every replica' })
   @ApiBody({ schema: jsonSchema(patchServerSchema) })
   @ApiResponse({ status: 400, ...ERROR })
@@ -50,6 +55,7 @@ export class UpstreamServersController {
   }
 
   @Delete(':name')
+  @RequiresPermission('admin:write')
   @HttpCode(204)
   @ApiOperation({ summary: 'Remove a server; its processes are stopped on every replica' })
   async remove(@Param('name') name: string): Promise<void> {
@@ -57,6 +63,7 @@ export class UpstreamServersController {
   }
 
   @Post(':name/enable')
+  @RequiresPermission('admin:write')
   @HttpCode(200)
   @ApiOperation({ summary: 'Enable a server' })
   enable(@Param('name') name: string): Promise<UpstreamServerView> {
@@ -64,6 +71,7 @@ export class UpstreamServersController {
   }
 
   @Post(':name/disable')
+  @RequiresPermission('admin:write')
   @HttpCode(200)
   @ApiOperation({ summary: 'Disable a server (its connections and processes stop)' })
   disable(@Param('name') name: string): Promise<UpstreamServerView> {
@@ -71,6 +79,7 @@ export class UpstreamServersController {
   }
 
   @Get(':name/tools')
+  @RequiresPermission('admin:read')
   @ApiOperation({ summary: "The upstream's own tool list, unfiltered, under its own names" })
   tools(@Param('name') name: string): ReturnType<UpstreamServersService['tools']> {
     return this.servers.tools(name);

@@ -1,0 +1,20 @@
+import { createParamDecorator, SetMetadata, type ExecutionContext } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import type { Permission, Principal } from './principal.js';
+
+/** Metadata key: the permission a route requires (read by {@link AuthGuard}). */
+export const PERMISSION_KEY = 'gatehouse:permission';
+
+/**
+ * Declares what a route (or every route of a controller) requires. A route with neither this
+ * nor `@Public()` is refused: the guard denies by default, so forgetting a declaration fails
+ * closed, and the route snapshot test shows it in review.
+ */
+export const RequiresPermission = (permission: Permission): MethodDecorator & ClassDecorator => SetMetadata(PERMISSION_KEY, permission);
+
+/** The authenticated principal of the current request (set by the guard). */
+export const CurrentPrincipal = createParamDecorator((_data: unknown, ctx: ExecutionContext): Principal => {
+  const request = ctx.switchToHttp().getRequest<FastifyRequest & { principal?: Principal }>();
+  if (!request.principal) throw new Error('CurrentPrincipal used on a route the auth guard did not run for');
+  return request.principal;
+});

@@ -1,0 +1,47 @@
+/** Permissions a route can require; keys carry them as scopes, users get them from roles. */
+export const PERMISSIONS = ['mcp', 'admin:read', 'admin:write'] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+/** How a principal proved who it is. */
+export type AuthMethod = 'none' | 'bearer' | 'api_key' | 'oauth2' | 'trusted_header';
+
+/**
+ * Whoever makes a request, however they authenticated: every strategy yields this shape, and
+ * nothing downstream (guards, policies, sessions, audit) needs to know which strategy it was.
+ */
+export interface Principal {
+  /** `users.id`, when the principal is (or belongs to) a user. */
+  userId: string | null;
+  /** A stable identifier for session binding and audit: `<method>:<subject>`. */
+  id: string;
+  displayName: string;
+  email: string | null;
+  roles: string[];
+  groups: string[];
+  /** Effective permissions (see {@link Permission}). */
+  scopes: string[];
+  method: AuthMethod;
+  /** The API key's id, when authenticated by one. */
+  keyId: string | null;
+}
+
+/**
+ * Strategy `none` (local use): one anonymous principal with every permission — the seed
+ * projects' behaviour for `MCP_AUTH_STRATEGY=none`.
+ */
+export const ANONYMOUS_PRINCIPAL: Principal = Object.freeze({
+  userId: null,
+  id: 'none:anonymous',
+  displayName: 'anonymous',
+  email: null,
+  roles: ['admin'],
+  groups: [],
+  scopes: [...PERMISSIONS],
+  method: 'none',
+  keyId: null,
+});
+
+/** Whether `principal` holds `permission` (`admin:write` implies `admin:read`). */
+export function holds(principal: Principal, permission: Permission): boolean {
+  return principal.scopes.includes(permission) || (permission === 'admin:read' && principal.scopes.includes('admin:write'));
+}

@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createTestDatabase } from '../support/database.js';
-import { freePort, spawnGatehouse, waitForStatus } from '../support/process.js';
+import { freePort, spawnGatehouse, stopAllGatehouses, waitForStatus } from '../support/process.js';
 import { EVERYTHING, eventually, readStreamUntil } from '../support/upstreams.js';
 
 describe('the gatehouse process', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
   after(async () => {
+    await stopAllGatehouses();
     for (const c of cleanups.reverse()) await c();
   });
 
@@ -41,7 +42,8 @@ describe('the gatehouse process', () => {
     await waitForStatus(`${first.url}/readyz`, 200, 60_000);
     const notice = first.logs().filter((l) => String(l.msg).startsWith('DATABASE_URL is not set'));
     assert.equal(notice.length, 1, 'exactly one line says the embedded database is used');
-    assert.ok(first.logs().some((l) => String(l.msg).startsWith('applied ')));
+    // The log line may land a moment after readiness turns 200.
+    await eventually('the migrations log line', () => (first.logs().some((l) => String(l.msg).startsWith('applied ')) ? true : undefined));
     const pid = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     assert.equal(await first.stop('SIGTERM'), 0);
     assert.equal(existsSync(`/proc/${pid}`), false, 'the embedded PostgreSQL process is gone');
@@ -49,7 +51,7 @@ describe('the gatehouse process', () => {
 
     const second = await spawnGatehouse(env, 120_000);
     await waitForStatus(`${second.url}/readyz`, 200, 60_000);
-    assert.ok(second.logs().some((l) => l.msg === 'database schema is current'), 'data (and schema) survived the restart');
+    await eventually('data (and schema) survived the restart', () => (second.logs().some((l) => l.msg === 'database schema is current') ? true : undefined));
     assert.equal(await second.stop('SIGINT'), 0);
   });
 

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { freePort, spawnGatehouse, waitForStatus } from '../support/process.js';
+import { freePort, spawnGatehouse, stopAllGatehouses, waitForStatus } from '../support/process.js';
 import { EVERYTHING, eventually, everythingOverHttp, processesWith } from '../support/upstreams.js';
 
 
@@ -59,6 +59,7 @@ describe('upstream servers: registry, admin API, connections', () => {
     app = await startTestApp(db.url);
   });
   after(async () => {
+    await stopAllGatehouses();
     await app.shutdown('test done');
     for (const child of children) child.kill();
     await db.drop();

@@ -9,6 +9,25 @@ export const freePort = (): Promise<number> =>
     });
   });
 
+/** Every Gatehouse process a test started and has not seen exit. */
+const live = new Set<ChildProcess>();
+
+/**
+ * Kills whatever a test file left running (a failed assertion skips its own stop): call it in
+ * the file's `after`, or the test process waits on the child until the runner's timeout.
+ */
+export async function stopAllGatehouses(): Promise<void> {
+  await Promise.all(
+    [...live].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          child.once('exit', () => resolve());
+          child.kill('SIGKILL');
+        }),
+    ),
+  );
+}
+
 export interface GatehouseProcess {
   child: ChildProcess;
   url: string;
@@ -30,11 +49,14 @@ export async function spawnGatehouse(env: Record<string, string>, timeoutMs = 60
     env: { PATH: process.env.PATH, NODE_ENV: 'production', GATEHOUSE_ENV_FILE: '/nonexistent', PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // 'close', not 'exit': by then stdout is fully read, so the last log lines are there.
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const logs = () =>
     out
       .split('\n')

@@ -1,6 +1,7 @@
 import { Module, RequestMethod, type DynamicModule, type ModuleMetadata } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { AuthGuard } from './auth/auth.guard.js';
+import { AuthModule } from './auth/auth.module.js';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AllExceptionsFilter } from './common/http/all-exceptions.filter.js';
@@ -32,6 +33,7 @@ export class AppModule {
         LoggerModule.forRoot({ pinoHttp: httpLoggerOptions(logger), forRoutes: [{ path: '{*path}', method: RequestMethod.ALL }] }),
         DatabaseModule,
         HealthModule,
+        AuthModule,
         UsersModule,
         UpstreamsModule,
         McpModule,

@@ -12,6 +12,12 @@ export const PERMISSION_KEY = 'gatehouse:permission';
  */
 export const RequiresPermission = (permission: Permission): MethodDecorator & ClassDecorator => SetMetadata(PERMISSION_KEY, permission);
 
+/** Metadata key: the route needs a principal but no particular permission (e.g. `/me`). */
+export const AUTHENTICATED_KEY = 'gatehouse:authenticated';
+
+/** Any authenticated principal may call this route (and only for itself). */
+export const Authenticated = (): MethodDecorator & ClassDecorator => SetMetadata(AUTHENTICATED_KEY, true);
+
 /** The authenticated principal of the current request (set by the guard). */
 export const CurrentPrincipal = createParamDecorator((_data: unknown, ctx: ExecutionContext): Principal => {
   const request = ctx.switchToHttp().getRequest<FastifyRequest & { principal?: Principal }>();

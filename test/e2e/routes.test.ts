@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { Controller, Get, Module, RequestMethod } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer } from '@nestjs/core';
-import { PERMISSION_KEY } from '../../src/auth/auth.decorators.js';
+import { AUTHENTICATED_KEY, PERMISSION_KEY } from '../../src/auth/auth.decorators.js';
 import { ANONYMOUS_PRINCIPAL, holds } from '../../src/auth/principal.js';
 import { IS_PUBLIC_KEY } from '../../src/common/decorators/public.decorator.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -55,7 +55,9 @@ describe('who can reach what', () => {
           const path = join(base, Reflect.getMetadata(PATH_METADATA, handler) as string | undefined);
           const isPublic = (Reflect.getMetadata(IS_PUBLIC_KEY, handler) ?? Reflect.getMetadata(IS_PUBLIC_KEY, type)) as boolean | undefined;
           const permission = (Reflect.getMetadata(PERMISSION_KEY, handler) ?? Reflect.getMetadata(PERMISSION_KEY, type)) as string | undefined;
-          lines.push(`${RequestMethod[method].padEnd(6)} ${path.padEnd(40)} ${isPublic ? 'public' : (permission ?? 'CLOSED (no permission declared)')}`);
+          const authenticated = (Reflect.getMetadata(AUTHENTICATED_KEY, handler) ?? Reflect.getMetadata(AUTHENTICATED_KEY, type)) as boolean | undefined;
+          const requires = isPublic ? 'public' : (permission ?? (authenticated ? 'authenticated' : 'CLOSED (no permission declared)'));
+          lines.push(`${RequestMethod[method].padEnd(6)} ${path.padEnd(40)} ${requires}`);
         }
       }
     }
@@ -71,6 +73,12 @@ describe('who can reach what', () => {
     const body = (await res.json()) as { error: { code: string; message: string } };
     assert.equal(body.error.code, 'forbidden');
     assert.match(body.error.message, /declares no permission and is closed/);
+  });
+
+  it('GET /api/v1/me shows the calling principal (strategy none: the anonymous one)', async () => {
+    const res = await fetch(`${app.url}/api/v1/me`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { ...ANONYMOUS_PRINCIPAL });
   });
 
   it('admin:write implies admin:read; the anonymous principal of strategy none holds every permission', () => {

@@ -9,9 +9,15 @@ import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { SignJWT } from 'jose';
 import pg from 'pg';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+// Gatehouse runs with `none,api_key,bearer`: requests without credentials measure the
+// unauthenticated path, and the same process measures each strategy's cost side by side.
+const ADMIN_KEY = randomBytes(24).toString('hex');
+const JWT_SECRET = randomBytes(32).toString('hex');
+const ADMIN = { 'x-api-key': ADMIN_KEY };
 const CONNECTIONS = 32;
 const children = [];
 
@@ -49,15 +55,15 @@ const call = (name, id = 1) => JSON.stringify({ jsonrpc: '2.0', id, method: 'too
 const list = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
 
 /** Opens a legacy session (if the target hands out ids) and returns the headers to use. */
-async function legacySession(url) {
+async function legacySession(url, auth = {}) {
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: ACCEPT },
+    headers: { 'content-type': 'application/json', accept: ACCEPT, ...auth },
     body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LEGACY, capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }),
   });
   await res.text();
   if (res.status !== 200) throw new Error(`initialize at ${url}: ${res.status}`);
-  const headers = { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': LEGACY };
+  const headers = { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': LEGACY, ...auth };
   const session = res.headers.get('mcp-session-id');
   if (session) headers['mcp-session-id'] = session;
   await fetch(url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) }).then((r) => r.text());
@@ -109,6 +115,10 @@ try {
     LOG_LEVEL: 'warn',
     GATEHOUSE_ENV_FILE: '/nonexistent',
     HTTP_MAX_CONCURRENT_SESSIONS: '100000',
+    MCP_AUTH_STRATEGY: 'none,api_key,bearer',
+    MCP_API_KEYS: ADMIN_KEY,
+    MCP_JWT_SECRET: JWT_SECRET,
+    MCP_JWT_AUDIENCE: 'gatehouse',
   });
   start('mcp-proxy', 'node_modules/.bin/mcp-proxy', ['--port', String(pProxy), '--host', '127.0.0.1', '--no-eventStore', '--', process.execPath, 'bench/stdio-echo.mjs']);
 
@@ -124,13 +134,12 @@ try {
     { name: 'many', transport: 'streamable_http', url: up200 },
     { name: 'stdio', transport: 'stdio', command: process.execPath, args: ['bench/stdio-echo.mjs'] },
   ]) {
-    const r = await fetch(`${gh}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(server) });
+    const r = await fetch(`${gh}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN }, body: JSON.stringify(server) });
     if (r.status !== 201) throw new Error(`register ${server.name}: ${r.status} ${await r.text()}`);
   }
   for (const name of ['echo', 'many', 'stdio']) {
-    await waitFor(`${gh}/api/v1/servers/${name}`, (r) => r.ok && r.headers.get('content-type')?.includes('json'));
     for (let i = 0; i < 100; i++) {
-      const v = await (await fetch(`${gh}/api/v1/servers/${name}`)).json();
+      const v = await (await fetch(`${gh}/api/v1/servers/${name}`, { headers: ADMIN })).json();
       if (v.status.state === 'connected') break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -152,6 +161,22 @@ try {
   process.stdout.write('\ntools/list through Gatehouse:\n');
   const list5 = await load('5a. /mcp/echo, 5 upstream tools', `${gh}/mcp/echo`, await legacySession(`${gh}/mcp/echo`), list);
   const list200 = await load('5b. /mcp/many, 200 upstream tools', `${gh}/mcp/many`, await legacySession(`${gh}/mcp/many`), list);
+
+  process.stdout.write('\nAuthentication cost, tools/call echo through /mcp (rounds interleaved, mean of 2):\n');
+  const created = await (await fetch(`${gh}/api/v1/api-keys`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN }, body: JSON.stringify({ name: 'bench' }) })).json();
+  const jwt = await new SignJWT({ sub: 'bench-user', aud: 'gatehouse' }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(JWT_SECRET));
+  const strategies = [
+    ['no credentials', {}],
+    ['API key (X-API-Key, generated key)', { 'x-api-key': created.key }],
+    ['JWT HS256 (Authorization: Bearer)', { authorization: `Bearer ${jwt}` }],
+  ];
+  const authRuns = new Map(strategies.map(([name]) => [name, []]));
+  for (let round = 0; round < 2; round++) {
+    for (const [name, auth] of strategies) authRuns.get(name).push(await load(`${name}, round ${round + 1}`, `${gh}/mcp`, await legacySession(`${gh}/mcp`, auth), call('echo__echo')));
+  }
+  const meanRps = (name) => authRuns.get(name).reduce((a, r) => a + r.rps, 0) / authRuns.get(name).length;
+  const authBase = meanRps('no credentials');
+  const authCost = strategies.slice(1).map(([name]) => [name, (1 - meanRps(name) / authBase) * 100]);
 
   process.stdout.write('\nIdle legacy sessions:\n');
   // RSS also holds the garbage of whatever ran last. Open and end 1,000 sessions first, so the
@@ -178,6 +203,7 @@ try {
     ['added latency at concurrency 1 (p50 / mean, ms)', `${gh1.p50 - direct1.p50} / ${(1000 / gh1.rps - 1000 / direct1.rps).toFixed(2)}`, '≤ 1', gh1.p50 - direct1.p50 <= 1 && 1000 / gh1.rps - 1000 / direct1.rps <= 1],
     ['tools/list 200 tools vs 5 tools (time per request)', ratio(list5.rps, list200.rps), '≤ 1.50', list5.rps / list200.rps <= 1.5],
     ['RSS for 1,000 idle legacy sessions (MB)', sessionsMb.toFixed(1), '≤ 5', sessionsMb <= 5],
+    ...authCost.map(([name, cost]) => [`cost of ${name} vs none (% req/s)`, cost.toFixed(1), '≤ 5', cost <= 5]),
   ];
   process.stdout.write('\nRatios (same run, same machine):\n');
   for (const [what, value, target, met] of targets) process.stdout.write(`  ${what.padEnd(56)} ${String(value).padStart(7)}   target ${target.padEnd(7)} ${met ? 'met' : 'NOT MET'}\n`);
@@ -185,7 +211,7 @@ try {
   mkdirSync('.bench', { recursive: true });
   writeFileSync(
     '.bench/latest.json',
-    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, rows: { direct, ghHttp, reference, viaProxy, ghStdio, direct1, gh1, list5, list200 }, sessionsMb }, null, 2),
+    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, rows: { direct, ghHttp, reference, viaProxy, ghStdio, direct1, gh1, list5, list200 }, auth: Object.fromEntries(authRuns), sessionsMb }, null, 2),
   );
 } finally {
   stopping = true;

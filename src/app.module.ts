@@ -1,6 +1,7 @@
 import { Module, RequestMethod, type DynamicModule, type ModuleMetadata } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { AuthGuard } from './auth/auth.guard.js';
+import { ApiKeysModule } from './api-keys/api-keys.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
@@ -35,6 +36,7 @@ export class AppModule {
         HealthModule,
         AuthModule,
         UsersModule,
+        ApiKeysModule,
         UpstreamsModule,
         McpModule,
         ...imports,

@@ -2,6 +2,9 @@ import 'reflect-metadata';
 import { writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { DataSource } from 'typeorm';
+import { ApiKeyEntity } from './api-keys/api-key.entity.js';
+import { insertApiKey } from './api-keys/api-keys.service.js';
+import { PERMISSIONS } from './auth/principal.js';
 import { resolveDatabase } from './bootstrap.js';
 import { createRootLogger } from './common/logging/logger.js';
 import { loadConfigOrExit } from './config/load-config.js';
@@ -14,6 +17,9 @@ Commands:
   migrate                 apply pending database migrations (safe to run from several replicas at once)
   migrate:revert          revert the most recently applied migration
   migrate:show            list pending migrations; exit 1 if any are pending
+  create-admin-key --name NAME [--expires-at ISO-DATE]
+                          create an admin API key and print it (once) on stdout; applies
+                          pending migrations first unless DB_MIGRATE=false
   migrate:generate NAME [--out DIR]
                           write <DIR or migrations/>/<timestamp>-NAME.ts with the SQL that brings
                           the database in line with the entities (apply pending migrations first)
@@ -47,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command ? 0 : 2;
   }
-  const known = ['migrate', 'migrate:revert', 'migrate:show', 'migrate:generate'];
+  const known = ['migrate', 'migrate:revert', 'migrate:show', 'migrate:generate', 'create-admin-key'];
   if (!known.includes(command)) {
     process.stderr.write(`unknown command "${command}"; expected one of ${known.join(', ')}\n\n${USAGE}\n`);
     return 2;
@@ -56,6 +62,23 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'migrate:generate' && !/^[A-Z][A-Za-z0-9]{0,79}$/.test(name ?? '')) {
     process.stderr.write('migrate:generate: NAME is required, in PascalCase (e.g. AddUpstreamServers)\n');
     return 2;
+  }
+
+  const option = (flag: string) => {
+    const i = args.indexOf(flag);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const keyName = option('--name')?.trim();
+  const expiresAt = option('--expires-at');
+  if (command === 'create-admin-key') {
+    if (!keyName || keyName.length > 100) {
+      process.stderr.write('create-admin-key: --name NAME is required (1-100 characters), e.g. --name bootstrap\n');
+      return 2;
+    }
+    if (expiresAt !== undefined && !(Date.parse(expiresAt) > Date.now())) {
+      process.stderr.write(`create-admin-key: --expires-at expects a future ISO 8601 date such as 2027-01-31T00:00:00Z, got ${JSON.stringify(expiresAt)}\n`);
+      return 2;
+    }
   }
 
   const config = loadConfigOrExit();
@@ -79,6 +102,20 @@ async function main(argv: string[]): Promise<number> {
         const pending = await pendingMigrations(dataSource);
         process.stdout.write(pending.length ? `pending: ${pending.join(', ')}\n` : 'database schema is current\n');
         return pending.length ? 1 : 0;
+      }
+      case 'create-admin-key': {
+        if (config.database.migrate) await runMigrations(dataSource);
+        const { key, row } = await insertApiKey(dataSource.getRepository(ApiKeyEntity), config.auth.apiKeyPepper, {
+          name: keyName!,
+          role: 'admin',
+          scopes: [...PERMISSIONS],
+          expiresAt: expiresAt ? new Date(expiresAt) : null,
+          userId: null,
+          createdBy: 'cli',
+        });
+        process.stderr.write(`created admin key "${row.name}" (id ${row.id}); it is shown once, store it now:\n`);
+        process.stdout.write(`${key}\n`);
+        return 0;
       }
       default: {
         const pending = await pendingMigrations(dataSource);

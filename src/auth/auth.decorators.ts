@@ -18,6 +18,15 @@ export const AUTHENTICATED_KEY = 'gatehouse:authenticated';
 /** Any authenticated principal may call this route (and only for itself). */
 export const Authenticated = (): MethodDecorator & ClassDecorator => SetMetadata(AUTHENTICATED_KEY, true);
 
+/** Metadata key: the MCP endpoint, where credentials may be required per method (seed 002). */
+export const MCP_ENDPOINT_KEY = 'gatehouse:mcp-endpoint';
+
+/**
+ * Marks the MCP endpoint: without credentials, `MCP_SESSION_AUTH_REQUIRE_FOR_SESSION` and
+ * `MCP_SESSION_AUTH_REQUIRE_FOR_OPERATIONS` decide per JSON-RPC method whether to answer 401.
+ */
+export const McpEndpoint = (): ClassDecorator => SetMetadata(MCP_ENDPOINT_KEY, true);
+
 /** The authenticated principal of the current request (set by the guard). */
 export const CurrentPrincipal = createParamDecorator((_data: unknown, ctx: ExecutionContext): Principal => {
   const request = ctx.switchToHttp().getRequest<FastifyRequest & { principal?: Principal }>();

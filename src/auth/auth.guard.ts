@@ -1,44 +1,85 @@
-import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { IS_PUBLIC_KEY } from '../common/decorators/public.decorator.js';
-import { AUTHENTICATED_KEY, PERMISSION_KEY } from './auth.decorators.js';
-import { ANONYMOUS_PRINCIPAL, holds, type Permission, type Principal } from './principal.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import type { AppConfig } from '../config/config.schema.js';
+import { AUTHENTICATED_KEY, MCP_ENDPOINT_KEY, PERMISSION_KEY } from './auth.decorators.js';
+import { AuthenticationService, authError } from './authentication.service.js';
+import { ANONYMOUS_PRINCIPAL, UNAUTHENTICATED_PRINCIPAL, holds, isUnauthenticated, type Permission, type Principal } from './principal.js';
+
+/**
+ * MCP methods that belong to setting up a session (seed 002's "session" half): `initialize`
+ * and its `notifications/initialized`, the 2026 `server/discover`, and ending a session.
+ * Everything else is an operation.
+ */
+const SESSION_METHODS = new Set(['initialize', 'notifications/initialized', 'server/discover']);
+
+function isSessionSetup(request: FastifyRequest): boolean {
+  if (request.method === 'DELETE') return true;
+  if (request.method !== 'POST') return false;
+  const body = request.body;
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.length > 0 && messages.every((m) => typeof m === 'object' && m !== null && SESSION_METHODS.has((m as { method?: unknown }).method as string));
+}
 
 /**
  * The one global guard, deny by default: a route is reachable only if it is `@Public()`, or
- * `@Authenticated()` (any principal), or declares `@RequiresPermission(...)` and the request's
- * principal holds that permission.
- * Authentication strategies plug in at {@link authenticate}; today only `none` exists, which
- * yields the anonymous principal (see docs/architecture.md).
+ * `@Authenticated()` (any authenticated principal), or declares `@RequiresPermission(...)` and
+ * the request's principal holds that permission.
+ *
+ * Without credentials: with `none` as the only strategy everyone is the anonymous admin
+ * (local use); with `MCP_AUTH_REQUIRE=false` (or `none` beside other strategies) the MCP
+ * endpoint is open to an unauthenticated principal; otherwise 401 — except that on the MCP
+ * endpoint `MCP_SESSION_AUTH_REQUIRE_FOR_SESSION` / `…_FOR_OPERATIONS` decide per method.
  */
 @Injectable()
 export class AuthGuard implements CanActivate {
-  constructor(private readonly reflector: Reflector) {}
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly authentication: AuthenticationService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
 
-  canActivate(context: ExecutionContext): boolean {
+  async canActivate(context: ExecutionContext): Promise<boolean> {
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC_KEY, targets)) return true;
-    const permission = this.reflector.getAllAndOverride<Permission | undefined>(PERMISSION_KEY, targets);
     const request = context.switchToHttp().getRequest<FastifyRequest & { principal?: Principal }>();
-    if (!permission && this.reflector.getAllAndOverride<boolean>(AUTHENTICATED_KEY, targets)) {
-      request.principal = this.authenticate();
-      return true;
-    }
-    if (!permission) {
+    const permission = this.reflector.getAllAndOverride<Permission | undefined>(PERMISSION_KEY, targets);
+    const anyPrincipal = this.reflector.getAllAndOverride<boolean>(AUTHENTICATED_KEY, targets);
+    if (!permission && !anyPrincipal) {
       throw new AppError(ErrorCode.Forbidden, `${request.method} ${request.routeOptions.url ?? request.url} declares no permission and is closed`);
     }
-    const principal = this.authenticate();
+    const isMcp = this.reflector.getAllAndOverride<boolean>(MCP_ENDPOINT_KEY, targets) === true;
+    const principal = (await this.authentication.authenticate(request)) ?? this.withoutCredentials(request, isMcp);
     request.principal = principal;
+    if (!permission) {
+      if (isUnauthenticated(principal)) throw this.missing(request);
+      return true;
+    }
     if (!holds(principal, permission)) {
-      throw new AppError(ErrorCode.Forbidden, `this requires the "${permission}" permission`);
+      if (isUnauthenticated(principal)) throw this.missing(request);
+      const message = `this requires the "${permission}" permission, which ${principal.displayName} does not hold`;
+      if (principal.method === 'none') throw new AppError(ErrorCode.Forbidden, message);
+      throw authError(this.config, request, 403, message, { error: 'insufficient_scope', description: `requires ${permission}` });
     }
     return true;
   }
 
-  private authenticate(): Principal {
-    return ANONYMOUS_PRINCIPAL;
+  private withoutCredentials(request: FastifyRequest, isMcp: boolean): Principal {
+    if (this.authentication.open) return ANONYMOUS_PRINCIPAL;
+    const auth = this.config.auth;
+    if (!auth.require) return UNAUTHENTICATED_PRINCIPAL;
+    if (isMcp && auth.session.enabled) {
+      const required = isSessionSetup(request) ? auth.session.requireForSession : auth.session.requireForOperations;
+      if (!required) return UNAUTHENTICATED_PRINCIPAL;
+    }
+    throw this.missing(request);
+  }
+
+  private missing(request: FastifyRequest): AppError {
+    return authError(this.config, request, 401, 'Unauthorized: this endpoint needs credentials (Authorization: Bearer <token> or X-API-Key)');
   }
 }

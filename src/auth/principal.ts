@@ -25,8 +25,17 @@ export interface Principal {
   keyId: string | null;
 }
 
+/** Roles Gatehouse itself gives meaning to; other role names may be used in policies. */
+export const ROLES = ['admin', 'member'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** What each role may do: admins everything, everyone else the MCP endpoint. */
+export function permissionsFor(roles: readonly string[]): Permission[] {
+  return roles.includes('admin') ? [...PERMISSIONS] : ['mcp'];
+}
+
 /**
- * Strategy `none` (local use): one anonymous principal with every permission — the seed
+ * Strategy `none` alone (local use): one anonymous principal with every permission — the seed
  * projects' behaviour for `MCP_AUTH_STRATEGY=none`.
  */
 export const ANONYMOUS_PRINCIPAL: Principal = Object.freeze({
@@ -40,6 +49,25 @@ export const ANONYMOUS_PRINCIPAL: Principal = Object.freeze({
   method: 'none',
   keyId: null,
 });
+
+/**
+ * A request without credentials where credentials are optional (`none` next to other
+ * strategies, `MCP_AUTH_REQUIRE=false`, or an MCP `initialize` with
+ * `MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false`): may use the MCP endpoint, nothing else.
+ */
+export const UNAUTHENTICATED_PRINCIPAL: Principal = Object.freeze({
+  userId: null,
+  id: 'none:unauthenticated',
+  displayName: 'unauthenticated',
+  email: null,
+  roles: [],
+  groups: [],
+  scopes: ['mcp'],
+  method: 'none',
+  keyId: null,
+});
+
+export const isUnauthenticated = (p: Principal): boolean => p.id === UNAUTHENTICATED_PRINCIPAL.id;
 
 /** Whether `principal` holds `permission` (`admin:write` implies `admin:read`). */
 export function holds(principal: Principal, permission: Permission): boolean {

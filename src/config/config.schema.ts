@@ -1,5 +1,20 @@
 import { z } from 'zod';
-import { envBool, envEnum, envInt, envList, envSize, envString, envUrl } from './env-parsers.js';
+import { isIP } from 'node:net';
+import { envBool, envEnum, envInt, envList, envSecret, envSecretList, envSize, envString, envUrl } from './env-parsers.js';
+
+export const AUTH_STRATEGIES = ['none', 'bearer', 'api_key', 'oauth2', 'trusted_header'] as const;
+export type AuthStrategyName = (typeof AUTH_STRATEGIES)[number];
+const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'];
+const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+
+/** `10.0.0.0/8`, `192.168.1.7`, `fd00::/8`: an IP address or CIDR block. */
+function isCidr(s: string): boolean {
+  const [address, bits, extra] = s.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}
 
 /**
  * Every environment variable Gatehouse reads, in one schema. `docs/configuration.md` and
@@ -67,7 +82,57 @@ export const envSchema = z.object({
 
   SHUTDOWN_TIMEOUT: envInt(0, 600_000).default(25_000),
   SHUTDOWN_DELAY: envInt(0, 600_000).default(0),
+
+  MCP_AUTH_STRATEGY: envList(`one or a comma-separated list of ${AUTH_STRATEGIES.join(', ')}`, (s) =>
+    (AUTH_STRATEGIES as readonly string[]).includes(s),
+  ).default(['none']),
+  MCP_AUTH_REQUIRE: envBool().optional(),
+  MCP_JWT_SECRET: envSecret(32).optional(),
+  MCP_JWT_JWKS_URL: envUrl(['https', 'http']).optional(),
+  MCP_JWT_ALGORITHM: envList(`one or more of ${[...HMAC_ALGORITHMS, ...ASYMMETRIC_ALGORITHMS].join(', ')}`, (s) =>
+    [...HMAC_ALGORITHMS, ...ASYMMETRIC_ALGORITHMS].includes(s),
+  ).optional(),
+  MCP_JWT_ISSUER: envString('the expected "iss" claim').optional(),
+  MCP_JWT_AUDIENCE: envList('the expected "aud" claim (comma-separated for several)').optional(),
+  MCP_JWT_CLOCK_TOLERANCE: envInt(0, 300).default(30),
+  MCP_JWT_ROLES_CLAIM: envString('a claim name, dots for nesting (e.g. realm_access.roles)').default('roles'),
+  MCP_JWT_GROUPS_CLAIM: envString('a claim name, dots for nesting').default('groups'),
+  MCP_API_KEYS: envSecretList(16).optional(),
+  GATEHOUSE_API_KEY_PEPPER: envSecret(32).optional(),
+  MCP_OAUTH_ISSUER: envUrl(['https', 'http']).optional(),
+  MCP_OAUTH_JWKS_URL: envUrl(['https', 'http']).optional(),
+  MCP_OAUTH_AUDIENCE: envList('the expected "aud" claim (comma-separated for several)').optional(),
+  AUTH_TRUSTED_PROXIES: envList('a comma-separated list of IP addresses or CIDR blocks, e.g. 10.0.0.0/8', isCidr).optional(),
+  MCP_SESSION_AUTH_ENABLED: envBool().default(true),
+  MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: envBool().default(false),
+  MCP_SESSION_AUTH_REQUIRE_FOR_OPERATIONS: envBool().default(true),
 }).superRefine((env, ctx) => {
+  const strategies = env.MCP_AUTH_STRATEGY;
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+  if (env.MCP_AUTH_REQUIRE === true && strategies.includes('none')) {
+    issue(
+      'MCP_AUTH_REQUIRE',
+      strategies.length === 1
+        ? 'is true but MCP_AUTH_STRATEGY is only "none", which authenticates nobody; add bearer, api_key, oauth2 or trusted_header'
+        : 'is true but MCP_AUTH_STRATEGY includes "none", which admits requests without credentials; drop one of them',
+    );
+  }
+  if (strategies.includes('bearer')) {
+    if (!env.MCP_JWT_SECRET && !env.MCP_JWT_JWKS_URL) issue('MCP_JWT_SECRET', 'required (or MCP_JWT_JWKS_URL) when MCP_AUTH_STRATEGY includes bearer');
+    if (env.MCP_JWT_JWKS_URL && !env.MCP_JWT_AUDIENCE) issue('MCP_JWT_AUDIENCE', 'required with MCP_JWT_JWKS_URL: tokens must be meant for this gateway');
+    const algorithms = env.MCP_JWT_ALGORITHM ?? [];
+    if (!env.MCP_JWT_SECRET && algorithms.some((a) => HMAC_ALGORITHMS.includes(a))) {
+      issue('MCP_JWT_ALGORITHM', `${algorithms.join(',')} includes an HMAC algorithm, which needs MCP_JWT_SECRET`);
+    }
+    if (!env.MCP_JWT_JWKS_URL && algorithms.some((a) => ASYMMETRIC_ALGORITHMS.includes(a))) {
+      issue('MCP_JWT_ALGORITHM', `${algorithms.join(',')} includes a public-key algorithm, which needs MCP_JWT_JWKS_URL`);
+    }
+  }
+  if (strategies.includes('oauth2') && !env.MCP_OAUTH_ISSUER) issue('MCP_OAUTH_ISSUER', 'required when MCP_AUTH_STRATEGY includes oauth2');
+  if (strategies.includes('trusted_header') && !env.AUTH_TRUSTED_PROXIES) {
+    issue('AUTH_TRUSTED_PROXIES', 'required when MCP_AUTH_STRATEGY includes trusted_header: identity headers are believed only from these addresses');
+  }
+
   // Browsers reject `Access-Control-Allow-Origin: *` on credentialed requests.
   if (env.HTTP_ENABLE_CORS && env.HTTP_CORS_CREDENTIALS && env.HTTP_CORS_ORIGINS.includes('*')) {
     ctx.addIssue({
@@ -124,8 +189,38 @@ export interface AppConfig {
     /** Stop a stdio upstream's process after this many ms without calls; 0 keeps it running. */
     stdioIdleTtlMs: number;
   };
+  auth: {
+    strategies: AuthStrategyName[];
+    /** Refuse requests without credentials (subject to the session/operation split on /mcp). */
+    require: boolean;
+    jwt: {
+      secret: string | undefined;
+      jwksUrl: string | undefined;
+      /** Accepted `alg` values; never `none`, never HMAC with a JWKS (no key confusion). */
+      algorithms: string[];
+      issuer: string | undefined;
+      audience: string[] | undefined;
+      clockToleranceSec: number;
+      rolesClaim: string;
+      groupsClaim: string;
+    };
+    /** Static keys from MCP_API_KEYS (bootstrap; admin). */
+    staticApiKeys: string[];
+    /** Key for the keyed hash API keys are stored as. */
+    apiKeyPepper: string;
+    oauth: { issuer: string | undefined; jwksUrl: string | undefined; audience: string[] };
+    trustedProxies: string[];
+    session: { enabled: boolean; requireForSession: boolean; requireForOperations: boolean };
+  };
   shutdown: { timeoutMs: number; delayMs: number };
 }
+
+/**
+ * Used when GATEHOUSE_API_KEY_PEPPER is unset. Keys are 256 random bits, so their stored hashes
+ * cannot be reversed either way; a pepper kept outside the database additionally makes a
+ * stolen table useless for checking guesses (see docs/auth.md).
+ */
+const DEFAULT_API_KEY_PEPPER = 'gatehouse-api-key-v1';
 
 function parseTrustProxy(raw: string): boolean | number | string[] {
   const v = raw.trim().toLowerCase();
@@ -185,6 +280,33 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
     },
     policies: { defaultEffect: e.GATEHOUSE_POLICY_DEFAULT },
     upstreams: { serversFile: e.GATEHOUSE_SERVERS_FILE, stdioIdleTtlMs: e.GATEHOUSE_STDIO_IDLE_TTL },
+    auth: {
+      strategies: [...new Set(e.MCP_AUTH_STRATEGY)] as AuthStrategyName[],
+      require: e.MCP_AUTH_REQUIRE ?? !e.MCP_AUTH_STRATEGY.includes('none'),
+      jwt: {
+        secret: e.MCP_JWT_SECRET,
+        jwksUrl: e.MCP_JWT_JWKS_URL?.toString(),
+        algorithms: e.MCP_JWT_ALGORITHM ?? [...(e.MCP_JWT_SECRET ? HMAC_ALGORITHMS : []), ...(e.MCP_JWT_JWKS_URL ? ASYMMETRIC_ALGORITHMS : [])],
+        issuer: e.MCP_JWT_ISSUER,
+        audience: e.MCP_JWT_AUDIENCE,
+        clockToleranceSec: e.MCP_JWT_CLOCK_TOLERANCE,
+        rolesClaim: e.MCP_JWT_ROLES_CLAIM,
+        groupsClaim: e.MCP_JWT_GROUPS_CLAIM,
+      },
+      staticApiKeys: e.MCP_API_KEYS ?? [],
+      apiKeyPepper: e.GATEHOUSE_API_KEY_PEPPER ?? DEFAULT_API_KEY_PEPPER,
+      oauth: {
+        issuer: e.MCP_OAUTH_ISSUER?.toString().replace(/\/+$/, ''),
+        jwksUrl: e.MCP_OAUTH_JWKS_URL?.toString(),
+        audience: e.MCP_OAUTH_AUDIENCE ?? [`${publicUrl}/mcp`],
+      },
+      trustedProxies: e.AUTH_TRUSTED_PROXIES ?? [],
+      session: {
+        enabled: e.MCP_SESSION_AUTH_ENABLED,
+        requireForSession: e.MCP_SESSION_AUTH_REQUIRE_FOR_SESSION,
+        requireForOperations: e.MCP_SESSION_AUTH_REQUIRE_FOR_OPERATIONS,
+      },
+    },
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },
   };
 }

@@ -19,12 +19,14 @@ function describe<T>(parse: Parse<T>): string {
   return probe.ok ? 'a value' : probe.expected;
 }
 
-function field<T>(parse: Parse<T>) {
+/** `sensitive`: never echo the value (secrets, keys); say only how long it was. */
+function field<T>(parse: Parse<T>, sensitive = false) {
   /** Parses a present value, or reports one issue and returns z.NEVER. */
   const check = (value: string, ctx: z.RefinementCtx): T => {
     const result = parse(value);
     if (result.ok) return result.value;
-    ctx.addIssue({ code: 'custom', message: `expected ${result.expected}, got ${show(value)}` });
+    const got = sensitive ? `a value of ${value.length} characters (not shown)` : show(value);
+    ctx.addIssue({ code: 'custom', message: `expected ${result.expected}, got ${got}` });
     return z.NEVER;
   };
   const input = () => z.string().optional();
@@ -114,3 +116,19 @@ export const envList = (describe = 'a comma-separated list', item: (s: string) =
 
 export const envString = (describe: string, test: (s: string) => boolean = () => true) =>
   field<string>((raw) => (test(raw) ? { ok: true, value: raw } : { ok: false, expected: describe }));
+
+/** A secret (signing key, pepper): at least `minLength` characters; never echoed in errors. */
+export const envSecret = (minLength: number) =>
+  field<string>((raw) => (raw.length >= minLength ? { ok: true, value: raw } : { ok: false, expected: `at least ${minLength} characters` }), true);
+
+/** A comma-separated list of secrets (API keys); errors never echo them. */
+export const envSecretList = (minLength: number) =>
+  field<string[]>((raw) => {
+    const items = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    return items.every((s) => s.length >= minLength)
+      ? { ok: true, value: items }
+      : { ok: false, expected: `a comma-separated list of keys of at least ${minLength} characters each` };
+  }, true);

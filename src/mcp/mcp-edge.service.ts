@@ -1,4 +1,5 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import {
   PROTOCOL_VERSION_META_KEY,
@@ -19,11 +20,11 @@ import { PinoLogger } from 'nestjs-pino';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
-import { SessionsService, TooManySessionsError, type LiveSession } from '../sessions/sessions.service.js';
+import { PENDING_PREFIX, SessionsService, TooManySessionsError, type LiveSession } from '../sessions/sessions.service.js';
 import { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
 import { PoliciesService } from '../policies/policies.service.js';
 import type { PolicyPrincipal } from '../policies/policy-evaluator.js';
-import type { Principal } from '../auth/principal.js';
+import { isUnauthenticated, type Principal } from '../auth/principal.js';
 import { callTool, createGatewayServer, type GatewayScope } from './gateway-server.js';
 
 const SESSION_HEADER = 'mcp-session-id';
@@ -198,7 +199,9 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       let created: { token: string; session: LiveSession };
       try {
         created = await this.sessions.create({
-          principal: principal.id,
+          // Opened without credentials (MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false): bound to
+          // whoever first authenticates on it.
+          principal: isUnauthenticated(principal) ? `${PENDING_PREFIX}${randomUUID()}` : principal.id,
           endpoint: scope,
           protocolVersion: params.protocolVersion,
           clientInfo: params.clientInfo,
@@ -223,8 +226,8 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     if (!token) return jsonRpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required (send initialize first)');
     // A session belongs to the principal that opened it; anyone else gets the same answer as
     // for an unknown session, so the id's existence is not revealed.
-    const session = await this.sessions.resolve(token, scope);
-    if (!session || session.principal !== principal.id) return jsonRpcError(404, -32001, 'Session not found');
+    const session = await this.sessionFor(token, scope, principal);
+    if (!session) return jsonRpcError(404, -32001, 'Session not found');
 
     switch (request.method) {
       case 'POST': {
@@ -278,8 +281,8 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       if (typeof params.name !== 'string') return undefined;
       if (params.arguments !== undefined && (typeof params.arguments !== 'object' || params.arguments === null)) return undefined;
     }
-    const session = await this.sessions.resolve(token, scope);
-    if (!session || session.principal !== principal.id) return undefined;
+    const session = await this.sessionFor(token, scope, principal);
+    if (!session) return undefined;
     const catalog = this.upstreams.catalog(scope);
     if (!catalog) return undefined;
 
@@ -304,6 +307,20 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
       return JSON.stringify({ jsonrpc: '2.0', id: message.id, error: payload });
     }
     return JSON.stringify({ jsonrpc: '2.0', id: message.id, result });
+  }
+
+  /**
+   * The session `token` names, if `principal` may use it: the principal that opened it (or
+   * first authenticated on it). Anyone else — other credentials, or none on a bound session —
+   * gets undefined, answered 404 like an unknown id, so a leaked id reveals nothing.
+   */
+  private async sessionFor(token: string, scope: string, principal: Principal): Promise<LiveSession | undefined> {
+    const session = await this.sessions.resolve(token, scope);
+    if (!session) return undefined;
+    if (session.principal === principal.id) return session;
+    if (!session.principal.startsWith(PENDING_PREFIX)) return undefined;
+    if (isUnauthenticated(principal)) return session;
+    return (await this.sessions.bind(session, principal.id)) ? session : undefined;
   }
 
   /** What a gateway server needs for one request; with no principal nothing is allowed. */

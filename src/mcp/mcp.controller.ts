@@ -1,6 +1,6 @@
 import { All, Controller, Param, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { CurrentPrincipal, RequiresPermission } from '../auth/auth.decorators.js';
+import { CurrentPrincipal, McpEndpoint, RequiresPermission } from '../auth/auth.decorators.js';
 import type { Principal } from '../auth/principal.js';
 import { REQUEST_ID_HEADER } from '../common/http/request-id.js';
 import { McpEdgeService } from './mcp-edge.service.js';
@@ -42,6 +42,7 @@ async function sendWebResponse(reply: FastifyReply, response: Response, requestI
  */
 @Controller('mcp')
 @RequiresPermission('mcp')
+@McpEndpoint()
 export class McpController {
   constructor(private readonly edge: McpEdgeService) {}
 

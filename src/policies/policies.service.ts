@@ -6,6 +6,7 @@ import { Repository } from 'typeorm';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
+import { isUuid } from '../common/validation/uuid.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
@@ -30,7 +31,6 @@ interface View {
   resources: Resource[];
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function toRule(row: PolicyEntity): PolicyRule {
   return {
@@ -143,7 +143,7 @@ export class PoliciesService implements OnApplicationBootstrap, BeforeApplicatio
   }
 
   private async find(id: string): Promise<PolicyEntity> {
-    const row = UUID.test(id) ? await this.repo.findOneBy({ id }) : null;
+    const row = isUuid(id) ? await this.repo.findOneBy({ id }) : null;
     if (!row) throw new AppError(ErrorCode.NotFound, `policy "${id}" does not exist`);
     return row;
   }

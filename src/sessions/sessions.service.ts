@@ -35,6 +35,9 @@ export interface LiveSession {
   expiresAt: number;
 }
 
+/** Principal of a session opened without credentials, until someone authenticates on it. */
+export const PENDING_PREFIX = 'pending:';
+
 export class TooManySessionsError extends Error {}
 
 const hash = (token: string) => createHash('sha256').update(token).digest('hex');
@@ -139,6 +142,42 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
       await this.repo.update({ id }, { lastSeenAt: new Date(now), expiresAt: new Date(session.expiresAt) });
     }
     return session;
+  }
+
+  /**
+   * Binds a session opened without credentials (`MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false`)
+   * to the first principal that authenticates on it. Returns false when another principal
+   * got there first (on any replica): the caller then answers as for an unknown session.
+   */
+  async bind(session: LiveSession, principal: string): Promise<boolean> {
+    if (!session.principal.startsWith(PENDING_PREFIX)) return session.principal === principal;
+    const result = await this.repo.query<[unknown[], number]>('UPDATE mcp_sessions SET principal = $1 WHERE id = $2 AND principal = $3 AND closed_at IS NULL', [
+      principal,
+      session.id,
+      session.principal,
+    ]);
+    if (result[1] === 1) {
+      session.principal = principal;
+      return true;
+    }
+    // Bound elsewhere meanwhile: re-read, then compare.
+    this.cache.delete(session.id);
+    const row = await this.repo.findOneBy({ id: session.id, closedAt: IsNull() });
+    if (row) session.principal = row.principal;
+    return row?.principal === principal;
+  }
+
+  /** Ends every open session of these principals, on every replica (key revoked, user disabled). */
+  async closeForPrincipals(principals: string[]): Promise<number> {
+    if (principals.length === 0) return 0;
+    const [rows] = await this.repo.query<[{ id: string }[], number]>('UPDATE mcp_sessions SET closed_at = now() WHERE principal = ANY($1) AND closed_at IS NULL RETURNING id', [
+      principals,
+    ]);
+    for (const { id } of rows) {
+      this.forget(id);
+      await this.bus.publish(SESSION_CLOSED, { id });
+    }
+    return rows.length;
   }
 
   /** Ends the session on every replica. */

@@ -13,6 +13,9 @@ import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
 
+/** Time allowed for a server to start, answer `initialize` and list what it offers. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
 /** `idle`: a stdio server parked after GATEHOUSE_STDIO_IDLE_TTL without calls; the next call restarts it. */
 export type UpstreamState = 'connected' | 'connecting' | 'error' | 'disabled' | 'idle';
 
@@ -176,8 +179,10 @@ export class UpstreamConnection {
       transport.onclose = () => {
         if (generation === this.generation && !this.closed) this.failed(new Error('connection closed'), generation);
       };
-      await client.connect(transport, { timeout: this.server.timeoutMs });
-      const timeout = { timeout: this.server.timeoutMs };
+      // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
+      // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
+      const timeout = { timeout: Math.max(this.server.timeoutMs, HANDSHAKE_TIMEOUT_MS) };
+      await client.connect(transport, timeout);
       const caps = client.getServerCapabilities() ?? {};
       const [tools, prompts, resources, resourceTemplates] = await Promise.all([
         caps.tools ? client.listTools(undefined, timeout).then((r) => r.tools) : [],

@@ -92,4 +92,44 @@ describe('configuration', () => {
     assert.match(run.stderr, /^ {2}LOG_LEVEL: expected one of .*, got "loud"$/m);
     assert.doesNotMatch(run.stdout + run.stderr, /listening/i);
   });
+
+  it('refuses authentication settings that cannot work, naming the variable, never echoing a secret', () => {
+    assert.deepEqual(errorsOf({ MCP_AUTH_REQUIRE: 'true' }), [
+      'MCP_AUTH_REQUIRE: is true but MCP_AUTH_STRATEGY is only "none", which authenticates nobody; add bearer, api_key, oauth2 or trusted_header',
+    ]);
+    assert.match(errorsOf({ MCP_AUTH_STRATEGY: 'none,api_key', MCP_AUTH_REQUIRE: 'true' })[0], /^MCP_AUTH_REQUIRE: .*includes "none"/);
+    assert.deepEqual(errorsOf({ MCP_AUTH_STRATEGY: 'bearer,kerberos' }), [
+      'MCP_AUTH_STRATEGY: expected one or a comma-separated list of none, bearer, api_key, oauth2, trusted_header, got "bearer,kerberos"',
+    ]);
+    assert.deepEqual(errorsOf({ MCP_AUTH_STRATEGY: 'bearer' }), ['MCP_JWT_SECRET: required (or MCP_JWT_JWKS_URL) when MCP_AUTH_STRATEGY includes bearer']);
+    const short = errorsOf({ MCP_AUTH_STRATEGY: 'bearer', MCP_JWT_SECRET: 'hunter2-is-short' });
+    assert.deepEqual(short, ['MCP_JWT_SECRET: expected at least 32 characters, got a value of 16 characters (not shown)']);
+    assert.match(errorsOf({ MCP_AUTH_STRATEGY: 'bearer', MCP_JWT_JWKS_URL: 'https://idp.example.com/jwks' })[0], /^MCP_JWT_AUDIENCE: required with MCP_JWT_JWKS_URL/);
+    assert.match(
+      errorsOf({ MCP_AUTH_STRATEGY: 'bearer', MCP_JWT_JWKS_URL: 'https://idp/jwks', MCP_JWT_AUDIENCE: 'a', MCP_JWT_ALGORITHM: 'HS256' })[0],
+      /^MCP_JWT_ALGORITHM: HS256 includes an HMAC algorithm, which needs MCP_JWT_SECRET/,
+    );
+    assert.deepEqual(errorsOf({ MCP_AUTH_STRATEGY: 'oauth2' }), ['MCP_OAUTH_ISSUER: required when MCP_AUTH_STRATEGY includes oauth2']);
+    assert.match(errorsOf({ MCP_AUTH_STRATEGY: 'trusted_header' })[0], /^AUTH_TRUSTED_PROXIES: required/);
+    assert.match(errorsOf({ MCP_AUTH_STRATEGY: 'trusted_header', AUTH_TRUSTED_PROXIES: '10.0.0.0/33' })[0], /^AUTH_TRUSTED_PROXIES: expected .* CIDR/);
+    const keys = errorsOf({ MCP_API_KEYS: 'long-enough-key-0123456789,short' });
+    assert.equal(keys.length, 1);
+    assert.ok(!keys[0].includes('long-enough-key') && !keys[0].includes('short,') && keys[0].startsWith('MCP_API_KEYS: expected'), keys[0]);
+  });
+
+  it('derives authentication defaults: none is open, anything else requires credentials', () => {
+    const open = load({});
+    assert.ok(open.ok);
+    assert.deepEqual(open.config.auth.strategies, ['none']);
+    assert.equal(open.config.auth.require, false);
+    assert.deepEqual(open.config.auth.session, { enabled: true, requireForSession: false, requireForOperations: true });
+    const keys = load({ MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: 'a-static-key-0123456789,another-static-key-0123' });
+    assert.ok(keys.ok);
+    assert.equal(keys.config.auth.require, true);
+    assert.equal(keys.config.auth.staticApiKeys.length, 2);
+    const jwt = load({ MCP_AUTH_STRATEGY: 'bearer', MCP_JWT_SECRET: 'x'.repeat(32), PUBLIC_URL: 'https://mcp.example.com/' });
+    assert.ok(jwt.ok);
+    assert.deepEqual(jwt.config.auth.jwt.algorithms, ['HS256', 'HS384', 'HS512'], 'a secret alone never admits public-key algorithms');
+    assert.deepEqual(jwt.config.auth.oauth.audience, ['https://mcp.example.com/mcp']);
+  });
 });

@@ -11,13 +11,17 @@ export class AppError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options: { status?: number; details?: Record<string, unknown>; cause?: unknown } = {},
+    options: { status?: number; details?: Record<string, unknown>; cause?: unknown; headers?: Record<string, string> } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = 'AppError';
     this.status = options.status ?? ERROR_STATUS[code];
     this.details = options.details;
+    this.headers = options.headers;
   }
+
+  /** Response headers that belong to the error (e.g. `WWW-Authenticate` on a 401). */
+  readonly headers: Record<string, string> | undefined;
 
   /** Extra, non-secret, machine-readable context (e.g. `{ field: "name" }`). */
   readonly details: Record<string, unknown> | undefined;

@@ -12,6 +12,7 @@ export interface MappedError {
   code: ErrorCode | string;
   message: string;
   details?: Record<string, unknown>;
+  headers?: Record<string, string>;
   /** True when the error was unexpected: log it with its stack, show the client nothing of it. */
   unexpected: boolean;
 }
@@ -37,7 +38,7 @@ function isFastifyError(e: unknown): e is Error & { code: string; statusCode?: n
  */
 export function mapError(error: unknown): MappedError {
   if (error instanceof AppError) {
-    return { status: error.status, code: error.code, message: error.message, details: error.details, unexpected: false };
+    return { status: error.status, code: error.code, message: error.message, details: error.details, ...(error.headers ? { headers: error.headers } : {}), unexpected: false };
   }
   // Nest's Fastify adapter wraps Fastify's own 4xx errors (body parsing, limits) in an
   // HttpException whose cause is the original: map by its stable code.

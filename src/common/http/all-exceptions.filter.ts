@@ -26,6 +26,7 @@ function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply,
   // A body over the limit is answered before it was read: the rest of it must not be taken
   // for the next request on a kept-alive connection.
   if (mapped.status === 413) void reply.header('connection', 'close');
+  for (const [name, value] of Object.entries(mapped.headers ?? {})) void reply.header(name, value);
   const payload = isMcpPath(request.url) ? toJsonRpcError(mapped.code, mapped.message) : body;
   void reply.status(mapped.status).header('content-type', 'application/json; charset=utf-8').send(payload);
 }

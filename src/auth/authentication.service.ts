@@ -1,0 +1,193 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { BlockList, isIPv4 } from 'node:net';
+import passport from 'passport';
+import { AppError } from '../common/errors/app-error.js';
+import { ErrorCode } from '../common/errors/error-code.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import type { AppConfig } from '../config/config.schema.js';
+import { ApiKeysService } from '../api-keys/api-keys.service.js';
+import { looksLikeGatehouseKey } from '../api-keys/api-key-format.js';
+import { InvalidTokenError } from './jwt-verifier.js';
+import type { Principal } from './principal.js';
+import { ApiKeyStrategy } from './strategies/api-key.strategy.js';
+import { BearerStrategy } from './strategies/bearer.strategy.js';
+import type { Credential, CredentialRequest, StrategyName } from './strategies/credential.js';
+import { OAuth2Strategy } from './strategies/oauth2.strategy.js';
+import { TrustedHeaderStrategy } from './strategies/trusted-header.strategy.js';
+
+/** Query parameters that look like credentials: refused, never read (they end up in logs and histories). */
+const QUERY_CREDENTIALS = ['access_token', 'token', 'api_key', 'apikey', 'api-key', 'key', 'jwt', 'id_token'];
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
+
+/** What the challenge of a 401/403 should say (RFC 6750 §3, RFC 9728 §5.1). */
+export interface Challenge {
+  error?: 'invalid_token' | 'invalid_request' | 'insufficient_scope';
+  description?: string;
+}
+
+/** Where a client finds out how to authenticate for `url` (RFC 9728 §3.1: path-specific metadata). */
+export function resourceMetadataUrl(publicUrl: string, url: string): string {
+  const path = url.split('?')[0];
+  const scoped = /^\/mcp(\/[^/]+)?\/?$/.exec(path);
+  return `${publicUrl}/.well-known/oauth-protected-resource${scoped ? `/mcp${scoped[1] ?? ''}` : ''}`;
+}
+
+const quote = (s: string) => `"${s.replace(/["\\]/g, '')}"`;
+
+/** A 401 (or 400/403) with its `WWW-Authenticate` challenge. */
+export function authError(config: AppConfig, request: FastifyRequest, status: 400 | 401 | 403, message: string, challenge: Challenge = {}): AppError {
+  const parts = [`resource_metadata=${quote(resourceMetadataUrl(config.http.publicUrl, request.url))}`];
+  const isMcp = /^\/mcp(\/|\?|$)/.test(request.url);
+  if (isMcp || challenge.error === 'insufficient_scope') parts.push(`scope=${quote(challenge.error === 'insufficient_scope' ? 'admin:read admin:write mcp' : 'mcp')}`);
+  if (challenge.error) parts.push(`error=${quote(challenge.error)}`);
+  if (challenge.description) parts.push(`error_description=${quote(challenge.description)}`);
+  const code = status === 401 ? ErrorCode.Unauthorized : status === 403 ? ErrorCode.Forbidden : ErrorCode.BadRequest;
+  return new AppError(code, message, { headers: { 'www-authenticate': `Bearer ${parts.join(', ')}` } });
+}
+
+/**
+ * Turns a request's credentials into a {@link Principal}. The credential's shape picks the
+ * strategy — an `X-API-Key` header or a `gatehouse_…`/static key is `api_key`, a JWT is
+ * `bearer` or `oauth2` (by its issuer when both are on), identity headers from a trusted proxy
+ * are `trusted_header` — and passport runs that one strategy. Adding a strategy: one class
+ * (like {@link ApiKeyStrategy}) and one line in {@link STRATEGY_CLASSES} (see docs/auth.md).
+ */
+@Injectable()
+export class AuthenticationService {
+  private readonly passport = new passport.Passport();
+  private readonly enabled: Set<string>;
+  private readonly trusted = new BlockList();
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly apiKeys: ApiKeysService,
+    bearer: BearerStrategy,
+    oauth2: OAuth2Strategy,
+    apiKey: ApiKeyStrategy,
+    trustedHeader: TrustedHeaderStrategy,
+  ) {
+    this.enabled = new Set(config.auth.strategies);
+    for (const [name, strategy] of [
+      ['bearer', bearer],
+      ['oauth2', oauth2],
+      ['api_key', apiKey],
+      ['trusted_header', trustedHeader],
+    ] as const) {
+      if (this.enabled.has(name)) this.passport.use(name, strategy as unknown as passport.Strategy);
+    }
+    for (const entry of config.auth.trustedProxies) {
+      const [address, bits] = entry.split('/');
+      const family = isIPv4(address) ? 'ipv4' : 'ipv6';
+      if (bits === undefined) this.trusted.addAddress(address, family);
+      else this.trusted.addSubnet(address, Number(bits), family);
+    }
+  }
+
+  /** True when `none` is the only strategy: credentials are not looked at. */
+  get open(): boolean {
+    return this.enabled.size === 1 && this.enabled.has('none');
+  }
+
+  /** The principal for the request's credentials; null when it carries none. Throws 400/401/403. */
+  async authenticate(request: FastifyRequest): Promise<Principal | null> {
+    if (this.open) return null;
+    const found = this.classify(request);
+    if (!found) return null;
+    const [strategy, credential] = found;
+    (request as CredentialRequest).credential = credential;
+    try {
+      return await this.run(strategy, request);
+    } catch (error) {
+      if (error instanceof InvalidTokenError) {
+        throw authError(this.config, request, 401, `Unauthorized: ${error.message}`, { error: 'invalid_token', description: error.message });
+      }
+      throw error;
+    }
+  }
+
+  private run(strategy: StrategyName, request: FastifyRequest): Promise<Principal> {
+    return new Promise((resolve, reject) => {
+      const middleware = this.passport.authenticate(strategy, { session: false }, (error: unknown, user: Principal | false) => {
+        if (error) reject(error instanceof Error ? error : new Error('authentication failed'));
+        else if (user) resolve(user);
+        else reject(new InvalidTokenError('the credentials are not valid'));
+      }) as (req: unknown, res: unknown, next: (e?: unknown) => void) => void;
+      middleware(request, {}, (e) => reject(e instanceof Error ? e : new Error('authentication failed')));
+    });
+  }
+
+  private classify(request: FastifyRequest): [StrategyName, Credential] | null {
+    const query = request.query as Record<string, unknown> | undefined;
+    const inQuery = query && typeof query === 'object' ? QUERY_CREDENTIALS.find((k) => k in query) : undefined;
+    if (inQuery) {
+      throw authError(
+        this.config,
+        request,
+        400,
+        `credentials in the query string ("${inQuery}") are never accepted; send them in the Authorization: Bearer or X-API-Key header`,
+        { error: 'invalid_request' },
+      );
+    }
+    const apiKeyHeader = request.headers['x-api-key'];
+    if (typeof apiKeyHeader === 'string' && apiKeyHeader !== '') {
+      if (!this.enabled.has('api_key')) throw this.notAccepted(request, 'API keys are not accepted (MCP_AUTH_STRATEGY does not include api_key)');
+      return ['api_key', { kind: 'api_key', value: apiKeyHeader.trim() }];
+    }
+    const authorization = request.headers.authorization;
+    if (typeof authorization === 'string' && authorization !== '') {
+      const token = BEARER.exec(authorization)?.[1];
+      if (!token) throw authError(this.config, request, 401, 'Unauthorized: expected "Authorization: Bearer <token>"', { error: 'invalid_request' });
+      return this.classifyBearer(request, token);
+    }
+    if (this.enabled.has('trusted_header')) {
+      const user = request.headers['x-forwarded-user'];
+      if (typeof user === 'string' && user.trim() !== '' && this.fromTrustedProxy(request)) {
+        const header = (name: string) => {
+          const v = request.headers[name];
+          return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
+        };
+        const groups = (header('x-forwarded-groups') ?? '').split(',').map((g) => g.trim()).filter(Boolean);
+        return ['trusted_header', { kind: 'trusted_header', user: user.trim().slice(0, 320), email: header('x-forwarded-email'), groups }];
+      }
+    }
+    return null;
+  }
+
+  private classifyBearer(request: FastifyRequest, token: string): [StrategyName, Credential] {
+    const keys = this.enabled.has('api_key');
+    if (keys && (looksLikeGatehouseKey(token) || this.apiKeys.isStaticKey(token))) return ['api_key', { kind: 'api_key', value: token }];
+    const bearer = this.enabled.has('bearer');
+    const oauth2 = this.enabled.has('oauth2');
+    if (JWT_SHAPE.test(token) && (bearer || oauth2)) {
+      const strategy = bearer && oauth2 ? (this.unverifiedIssuer(token) === this.config.auth.oauth.issuer ? 'oauth2' : 'bearer') : bearer ? 'bearer' : 'oauth2';
+      return [strategy, { kind: 'jwt', value: token }];
+    }
+    if (keys) return ['api_key', { kind: 'api_key', value: token }];
+    throw this.notAccepted(request, 'the bearer token is not a JWT');
+  }
+
+  private notAccepted(request: FastifyRequest, why: string): AppError {
+    return authError(this.config, request, 401, `Unauthorized: ${why}`, { error: 'invalid_token', description: why });
+  }
+
+  /** `iss` read without verification, only to pick which verifier checks the token. */
+  private unverifiedIssuer(token: string): string | undefined {
+    try {
+      const payload = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as { iss?: unknown };
+      return typeof payload.iss === 'string' ? payload.iss.replace(/\/+$/, '') : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The direct peer, not a forwarded address: only the proxy's own connection is trusted. */
+  private fromTrustedProxy(request: FastifyRequest): boolean {
+    const raw = request.raw.socket.remoteAddress;
+    if (!raw) return false;
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(raw);
+    const address = mapped ? mapped[1] : raw;
+    return this.trusted.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
+  }
+}

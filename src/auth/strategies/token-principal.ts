@@ -1,0 +1,40 @@
+import type { JWTPayload } from 'jose';
+import { AppError } from '../../common/errors/app-error.js';
+import { ErrorCode } from '../../common/errors/error-code.js';
+import { userPrincipalId, type UsersService } from '../../users/users.service.js';
+import { PERMISSIONS, permissionsFor, type AuthMethod, type Principal } from '../principal.js';
+import { claimList } from './credential.js';
+
+/**
+ * The principal for a verified token: the user (created on first sight from `iss` + `sub`),
+ * roles from Gatehouse (admin-managed) plus those the token's roles claim carries, groups from
+ * the groups claim. A token with a `scope` naming Gatehouse permissions is limited to them.
+ */
+export async function principalFromToken(
+  users: UsersService,
+  payload: JWTPayload,
+  method: AuthMethod,
+  claims: { roles: string; groups: string; defaultIssuer: string },
+): Promise<Principal> {
+  const groups = claimList(payload, claims.groups);
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v.slice(0, 320) : null);
+  const email = str(payload.email);
+  const displayName = str(payload.name) ?? str(payload.preferred_username) ?? email;
+  const user = await users.resolve({ issuer: payload.iss ?? claims.defaultIssuer, subject: payload.sub as string, email, displayName, groups });
+  if (user.disabled) throw new AppError(ErrorCode.Forbidden, 'this user is disabled; ask an administrator');
+  const roles = [...new Set([...user.roles, ...claimList(payload, claims.roles)])];
+  let scopes: string[] = permissionsFor(roles);
+  const granted = [...claimList(payload, 'scope'), ...claimList(payload, 'scp')].filter((s) => (PERMISSIONS as readonly string[]).includes(s));
+  if (granted.length > 0) scopes = scopes.filter((s) => granted.includes(s));
+  return {
+    userId: user.id,
+    id: userPrincipalId(user.id),
+    displayName: displayName ?? user.subject,
+    email,
+    roles,
+    groups,
+    scopes,
+    method,
+    keyId: null,
+  };
+}

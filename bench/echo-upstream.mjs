@@ -8,8 +8,13 @@ const tools = Array.from({ length: count }, (_, i) => ({
   description: `Tool number ${i}: returns its input.`,
   inputSchema: { type: 'object', properties: { message: { type: 'string', description: 'text to echo' } }, required: ['message'] },
 }));
+// HEADER_TOOL=1 adds `header`, which answers with a request header's value (tests use it to
+// see what Gatehouse sent upstream).
+if (process.env.HEADER_TOOL === '1') {
+  tools.push({ name: 'header', description: 'Returns the named request header.', inputSchema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } });
+}
 
-function answer(msg) {
+function answer(msg, req) {
   switch (msg.method) {
     case 'initialize':
       return { protocolVersion: msg.params?.protocolVersion ?? '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'echo-upstream', version: '1' } };
@@ -18,6 +23,7 @@ function answer(msg) {
     case 'tools/list':
       return { tools };
     case 'tools/call':
+      if (msg.params?.name === 'header') return { content: [{ type: 'text', text: String(req.headers[String(msg.params.arguments?.name).toLowerCase()] ?? '(none)') }] };
       return { content: [{ type: 'text', text: String(msg.params?.arguments?.message ?? '') }] };
     default:
       return undefined;
@@ -43,7 +49,7 @@ createServer((req, res) => {
       res.writeHead(202).end();
       return;
     }
-    const result = answer(msg);
+    const result = answer(msg, req);
     const body = result === undefined ? { jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: 'Method not found' } } : { jsonrpc: '2.0', id: msg.id, result };
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   });

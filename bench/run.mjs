@@ -119,6 +119,7 @@ try {
     MCP_API_KEYS: ADMIN_KEY,
     MCP_JWT_SECRET: JWT_SECRET,
     MCP_JWT_AUDIENCE: 'gatehouse',
+    GATEHOUSE_ENCRYPTION_KEYS: `bench:${randomBytes(32).toString('base64')}`,
   });
   start('mcp-proxy', 'node_modules/.bin/mcp-proxy', ['--port', String(pProxy), '--host', '127.0.0.1', '--no-eventStore', '--', process.execPath, 'bench/stdio-echo.mjs']);
 

@@ -6,6 +6,8 @@ import { ApiKeyEntity } from './api-keys/api-key.entity.js';
 import { insertApiKey } from './api-keys/api-keys.service.js';
 import { PERMISSIONS } from './auth/principal.js';
 import { resolveDatabase } from './bootstrap.js';
+import { rotateSecrets } from './secrets/rotate.js';
+import { parseKeyRing } from './secrets/secret-crypto.js';
 import { createRootLogger } from './common/logging/logger.js';
 import { loadConfigOrExit } from './config/load-config.js';
 import { buildDataSourceOptions } from './database/data-source-options.js';
@@ -20,6 +22,9 @@ Commands:
   create-admin-key --name NAME [--expires-at ISO-DATE]
                           create an admin API key and print it (once) on stdout; applies
                           pending migrations first unless DB_MIGRATE=false
+  secrets rotate          re-seal every stored secret under the first key of
+                          GATEHOUSE_ENCRYPTION_KEYS (online, idempotent, resumable; one
+                          replica at a time); prints counts; exit 1 if any row cannot be opened
   migrate:generate NAME [--out DIR]
                           write <DIR or migrations/>/<timestamp>-NAME.ts with the SQL that brings
                           the database in line with the entities (apply pending migrations first)
@@ -53,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command ? 0 : 2;
   }
-  const known = ['migrate', 'migrate:revert', 'migrate:show', 'migrate:generate', 'create-admin-key'];
+  const known = ['migrate', 'migrate:revert', 'migrate:show', 'migrate:generate', 'create-admin-key', 'secrets'];
   if (!known.includes(command)) {
     process.stderr.write(`unknown command "${command}"; expected one of ${known.join(', ')}\n\n${USAGE}\n`);
     return 2;
@@ -64,6 +69,10 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  if (command === 'secrets' && args[0] !== 'rotate') {
+    process.stderr.write(`secrets: expected a subcommand: rotate, got ${JSON.stringify(args[0] ?? '')}\n`);
+    return 2;
+  }
   const option = (flag: string) => {
     const i = args.indexOf(flag);
     return i >= 0 ? args[i + 1] : undefined;
@@ -116,6 +125,18 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`created admin key "${row.name}" (id ${row.id}); it is shown once, store it now:\n`);
         process.stdout.write(`${key}\n`);
         return 0;
+      }
+      case 'secrets': {
+        if (!config.secrets.keys) {
+          process.stderr.write('secrets rotate: set GATEHOUSE_ENCRYPTION_KEYS (new key first, old keys after it) to the ring to rotate to\n');
+          return 2;
+        }
+        if (config.database.migrate) await runMigrations(dataSource);
+        const ring = parseKeyRing(config.secrets.keys);
+        const report = await rotateSecrets(dataSource, ring);
+        process.stdout.write(`rotated ${report.rotated}, already under "${ring.primaryId}" ${report.current}, failed ${report.failed.length}\n`);
+        for (const f of report.failed) process.stderr.write(`  cannot open ${f.server}/${f.name} (key "${f.keyId}"): ${f.reason}\n`);
+        return report.failed.length > 0 ? 1 : 0;
       }
       default: {
         const pending = await pendingMigrations(dataSource);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
+import { parseKeyRing } from '../secrets/secret-crypto.js';
 import { envBool, envEnum, envInt, envList, envSecret, envSecretList, envSize, envString, envUrl } from './env-parsers.js';
 
 export const AUTH_STRATEGIES = ['none', 'bearer', 'api_key', 'oauth2', 'trusted_header'] as const;
@@ -79,6 +80,10 @@ export const envSchema = z.object({
   GATEHOUSE_SERVERS_FILE: envString('a path to a YAML or JSON file').optional(),
   GATEHOUSE_POLICY_DEFAULT: envEnum(['allow', 'deny'] as const).default('allow'),
   GATEHOUSE_STDIO_IDLE_TTL: envInt(0, 7 * 24 * 3_600_000).default(0),
+  GATEHOUSE_POOL_MAX: envInt(1, 10_000).default(100),
+  GATEHOUSE_POOL_IDLE_TTL: envInt(1_000, 7 * 24 * 3_600_000).default(300_000),
+  GATEHOUSE_ENCRYPTION_KEYS: envSecret(3).optional(),
+  GATEHOUSE_DATA_DIR: envString('a directory path').default('./.data'),
 
   SHUTDOWN_TIMEOUT: envInt(0, 600_000).default(25_000),
   SHUTDOWN_DELAY: envInt(0, 600_000).default(0),
@@ -127,6 +132,18 @@ export const envSchema = z.object({
     if (!env.MCP_JWT_JWKS_URL && algorithms.some((a) => ASYMMETRIC_ALGORITHMS.includes(a))) {
       issue('MCP_JWT_ALGORITHM', `${algorithms.join(',')} includes a public-key algorithm, which needs MCP_JWT_JWKS_URL`);
     }
+  }
+  if (env.GATEHOUSE_ENCRYPTION_KEYS) {
+    try {
+      parseKeyRing(env.GATEHOUSE_ENCRYPTION_KEYS);
+    } catch (error) {
+      issue('GATEHOUSE_ENCRYPTION_KEYS', (error as Error).message.replace(/^GATEHOUSE_ENCRYPTION_KEYS: /, ''));
+    }
+  } else if (env.NODE_ENV === 'production') {
+    issue(
+      'GATEHOUSE_ENCRYPTION_KEYS',
+      'required in production: the key that encrypts stored secrets, as id:base64key (generate one with: echo "k1:$(openssl rand -base64 32)")',
+    );
   }
   if (strategies.includes('oauth2') && !env.MCP_OAUTH_ISSUER) issue('MCP_OAUTH_ISSUER', 'required when MCP_AUTH_STRATEGY includes oauth2');
   if (strategies.includes('trusted_header') && !env.AUTH_TRUSTED_PROXIES) {
@@ -188,6 +205,15 @@ export interface AppConfig {
     serversFile: string | undefined;
     /** Stop a stdio upstream's process after this many ms without calls; 0 keeps it running. */
     stdioIdleTtlMs: number;
+    /** Per-user connections (stdio processes, HTTP sessions) this replica keeps at most. */
+    poolMax: number;
+    /** A per-user connection unused this long is closed. */
+    poolIdleTtlMs: number;
+  };
+  secrets: {
+    /** GATEHOUSE_ENCRYPTION_KEYS as given (validated); undefined: a development key in dataDir. */
+    keys: string | undefined;
+    dataDir: string;
   };
   auth: {
     strategies: AuthStrategyName[];
@@ -279,7 +305,13 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       sessionSweepIntervalMs: e.HTTP_SESSION_CLEANUP_INTERVAL,
     },
     policies: { defaultEffect: e.GATEHOUSE_POLICY_DEFAULT },
-    upstreams: { serversFile: e.GATEHOUSE_SERVERS_FILE, stdioIdleTtlMs: e.GATEHOUSE_STDIO_IDLE_TTL },
+    upstreams: {
+      serversFile: e.GATEHOUSE_SERVERS_FILE,
+      stdioIdleTtlMs: e.GATEHOUSE_STDIO_IDLE_TTL,
+      poolMax: e.GATEHOUSE_POOL_MAX,
+      poolIdleTtlMs: e.GATEHOUSE_POOL_IDLE_TTL,
+    },
+    secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR },
     auth: {
       strategies: [...new Set(e.MCP_AUTH_STRATEGY)] as AuthStrategyName[],
       require: e.MCP_AUTH_REQUIRE ?? !e.MCP_AUTH_STRATEGY.includes('none'),

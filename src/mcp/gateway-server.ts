@@ -4,6 +4,9 @@ import type { UpstreamServersService } from '../upstreams/upstream-servers.servi
 import { NAME_SEPARATOR, type Catalog, type Target } from '../upstreams/catalog.js';
 import type { PoliciesService } from '../policies/policies.service.js';
 import type { PolicyOperation, PolicyPrincipal } from '../policies/policy-evaluator.js';
+import type { Caller } from '../secrets/placeholders.js';
+import type { SecretsService } from '../secrets/secrets.service.js';
+import { routeCall } from './upstream-route.js';
 
 export const GATEWAY_INFO = { name: 'gatehouse', title: 'Gatehouse MCP gateway', version: '0.1.0' };
 
@@ -14,6 +17,9 @@ export interface GatewayScope {
   upstreams: UpstreamServersService;
   policies: PoliciesService;
   principal: PolicyPrincipal;
+  secrets: SecretsService;
+  /** Whose secrets and identity fill a per-user server's placeholders. */
+  caller: Caller;
 }
 
 /** JSON-RPC error code for an operation a policy denies (implementation-defined server range). */
@@ -52,7 +58,7 @@ function isTimeout(error: unknown): boolean {
  * edge's fast path.
  */
 export async function callTool(
-  { upstreams, policies, principal }: Omit<GatewayScope, 'scope'>,
+  { upstreams, policies, principal, secrets, caller }: Omit<GatewayScope, 'scope'>,
   scope: string,
   params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
   options: { signal?: AbortSignal; notify?: (progress: Record<string, unknown>) => void },
@@ -65,22 +71,28 @@ export async function callTool(
     throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${params.name}".${hint}`);
   }
   authorize(policies, principal, 'tools/call', target);
-  const connection = upstreams.connection(target.server);
-  if (!connection || !(await connection.ready())) {
-    const status = connection?.getStatus();
-    return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
-  }
-  const progressToken = params._meta?.progressToken;
+  const route = await routeCall(upstreams, secrets, caller, target.server);
+  if (route && 'problem' in route) return { isError: true, content: [{ type: 'text', text: route.problem }] };
+  const connection = route?.connection;
   try {
+    if (!connection || !(await connection.ready())) {
+      const status = connection?.getStatus();
+      return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
+    }
+    const progressToken = params._meta?.progressToken;
+    // Injected arguments overwrite whatever the client sent under those names.
+    const args = route.inject && Object.keys(route.inject).length > 0 ? { ...params.arguments, ...route.inject } : params.arguments;
     return await connection.callTool(
-      { name: target.name, arguments: params.arguments, ...(progressToken === undefined ? {} : { _meta: { progressToken } }) },
+      { name: target.name, arguments: args, ...(progressToken === undefined ? {} : { _meta: { progressToken } }) },
       { signal: options.signal, onProgress: progressToken === undefined ? undefined : options.notify },
     );
   } catch (error) {
     if (options.signal?.aborted) throw error;
-    if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
+    if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection!.server.timeoutMs} ms`);
     if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
     return upstreamFailure(target.server, errorText(error));
+  } finally {
+    route?.release();
   }
 }
 
@@ -96,7 +108,7 @@ export async function callTool(
  * `timeoutMs`.
  */
 export function createGatewayServer(gateway: GatewayScope): Server {
-  const { scope, upstreams, policies, principal } = gateway;
+  const { scope, upstreams, policies, principal, secrets, caller } = gateway;
   const server = new Server(GATEWAY_INFO, {
     capabilities: {
       tools: { listChanged: true },
@@ -123,17 +135,21 @@ export function createGatewayServer(gateway: GatewayScope): Server {
     if (!c) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `MCP server "${scope}" does not exist or is disabled`);
     return c;
   };
-  const clientFor = async (target: Target): Promise<{ client: Client; timeout: number }> => {
-    const connection = upstreams.connection(target.server);
+  /** The caller's client for `target`'s server; `release` when the exchange is over. */
+  const clientFor = async (target: Target): Promise<{ client: Client; timeout: number; release: () => void }> => {
+    const route = await routeCall(upstreams, secrets, caller, target.server);
+    if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
+    const connection = route?.connection;
     const client = await connection?.ready();
     if (!connection || !client) {
+      route?.release();
       const status = connection?.getStatus();
       throw new ProtocolError(
         ProtocolErrorCode.InternalError,
         `Upstream MCP server "${target.server}" is unavailable${status?.lastError ? `: ${status.lastError}` : ` (${status?.state ?? 'unknown'})`}`,
       );
     }
-    return { client, timeout: connection.server.timeoutMs };
+    return { client, timeout: connection.server.timeoutMs, release: route.release };
   };
   /** Re-raises an upstream failure as a protocol error that names the server. */
   const named = (target: Target, error: unknown): never => {
@@ -160,16 +176,22 @@ export function createGatewayServer(gateway: GatewayScope): Server {
     const target = catalog().resolvePrompt(request.params.name);
     if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown prompt "${request.params.name}"`);
     authorize(policies, principal, 'prompts/get', target);
-    const { client, timeout } = await clientFor(target);
-    return client.getPrompt({ ...request.params, name: target.name }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
+    const { client, timeout, release } = await clientFor(target);
+    return client
+      .getPrompt({ ...request.params, name: target.name }, { signal: ctx.mcpReq.signal, timeout })
+      .catch((e: unknown) => named(target, e))
+      .finally(release);
   });
 
   server.setRequestHandler('resources/read', async (request, ctx) => {
     const target = catalog().resolveResource(request.params.uri);
     if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown resource "${request.params.uri}"`);
     authorize(policies, principal, 'resources/read', target);
-    const { client, timeout } = await clientFor(target);
-    const result = await client.readResource({ ...request.params, uri: target.name }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
+    const { client, timeout, release } = await clientFor(target);
+    const result = await client
+      .readResource({ ...request.params, uri: target.name }, { signal: ctx.mcpReq.signal, timeout })
+      .catch((e: unknown) => named(target, e))
+      .finally(release);
     // Contents carry the upstream's URI; give the client back the one it asked for.
     return { ...result, contents: result.contents.map((c) => (c.uri === target.name ? { ...c, uri: request.params.uri } : c)) };
   });
@@ -179,9 +201,12 @@ export function createGatewayServer(gateway: GatewayScope): Server {
     const c = catalog();
     const target = ref.type === 'ref/prompt' ? c.resolvePrompt(ref.name) : c.resolveResource(ref.uri);
     if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown completion reference`);
-    const { client, timeout } = await clientFor(target);
+    const { client, timeout, release } = await clientFor(target);
     const upstreamRef = ref.type === 'ref/prompt' ? { ...ref, name: target.name } : { ...ref, uri: target.name };
-    return client.complete({ ...request.params, ref: upstreamRef }, { signal: ctx.mcpReq.signal, timeout }).catch((e: unknown) => named(target, e));
+    return client
+      .complete({ ...request.params, ref: upstreamRef }, { signal: ctx.mcpReq.signal, timeout })
+      .catch((e: unknown) => named(target, e))
+      .finally(release);
   });
 
   server.setRequestHandler('logging/setLevel', async (request) => {

@@ -25,6 +25,7 @@ import { UpstreamServersService } from '../upstreams/upstream-servers.service.js
 import { PoliciesService } from '../policies/policies.service.js';
 import type { PolicyPrincipal } from '../policies/policy-evaluator.js';
 import { isUnauthenticated, type Principal } from '../auth/principal.js';
+import { SecretsService, secretOwner } from '../secrets/secrets.service.js';
 import { callTool, createGatewayServer, type GatewayScope } from './gateway-server.js';
 
 const SESSION_HEADER = 'mcp-session-id';
@@ -87,6 +88,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
     private readonly sessions: SessionsService,
     private readonly bus: ChangeBusService,
     private readonly policies: PoliciesService,
+    private readonly secrets: SecretsService,
     private readonly logger: PinoLogger,
   ) {
     logger.setContext('McpEdge');
@@ -326,7 +328,8 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
   /** What a gateway server needs for one request; with no principal nothing is allowed. */
   private gateway(scope: string, principal: Principal | null): GatewayScope {
     const subject: PolicyPrincipal = principal ? policySubject(principal) : { userId: null, apiKeyId: null, roles: [], groups: [] };
-    return { scope, upstreams: this.upstreams, policies: this.policies, principal: subject };
+    const caller = principal ? { owner: secretOwner(principal), userId: principal.userId, email: principal.email } : { owner: null, userId: null, email: null };
+    return { scope, upstreams: this.upstreams, policies: this.policies, principal: subject, secrets: this.secrets, caller };
   }
 
   /** Runs a legacy request so that a later notifications/cancelled for its id can abort it. */

@@ -12,6 +12,17 @@ export interface CatalogSource {
   resources: Resource[];
   resourceTemplates: ResourceTemplate[];
   toolFilter: { allow?: string[]; deny?: string[] };
+  /** Arguments Gatehouse fills in itself (server `inject`): hidden from the schemas clients see. */
+  injected?: string[];
+}
+
+/** `tool` without the injected arguments in its input schema (properties and required). */
+function withoutArguments(tool: Tool, names: string[]): Tool {
+  const schema = tool.inputSchema as { properties?: Record<string, unknown>; required?: string[] };
+  if (!schema.properties || !names.some((n) => n in schema.properties!)) return tool;
+  const properties = Object.fromEntries(Object.entries(schema.properties).filter(([k]) => !names.includes(k)));
+  const required = schema.required?.filter((k) => !names.includes(k));
+  return { ...tool, inputSchema: { ...tool.inputSchema, properties, ...(required ? { required } : {}) } as Tool['inputSchema'] };
 }
 
 export interface Target {
@@ -76,7 +87,8 @@ export function buildCatalog(sources: CatalogSource[], mode: 'aggregate' | 'sing
     for (const tool of source.tools) {
       if (!toolAllowed(tool.name, source.toolFilter)) continue;
       const name = prefix(source.server, tool.name);
-      tools.push(name === tool.name ? tool : { ...tool, name });
+      const shown = source.injected?.length ? withoutArguments(tool, source.injected) : tool;
+      tools.push(name === shown.name ? shown : { ...shown, name });
       toolIndex.set(name, { server: source.server, name: tool.name });
     }
     for (const prompt of source.prompts) {

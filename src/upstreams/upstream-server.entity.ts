@@ -56,6 +56,13 @@ export class UpstreamServerEntity {
   @Column({ name: 'tool_filter', type: 'jsonb', default: () => "'{}'" })
   toolFilter!: ToolFilter;
 
+  /**
+   * Tool arguments Gatehouse fills in at call time (seed 004's model), e.g.
+   * `{ "api_key": "${secret:API_KEY}" }`; they are removed from the schemas clients see.
+   */
+  @Column({ type: 'jsonb', default: () => "'{}'" })
+  inject!: Record<string, string>;
+
   /** `file` when declared in GATEHOUSE_SERVERS_FILE (upserted at every start), else `api`. */
   @Column({ type: 'text', default: 'api' })
   source!: 'api' | 'file';

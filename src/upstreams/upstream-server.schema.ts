@@ -1,8 +1,10 @@
 import { z } from 'zod';
+import { placeholderProblems } from '../secrets/placeholders.js';
 
 /** `[a-z0-9][a-z0-9-]{0,62}`: safe in URLs (`/mcp/<name>`) and as a tool-name prefix. */
 export const SERVER_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ARGUMENT_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 /** Headers Gatehouse owns on upstream requests; a server config may not set them. */
 const RESERVED_HEADERS = new Set(['host', 'content-length', 'content-type', 'accept', 'connection', 'mcp-session-id', 'mcp-protocol-version', 'transfer-encoding']);
@@ -24,9 +26,10 @@ const stringMap = (key: RegExp, what: string, reserved?: Set<string>) =>
       error: (i) => `expected an object of ${what} to string values, got ${show(i.input)}`,
     })
     .superRefine((map, ctx) => {
-      for (const k of Object.keys(map)) {
+      for (const [k, v] of Object.entries(map)) {
         if (!key.test(k)) ctx.addIssue({ code: 'custom', path: [k], message: `expected ${what}, got ${show(k)}` });
         else if (reserved?.has(k.toLowerCase())) ctx.addIssue({ code: 'custom', path: [k], message: `is set by Gatehouse and cannot be configured` });
+        for (const problem of placeholderProblems(v)) ctx.addIssue({ code: 'custom', path: [k], message: problem });
       }
     });
 const url = z
@@ -65,6 +68,7 @@ const fields = {
     .min(100, { error: 'expected an integer 100-3600000 (milliseconds)' })
     .max(3_600_000, { error: 'expected an integer 100-3600000 (milliseconds)' }),
   toolFilter,
+  inject: stringMap(ARGUMENT_NAME, 'tool argument names', undefined).refine((m) => Object.keys(m).length <= 50, { error: 'expected at most 50 arguments' }),
 };
 
 function requireTransportFields(server: { transport: string; command?: string | null; url?: string | null }, ctx: z.RefinementCtx) {
@@ -91,6 +95,7 @@ export const createServerSchema = z
     description: fields.description.optional(),
     timeoutMs: fields.timeoutMs.default(60_000),
     toolFilter: toolFilter.default({ allow: [], deny: [] }),
+    inject: fields.inject.default({}),
   })
   .strict()
   .superRefine(requireTransportFields);
@@ -109,6 +114,7 @@ export const patchServerSchema = z
     description: fields.description,
     timeoutMs: fields.timeoutMs,
     toolFilter,
+    inject: fields.inject,
   })
   .partial()
   .strict();

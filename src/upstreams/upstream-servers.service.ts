@@ -13,6 +13,7 @@ import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
 import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
+import { blank, fingerprint, hasPlaceholders } from '../secrets/placeholders.js';
 import { buildCatalog, type Catalog } from './catalog.js';
 import { loadServersFile } from './servers-file.js';
 import { UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
@@ -21,6 +22,26 @@ import { createServerSchema, patchServerSchema, validateMerged, type CreateServe
 
 /** Bus topic: `{ name }` of a server that was created, changed or deleted. */
 export const UPSTREAMS_CHANGED = 'upstreams.changed';
+/** Bus topic: `{ server, owner }` whose secrets changed (`owner` `*`: the server's shared ones). */
+export const SECRETS_CHANGED = 'secrets.changed';
+
+/** Every per-caller connection is in use and GATEHOUSE_POOL_MAX is reached. */
+export class PoolExhaustedError extends Error {}
+
+/** A connection to a per-caller server, with the caller's resolved env and headers. */
+interface PoolEntry {
+  server: string;
+  owner: string;
+  connection: UpstreamConnection;
+  ready: Promise<void>;
+  inflight: number;
+  lastUsed: number;
+}
+
+export interface PooledConnection {
+  connection: UpstreamConnection;
+  release: () => void;
+}
 
 export interface UpstreamServerView {
   id: string;
@@ -36,15 +57,21 @@ export interface UpstreamServerView {
   description: string | null;
   timeoutMs: number;
   toolFilter: UpstreamServerEntity['toolFilter'];
+  inject: Record<string, string>;
   source: UpstreamServerEntity['source'];
   createdAt: string;
   updatedAt: string;
   status: UpstreamStatus;
 }
 
-/** Values under credential-like keys (`Authorization`, `GITHUB_TOKEN`…) are never shown back. */
+/**
+ * Values under credential-like keys (`Authorization`, `GITHUB_TOKEN`…) are never shown back —
+ * unless all they hold besides placeholders is a short literal (`Bearer ${secret:TOKEN}`),
+ * which shows how the secret is used and reveals nothing.
+ */
 function mask(map: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(map).map(([k, v]) => [k, isSensitiveKey(k) ? REDACTED : v]));
+  const safe = (v: string) => hasPlaceholders([{ v }]) && blank({ v }).v.trim().length < 8;
+  return Object.fromEntries(Object.entries(map).map(([k, v]) => [k, isSensitiveKey(k) && !safe(v) ? REDACTED : v]));
 }
 
 /** A PATCH may send a masked value back unchanged: keep what is stored for it. */
@@ -63,6 +90,11 @@ const isUniqueViolation = (e: unknown) => e instanceof QueryFailedError && (e.dr
 @Injectable()
 export class UpstreamServersService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly connections = new Map<string, UpstreamConnection>();
+  /** Servers as configured (placeholders intact), for per-caller resolution. */
+  private readonly templates = new Map<string, UpstreamServerEntity>();
+  /** Per-caller connections, least recently used first (`server\nowner\nfingerprint`). */
+  private readonly pool = new Map<string, PoolEntry>();
+  private reaper: NodeJS.Timeout | undefined;
   private readonly toolListeners = new Set<(server: string) => void>();
   /** Built catalogs by scope ('' = every server, aggregated), dropped on any change. */
   private readonly catalogs = new Map<string, Catalog | null>();
@@ -92,7 +124,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
       const sources = [...this.connections.values()]
         .filter((c) => c.server.enabled && (scope === '' || c.server.name === scope))
         .sort((a, b) => a.server.name.localeCompare(b.server.name))
-        .map((c) => ({ server: c.server.name, toolFilter: c.server.toolFilter, ...c.offerings() }));
+        .map((c) => ({ server: c.server.name, toolFilter: c.server.toolFilter, injected: Object.keys(c.server.inject), ...c.offerings() }));
       catalog = scope !== '' && sources.length === 0 ? null : buildCatalog(sources, scope === '' ? 'aggregate' : 'single');
       this.catalogs.set(scope, catalog);
     }
@@ -113,7 +145,14 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
         if (event.data?.name) this.background(this.reconcile(event.data.name));
       }),
       this.bus.subscribe(RESYNC_TOPIC, () => this.background(this.reconcileAll())),
+      // A changed or deleted secret retires the processes started with the old value.
+      this.bus.subscribe<{ server?: string; owner?: string }>(SECRETS_CHANGED, (event) => {
+        if (event.data?.server) this.background(this.retire(event.data.server, event.data.owner === '*' ? undefined : event.data.owner));
+      }),
     );
+    const ttl = this.config.upstreams.poolIdleTtlMs;
+    this.reaper = setInterval(() => this.background(this.reap(ttl)), Math.min(30_000, Math.max(500, ttl / 2)));
+    this.reaper.unref();
     // The tables may not exist yet: the app listens before it migrates.
     void this.schema.whenMigrated().then(async () => {
       try {
@@ -128,8 +167,11 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
   /** Before the database pool closes: stop reacting to changes, stop every upstream. */
   async beforeApplicationShutdown(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.reaper);
     for (const off of this.unsubscribe.splice(0)) off();
-    await Promise.all([...this.connections.values()].map((c) => c.close()));
+    const pooled = [...this.pool.values()].map((e) => e.connection);
+    this.pool.clear();
+    await Promise.all([...this.connections.values(), ...pooled].map((c) => c.close()));
     this.connections.clear();
   }
 
@@ -161,6 +203,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
       ...input,
       ...(input.env ? { env: unmask(input.env, row.env) } : {}),
       ...(input.headers ? { headers: unmask(input.headers, row.headers) } : {}),
+      ...(input.inject ? { inject: unmask(input.inject, row.inject) } : {}),
     };
     parseBody(validateMerged, { transport: next.transport ?? row.transport, command: next.command ?? row.command, url: next.url ?? row.url });
     this.repo.merge(row, next);
@@ -196,6 +239,93 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
     return this.connections.get(name);
   }
 
+  /** The server as configured, placeholders intact (undefined: unknown or not loaded). */
+  template(name: string): UpstreamServerEntity | undefined {
+    return this.templates.get(name);
+  }
+
+  /**
+   * The connection for one caller of a server whose config holds placeholders: one per
+   * (server, owner, fingerprint of the resolved values), started on first use, kept while used,
+   * closed after GATEHOUSE_POOL_IDLE_TTL unused or when the caller's secrets change. At most
+   * GATEHOUSE_POOL_MAX per replica; the least recently used idle one makes room.
+   */
+  async pooled(server: string, owner: string, resolved: { env: Record<string, string>; headers: Record<string, string> }): Promise<PooledConnection> {
+    const template = this.templates.get(server);
+    if (!template) throw new Error(`server "${server}" is not loaded`);
+    const key = `${server}\n${owner}\n${fingerprint([resolved.env, resolved.headers])}`;
+    let entry = this.pool.get(key);
+    if (entry) {
+      this.pool.delete(key); // most recently used last
+      this.pool.set(key, entry);
+    } else {
+      if (this.pool.size >= this.config.upstreams.poolMax) await this.evictOne();
+      const row = Object.assign(new UpstreamServerEntity(), template, { env: resolved.env, headers: resolved.headers });
+      const connection = new UpstreamConnection(row, {
+        log: {
+          info: (o, m) => this.logger.debug({ ...o, pooled: true }, m),
+          warn: (o, m) => this.logger.warn({ ...o, pooled: true }, m),
+          debug: (o, m) => this.logger.debug({ ...o, pooled: true }, m),
+        },
+        onToolsChanged: () => undefined,
+      });
+      entry = { server, owner, connection, ready: this.detached.runInAsyncScope(() => connection.connect()), inflight: 0, lastUsed: Date.now() };
+      this.pool.set(key, entry);
+    }
+    const used = entry;
+    used.inflight++;
+    used.lastUsed = Date.now();
+    await used.ready;
+    return {
+      connection: used.connection,
+      release: () => {
+        used.inflight--;
+        used.lastUsed = Date.now();
+      },
+    };
+  }
+
+  /** How many per-caller connections this replica holds (for tests and metrics). */
+  poolSize(server?: string): number {
+    return [...this.pool.values()].filter((e) => server === undefined || e.server === server).length;
+  }
+
+  /** Closes the per-caller connections of `server` (of one owner, or all). */
+  private async retire(server: string, owner?: string): Promise<void> {
+    const doomed: UpstreamConnection[] = [];
+    for (const [key, entry] of this.pool) {
+      if (entry.server === server && (owner === undefined || entry.owner === owner)) {
+        this.pool.delete(key);
+        doomed.push(entry.connection);
+      }
+    }
+    await Promise.all(doomed.map((c) => c.close()));
+  }
+
+  private async evictOne(): Promise<void> {
+    for (const [key, entry] of this.pool) {
+      if (entry.inflight > 0) continue;
+      this.pool.delete(key);
+      await entry.connection.close();
+      return;
+    }
+    throw new PoolExhaustedError(
+      `all ${this.config.upstreams.poolMax} per-user upstream connections of this replica are busy (GATEHOUSE_POOL_MAX); try again shortly`,
+    );
+  }
+
+  private async reap(ttlMs: number): Promise<void> {
+    const now = Date.now();
+    const doomed: UpstreamConnection[] = [];
+    for (const [key, entry] of this.pool) {
+      if (entry.inflight === 0 && now - entry.lastUsed >= ttlMs) {
+        this.pool.delete(key);
+        doomed.push(entry.connection);
+      }
+    }
+    await Promise.all(doomed.map((c) => c.close()));
+  }
+
   private async find(name: string): Promise<UpstreamServerEntity> {
     const row = /^[a-z0-9][a-z0-9-]{0,62}$/.test(name) ? await this.repo.findOneBy({ name }) : null;
     if (!row) throw new AppError(ErrorCode.NotFound, `server "${name}" does not exist`);
@@ -227,8 +357,16 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
       if (current.listTools().length > 0 || !row) this.notifyTools(name);
     }
     this.catalogs.clear();
-    if (!row) return;
-    const connection = new UpstreamConnection(row, {
+    await this.retire(name);
+    if (!row) {
+      this.templates.delete(name);
+      return;
+    }
+    this.templates.set(name, row);
+    // A server configured per caller (placeholders) also runs once without them — blanks in
+    // their place — to list what it offers; calls go to the caller's own connection.
+    const shared = hasPlaceholders([row.env, row.headers]) ? Object.assign(new UpstreamServerEntity(), row, { env: blank(row.env), headers: blank(row.headers) }) : row;
+    const connection = new UpstreamConnection(shared, {
       log: {
         info: (o, m) => this.logger.info(o, m),
         warn: (o, m) => this.logger.warn(o, m),
@@ -289,6 +427,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
       description: row.description,
       timeoutMs: row.timeoutMs,
       toolFilter: { allow: row.toolFilter.allow ?? [], deny: row.toolFilter.deny ?? [] },
+      inject: mask(row.inject),
       source: row.source,
       createdAt: row.createdAt.toISOString(),
       updatedAt: row.updatedAt.toISOString(),

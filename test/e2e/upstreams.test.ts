@@ -303,6 +303,8 @@ describe('upstream servers: registry, admin API, connections', () => {
       '/api/v1/servers/{name}/disable',
       '/api/v1/servers/{name}/enable',
       '/api/v1/servers/{name}/tools',
+      '/api/v1/servers/{server}/secrets',
+      '/api/v1/servers/{server}/secrets/{name}',
     ]);
     const create = doc.paths['/api/v1/servers'].post.requestBody!.content['application/json'].schema;
     assert.deepEqual(create.required.sort(), ['name', 'transport']);

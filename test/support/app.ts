@@ -3,10 +3,11 @@ import { startGatehouse, type Gatehouse, type StartOptions } from '../../src/boo
 import type { AppConfig } from '../../src/config/config.schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { createRootLogger } from '../../src/common/logging/logger.js';
+import { TEST_ENCRYPTION_KEYS } from './process.js';
 
 /** Parses a config from the given variables only (no `.env`, no process environment). */
 export function configFrom(env: Record<string, string>): AppConfig {
-  const result = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', LOG_FORMAT: 'json', ...env }, null);
+  const result = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'info', LOG_FORMAT: 'json', GATEHOUSE_ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS, ...env }, null);
   if (!result.ok) throw new Error(result.errors.join('\n'));
   return result.config;
 }

@@ -39,6 +39,9 @@ export interface GatehouseProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** A fixed key ring for tests (production refuses to start without one). */
+export const TEST_ENCRYPTION_KEYS = 'test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=';
+
 /**
  * Runs `node dist/main.js` as a real process with only the given environment (no `.env`),
  * and waits until it logs that it listens.
@@ -46,7 +49,7 @@ export interface GatehouseProcess {
 export async function spawnGatehouse(env: Record<string, string>, timeoutMs = 60_000): Promise<GatehouseProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ['dist/main.js'], {
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', GATEHOUSE_ENV_FILE: '/nonexistent', PORT: String(port), ...env },
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', GATEHOUSE_ENV_FILE: '/nonexistent', GATEHOUSE_ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS, PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);

@@ -61,6 +61,7 @@ describe('configuration', () => {
       DATABASE_URL: 'postgres://u:p@db:5432/gatehouse',
       NODE_ENV: 'production',
       HTTP_TRUST_PROXY: '10.0.0.0/8,127.0.0.1',
+      GATEHOUSE_ENCRYPTION_KEYS: 'test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
     });
     assert.ok(result.ok);
     const { config } = result;
@@ -131,5 +132,15 @@ describe('configuration', () => {
     assert.ok(jwt.ok);
     assert.deepEqual(jwt.config.auth.jwt.algorithms, ['HS256', 'HS384', 'HS512'], 'a secret alone never admits public-key algorithms');
     assert.deepEqual(jwt.config.auth.oauth.audience, ['https://mcp.example.com/mcp']);
+  });
+
+  it('requires an encryption key ring in production, and names a bad key by id without echoing it', () => {
+    assert.match(errorsOf({ NODE_ENV: 'production' })[0], /^GATEHOUSE_ENCRYPTION_KEYS: required in production/);
+    const short = Buffer.alloc(24, 7).toString('base64');
+    const [error] = errorsOf({ GATEHOUSE_ENCRYPTION_KEYS: `k2:${short}` });
+    assert.match(error, /^GATEHOUSE_ENCRYPTION_KEYS: .*"k2" is 24 bytes; expected 32 bytes/);
+    assert.ok(!error.includes(short), 'the key is not echoed');
+    const ring = load({ NODE_ENV: 'production', GATEHOUSE_ENCRYPTION_KEYS: `k2:${Buffer.alloc(32, 1).toString('base64')}, k1:${Buffer.alloc(32, 2).toString('base64')}` });
+    assert.ok(ring.ok);
   });
 });

@@ -1,0 +1,171 @@
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { PinoLogger } from 'nestjs-pino';
+import { Repository } from 'typeorm';
+import { AppError } from '../common/errors/app-error.js';
+import { ErrorCode } from '../common/errors/error-code.js';
+import { parseBody } from '../common/validation/parse-body.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import type { AppConfig } from '../config/config.schema.js';
+import { RESYNC_TOPIC } from '../database/change-bus.js';
+import { ChangeBusService } from '../database/change-bus.service.js';
+import { SECRETS_CHANGED, UpstreamServersService } from '../upstreams/upstream-servers.service.js';
+import type { Principal } from '../auth/principal.js';
+import { isUnauthenticated } from '../auth/principal.js';
+import { KEY_RING } from './key-ring.provider.js';
+import { SecretDecryptError, UnknownKeyError, type KeyRing } from './secret-crypto.js';
+import { SecretEntity } from './secret.entity.js';
+import { putSecretSchema, secretNameSchema } from './secrets.schema.js';
+
+/** `owner` of a server-wide secret, shared by every caller who has no own value. */
+export const SHARED_OWNER = '*';
+
+export interface SecretView {
+  server: string;
+  name: string;
+  updatedAt: string;
+}
+
+/** What one caller's secrets for one server resolve to. */
+export interface CallerSecrets {
+  values: ReadonlyMap<string, string>;
+  /** Names whose row exists but cannot be opened (unknown key id, tampering): never silently empty. */
+  unreadable: ReadonlyMap<string, string>;
+}
+
+/** Whose secrets a principal uses: its user, else (keys without owner, `none`) the principal itself. */
+export function secretOwner(principal: Principal): string | null {
+  if (isUnauthenticated(principal)) return null;
+  return principal.userId ?? principal.id;
+}
+
+const CACHE_MAX = 20_000;
+
+/**
+ * Per-user and server-wide secrets, sealed with AES-256-GCM (key ring from
+ * GATEHOUSE_ENCRYPTION_KEYS, additional data = owner, server, name). Write-only through the
+ * API: values are only ever decrypted to be injected into an upstream call. Decrypted values
+ * are cached per (server, owner) on each replica and dropped on any change (change bus), so a
+ * call costs no database round-trip and no decryption in steady state.
+ */
+@Injectable()
+export class SecretsService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly cache = new Map<string, CallerSecrets>();
+  private readonly unsubscribe: (() => void)[] = [];
+
+  constructor(
+    @InjectRepository(SecretEntity) private readonly repo: Repository<SecretEntity>,
+    @Inject(KEY_RING) private readonly ring: KeyRing,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly upstreams: UpstreamServersService,
+    private readonly bus: ChangeBusService,
+    private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('Secrets');
+  }
+
+  onApplicationBootstrap(): void {
+    this.unsubscribe.push(
+      this.bus.subscribe<{ server?: string; owner?: string }>(SECRETS_CHANGED, (event) => {
+        if (event.data?.server) this.forget(event.data.server, event.data.owner);
+      }),
+      this.bus.subscribe(RESYNC_TOPIC, () => this.cache.clear()),
+    );
+  }
+
+  beforeApplicationShutdown(): void {
+    for (const off of this.unsubscribe.splice(0)) off();
+    this.cache.clear();
+  }
+
+  /** Creates or replaces a secret (204). */
+  async put(owner: string, server: string, name: string, body: unknown): Promise<void> {
+    parseBody(secretNameSchema, { name });
+    const { value } = parseBody(putSecretSchema, body);
+    await this.upstreams.get(server); // 404 for an unknown server
+    const sealed = this.ring.seal(value, { owner, server, name });
+    await this.repo.query(
+      `INSERT INTO secrets (owner, server, name, key_id, nonce, ciphertext) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (owner, server, name) DO UPDATE SET key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, updated_at = now()`,
+      [owner, server, name, sealed.keyId, sealed.nonce, sealed.ciphertext],
+    );
+    await this.changed(server, owner);
+    this.logger.info({ server, name, owner: owner === SHARED_OWNER ? 'shared' : owner }, 'secret set');
+  }
+
+  /** Deletes a secret (204 whether or not it existed; 404 only for an unknown server). */
+  async remove(owner: string, server: string, name: string): Promise<void> {
+    parseBody(secretNameSchema, { name });
+    await this.upstreams.get(server);
+    const [, count] = await this.repo.query<[unknown[], number]>('DELETE FROM secrets WHERE owner = $1 AND server = $2 AND name = $3', [owner, server, name]);
+    if (count > 0) {
+      await this.changed(server, owner);
+      this.logger.info({ server, name, owner: owner === SHARED_OWNER ? 'shared' : owner }, 'secret deleted');
+    }
+  }
+
+  /** Names, servers and dates of `owner`'s secrets (optionally of one server). Never values. */
+  async list(owner: string, server?: string): Promise<SecretView[]> {
+    if (server !== undefined) await this.upstreams.get(server);
+    const rows = await this.repo.find({
+      select: { server: true, name: true, updatedAt: true },
+      where: { owner, ...(server === undefined ? {} : { server }) },
+      order: { server: 'ASC', name: 'ASC' },
+    });
+    return rows.map((r) => ({ server: r.server, name: r.name, updatedAt: r.updatedAt.toISOString() }));
+  }
+
+  /** The secrets a caller has for `server`: theirs, else the server's shared one of that name. */
+  async forCaller(server: string, owner: string | null): Promise<CallerSecrets> {
+    const key = `${server}\n${owner ?? ''}`;
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    const owners = owner === null ? [SHARED_OWNER] : [SHARED_OWNER, owner];
+    const rows = await this.repo.query<{ owner: string; name: string; key_id: string; nonce: Buffer; ciphertext: Buffer }[]>(
+      'SELECT owner, name, key_id, nonce, ciphertext FROM secrets WHERE server = $1 AND owner = ANY($2) ORDER BY (owner = $3)',
+      [server, owners, SHARED_OWNER],
+    );
+    const values = new Map<string, string>();
+    const unreadable = new Map<string, string>();
+    // Shared rows sort last: an owner's own value, read first, wins.
+    for (const row of rows) {
+      if (values.has(row.name)) continue;
+      try {
+        values.set(row.name, this.ring.open({ keyId: row.key_id, nonce: row.nonce, ciphertext: row.ciphertext }, { owner: row.owner, server, name: row.name }));
+        unreadable.delete(row.name);
+      } catch (error) {
+        if (!(error instanceof UnknownKeyError || error instanceof SecretDecryptError)) throw error;
+        if (!unreadable.has(row.name)) unreadable.set(row.name, error.message);
+        this.logger.error({ server, name: row.name, keyId: row.key_id, reason: error.message }, 'a stored secret cannot be decrypted');
+      }
+    }
+    const result = { values, unreadable };
+    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string);
+    this.cache.set(key, result);
+    return result;
+  }
+
+  /** How a caller sets a missing secret: the exact request. */
+  howToSet(server: string, name: string): string {
+    return `PUT ${this.config.http.publicUrl}/api/v1/me/secrets/${server}/${name} with the JSON body {"value": "<your ${name}>"}`;
+  }
+
+  private forget(server: string, owner: string | undefined): void {
+    for (const key of this.cache.keys()) {
+      const [s, o] = key.split('\n');
+      if (s === server && (owner === undefined || owner === SHARED_OWNER || o === owner)) this.cache.delete(key);
+    }
+  }
+
+  private async changed(server: string, owner: string): Promise<void> {
+    this.forget(server, owner);
+    await this.bus.publish(SECRETS_CHANGED, { server, owner });
+  }
+}
+
+/** Thrown by injection when a caller lacks what a server needs; becomes the call's error result. */
+export class MissingSecretError extends AppError {
+  constructor(message: string) {
+    super(ErrorCode.BadRequest, message);
+  }
+}

@@ -221,6 +221,50 @@ describe('bearer JWT (HS256) and API keys', () => {
     assert.match(revoked.body.error.message, /revoked/);
   });
 
+  it('prints a working admin key from the CLI, once, and stores only its hash', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const run = spawnSync(process.execPath, ['dist/cli.js', 'create-admin-key', '--name', 'bootstrap'], {
+      env: { PATH: process.env.PATH, GATEHOUSE_ENV_FILE: '/nonexistent', DATABASE_URL: db.url, LOG_LEVEL: 'warn' },
+      encoding: 'utf8',
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const key = run.stdout.trim();
+    assert.match(key, /^gatehouse_[A-Za-z0-9_-]{43}$/);
+    assert.match(run.stderr, /created admin key "bootstrap" .* shown once/);
+    const me = await call(app, '/api/v1/me', { headers: { 'x-api-key': key } });
+    assert.equal(me.status, 200);
+    assert.deepEqual(me.body.roles, ['admin']);
+    assert.equal((await call(app, '/api/v1/servers', { headers: { 'x-api-key': key } })).status, 200);
+    assert.ok(!JSON.stringify(await db.query("SELECT * FROM api_keys WHERE name = 'bootstrap'")).includes(key));
+    const bad = spawnSync(process.execPath, ['dist/cli.js', 'create-admin-key'], { env: { PATH: process.env.PATH, GATEHOUSE_ENV_FILE: '/nonexistent' }, encoding: 'utf8' });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--name NAME is required/);
+  });
+
+  it('applies policies to real principals: a role-based deny hides and refuses the tool for members only', async () => {
+    const member = await call(app, '/api/v1/api-keys', { headers: admin, body: { name: 'member-bot' } });
+    const memberKey = { 'x-api-key': member.body.key };
+    const policy = await call(app, '/api/v1/policies', {
+      headers: admin,
+      body: { subject: { role: 'member' }, effect: 'deny', operations: ['tools/call'], targets: ['everything__echo'], description: 'members may not echo' },
+    });
+    assert.equal(policy.status, 201);
+    try {
+      const client = new LegacyClient({ name: 'member', version: '1' });
+      await client.connect(new LegacyTransport(new URL(`${app.url}/mcp`), { requestInit: { headers: memberKey } }));
+      const names = (await client.listTools()).tools.map((t) => t.name);
+      assert.ok(!names.includes('everything__echo') && names.includes('everything__get-sum'), 'hidden from the member');
+      await assert.rejects(client.callTool({ name: 'everything__echo', arguments: { message: 'x' } }), /members may not echo/);
+      await client.close();
+      const adminClient = new LegacyClient({ name: 'admin', version: '1' });
+      await adminClient.connect(new LegacyTransport(new URL(`${app.url}/mcp`), { requestInit: { headers: admin } }));
+      assert.ok((await adminClient.listTools()).tools.some((t) => t.name === 'everything__echo'), 'admins still see it');
+      await adminClient.close();
+    } finally {
+      await call(app, `/api/v1/policies/${policy.body.id}`, { method: 'DELETE', headers: admin });
+    }
+  });
+
   it('refuses malformed, unknown and expired keys, and bad key requests with field-named 400s', async () => {
     for (const bad of ['gatehouse_short', 'x', `gatehouse_${'A'.repeat(43)}`]) {
       const res = await call(app, '/api/v1/me', { headers: { 'x-api-key': bad } });

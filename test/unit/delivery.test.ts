@@ -30,6 +30,8 @@ describe('delivery files', () => {
     assert.equal(url.hostname, 'postgres', 'DATABASE_URL points at the compose service');
     assert.equal(url.pathname, `/${(postgres as { environment: Record<string, string> }).environment.POSTGRES_DB}`);
     assert.ok(gatehouse.ports?.some((p) => p.endsWith(':3000')));
+    // The image runs with NODE_ENV=production, which refuses to boot without a key ring.
+    assert.match(gatehouse.environment?.GATEHOUSE_ENCRYPTION_KEYS ?? '', /^\$\{GATEHOUSE_ENCRYPTION_KEYS:\?/, 'the key ring is required from the operator');
   });
 
   it('Dockerfile is multi-stage, production-only, non-root, with a HEALTHCHECK', () => {

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /**
  * Gatehouse API keys: `gatehouse_` + 43 base64url characters (256 random bits). The fixed,
@@ -22,7 +22,14 @@ export function looksLikeGatehouseKey(value: string): boolean {
  * carry 256 random bits (nothing to brute-force), and a slow hash would cost every request.
  */
 export function hashApiKey(key: string, pepper: string): string {
-  return createHmac('sha256', pepper).update(key).digest('hex');
+  return createHmac('sha256', pepperKey(pepper)).update(key).digest('hex');
+}
+
+/** The pepper as a KeyObject, made once: a string key is re-imported on every createHmac. */
+let pepperCache: { pepper: string; key: KeyObject } | undefined;
+function pepperKey(pepper: string): KeyObject {
+  if (pepperCache?.pepper !== pepper) pepperCache = { pepper, key: createSecretKey(Buffer.from(pepper, 'utf8')) };
+  return pepperCache.key;
 }
 
 /** The non-secret part shown in lists so people can tell their keys apart (`gatehouse_AbCd…`). */

@@ -75,6 +75,12 @@ function toView(u: UserEntity): UserView {
 export class UsersService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly cache = new Map<string, Cached>();
   private readonly unsubscribe: (() => void)[] = [];
+  private changes = 0;
+
+  /** Bumped whenever any user's roles or `disabled` may have changed: caches built on users compare it. */
+  get version(): number {
+    return this.changes;
+  }
 
   constructor(
     @InjectRepository(UserEntity) private readonly repo: Repository<UserEntity>,
@@ -88,9 +94,13 @@ export class UsersService implements OnApplicationBootstrap, BeforeApplicationSh
   onApplicationBootstrap(): void {
     this.unsubscribe.push(
       this.bus.subscribe<{ id?: string }>(USERS_CHANGED, (event) => {
+        this.changes++;
         for (const [key, entry] of this.cache) if (entry.user.id === event.data?.id) this.cache.delete(key);
       }),
-      this.bus.subscribe(RESYNC_TOPIC, () => this.cache.clear()),
+      this.bus.subscribe(RESYNC_TOPIC, () => {
+        this.changes++;
+        this.cache.clear();
+      }),
     );
   }
 
@@ -155,6 +165,7 @@ export class UsersService implements OnApplicationBootstrap, BeforeApplicationSh
     }
     this.repo.merge(user, input);
     const saved = await this.repo.save(user);
+    this.changes++;
     for (const [key, entry] of this.cache) if (entry.user.id === id) this.cache.delete(key);
     await this.bus.publish(USERS_CHANGED, { id });
     if (input.disabled === true) {

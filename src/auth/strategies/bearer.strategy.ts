@@ -8,7 +8,7 @@ import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
 import { credentialOf, type CredentialRequest } from './credential.js';
 import { isolatedPassport } from './passport-instance.js';
-import { principalFromToken } from './token-principal.js';
+import { TokenPrincipalCache, principalFromToken } from './token-principal.js';
 
 /**
  * `bearer`: JWTs from the team's identity provider or any issuer the operator trusts, HMAC
@@ -17,12 +17,14 @@ import { principalFromToken } from './token-principal.js';
 @Injectable()
 export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
   private readonly verifier: JwtVerifier;
+  private readonly principals: TokenPrincipalCache;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly users: UsersService,
   ) {
     super();
+    this.principals = new TokenPrincipalCache(users);
     const jwt = config.auth.jwt;
     this.verifier = new JwtVerifier({
       secret: jwt.secret,
@@ -39,8 +41,14 @@ export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
   }
 
   async validate(req: CredentialRequest): Promise<Principal> {
-    const payload = await this.verifier.verify(credentialOf(req, 'jwt').value);
+    const token = credentialOf(req, 'jwt').value;
+    const cached = this.principals.get(token);
+    if (cached) return cached;
+    const version = this.users.version;
+    const payload = await this.verifier.verify(token);
     const { rolesClaim, groupsClaim, issuer } = this.config.auth.jwt;
-    return principalFromToken(this.users, payload, 'bearer', { roles: rolesClaim, groups: groupsClaim, defaultIssuer: issuer ?? 'jwt' });
+    const principal = await principalFromToken(this.users, payload, 'bearer', { roles: rolesClaim, groups: groupsClaim, defaultIssuer: issuer ?? 'jwt' });
+    this.principals.set(token, principal, payload, version);
+    return principal;
   }
 }

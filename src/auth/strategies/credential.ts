@@ -1,4 +1,3 @@
-import type { FastifyRequest } from 'fastify';
 import type { AuthStrategyName } from '../../config/config.schema.js';
 
 /** The credential a request carries, classified once by the guard and read by one strategy. */
@@ -7,7 +6,10 @@ export type Credential =
   | { kind: 'jwt'; value: string }
   | { kind: 'trusted_header'; user: string; email: string | null; groups: string[] };
 
-export type CredentialRequest = FastifyRequest & { credential?: Credential };
+/** What a strategy's `validate` receives: the credential the guard classified. */
+export interface CredentialRequest {
+  credential?: Credential;
+}
 
 /** A strategy's input: the request, with its classified credential. */
 export function credentialOf<K extends Credential['kind']>(req: CredentialRequest, kind: K): Extract<Credential, { kind: K }> {

@@ -8,7 +8,7 @@ import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
 import { credentialOf, type CredentialRequest } from './credential.js';
 import { isolatedPassport } from './passport-instance.js';
-import { principalFromToken } from './token-principal.js';
+import { TokenPrincipalCache, principalFromToken } from './token-principal.js';
 
 /** Where an authorization server publishes its metadata (RFC 8414, then OpenID Connect Discovery). */
 async function discoverJwksUri(issuer: string): Promise<string> {
@@ -34,12 +34,14 @@ async function discoverJwksUri(issuer: string): Promise<string> {
 @Injectable()
 export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') {
   private readonly verifier: JwtVerifier;
+  private readonly principals: TokenPrincipalCache;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly users: UsersService,
   ) {
     super();
+    this.principals = new TokenPrincipalCache(users);
     const { oauth, jwt } = config.auth;
     const resourceBase = `${config.http.publicUrl}/mcp/`;
     this.verifier = new JwtVerifier({
@@ -57,8 +59,14 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') {
   }
 
   async validate(req: CredentialRequest): Promise<Principal> {
-    const payload = await this.verifier.verify(credentialOf(req, 'jwt').value);
+    const token = credentialOf(req, 'jwt').value;
+    const cached = this.principals.get(token);
+    if (cached) return cached;
+    const version = this.users.version;
+    const payload = await this.verifier.verify(token);
     const { rolesClaim, groupsClaim } = this.config.auth.jwt;
-    return principalFromToken(this.users, payload, 'oauth2', { roles: rolesClaim, groups: groupsClaim, defaultIssuer: this.config.auth.oauth.issuer ?? '' });
+    const principal = await principalFromToken(this.users, payload, 'oauth2', { roles: rolesClaim, groups: groupsClaim, defaultIssuer: this.config.auth.oauth.issuer ?? '' });
+    this.principals.set(token, principal, payload, version);
+    return principal;
   }
 }

@@ -38,3 +38,31 @@ export async function principalFromToken(
     keyId: null,
   };
 }
+
+const PRINCIPAL_CACHE_MS = 60_000;
+const MAX_CACHED = 10_000;
+
+/**
+ * The principal of each recently seen token, so a client re-sending its token costs one map
+ * lookup: valid until the token expires (at most a minute, so `last_seen_at` stays current) and
+ * only while no user changed (roles, disabled) on any replica.
+ */
+export class TokenPrincipalCache {
+  private readonly entries = new Map<string, { principal: Principal; until: number; version: number }>();
+
+  constructor(private readonly users: UsersService) {}
+
+  get(token: string): Principal | undefined {
+    const hit = this.entries.get(token);
+    if (!hit) return undefined;
+    if (hit.until > Date.now() && hit.version === this.users.version) return hit.principal;
+    this.entries.delete(token);
+    return undefined;
+  }
+
+  set(token: string, principal: Principal, payload: JWTPayload, version: number): void {
+    const expiry = typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity;
+    if (this.entries.size >= MAX_CACHED) this.entries.delete(this.entries.keys().next().value as string);
+    this.entries.set(token, { principal, until: Math.min(expiry, Date.now() + PRINCIPAL_CACHE_MS), version });
+  }
+}

@@ -1,0 +1,57 @@
+// The per-request cost of authentication and secret resolution, measured in-process: the
+// end-to-end runs cannot resolve a few microseconds under this machine's ±15 % run-to-run noise,
+// so the same code paths are timed directly here (sequentially, after warm-up) and related to
+// the CPU a whole tools/call costs Gatehouse in the end-to-end runs.
+import { createRootLogger } from '../dist/src/common/logging/logger.js';
+import { loadConfig } from '../dist/src/config/load-config.js';
+import { startGatehouse } from '../dist/src/bootstrap.js';
+import { AuthenticationService } from '../dist/src/auth/authentication.service.js';
+import { UpstreamServersService } from '../dist/src/upstreams/upstream-servers.service.js';
+import { SecretsService, secretOwner } from '../dist/src/secrets/secrets.service.js';
+import { routeCall } from '../dist/src/mcp/upstream-route.js';
+
+const N = 20_000;
+
+async function time(fn) {
+  for (let i = 0; i < 2_000; i++) await fn();
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < N; i++) await fn();
+  return Number(process.hrtime.bigint() - start) / N / 1000;
+}
+
+/** Times authenticate() per strategy and routeCall() plain vs with a resolved secret header. */
+export async function measureInProcess(env, { apiKey, jwt }) {
+  const result = loadConfig({ ...env, LOG_LEVEL: 'silent', HOST: '127.0.0.1' }, null);
+  if (!result.ok) throw new Error(result.errors.join('\n'));
+  result.config.http.port = 0; // any free port (the schema accepts 1-65535 from the environment)
+  const logger = await createRootLogger(result.config);
+  const gh = await startGatehouse(result.config, { logger });
+  try {
+    const auth = gh.app.get(AuthenticationService);
+    const request = (headers) => ({ method: 'POST', url: '/mcp', headers, query: {}, raw: { socket: { remoteAddress: '127.0.0.1' } } });
+    const none = request({});
+    const key = request({ 'x-api-key': apiKey });
+    const bearer = request({ authorization: `Bearer ${jwt}` });
+    const principal = await auth.authenticate(key);
+    const authUs = {
+      none: await time(() => auth.authenticate(none)),
+      apiKey: await time(() => auth.authenticate(key)),
+      jwt: await time(() => auth.authenticate(bearer)),
+    };
+
+    const upstreams = gh.app.get(UpstreamServersService);
+    const secrets = gh.app.get(SecretsService);
+    for (let i = 0; i < 200 && !(upstreams.connection('vault')?.getClient() && upstreams.connection('echo')?.getClient()); i++) await new Promise((r) => setTimeout(r, 50));
+    const caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
+    const route = (server) => async () => {
+      const r = await routeCall(upstreams, secrets, caller, server);
+      if (!r || 'problem' in r) throw new Error(`route ${server}: ${r?.problem ?? 'not connected'}`);
+      r.release();
+    };
+    await route('vault')(); // starts the caller's pooled connection
+    const routeUs = { plain: await time(route('echo')), secret: await time(route('vault')) };
+    return { authUs, routeUs };
+  } finally {
+    await gh.shutdown('bench done');
+  }
+}

@@ -281,3 +281,55 @@ describe('encrypted per-user secrets, injected into upstream calls', () => {
     }
   });
 });
+
+describe('the per-user connection pool', () => {
+  let db: TestDatabase;
+  let app: TestApp;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await app.shutdown('test done');
+    await db.drop();
+  });
+
+  it('keeps at most GATEHOUSE_POOL_MAX per-user processes, evicting the least recently used, and reaps idle ones', async () => {
+    const admin = { 'x-api-key': ADMIN_KEY };
+    app = await startTestApp(db.url, {
+      MCP_AUTH_STRATEGY: 'bearer,api_key',
+      MCP_JWT_SECRET: JWT_SECRET,
+      MCP_API_KEYS: ADMIN_KEY,
+      GATEHOUSE_POOL_MAX: '1',
+      GATEHOUSE_POOL_IDLE_TTL: '4000',
+    });
+    const marker = `GH_POOL_${randomBytes(4).toString('hex')}`;
+    const json = { 'content-type': 'application/json' };
+    const created = await fetch(`${app.url}/api/v1/servers`, {
+      method: 'POST',
+      headers: { ...json, ...admin },
+      body: JSON.stringify({ name: 'pooled', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'], env: { WHO: '${user:id}', [marker]: '1' } }),
+    });
+    assert.equal(created.status, 201);
+    await eventually('connected', async () => {
+      const v = (await (await fetch(`${app.url}/api/v1/servers/pooled`, { headers: admin })).json()) as { status: { state: string } };
+      return v.status.state === 'connected' ? true : undefined;
+    });
+    const whoAmI = async (sub: string) => {
+      const client = new LegacyClient({ name: 'pool-test', version: '1' });
+      await client.connect(new LegacyTransport(new URL(`${app.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${await hsToken(JWT_SECRET, { sub })}` } } }));
+      try {
+        const r = await client.callTool({ name: 'pooled__get-env', arguments: {} });
+        return (JSON.parse((r.content as { text: string }[])[0].text) as Record<string, string>).WHO;
+      } finally {
+        await client.close();
+      }
+    };
+    const dora = await whoAmI('dora');
+    assert.ok(dora, 'dora got her own process');
+    assert.equal(processesWith(marker).length, 2, 'the listing process and dora’s');
+    const eve = await whoAmI('eve');
+    assert.notEqual(eve, dora);
+    assert.equal(processesWith(marker).length, 2, "eve's process replaced dora's idle one (GATEHOUSE_POOL_MAX=1)");
+    await eventually('idle per-user process reaped', () => (processesWith(marker).length === 1 ? true : undefined), 10_000);
+  });
+});

@@ -39,6 +39,30 @@ export async function measureInProcess(env, { apiKey, jwt }) {
       jwt: await time(() => auth.authenticate(bearer)),
     };
 
+    // The whole request pipeline (routing, guard, session, fast path), without network or
+    // upstream: `ping` through Fastify's inject, per credential.
+    const fastify = gh.app.getHttpAdapter().getInstance();
+    const base = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', host: 'localhost' };
+    const session = async (auth) => {
+      const init = await fastify.inject({
+        method: 'POST',
+        url: '/mcp',
+        headers: { ...base, ...auth },
+        payload: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'b', version: '1' } } }),
+      });
+      return { ...base, ...auth, 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': init.headers['mcp-session-id'] };
+    };
+    const ping = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' });
+    const pipeline = (headers) => async () => {
+      const r = await fastify.inject({ method: 'POST', url: '/mcp', headers, payload: ping });
+      if (r.statusCode !== 200) throw new Error(`ping: ${r.statusCode} ${r.body}`);
+    };
+    const pingUs = {
+      none: await time(pipeline(await session({}))),
+      apiKey: await time(pipeline(await session({ 'x-api-key': apiKey }))),
+      jwt: await time(pipeline(await session({ authorization: `Bearer ${jwt}` }))),
+    };
+
     const upstreams = gh.app.get(UpstreamServersService);
     const secrets = gh.app.get(SecretsService);
     for (let i = 0; i < 200 && !(upstreams.connection('vault')?.getClient() && upstreams.connection('echo')?.getClient()); i++) await new Promise((r) => setTimeout(r, 50));
@@ -50,7 +74,7 @@ export async function measureInProcess(env, { apiKey, jwt }) {
     };
     await route('vault')(); // starts the caller's pooled connection
     const routeUs = { plain: await time(route('echo')), secret: await time(route('vault')) };
-    return { authUs, routeUs };
+    return { authUs, routeUs, pingUs };
   } finally {
     await gh.shutdown('bench done');
   }

@@ -252,6 +252,9 @@ try {
   show('authenticate(), no credentials', inProcess.authUs.none);
   show('authenticate(), API key (cached)', inProcess.authUs.apiKey, inProcess.authUs.none);
   show('authenticate(), JWT HS256 (cached)', inProcess.authUs.jwt, inProcess.authUs.none);
+  show('whole request, ping on the fast path, no credentials', inProcess.pingUs.none);
+  show('whole request, ping on the fast path, API key', inProcess.pingUs.apiKey, inProcess.pingUs.none);
+  show('whole request, ping on the fast path, JWT HS256', inProcess.pingUs.jwt, inProcess.pingUs.none);
   show('routeCall(), plain server', inProcess.routeUs.plain);
   show('routeCall(), header with ${secret:TOKEN} (pooled)', inProcess.routeUs.secret, inProcess.routeUs.plain);
   const pct = (us, base) => ((us - base) / perCall) * 100;

@@ -245,7 +245,7 @@ try {
   const secretCost = (secrets.medians[1].cpu / secrets.medians[0].cpu - 1) * 100;
   if (pinned) pin([gatehouse.pid, process.pid, ...children.map((c) => c.pid)], `0-${cpus().length - 1}`);
 
-  process.stdout.write('\nIn-process, per call (sequential, 20,000 calls after warm-up):\n');
+  process.stdout.write('\nIn-process, per call (medians of 5 alternating blocks of 4,000 sequential calls, after warm-up):\n');
   const inProcess = await measureInProcess(ghEnv, { apiKey: created.key, jwt });
   const perCall = auth.medians[0].cpu;
   const show = (what, us, base) => process.stdout.write(`  ${what.padEnd(52)} ${us.toFixed(2).padStart(7)} µs${base === undefined ? '' : `  (+${(us - base).toFixed(2)} µs = ${(((us - base) / perCall) * 100).toFixed(1)} % of a tools/call's ${perCall.toFixed(0)} µs)`}\n`);

@@ -1,5 +1,4 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import {
   PROTOCOL_VERSION_META_KEY,
@@ -20,7 +19,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
-import { PENDING_PREFIX, SessionsService, TooManySessionsError, type LiveSession } from '../sessions/sessions.service.js';
+import { PENDING_PREFIX, PENDING_PRINCIPAL, SessionsService, TooManySessionsError, type LiveSession } from '../sessions/sessions.service.js';
 import { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
 import { PoliciesService } from '../policies/policies.service.js';
 import type { PolicyPrincipal } from '../policies/policy-evaluator.js';
@@ -203,7 +202,7 @@ export class McpEdgeService implements OnApplicationBootstrap, BeforeApplication
         created = await this.sessions.create({
           // Opened without credentials (MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false): bound to
           // whoever first authenticates on it.
-          principal: isUnauthenticated(principal) ? `${PENDING_PREFIX}${randomUUID()}` : principal.id,
+          principal: isUnauthenticated(principal) ? PENDING_PRINCIPAL : principal.id,
           endpoint: scope,
           protocolVersion: params.protocolVersion,
           clientInfo: params.clientInfo,

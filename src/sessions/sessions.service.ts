@@ -37,6 +37,12 @@ export interface LiveSession {
 
 /** Principal of a session opened without credentials, until someone authenticates on it. */
 export const PENDING_PREFIX = 'pending:';
+/**
+ * The principal every such session is opened under: one value, so they are counted (and
+ * capped) together — otherwise each anonymous `initialize` would be a principal of its own and
+ * nothing would bound how many rows unauthenticated clients can create.
+ */
+export const PENDING_PRINCIPAL = PENDING_PREFIX;
 
 export class TooManySessionsError extends Error {}
 
@@ -90,9 +96,14 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
   /** Opens a session; returns the token for the `Mcp-Session-Id` header. */
   async create(init: SessionInit): Promise<{ token: string; session: LiveSession }> {
     const open = await this.repo.count({ where: { principal: init.principal, closedAt: IsNull(), expiresAt: MoreThan(new Date()) } });
-    if (open >= this.config.mcp.maxSessionsPerPrincipal) {
+    // Sessions opened without credentials share one bound: ten times the per-principal one.
+    const pending = init.principal === PENDING_PRINCIPAL;
+    const limit = this.config.mcp.maxSessionsPerPrincipal * (pending ? 10 : 1);
+    if (open >= limit) {
       throw new TooManySessionsError(
-        `too many open MCP sessions for this principal (${this.config.mcp.maxSessionsPerPrincipal}, HTTP_MAX_CONCURRENT_SESSIONS); end one with DELETE or wait for idle ones to expire`,
+        pending
+          ? `too many MCP sessions opened without credentials (${limit}: 10 × HTTP_MAX_CONCURRENT_SESSIONS); send credentials with initialize, or wait for idle ones to expire`
+          : `too many open MCP sessions for this principal (${limit}, HTTP_MAX_CONCURRENT_SESSIONS); end one with DELETE or wait for idle ones to expire`,
       );
     }
     const token = randomBytes(32).toString('base64url');

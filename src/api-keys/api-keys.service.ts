@@ -167,7 +167,7 @@ export class ApiKeysService implements OnApplicationBootstrap, BeforeApplication
 
   /** Whether `key` is one of the static MCP_API_KEYS (they need not have the gatehouse_ shape). */
   isStaticKey(key: string): boolean {
-    return this.staticMatch(hashApiKey(key, this.config.auth.apiKeyPepper)) !== undefined;
+    return this.staticKeys.length > 0 && this.staticMatch(hashApiKey(key, this.config.auth.apiKeyPepper)) !== undefined;
   }
 
   /** The principal for a presented key, or why it is refused. */
@@ -235,6 +235,7 @@ export class ApiKeysService implements OnApplicationBootstrap, BeforeApplication
   }
 
   private staticMatch(hash: string): Principal | undefined {
+    if (this.staticKeys.length === 0) return undefined;
     let found: Principal | undefined;
     // Compare against every static key, in constant time, whatever matches first.
     for (const k of this.staticKeys) if (digestsEqual(k.hash, hash)) found = k.principal;

@@ -159,10 +159,11 @@ export class AuthenticationService {
 
   private classifyBearer(request: FastifyRequest, token: string): [StrategyName, Credential] {
     const keys = this.enabled.has('api_key');
-    if (keys && (looksLikeGatehouseKey(token) || this.apiKeys.isStaticKey(token))) return ['api_key', { kind: 'api_key', value: token }];
+    if (keys && looksLikeGatehouseKey(token)) return ['api_key', { kind: 'api_key', value: token }];
     const bearer = this.enabled.has('bearer');
     const oauth2 = this.enabled.has('oauth2');
-    if (JWT_SHAPE.test(token) && (bearer || oauth2)) {
+    // JWT-shaped: a JWT, unless it is one of MCP_API_KEYS (hashed to check only when some are set).
+    if (JWT_SHAPE.test(token) && (bearer || oauth2) && !(keys && this.apiKeys.isStaticKey(token))) {
       const strategy = bearer && oauth2 ? (this.unverifiedIssuer(token) === this.config.auth.oauth.issuer ? 'oauth2' : 'bearer') : bearer ? 'bearer' : 'oauth2';
       return [strategy, { kind: 'jwt', value: token }];
     }

@@ -2,8 +2,6 @@ import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationB
 import { InjectRepository } from '@nestjs/typeorm';
 import { PinoLogger } from 'nestjs-pino';
 import { Repository } from 'typeorm';
-import { AppError } from '../common/errors/app-error.js';
-import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
@@ -160,12 +158,5 @@ export class SecretsService implements OnApplicationBootstrap, BeforeApplication
   private async changed(server: string, owner: string): Promise<void> {
     this.forget(server, owner);
     await this.bus.publish(SECRETS_CHANGED, { server, owner });
-  }
-}
-
-/** Thrown by injection when a caller lacks what a server needs; becomes the call's error result. */
-export class MissingSecretError extends AppError {
-  constructor(message: string) {
-    super(ErrorCode.BadRequest, message);
   }
 }

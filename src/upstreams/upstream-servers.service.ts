@@ -285,11 +285,6 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
     };
   }
 
-  /** How many per-caller connections this replica holds (for tests and metrics). */
-  poolSize(server?: string): number {
-    return [...this.pool.values()].filter((e) => server === undefined || e.server === server).length;
-  }
-
   /** Closes the per-caller connections of `server` (of one owner, or all). */
   private async retire(server: string, owner?: string): Promise<void> {
     const doomed: UpstreamConnection[] = [];

@@ -142,11 +142,6 @@ export class UsersService implements OnApplicationBootstrap, BeforeApplicationSh
     return user;
   }
 
-  /** A user by id, for API keys owned by users (cached like {@link resolve}). */
-  async byId(id: string): Promise<UserEntity | null> {
-    return this.repo.findOneBy({ id });
-  }
-
   async list(query: unknown): Promise<{ items: UserView[]; total: number }> {
     const { limit, offset } = parseBody(listUsersQuery, query);
     const [rows, total] = await this.repo.findAndCount({ order: { createdAt: 'ASC' }, take: limit, skip: offset });

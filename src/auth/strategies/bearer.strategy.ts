@@ -8,7 +8,7 @@ import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
 import { credentialOf, type CredentialRequest } from './credential.js';
 import { isolatedPassport } from './passport-instance.js';
-import { TokenPrincipalCache, principalFromToken } from './token-principal.js';
+import { TokenAuthenticator } from './token-principal.js';
 
 /**
  * `bearer`: JWTs from the team's identity provider or any issuer the operator trusts, HMAC
@@ -16,17 +16,12 @@ import { TokenPrincipalCache, principalFromToken } from './token-principal.js';
  */
 @Injectable()
 export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
-  private readonly verifier: JwtVerifier;
-  private readonly principals: TokenPrincipalCache;
+  private readonly tokens: TokenAuthenticator;
 
-  constructor(
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly users: UsersService,
-  ) {
+  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService) {
     super();
-    this.principals = new TokenPrincipalCache(users);
     const jwt = config.auth.jwt;
-    this.verifier = new JwtVerifier({
+    const verifier = new JwtVerifier({
       secret: jwt.secret,
       jwks: jwt.jwksUrl,
       algorithms: jwt.algorithms,
@@ -34,21 +29,14 @@ export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
       audience: jwt.audience,
       clockToleranceSec: jwt.clockToleranceSec,
     });
+    this.tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: jwt.issuer ?? 'jwt' });
   }
 
   getPassportInstance() {
     return isolatedPassport;
   }
 
-  async validate(req: CredentialRequest): Promise<Principal> {
-    const token = credentialOf(req, 'jwt').value;
-    const cached = this.principals.get(token);
-    if (cached) return cached;
-    const version = this.users.version;
-    const payload = await this.verifier.verify(token);
-    const { rolesClaim, groupsClaim, issuer } = this.config.auth.jwt;
-    const principal = await principalFromToken(this.users, payload, 'bearer', { roles: rolesClaim, groups: groupsClaim, defaultIssuer: issuer ?? 'jwt' });
-    this.principals.set(token, principal, payload, version);
-    return principal;
+  validate(req: CredentialRequest): Promise<Principal> {
+    return this.tokens.authenticate(credentialOf(req, 'jwt').value);
   }
 }

@@ -8,7 +8,7 @@ import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
 import { credentialOf, type CredentialRequest } from './credential.js';
 import { isolatedPassport } from './passport-instance.js';
-import { TokenPrincipalCache, principalFromToken } from './token-principal.js';
+import { TokenAuthenticator } from './token-principal.js';
 
 /** Where an authorization server publishes its metadata (RFC 8414, then OpenID Connect Discovery). */
 async function discoverJwksUri(issuer: string): Promise<string> {
@@ -33,18 +33,13 @@ async function discoverJwksUri(issuer: string): Promise<string> {
  */
 @Injectable()
 export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') {
-  private readonly verifier: JwtVerifier;
-  private readonly principals: TokenPrincipalCache;
+  private readonly tokens: TokenAuthenticator;
 
-  constructor(
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly users: UsersService,
-  ) {
+  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService) {
     super();
-    this.principals = new TokenPrincipalCache(users);
     const { oauth, jwt } = config.auth;
     const resourceBase = `${config.http.publicUrl}/mcp/`;
-    this.verifier = new JwtVerifier({
+    const verifier = new JwtVerifier({
       jwks: oauth.jwksUrl ?? (() => discoverJwksUri(oauth.issuer ?? '')),
       algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'],
       issuer: oauth.issuer,
@@ -52,21 +47,14 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') {
       audienceMatches: (aud) => aud.startsWith(resourceBase) && !aud.slice(resourceBase.length).includes('/'),
       clockToleranceSec: jwt.clockToleranceSec,
     });
+    this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '' });
   }
 
   getPassportInstance() {
     return isolatedPassport;
   }
 
-  async validate(req: CredentialRequest): Promise<Principal> {
-    const token = credentialOf(req, 'jwt').value;
-    const cached = this.principals.get(token);
-    if (cached) return cached;
-    const version = this.users.version;
-    const payload = await this.verifier.verify(token);
-    const { rolesClaim, groupsClaim } = this.config.auth.jwt;
-    const principal = await principalFromToken(this.users, payload, 'oauth2', { roles: rolesClaim, groups: groupsClaim, defaultIssuer: this.config.auth.oauth.issuer ?? '' });
-    this.principals.set(token, principal, payload, version);
-    return principal;
+  validate(req: CredentialRequest): Promise<Principal> {
+    return this.tokens.authenticate(credentialOf(req, 'jwt').value);
   }
 }

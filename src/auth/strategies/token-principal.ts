@@ -2,6 +2,7 @@ import type { JWTPayload } from 'jose';
 import { AppError } from '../../common/errors/app-error.js';
 import { ErrorCode } from '../../common/errors/error-code.js';
 import { userPrincipalId, type UsersService } from '../../users/users.service.js';
+import type { JwtVerifier } from '../jwt-verifier.js';
 import { PERMISSIONS, permissionsFor, type AuthMethod, type Principal } from '../principal.js';
 import { claimList } from './credential.js';
 
@@ -43,26 +44,32 @@ const PRINCIPAL_CACHE_MS = 60_000;
 const MAX_CACHED = 10_000;
 
 /**
- * The principal of each recently seen token, so a client re-sending its token costs one map
- * lookup: valid until the token expires (at most a minute, so `last_seen_at` stays current) and
- * only while no user changed (roles, disabled) on any replica.
+ * Turns a JWT into its principal, for `bearer` and `oauth2` alike: verify (see
+ * {@link JwtVerifier}), then {@link principalFromToken}. Each recently seen token's principal is
+ * kept, so a client re-sending its token costs one map lookup: until the token expires (at most
+ * a minute, so `last_seen_at` stays current) and only while no user changed (roles, disabled)
+ * on any replica.
  */
-export class TokenPrincipalCache {
+export class TokenAuthenticator {
   private readonly entries = new Map<string, { principal: Principal; until: number; version: number }>();
 
-  constructor(private readonly users: UsersService) {}
+  constructor(
+    private readonly users: UsersService,
+    private readonly verifier: JwtVerifier,
+    private readonly method: AuthMethod,
+    private readonly claims: { roles: string; groups: string; defaultIssuer: string },
+  ) {}
 
-  get(token: string): Principal | undefined {
+  async authenticate(token: string): Promise<Principal> {
     const hit = this.entries.get(token);
-    if (!hit) return undefined;
-    if (hit.until > Date.now() && hit.version === this.users.version) return hit.principal;
-    this.entries.delete(token);
-    return undefined;
-  }
-
-  set(token: string, principal: Principal, payload: JWTPayload, version: number): void {
+    if (hit && hit.until > Date.now() && hit.version === this.users.version) return hit.principal;
+    const version = this.users.version;
+    const payload = await this.verifier.verify(token);
+    const principal = await principalFromToken(this.users, payload, this.method, this.claims);
     const expiry = typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity;
+    this.entries.delete(token);
     if (this.entries.size >= MAX_CACHED) this.entries.delete(this.entries.keys().next().value as string);
     this.entries.set(token, { principal, until: Math.min(expiry, Date.now() + PRINCIPAL_CACHE_MS), version });
+    return principal;
   }
 }

@@ -24,6 +24,39 @@ export interface ChangeEvent<T = unknown> {
 
 export type ChangeHandler = (event: ChangeEvent) => void;
 
+/**
+ * A typed bus topic, declared by the module that publishes it (`users.changed` lives in
+ * `users/`). `parse` checks an incoming payload (the bus carries JSON from other replicas) and
+ * returns undefined for one this code cannot use: its handlers are then not called.
+ */
+export interface Topic<T> {
+  readonly name: string;
+  readonly parse: (data: unknown) => T | undefined;
+}
+
+/** Declares a topic. Without `parse`, any payload is passed through as `T`. */
+export function topic<T = null>(name: string, parse: (data: unknown) => T | undefined = (d) => d as T): Topic<T> {
+  return { name, parse };
+}
+
+/** Payload guard for the common `{ <field>: string, … }` shapes. */
+export function stringFields<K extends string>(...fields: K[]): (data: unknown) => Record<K, string> | undefined {
+  return (data) => {
+    if (typeof data !== 'object' || data === null) return undefined;
+    const record = data as Record<string, unknown>;
+    return fields.every((f) => typeof record[f] === 'string') ? (record as Record<K, string>) : undefined;
+  };
+}
+
+/**
+ * Where a publish runs: anything with TypeORM's `query(sql, params)` — an `EntityManager` or
+ * `QueryRunner` inside the writing transaction, so the notification is sent if and only if the
+ * change commits (PostgreSQL delivers NOTIFY at commit, and drops it on rollback).
+ */
+export interface Queryable {
+  query(sql: string, params?: unknown[]): Promise<unknown>;
+}
+
 export interface ChangeBusOptions {
   connectionString: string;
   /** Runs `SELECT pg_notify(...)` on a pooled connection (the app's DataSource). */
@@ -56,21 +89,45 @@ export class PgChangeBus {
     return this.connecting;
   }
 
-  /** Subscribes to one topic; returns the unsubscribe function. */
-  subscribe<T = unknown>(topic: string, handler: (event: ChangeEvent<T>) => void): () => void {
-    let set = this.handlers.get(topic);
-    if (!set) this.handlers.set(topic, (set = new Set()));
-    set.add(handler as ChangeHandler);
-    return () => set.delete(handler as ChangeHandler);
+  /**
+   * Subscribes to one topic; returns the unsubscribe function. With a typed {@link Topic}, a
+   * payload its `parse` refuses is dropped (logged at debug), and the handler gets `T`. The
+   * {@link RESYNC_TOPIC} event (data `null`) reaches every handler whatever its topic.
+   */
+  subscribe<T = unknown>(topic: string | Topic<T>, handler: (event: ChangeEvent<T>) => void): () => void {
+    const name = typeof topic === 'string' ? topic : topic.name;
+    const wrapped: ChangeHandler =
+      typeof topic === 'string'
+        ? (handler as ChangeHandler)
+        : (event) => {
+            if (event.topic === RESYNC_TOPIC) return handler(event as ChangeEvent<T>);
+            const data = topic.parse(event.data);
+            if (data === undefined) {
+              this.options.log?.debug?.(`change bus: ignored a "${name}" event with an unexpected payload`);
+              return;
+            }
+            handler({ ...event, data });
+          };
+    let set = this.handlers.get(name);
+    if (!set) this.handlers.set(name, (set = new Set()));
+    set.add(wrapped);
+    return () => set.delete(wrapped);
   }
 
-  /** Publishes to every replica. Rejects if the payload exceeds what NOTIFY carries. */
-  async publish(topic: string, data: unknown = null): Promise<void> {
-    const payload = JSON.stringify({ t: topic, d: data, o: this.instanceId });
+  /**
+   * Publishes to every replica. Pass `tx` (the writing transaction's `EntityManager` or
+   * `QueryRunner`) to make the notification atomic with the change: PostgreSQL delivers it on
+   * commit and drops it on rollback. Rejects if the payload exceeds what NOTIFY carries
+   * (8000 bytes, PostgreSQL `NOTIFY` docs).
+   */
+  async publish<T>(topic: string | Topic<T>, data: T | null = null, tx?: Queryable): Promise<void> {
+    const name = typeof topic === 'string' ? topic : topic.name;
+    const payload = JSON.stringify({ t: name, d: data, o: this.instanceId });
     if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
-      throw new Error(`change bus event "${topic}" is ${Buffer.byteLength(payload)} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
+      throw new Error(`change bus event "${name}" is ${Buffer.byteLength(payload)} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
     }
-    await this.options.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, payload]);
+    if (tx) await tx.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, payload]);
+    else await this.options.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, payload]);
   }
 
   get listening(): boolean {

@@ -4,6 +4,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from './change-bus.service.js';
 import { buildDataSourceOptions } from './data-source-options.js';
+import { ReadinessGates } from './readiness-gates.js';
 import { SchemaStateService } from './schema-state.service.js';
 
 /** The PostgreSQL connection (TypeORM DataSource) and the cross-replica change bus. */
@@ -18,7 +19,7 @@ import { SchemaStateService } from './schema-state.service.js';
       },
     }),
   ],
-  providers: [ChangeBusService, SchemaStateService],
-  exports: [ChangeBusService, SchemaStateService],
+  providers: [ChangeBusService, SchemaStateService, ReadinessGates],
+  exports: [ChangeBusService, SchemaStateService, ReadinessGates],
 })
 export class DatabaseModule {}

@@ -16,9 +16,9 @@ export class HealthController {
 
   /** Readiness: 200 when this replica can serve, 503 (with the failing checks) when not. */
   @Get('readyz')
-  async readyz(@Res({ passthrough: true }) reply: FastifyReply): Promise<{ status: 'ready' | 'not_ready' } & Pick<ReadinessReport, 'checks'>> {
+  async readyz(@Res({ passthrough: true }) reply: FastifyReply): Promise<{ status: 'ready' | 'not_ready' } & Pick<ReadinessReport, 'checks' | 'reasons'>> {
     const report = await this.readiness.check();
     void reply.status(report.ready ? 200 : 503).header('cache-control', 'no-store');
-    return { status: report.ready ? 'ready' : 'not_ready', checks: report.checks };
+    return { status: report.ready ? 'ready' : 'not_ready', checks: report.checks, ...(report.reasons ? { reasons: report.reasons } : {}) };
   }
 }

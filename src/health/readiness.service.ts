@@ -1,12 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { ReadinessGates, type GateState } from '../database/readiness-gates.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
 
 export type CheckState = 'ok' | 'pending' | 'error' | 'shutting_down';
 
 export interface ReadinessReport {
   ready: boolean;
-  checks: { database: CheckState; migrations: CheckState; lifecycle: 'running' | 'shutting_down' };
+  checks: { database: CheckState; migrations: CheckState; lifecycle: 'running' | 'shutting_down' } & Record<string, CheckState | GateState | string>;
+  /** Why each failing gate is not ready (see {@link ReadinessGates}). */
+  reasons?: Record<string, string>;
 }
 
 const PING_TIMEOUT_MS = 2_000;
@@ -22,6 +25,7 @@ export class ReadinessService {
   constructor(
     private readonly dataSource: DataSource,
     private readonly schema: SchemaStateService,
+    private readonly gates: ReadinessGates,
   ) {}
 
   /** From now on readiness answers 503, so the load balancer stops sending traffic here. */
@@ -41,7 +45,13 @@ export class ReadinessService {
         () => 'error' as const,
       );
     }
-    return { ready: database === 'ok' && migrations === 'ok', checks: { database, migrations, lifecycle: 'running' } };
+    const failing = this.gates.failing();
+    const reasons = Object.fromEntries(failing.filter((g) => g.reason).map((g) => [g.name, g.reason as string]));
+    return {
+      ready: database === 'ok' && migrations === 'ok' && failing.length === 0,
+      checks: { database, migrations, ...this.gates.states(), lifecycle: 'running' },
+      ...(failing.length > 0 ? { reasons } : {}),
+    };
   }
 
   private async ping(): Promise<CheckState> {

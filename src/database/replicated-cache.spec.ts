@@ -109,7 +109,7 @@ describe('ReplicatedCache', () => {
     const db = controlledDb();
     db.rows.set('a', 'v1');
     db.rows.set('b', 'v1');
-    const cache = new ReplicatedCache<string, string>({ name: 't', max: 10, ttlMs: 0, load: async (k) => db.rows.get(k)! }, bus).invalidateOn(CHANGED, (d) =>
+    const cache = new ReplicatedCache<string, string>({ name: 't', max: 10, ttlMs: 0, load: (k) => Promise.resolve(db.rows.get(k)!) }, bus).invalidateOn(CHANGED, (d) =>
       d.id === '*' ? { where: () => true } : d.id,
     );
     assert.equal(await cache.get('a'), 'v1');
@@ -144,7 +144,7 @@ describe('ReplicatedCache', () => {
       max: 10,
       ttlMs: 60_000,
       clock,
-      load: async (k) => ({ v: ++n, ...(k === 'short' ? { lifeMs: 5_000 } : {}) }),
+      load: (k) => Promise.resolve({ v: ++n, ...(k === 'short' ? { lifeMs: 5_000 } : {}) }),
       ttlOf: (value) => value.lifeMs,
     });
     assert.equal((await cache.get('long')).v, 1);

@@ -7,7 +7,7 @@ export type CheckState = 'ok' | 'pending' | 'error' | 'shutting_down';
 
 export interface ReadinessReport {
   ready: boolean;
-  checks: { database: CheckState; migrations: CheckState; lifecycle: 'running' | 'shutting_down' } & Record<string, CheckState | GateState | string>;
+  checks: { database: CheckState; migrations: CheckState; lifecycle: 'running' | 'shutting_down' } & Record<string, string>;
   /** Why each failing gate is not ready (see {@link ReadinessGates}). */
   reasons?: Record<string, string>;
 }

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { ReadinessGates, type GateState } from '../database/readiness-gates.js';
+import { ReadinessGates } from '../database/readiness-gates.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
 
 export type CheckState = 'ok' | 'pending' | 'error' | 'shutting_down';

@@ -1,27 +1,32 @@
-import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
+import { LRUCache } from 'lru-cache';
 import { PinoLogger } from 'nestjs-pino';
-import { Repository } from 'typeorm';
+import { IsNull, Repository } from 'typeorm';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
 import { isUuid } from '../common/validation/uuid.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
-import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
+import { ReplicatedCache } from '../database/replicated-cache.js';
 import { SessionsService } from '../sessions/sessions.service.js';
-import { USERS_CHANGED, apiKeyPrincipalId } from '../users/users.service.js';
+import type { UserEntity } from '../users/user.entity.js';
+import { UsersService, apiKeyPrincipalId } from '../users/users.service.js';
 import { PERMISSIONS, holds, permissionsFor, type Principal } from '../auth/principal.js';
 import { ApiKeyEntity } from './api-key.entity.js';
 import { digestsEqual, displayPrefix, generateApiKey, hashApiKey } from './api-key-format.js';
 import { createApiKeySchema } from './api-keys.schema.js';
+import { API_KEYS_CHANGED } from './api-keys.topics.js';
 
-/** Bus topic: `{ id }` of a key that was revoked; every replica drops it from its cache. */
-export const API_KEYS_CHANGED = 'api_keys.changed';
+export { API_KEYS_CHANGED };
+/** Backstop (ms) on trusting a cached key without a bus event. */
 const CACHE_MS = 60_000;
 const LAST_USED_EVERY_MS = 60_000;
 const MAX_CACHED = 50_000;
+/** Hashes presented that match no key: kept apart, so a spray of random keys evicts no valid entry. */
+const MAX_UNKNOWN = 10_000;
 
 export interface ApiKeyView {
   id: string;
@@ -40,13 +45,16 @@ export interface ApiKeyView {
 
 export type KeyCheck = { principal: Principal } | { problem: string };
 
-interface Cached {
-  keyId: string;
-  ownerId: string | null;
-  check: KeyCheck;
-  /** Key expiry (ms), re-checked on every use of the cached entry. */
+/** A key's row as verification needs it (immutable; replaced on reload). */
+interface KeyRecord {
+  id: string;
+  name: string;
+  userId: string | null;
+  role: 'admin' | 'member';
+  scopes: string[];
+  /** Expiry (ms since the epoch), re-checked on every use of the cached entry. */
   expiresAt: number | null;
-  at: number;
+  revoked: boolean;
 }
 
 interface KeyRow {
@@ -57,12 +65,12 @@ interface KeyRow {
   scopes: string[];
   expires_at: Date | null;
   revoked_at: Date | null;
-  owner_disabled: boolean | null;
-  owner_roles: string[] | null;
-  owner_groups: string[] | null;
-  owner_email: string | null;
-  owner_name: string | null;
 }
+
+/** No key has this hash (the loader's way to say so; nothing is cached in the positive cache). */
+class UnknownKeyHash extends Error {}
+
+const NOT_VALID: KeyCheck = Object.freeze({ problem: 'the API key is not valid' });
 
 function toView(k: ApiKeyEntity): ApiKeyView {
   return {
@@ -81,20 +89,20 @@ function toView(k: ApiKeyEntity): ApiKeyView {
 }
 
 /** The principal an active key acts as: its role, capped by its owner's current role. */
-function keyPrincipal(row: KeyRow): Principal {
-  const ownerIsAdmin = row.user_id === null || (row.owner_roles ?? []).includes('admin');
-  const role = row.role === 'admin' && ownerIsAdmin ? 'admin' : 'member';
+function keyPrincipal(key: KeyRecord, owner: UserEntity | null): Principal {
+  const ownerIsAdmin = key.userId === null || (owner?.roles ?? []).includes('admin');
+  const role = key.role === 'admin' && ownerIsAdmin ? 'admin' : 'member';
   const allowed = permissionsFor([role]);
   return {
-    userId: row.user_id,
-    id: apiKeyPrincipalId(row.id),
-    displayName: row.owner_name ? `${row.owner_name} (key ${row.name})` : `key ${row.name}`,
-    email: row.owner_email,
+    userId: key.userId,
+    id: apiKeyPrincipalId(key.id),
+    displayName: owner?.displayName ? `${owner.displayName} (key ${key.name})` : `key ${key.name}`,
+    email: owner?.email ?? null,
     roles: [role],
-    groups: row.owner_groups ?? [],
-    scopes: row.scopes.filter((s) => (allowed as string[]).includes(s)),
+    groups: owner?.groups ?? [],
+    scopes: key.scopes.filter((s) => (allowed as string[]).includes(s)),
     method: 'api_key',
-    keyId: row.id,
+    keyId: key.id,
   };
 }
 
@@ -111,16 +119,23 @@ export async function insertApiKey(
 
 /**
  * API keys: generated here (shown once), stored as a keyed hash, verified from a per-replica
- * cache (no database round-trip per request), `last_used_at` written at most once a minute,
- * revocation effective on every replica within a second (change bus) and ending the key's
- * MCP sessions. Static keys from `MCP_API_KEYS` are checked in memory, in constant time.
+ * {@link ReplicatedCache} (no database round-trip per request), `last_used_at` written at most
+ * once a minute. Revocation commits together with its `api_keys.changed` event, is effective on
+ * every replica within a second, and a verification racing it is never cached as valid; it
+ * also ends the key's MCP sessions. The owner's roles and profile come from
+ * `UsersService.byId` (cached there, dropped on `users.changed`). Static keys from
+ * `MCP_API_KEYS` are checked in memory, in constant time.
  */
 @Injectable()
-export class ApiKeysService implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private readonly cache = new Map<string, Cached>();
+export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
+  /** Keys found, by hash (revoked ones too: they answer "revoked"). */
+  private readonly keys: ReplicatedCache<string, KeyRecord>;
+  /** Hashes that match no key; never holds a real key, so it needs no invalidation. */
+  private readonly unknown = new LRUCache<string, true>({ max: MAX_UNKNOWN, ttl: CACHE_MS });
+  /** The principal last built for a key record and its owner object (both immutable while cached). */
+  private readonly principals = new WeakMap<KeyRecord, { owner: UserEntity | null; principal: Principal }>();
   private readonly lastUsedWritten = new Map<string, number>();
   private readonly staticKeys: { hash: string; principal: Principal }[];
-  private readonly unsubscribe: (() => void)[] = [];
 
   constructor(
     @InjectRepository(ApiKeyEntity) private readonly repo: Repository<ApiKeyEntity>,
@@ -128,8 +143,13 @@ export class ApiKeysService implements OnApplicationBootstrap, BeforeApplication
     private readonly bus: ChangeBusService,
     private readonly sessions: SessionsService,
     private readonly logger: PinoLogger,
+    private readonly users: UsersService,
   ) {
     logger.setContext('ApiKeys');
+    this.keys = new ReplicatedCache<string, KeyRecord>({ name: 'api-keys', max: MAX_CACHED, ttlMs: CACHE_MS, load: (hash) => this.load(hash) }, bus).invalidateOn(
+      API_KEYS_CHANGED,
+      ({ id }) => ({ where: (_hash, key) => key.id === id }),
+    );
     this.staticKeys = config.auth.staticApiKeys.map((key, index) => {
       const hash = hashApiKey(key, config.auth.apiKeyPepper);
       const keyId = `static-${index + 1}`;
@@ -150,19 +170,14 @@ export class ApiKeysService implements OnApplicationBootstrap, BeforeApplication
     });
   }
 
-  onApplicationBootstrap(): void {
-    const drop = (match: (c: Cached) => boolean) => {
-      for (const [hash, entry] of this.cache) if (match(entry)) this.cache.delete(hash);
-    };
-    this.unsubscribe.push(
-      this.bus.subscribe<{ id?: string }>(API_KEYS_CHANGED, (e) => drop((c) => c.keyId === e.data?.id)),
-      this.bus.subscribe<{ id?: string }>(USERS_CHANGED, (e) => drop((c) => c.ownerId !== null && c.ownerId === e.data?.id)),
-      this.bus.subscribe(RESYNC_TOPIC, () => this.cache.clear()),
-    );
+  onModuleInit(): void {
+    // Disabling a user ends the sessions of their keys too.
+    this.users.addPrincipalSource(async (userId) => (await this.idsOwnedBy(userId)).map(apiKeyPrincipalId));
   }
 
   beforeApplicationShutdown(): void {
-    for (const off of this.unsubscribe.splice(0)) off();
+    this.keys.dispose();
+    this.unknown.clear();
   }
 
   /** Whether `key` is one of the static MCP_API_KEYS (they need not have the gatehouse_ shape). */
@@ -170,21 +185,40 @@ export class ApiKeysService implements OnApplicationBootstrap, BeforeApplication
     return this.staticKeys.length > 0 && this.staticMatch(hashApiKey(key, this.config.auth.apiKeyPepper)) !== undefined;
   }
 
-  /** The principal for a presented key, or why it is refused. */
+  /**
+   * The principal for a presented key, or why it is refused (unknown, revoked, expired, owner
+   * disabled). Throws only if the database fails.
+   */
   async verify(key: string): Promise<KeyCheck> {
     const hash = hashApiKey(key, this.config.auth.apiKeyPepper);
     const fixed = this.staticMatch(hash);
     if (fixed) return { principal: fixed };
-    const now = Date.now();
-    let entry = this.cache.get(hash);
-    if (!entry || now - entry.at >= CACHE_MS) {
-      entry = await this.load(hash, now);
-      if (this.cache.size >= MAX_CACHED) this.cache.delete(this.cache.keys().next().value as string);
-      this.cache.set(hash, entry);
+    let record = this.keys.peek(hash);
+    if (!record) {
+      if (this.unknown.get(hash)) return NOT_VALID;
+      try {
+        record = await this.keys.get(hash);
+      } catch (error) {
+        if (!(error instanceof UnknownKeyHash)) throw error;
+        this.unknown.set(hash, true);
+        return NOT_VALID;
+      }
     }
-    if (entry.expiresAt !== null && entry.expiresAt <= now) return { problem: 'the API key has expired' };
-    if ('principal' in entry.check) this.touch(entry.keyId, now);
-    return entry.check;
+    if (record.revoked) return { problem: 'the API key has been revoked' };
+    const now = Date.now();
+    if (record.expiresAt !== null && record.expiresAt <= now) return { problem: 'the API key has expired' };
+    const owner = record.userId === null ? null : await this.users.byId(record.userId);
+    if (record.userId !== null && !owner) return NOT_VALID;
+    if (owner?.disabled) return { problem: "the API key's owner is disabled" };
+    let memo = this.principals.get(record);
+    if (memo?.owner !== owner) this.principals.set(record, (memo = { owner, principal: keyPrincipal(record, owner) }));
+    this.touch(record.id, now);
+    return { principal: memo.principal };
+  }
+
+  /** Ids of the keys `userId` owns, revoked ones included. */
+  async idsOwnedBy(userId: string): Promise<string[]> {
+    return (await this.repo.find({ select: { id: true }, where: { userId } })).map((k) => k.id);
   }
 
   /** Creates a key owned by `creator`; returns it once, with its view. */
@@ -221,17 +255,27 @@ export class ApiKeysService implements OnApplicationBootstrap, BeforeApplication
     return (await this.repo.find({ where: { userId: viewer.userId }, order: { createdAt: 'ASC' } })).map(toView);
   }
 
-  /** Revokes a key (owner, or an admin with admin:write) and ends its sessions everywhere. */
+  /**
+   * Revokes a key (owner, or an admin with admin:write): 404 for a missing key or someone
+   * else's. The row and its `api_keys.changed` event commit together; then its sessions end
+   * everywhere (a failure there is logged: the revocation itself is in force).
+   */
   async revoke(id: string, actor: Principal): Promise<void> {
     const row = isUuid(id) ? await this.repo.findOneBy({ id }) : null;
     const mayRevoke = row && (holds(actor, 'admin:write') || (actor.userId !== null && row.userId === actor.userId));
     // Someone else's key answers like a missing one: ids are not confirmed to non-owners.
     if (!row || !mayRevoke) throw new AppError(ErrorCode.NotFound, `API key "${id}" does not exist`);
-    if (!row.revokedAt) await this.repo.update({ id }, { revokedAt: new Date() });
-    for (const [hash, entry] of this.cache) if (entry.keyId === id) this.cache.delete(hash);
-    await this.bus.publish(API_KEYS_CHANGED, { id });
-    const ended = await this.sessions.closeForPrincipals([apiKeyPrincipalId(id)]);
-    this.logger.info({ keyId: id, by: actor.id, sessions: ended }, 'API key revoked');
+    await this.repo.manager.transaction(async (em) => {
+      await em.update(ApiKeyEntity, { id, revokedAt: IsNull() }, { revokedAt: new Date() });
+      await this.bus.publish(API_KEYS_CHANGED, { id }, em);
+    });
+    this.keys.invalidateWhere((_hash, key) => key.id === id);
+    try {
+      const ended = await this.sessions.closeForPrincipals([apiKeyPrincipalId(id)]);
+      this.logger.info({ keyId: id, by: actor.id, sessions: ended }, 'API key revoked');
+    } catch (error) {
+      this.logger.error({ err: error, keyId: id, by: actor.id }, 'API key revoked, but ending its sessions failed; the key is refused anyway');
+    }
   }
 
   private staticMatch(hash: string): Principal | undefined {
@@ -242,20 +286,18 @@ export class ApiKeysService implements OnApplicationBootstrap, BeforeApplication
     return found;
   }
 
-  private async load(hash: string, now: number): Promise<Cached> {
-    const rows = await this.repo.query<KeyRow[]>(
-      `SELECT k.id, k.name, k.user_id, k.role, k.scopes, k.expires_at, k.revoked_at,
-              u.disabled AS owner_disabled, u.roles AS owner_roles, u.groups AS owner_groups, u.email AS owner_email, u.display_name AS owner_name
-         FROM api_keys k LEFT JOIN users u ON u.id = k.user_id
-        WHERE k.key_hash = $1`,
-      [hash],
-    );
-    const [row] = rows;
-    if (!row) return { keyId: '', ownerId: null, check: { problem: 'the API key is not valid' }, expiresAt: null, at: now };
-    const base = { keyId: row.id, ownerId: row.user_id, expiresAt: row.expires_at?.getTime() ?? null, at: now };
-    if (row.revoked_at) return { ...base, check: { problem: 'the API key has been revoked' } };
-    if (row.owner_disabled) return { ...base, check: { problem: "the API key's owner is disabled" } };
-    return { ...base, check: { principal: keyPrincipal(row) } };
+  private async load(hash: string): Promise<KeyRecord> {
+    const [row] = await this.repo.query<KeyRow[]>('SELECT id, name, user_id, role, scopes, expires_at, revoked_at FROM api_keys WHERE key_hash = $1', [hash]);
+    if (!row) throw new UnknownKeyHash();
+    return {
+      id: row.id,
+      name: row.name,
+      userId: row.user_id,
+      role: row.role,
+      scopes: row.scopes,
+      expiresAt: row.expires_at?.getTime() ?? null,
+      revoked: row.revoked_at !== null,
+    };
   }
 
   private touch(keyId: string, now: number): void {

@@ -1,19 +1,21 @@
-import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { PinoLogger } from 'nestjs-pino';
 import { Repository } from 'typeorm';
 import { parseBody } from '../common/validation/parse-body.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
-import { RESYNC_TOPIC } from '../database/change-bus.js';
+import { stringFields, topic } from '../database/change-bus.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
-import { SECRETS_CHANGED, UpstreamServersService } from '../upstreams/upstream-servers.service.js';
+import { ReplicatedCache } from '../database/replicated-cache.js';
+import { UPSTREAMS_CHANGED, UpstreamServersService } from '../upstreams/upstream-servers.service.js';
 import type { Principal } from '../auth/principal.js';
 import { isUnauthenticated } from '../auth/principal.js';
 import { KEY_RING } from './key-ring.provider.js';
 import { SecretDecryptError, UnknownKeyError, type KeyRing } from './secret-crypto.js';
 import { SecretEntity } from './secret.entity.js';
 import { putSecretSchema, secretNameSchema } from './secrets.schema.js';
+import { SECRETS_CHANGED } from './secrets.topics.js';
 
 /** `owner` of a server-wide secret, shared by every caller who has no own value. */
 export const SHARED_OWNER = '*';
@@ -38,18 +40,27 @@ export function secretOwner(principal: Principal): string | null {
 }
 
 const CACHE_MAX = 20_000;
+/** The upstreams module's `upstreams.changed {name}`: a deleted (or re-created) server's secrets are gone with it. */
+const SERVER_CHANGED = topic<{ name: string }>(UPSTREAMS_CHANGED, stringFields('name'));
+/** Backstop (ms) on trusting decrypted values without a bus event. */
+const CACHE_TTL_MS = 10 * 60_000;
+
+/** Cache key of one caller's view of one server (`owner` null: callers without an owner). */
+const callerKey = (server: string, owner: string | null): string => `${server}\n${owner ?? ''}`;
+const serverOf = (key: string): string => key.slice(0, key.indexOf('\n'));
 
 /**
  * Per-user and server-wide secrets, sealed with AES-256-GCM (key ring from
  * GATEHOUSE_ENCRYPTION_KEYS, additional data = owner, server, name). Write-only through the
  * API: values are only ever decrypted to be injected into an upstream call. Decrypted values
- * are cached per (server, owner) on each replica and dropped on any change (change bus), so a
- * call costs no database round-trip and no decryption in steady state.
+ * are cached per (server, owner) on each replica in a {@link ReplicatedCache}: a write commits
+ * together with its `secrets.changed` event, every replica drops what it affects, and a read
+ * racing the write never re-caches the old value. A call costs no database round-trip and no
+ * decryption in steady state.
  */
 @Injectable()
-export class SecretsService implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private readonly cache = new Map<string, CallerSecrets>();
-  private readonly unsubscribe: (() => void)[] = [];
+export class SecretsService implements BeforeApplicationShutdown {
+  private readonly cache: ReplicatedCache<string, CallerSecrets>;
 
   constructor(
     @InjectRepository(SecretEntity) private readonly repo: Repository<SecretEntity>,
@@ -60,20 +71,25 @@ export class SecretsService implements OnApplicationBootstrap, BeforeApplication
     private readonly logger: PinoLogger,
   ) {
     logger.setContext('Secrets');
-  }
-
-  onApplicationBootstrap(): void {
-    this.unsubscribe.push(
-      this.bus.subscribe<{ server?: string; owner?: string }>(SECRETS_CHANGED, (event) => {
-        if (event.data?.server) this.forget(event.data.server, event.data.owner);
-      }),
-      this.bus.subscribe(RESYNC_TOPIC, () => this.cache.clear()),
-    );
+    this.cache = new ReplicatedCache<string, CallerSecrets>(
+      {
+        name: 'secrets',
+        max: CACHE_MAX,
+        ttlMs: CACHE_TTL_MS,
+        load: (key) => {
+          const cut = key.indexOf('\n');
+          const owner = key.slice(cut + 1);
+          return this.read(key.slice(0, cut), owner === '' ? null : owner);
+        },
+      },
+      bus,
+    )
+      .invalidateOn(SECRETS_CHANGED, ({ server, owner }) => this.affected(server, owner))
+      .invalidateOn(SERVER_CHANGED, ({ name }) => ({ where: (key) => serverOf(key) === name }));
   }
 
   beforeApplicationShutdown(): void {
-    for (const off of this.unsubscribe.splice(0)) off();
-    this.cache.clear();
+    this.cache.dispose();
   }
 
   /** Creates or replaces a secret (204). */
@@ -82,12 +98,15 @@ export class SecretsService implements OnApplicationBootstrap, BeforeApplication
     const { value } = parseBody(putSecretSchema, body);
     await this.upstreams.get(server); // 404 for an unknown server
     const sealed = this.ring.seal(value, { owner, server, name });
-    await this.repo.query(
-      `INSERT INTO secrets (owner, server, name, key_id, nonce, ciphertext) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (owner, server, name) DO UPDATE SET key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, updated_at = now()`,
-      [owner, server, name, sealed.keyId, sealed.nonce, sealed.ciphertext],
-    );
-    await this.changed(server, owner);
+    await this.repo.manager.transaction(async (em) => {
+      await em.query(
+        `INSERT INTO secrets (owner, server, name, key_id, nonce, ciphertext) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (owner, server, name) DO UPDATE SET key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, updated_at = now()`,
+        [owner, server, name, sealed.keyId, sealed.nonce, sealed.ciphertext],
+      );
+      await this.bus.publish(SECRETS_CHANGED, { server, owner }, em);
+    });
+    this.forget(server, owner);
     this.logger.info({ server, name, owner: owner === SHARED_OWNER ? 'shared' : owner }, 'secret set');
   }
 
@@ -95,9 +114,13 @@ export class SecretsService implements OnApplicationBootstrap, BeforeApplication
   async remove(owner: string, server: string, name: string): Promise<void> {
     parseBody(secretNameSchema, { name });
     await this.upstreams.get(server);
-    const [, count] = await this.repo.query<[unknown[], number]>('DELETE FROM secrets WHERE owner = $1 AND server = $2 AND name = $3', [owner, server, name]);
+    const count = await this.repo.manager.transaction(async (em) => {
+      const [, deleted] = await em.query<[unknown[], number]>('DELETE FROM secrets WHERE owner = $1 AND server = $2 AND name = $3', [owner, server, name]);
+      if (deleted > 0) await this.bus.publish(SECRETS_CHANGED, { server, owner }, em);
+      return deleted;
+    });
     if (count > 0) {
-      await this.changed(server, owner);
+      this.forget(server, owner);
       this.logger.info({ server, name, owner: owner === SHARED_OWNER ? 'shared' : owner }, 'secret deleted');
     }
   }
@@ -113,11 +136,15 @@ export class SecretsService implements OnApplicationBootstrap, BeforeApplication
     return rows.map((r) => ({ server: r.server, name: r.name, updatedAt: r.updatedAt.toISOString() }));
   }
 
-  /** The secrets a caller has for `server`: theirs, else the server's shared one of that name. */
-  async forCaller(server: string, owner: string | null): Promise<CallerSecrets> {
-    const key = `${server}\n${owner ?? ''}`;
-    const hit = this.cache.get(key);
-    if (hit) return hit;
+  /**
+   * The secrets a caller has for `server`: theirs, else the server's shared one of that name.
+   * Cached; never a value read before a change of it that this replica has heard of.
+   */
+  forCaller(server: string, owner: string | null): Promise<CallerSecrets> {
+    return this.cache.get(callerKey(server, owner));
+  }
+
+  private async read(server: string, owner: string | null): Promise<CallerSecrets> {
     const owners = owner === null ? [SHARED_OWNER] : [SHARED_OWNER, owner];
     const rows = await this.repo.query<{ owner: string; name: string; key_id: string; nonce: Buffer; ciphertext: Buffer }[]>(
       'SELECT owner, name, key_id, nonce, ciphertext FROM secrets WHERE server = $1 AND owner = ANY($2) ORDER BY (owner = $3)',
@@ -137,10 +164,7 @@ export class SecretsService implements OnApplicationBootstrap, BeforeApplication
         this.logger.error({ server, name: row.name, keyId: row.key_id, reason: error.message }, 'a stored secret cannot be decrypted');
       }
     }
-    const result = { values, unreadable };
-    if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(key, result);
-    return result;
+    return { values, unreadable };
   }
 
   /** How a caller sets a missing secret: the exact request. */
@@ -148,15 +172,14 @@ export class SecretsService implements OnApplicationBootstrap, BeforeApplication
     return `PUT ${this.config.http.publicUrl}/api/v1/me/secrets/${server}/${name} with the JSON body {"value": "<your ${name}>"}`;
   }
 
-  private forget(server: string, owner: string | undefined): void {
-    for (const key of this.cache.keys()) {
-      const [s, o] = key.split('\n');
-      if (s === server && (owner === undefined || owner === SHARED_OWNER || o === owner)) this.cache.delete(key);
-    }
+  /** What a change of `owner`'s secret for `server` invalidates: a shared one, every caller of the server. */
+  private affected(server: string, owner: string): string | { where: (key: string) => boolean } {
+    return owner === SHARED_OWNER ? { where: (key) => serverOf(key) === server } : callerKey(server, owner);
   }
 
-  private async changed(server: string, owner: string): Promise<void> {
-    this.forget(server, owner);
-    await this.bus.publish(SECRETS_CHANGED, { server, owner });
+  private forget(server: string, owner: string): void {
+    const what = this.affected(server, owner);
+    if (typeof what === 'string') this.cache.invalidate(what);
+    else this.cache.invalidateWhere(what.where);
   }
 }

@@ -1,4 +1,4 @@
-import { Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { PinoLogger } from 'nestjs-pino';
 import { Repository } from 'typeorm';
@@ -6,16 +6,16 @@ import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
 import { isUuid } from '../common/validation/uuid.js';
-import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
+import { ReplicatedCache } from '../database/replicated-cache.js';
 import { SessionsService } from '../sessions/sessions.service.js';
 import type { Principal } from '../auth/principal.js';
 import { UserEntity } from './user.entity.js';
 import { listUsersQuery, patchUserSchema } from './users.schema.js';
+import { USERS_CHANGED } from './users.topics.js';
 
-/** Bus topic: `{ id }` of a user whose roles or `disabled` changed; replicas drop their copy. */
-export const USERS_CHANGED = 'users.changed';
-/** Re-read a cached user (and write `last_seen_at`) at most this often. */
+export { USERS_CHANGED };
+/** Re-read a cached user (and write `last_seen_at`, refresh claims) at most this often (ms). */
 const REFRESH_MS = 60_000;
 const MAX_CACHED = 50_000;
 
@@ -41,12 +41,14 @@ export interface UserView {
   lastSeenAt: string | null;
 }
 
-interface Cached {
-  user: UserEntity;
-  /** The claims last written, so changed claims are written on the next request. */
-  claims: string;
-  at: number;
-}
+/**
+ * Principals that act for a user besides the user itself (e.g. their API keys), named by the
+ * module that owns them: `userId` → principal ids. See {@link UsersService.addPrincipalSource}.
+ */
+export type PrincipalSource = (userId: string) => Promise<string[]>;
+
+/** The identity cache's key: everything the upsert writes, so changed claims are a new key (and a new write). */
+const identityKey = (i: Identity): string => JSON.stringify([i.issuer, i.subject, i.email, i.displayName, i.groups]);
 
 export const userPrincipalId = (userId: string) => `user:${userId}`;
 export const apiKeyPrincipalId = (keyId: string) => `api_key:${keyId}`;
@@ -67,20 +69,20 @@ function toView(u: UserEntity): UserView {
 }
 
 /**
- * Users: created on first sight from an identity (issuer + subject), kept in a per-replica
- * cache so an authenticated request costs no database round-trip, and managed by admins
- * (roles, disabled). Disabling a user ends their MCP sessions on every replica.
+ * Users: created on first sight from an identity (issuer + subject), kept in per-replica
+ * {@link ReplicatedCache}s so an authenticated request costs no database round-trip, and
+ * managed by admins (roles, disabled). A change is announced on `users.changed` (inside the
+ * writing transaction) and drops every replica's copy; a read racing the change never re-caches
+ * the old row. Disabling a user ends their MCP sessions, and those of principals acting for
+ * them (see {@link addPrincipalSource}), on every replica.
  */
 @Injectable()
-export class UsersService implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private readonly cache = new Map<string, Cached>();
-  private readonly unsubscribe: (() => void)[] = [];
-  private changes = 0;
-
-  /** Bumped whenever any user's roles or `disabled` may have changed: caches built on users compare it. */
-  get version(): number {
-    return this.changes;
-  }
+export class UsersService implements BeforeApplicationShutdown {
+  /** By identity (see `identityKey`): the first-sight upsert, redone at most every {@link REFRESH_MS}. */
+  private readonly identities: ReplicatedCache<string, UserEntity>;
+  /** By id, for other modules (an API key's owner); `null`: no such user. */
+  private readonly users: ReplicatedCache<string, UserEntity | null>;
+  private readonly principalSources: PrincipalSource[] = [];
 
   constructor(
     @InjectRepository(UserEntity) private readonly repo: Repository<UserEntity>,
@@ -89,32 +91,44 @@ export class UsersService implements OnApplicationBootstrap, BeforeApplicationSh
     private readonly logger: PinoLogger,
   ) {
     logger.setContext('Users');
-  }
-
-  onApplicationBootstrap(): void {
-    this.unsubscribe.push(
-      this.bus.subscribe<{ id?: string }>(USERS_CHANGED, (event) => {
-        this.changes++;
-        for (const [key, entry] of this.cache) if (entry.user.id === event.data?.id) this.cache.delete(key);
-      }),
-      this.bus.subscribe(RESYNC_TOPIC, () => {
-        this.changes++;
-        this.cache.clear();
-      }),
-    );
+    this.identities = new ReplicatedCache<string, UserEntity>(
+      { name: 'users-by-identity', max: MAX_CACHED, ttlMs: REFRESH_MS, load: (key) => this.upsert(JSON.parse(key) as [string, string, string | null, string | null, string[]]) },
+      bus,
+    ).invalidateOn(USERS_CHANGED, ({ id }) => ({ where: (_key, user) => user.id === id }));
+    this.users = new ReplicatedCache<string, UserEntity | null>(
+      { name: 'users-by-id', max: MAX_CACHED, ttlMs: REFRESH_MS, load: (id) => this.repo.findOneBy({ id }) },
+      bus,
+    ).invalidateOn(USERS_CHANGED, ({ id }) => id);
   }
 
   beforeApplicationShutdown(): void {
-    for (const off of this.unsubscribe.splice(0)) off();
+    this.identities.dispose();
+    this.users.dispose();
   }
 
-  /** The user behind `identity`, created on first sight; claims refreshed at most once a minute. */
-  async resolve(identity: Identity): Promise<UserEntity> {
-    const key = `${identity.issuer}\n${identity.subject}`;
-    const claims = JSON.stringify([identity.email, identity.displayName, identity.groups]);
-    const now = Date.now();
-    const cached = this.cache.get(key);
-    if (cached && cached.claims === claims && now - cached.at < REFRESH_MS) return cached.user;
+  /**
+   * Registers where to find principals acting for a user (the API keys module: the user's
+   * keys), so disabling the user ends their sessions too. An event/hook rather than a call
+   * into that module, which itself depends on this one.
+   */
+  addPrincipalSource(source: PrincipalSource): void {
+    this.principalSources.push(source);
+  }
+
+  /**
+   * The user behind `identity`, created on first sight; claims written when they change and at
+   * most once a minute otherwise (`last_seen_at`). Throws the database's error if it fails.
+   */
+  resolve(identity: Identity): Promise<UserEntity> {
+    return this.identities.get(identityKey(identity));
+  }
+
+  /** The user with id `id` (cached; dropped on `users.changed`), or null if there is none. */
+  async byId(id: string): Promise<UserEntity | null> {
+    return isUuid(id) ? this.users.get(id) : null;
+  }
+
+  private async upsert([issuer, subject, email, displayName, groups]: [string, string, string | null, string | null, string[]]): Promise<UserEntity> {
     const rows = await this.repo.query<{ id: string; roles: string[]; disabled: boolean; created: boolean }[]>(
       `INSERT INTO users (issuer, subject, email, display_name, groups, last_seen_at)
        VALUES ($1, $2, $3, $4, $5, now())
@@ -123,23 +137,11 @@ export class UsersService implements OnApplicationBootstrap, BeforeApplicationSh
              updated_at = CASE WHEN (users.email, users.display_name, users.groups) IS DISTINCT FROM (EXCLUDED.email, EXCLUDED.display_name, EXCLUDED.groups)
                                THEN now() ELSE users.updated_at END
        RETURNING id, roles, disabled, (xmax = 0) AS created`,
-      [identity.issuer, identity.subject, identity.email, identity.displayName, identity.groups],
+      [issuer, subject, email, displayName, groups],
     );
     const [row] = rows;
-    if (row.created) this.logger.info({ userId: row.id, issuer: identity.issuer }, 'user created on first sign-in');
-    const user = Object.assign(new UserEntity(), {
-      id: row.id,
-      issuer: identity.issuer,
-      subject: identity.subject,
-      email: identity.email,
-      displayName: identity.displayName,
-      groups: identity.groups,
-      roles: row.roles,
-      disabled: row.disabled,
-    });
-    if (this.cache.size >= MAX_CACHED) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(key, { user, claims, at: now });
-    return user;
+    if (row.created) this.logger.info({ userId: row.id, issuer }, 'user created on first sign-in');
+    return Object.assign(new UserEntity(), { id: row.id, issuer, subject, email, displayName, groups, roles: row.roles, disabled: row.disabled });
   }
 
   async list(query: unknown): Promise<{ items: UserView[]; total: number }> {
@@ -148,25 +150,40 @@ export class UsersService implements OnApplicationBootstrap, BeforeApplicationSh
     return { items: rows.map(toView), total };
   }
 
-  /** Changes roles or `disabled`; disabling ends the user's sessions (and their keys') everywhere. */
+  /**
+   * Changes roles or `disabled` (404 unknown id, 409 for disabling yourself or dropping your own
+   * admin role). The row and its `users.changed` event commit together, so no replica misses a
+   * committed change. Disabling then ends the user's sessions (and their keys') everywhere; a
+   * failure there is logged, not answered, since the change itself committed (and a disabled
+   * user's credentials are refused anyway).
+   */
   async patch(id: string, body: unknown, actor: Principal): Promise<UserView> {
     const input = parseBody(patchUserSchema, body);
-    const user = isUuid(id) ? await this.repo.findOneBy({ id }) : null;
-    if (!user) throw new AppError(ErrorCode.NotFound, `user "${id}" does not exist`);
-    if (actor.userId === id && (input.disabled === true || (input.roles && !input.roles.includes('admin') && user.roles.includes('admin')))) {
-      throw new AppError(ErrorCode.Conflict, 'you cannot disable yourself or remove your own admin role; ask another admin', {
-        details: { field: input.disabled === true ? 'disabled' : 'roles' },
-      });
-    }
-    this.repo.merge(user, input);
-    const saved = await this.repo.save(user);
-    this.changes++;
-    for (const [key, entry] of this.cache) if (entry.user.id === id) this.cache.delete(key);
-    await this.bus.publish(USERS_CHANGED, { id });
+    if (!isUuid(id)) throw new AppError(ErrorCode.NotFound, `user "${id}" does not exist`);
+    const saved = await this.repo.manager.transaction(async (em) => {
+      const user = await em.findOne(UserEntity, { where: { id }, lock: { mode: 'pessimistic_write' } });
+      if (!user) throw new AppError(ErrorCode.NotFound, `user "${id}" does not exist`);
+      if (actor.userId === id && (input.disabled === true || (input.roles && !input.roles.includes('admin') && user.roles.includes('admin')))) {
+        throw new AppError(ErrorCode.Conflict, 'you cannot disable yourself or remove your own admin role; ask another admin', {
+          details: { field: input.disabled === true ? 'disabled' : 'roles' },
+        });
+      }
+      em.merge(UserEntity, user, input);
+      const row = await em.save(user);
+      await this.bus.publish(USERS_CHANGED, { id }, em);
+      return row;
+    });
+    // This replica's next request sees the change at once, before the notification arrives.
+    this.identities.invalidateWhere((_key, user) => user.id === id);
+    this.users.invalidate(id);
     if (input.disabled === true) {
-      const keys = await this.repo.query<{ id: string }[]>('SELECT id FROM api_keys WHERE user_id = $1', [id]);
-      const ended = await this.sessions.closeForPrincipals([userPrincipalId(id), ...keys.map((k) => apiKeyPrincipalId(k.id))]);
-      this.logger.info({ userId: id, sessions: ended }, 'user disabled; sessions ended');
+      try {
+        const acting = (await Promise.all(this.principalSources.map((source) => source(id)))).flat();
+        const ended = await this.sessions.closeForPrincipals([userPrincipalId(id), ...acting]);
+        this.logger.info({ userId: id, sessions: ended }, 'user disabled; sessions ended');
+      } catch (error) {
+        this.logger.error({ err: error, userId: id }, 'user disabled, but ending their sessions failed; their credentials are refused anyway');
+      }
     }
     return toView(saved);
   }

@@ -3,6 +3,7 @@ import { PassportStrategy } from '@nestjs/passport';
 import { Strategy } from 'passport-custom';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
+import { ChangeBusService } from '../../database/change-bus.service.js';
 import { UsersService } from '../../users/users.service.js';
 import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
@@ -18,7 +19,7 @@ import { TokenAuthenticator } from './token-principal.js';
 export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
   private readonly tokens: TokenAuthenticator;
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService) {
+  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService) {
     super();
     const jwt = config.auth.jwt;
     const verifier = new JwtVerifier({
@@ -29,7 +30,7 @@ export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
       audience: jwt.audience,
       clockToleranceSec: jwt.clockToleranceSec,
     });
-    this.tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: jwt.issuer ?? 'jwt' });
+    this.tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: jwt.issuer ?? 'jwt' }, bus);
   }
 
   getPassportInstance() {

@@ -3,6 +3,7 @@ import { PassportStrategy } from '@nestjs/passport';
 import { Strategy } from 'passport-custom';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
+import { ChangeBusService } from '../../database/change-bus.service.js';
 import { UsersService } from '../../users/users.service.js';
 import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
@@ -35,7 +36,7 @@ async function discoverJwksUri(issuer: string): Promise<string> {
 export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') {
   private readonly tokens: TokenAuthenticator;
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService) {
+  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService) {
     super();
     const { oauth, jwt } = config.auth;
     const resourceBase = `${config.http.publicUrl}/mcp/`;
@@ -47,7 +48,7 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') {
       audienceMatches: (aud) => aud.startsWith(resourceBase) && !aud.slice(resourceBase.length).includes('/'),
       clockToleranceSec: jwt.clockToleranceSec,
     });
-    this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '' });
+    this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '' }, bus);
   }
 
   getPassportInstance() {

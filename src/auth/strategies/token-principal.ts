@@ -1,7 +1,9 @@
 import type { JWTPayload } from 'jose';
 import { AppError } from '../../common/errors/app-error.js';
 import { ErrorCode } from '../../common/errors/error-code.js';
+import { ReplicatedCache, type CacheBus } from '../../database/replicated-cache.js';
 import { userPrincipalId, type UsersService } from '../../users/users.service.js';
+import { USERS_CHANGED } from '../../users/users.topics.js';
 import type { JwtVerifier } from '../jwt-verifier.js';
 import { PERMISSIONS, permissionsFor, type AuthMethod, type Principal } from '../principal.js';
 import { claimList } from './credential.js';
@@ -40,36 +42,67 @@ export async function principalFromToken(
   };
 }
 
+/** Longest (ms) a token's principal is reused without re-resolving the user (keeps `last_seen_at` current). */
 const PRINCIPAL_CACHE_MS = 60_000;
 const MAX_CACHED = 10_000;
+
+interface CachedPrincipal {
+  principal: Principal;
+  /** The token's `exp` in ms since the epoch (Infinity without one). */
+  expiresAt: number;
+}
 
 /**
  * Turns a JWT into its principal, for `bearer` and `oauth2` alike: verify (see
  * {@link JwtVerifier}), then {@link principalFromToken}. Each recently seen token's principal is
- * kept, so a client re-sending its token costs one map lookup: until the token expires (at most
- * a minute, so `last_seen_at` stays current) and only while no user changed (roles, disabled)
- * on any replica.
+ * kept in a {@link ReplicatedCache}, so a client re-sending its token costs one lookup: for
+ * min(token `exp`, 60 s), and dropped when its user changes on any replica (`users.changed`) —
+ * a resolution racing such a change is discarded, never cached. Throws `InvalidTokenError`
+ * (401) for a bad token and `AppError` forbidden for a disabled user.
  */
 export class TokenAuthenticator {
-  private readonly entries = new Map<string, { principal: Principal; until: number; version: number }>();
+  private readonly cache: ReplicatedCache<string, CachedPrincipal>;
+  private readonly now: () => number;
 
+  /**
+   * @param bus the change bus (`users.changed`, `$resync`)
+   * @param clock wall clock in ms since the epoch (tests pass a fake); also the cache's TTL clock
+   */
   constructor(
     private readonly users: UsersService,
     private readonly verifier: JwtVerifier,
     private readonly method: AuthMethod,
     private readonly claims: { roles: string; groups: string; defaultIssuer: string },
-  ) {}
+    bus: CacheBus,
+    clock?: { now(): number },
+  ) {
+    this.now = clock ? () => clock.now() : Date.now;
+    this.cache = new ReplicatedCache<string, CachedPrincipal>(
+      {
+        name: `${method}-principals`,
+        max: MAX_CACHED,
+        ttlMs: PRINCIPAL_CACHE_MS,
+        // Within the verifier's clock tolerance a token may already be past `exp`: cache it for 1 ms only.
+        ttlOf: (entry) => (entry.expiresAt === Infinity ? undefined : Math.max(1, entry.expiresAt - this.now())),
+        load: (token) => this.resolve(token),
+        ...(clock ? { clock } : {}),
+      },
+      bus,
+    ).invalidateOn(USERS_CHANGED, ({ id }) => ({ where: (_token, entry) => entry.principal.userId === id }));
+  }
 
   async authenticate(token: string): Promise<Principal> {
-    const hit = this.entries.get(token);
-    if (hit && hit.until > Date.now() && hit.version === this.users.version) return hit.principal;
-    const version = this.users.version;
+    return (await this.cache.get(token)).principal;
+  }
+
+  /** Stops listening to the bus and drops every cached principal. */
+  dispose(): void {
+    this.cache.dispose();
+  }
+
+  private async resolve(token: string): Promise<CachedPrincipal> {
     const payload = await this.verifier.verify(token);
     const principal = await principalFromToken(this.users, payload, this.method, this.claims);
-    const expiry = typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity;
-    this.entries.delete(token);
-    if (this.entries.size >= MAX_CACHED) this.entries.delete(this.entries.keys().next().value as string);
-    this.entries.set(token, { principal, until: Math.min(expiry, Date.now() + PRINCIPAL_CACHE_MS), version });
-    return principal;
+    return { principal, expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity };
   }
 }

@@ -1,0 +1,218 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { JWTPayload } from 'jose';
+import type { PinoLogger } from 'nestjs-pino';
+import type { Repository } from 'typeorm';
+import type { ApiKeyEntity } from '../../src/api-keys/api-key.entity.js';
+import { hashApiKey } from '../../src/api-keys/api-key-format.js';
+import { ApiKeysService } from '../../src/api-keys/api-keys.service.js';
+import type { JwtVerifier } from '../../src/auth/jwt-verifier.js';
+import { TokenAuthenticator } from '../../src/auth/strategies/token-principal.js';
+import type { AppConfig } from '../../src/config/config.schema.js';
+import { RESYNC_TOPIC, type ChangeEvent } from '../../src/database/change-bus.js';
+import type { ChangeBusService } from '../../src/database/change-bus.service.js';
+import { parseKeyRing } from '../../src/secrets/secret-crypto.js';
+import type { SecretEntity } from '../../src/secrets/secret.entity.js';
+import { SecretsService } from '../../src/secrets/secrets.service.js';
+import type { SessionsService } from '../../src/sessions/sessions.service.js';
+import type { UpstreamServersService } from '../../src/upstreams/upstream-servers.service.js';
+import type { UserEntity } from '../../src/users/user.entity.js';
+import { UsersService } from '../../src/users/users.service.js';
+import { TEST_ENCRYPTION_KEYS } from '../support/process.js';
+
+/*
+ * The stale-read races of issue 9, made deterministic: each service runs on a fake repository
+ * whose reads the test holds and releases (the row is captured when the read starts, as a
+ * statement's snapshot is), and a fake bus whose events the test delivers by hand. Each test
+ * starts a read, commits a change and delivers its event while the read is in flight, releases
+ * the read (returning the old row), and then requires the next read to see the new state.
+ */
+
+/** The change bus as the services use it; `emit` delivers synchronously, like the listener does. */
+class FakeBus {
+  private readonly handlers = new Map<string, Set<(e: ChangeEvent<unknown>) => void>>();
+  published: { topic: string; data: unknown }[] = [];
+  subscribe<T>(t: { name: string; parse: (d: unknown) => T | undefined } | string, handler: (event: ChangeEvent<T>) => void): () => void {
+    const name = typeof t === 'string' ? t : t.name;
+    const set = this.handlers.get(name) ?? new Set();
+    this.handlers.set(name, set);
+    const h = (e: ChangeEvent<unknown>) => {
+      if (typeof t !== 'string' && e.topic !== RESYNC_TOPIC) {
+        const data = t.parse(e.data);
+        if (data === undefined) return;
+        return handler({ ...e, data });
+      }
+      handler(e as ChangeEvent<T>);
+    };
+    set.add(h);
+    return () => set.delete(h);
+  }
+  publish(t: { name: string } | string, data: unknown): Promise<void> {
+    this.published.push({ topic: typeof t === 'string' ? t : t.name, data });
+    return Promise.resolve();
+  }
+  emit(name: string, data: unknown): void {
+    const event = { topic: name, data, origin: 'other-replica', local: false };
+    for (const h of this.handlers.get(name) ?? []) h(event);
+  }
+}
+
+/** Reads that answer with the rows as they were when the read started, once the test releases them. */
+class HeldReads {
+  /** What the next read returns (the "table"). */
+  rows: unknown[] = [];
+  /** While true, reads wait in `pending` for `releaseAll`. */
+  hold = false;
+  count = 0;
+  readonly pending: (() => void)[] = [];
+  query = (): Promise<unknown> => {
+    this.count++;
+    const snapshot = structuredClone(this.rows);
+    if (!this.hold) return Promise.resolve(snapshot);
+    return new Promise((resolve) => this.pending.push(() => resolve(snapshot)));
+  };
+  releaseAll(): void {
+    for (const release of this.pending.splice(0)) release();
+  }
+}
+
+const logger = { setContext() {}, info() {}, warn() {}, error() {}, debug() {} } as unknown as PinoLogger;
+const sessions = { closeForPrincipals: () => Promise.resolve(0) } as unknown as SessionsService;
+const tick = () => new Promise((r) => setImmediate(r));
+/** Lets a held read start (its promise chain reach the repository). */
+async function started(reads: HeldReads, n = 1): Promise<void> {
+  for (let i = 0; i < 20 && reads.pending.length < n; i++) await tick();
+  assert.equal(reads.pending.length, n, 'the read is in flight');
+}
+
+const USER_ID = '7d0f1d2e-1111-4222-8333-944455556666';
+const KEY_ID = '0b7a4a3c-aaaa-4bbb-8ccc-dddd0000eeee';
+
+function usersOn(reads: HeldReads, bus: FakeBus): UsersService {
+  const repo = { query: reads.query, findOneBy: reads.query } as unknown as Repository<UserEntity>;
+  const users = new UsersService(repo, bus as unknown as ChangeBusService, sessions, logger);
+  (users as unknown as { onApplicationBootstrap?: () => void }).onApplicationBootstrap?.();
+  return users;
+}
+
+describe('per-replica caches: a read racing a change is never cached', () => {
+  it('secrets: a value read before secrets.changed was handled is not kept (fault 1)', async () => {
+    const bus = new FakeBus();
+    const ring = parseKeyRing(TEST_ENCRYPTION_KEYS);
+    const reads = new HeldReads();
+    const row = (value: string) => ({ owner: '*', name: 'TOKEN', key_id: ring.primaryId, ...ring.seal(value, { owner: '*', server: 'vault', name: 'TOKEN' }) });
+    const repo = { query: reads.query } as unknown as Repository<SecretEntity>;
+    const config = { http: { publicUrl: 'http://gatehouse' } } as AppConfig;
+    const secrets = new SecretsService(repo, ring, config, {} as UpstreamServersService, bus as unknown as ChangeBusService, logger);
+    (secrets as unknown as { onApplicationBootstrap?: () => void }).onApplicationBootstrap?.();
+
+    reads.rows = [row('old')];
+    reads.hold = true;
+    const racing = secrets.forCaller('vault', 'alice');
+    await started(reads);
+    // Another replica changes the secret; its notification is handled while our read is out.
+    reads.rows = [row('new')];
+    bus.emit('secrets.changed', { server: 'vault', owner: '*' });
+    reads.hold = false;
+    reads.releaseAll();
+    await racing;
+    assert.equal((await secrets.forCaller('vault', 'alice')).values.get('TOKEN'), 'new', 'the next call uses the new value');
+  });
+
+  it('API keys: a key revoked while a verify is in flight is not cached as valid (fault 2)', async () => {
+    const bus = new FakeBus();
+    const reads = new HeldReads();
+    const pepper = 'pepper-for-the-race-test-0123456789';
+    const key = 'gatehouse_racetestkey0123456789abcdefghij';
+    const repo = { query: reads.query, update: () => Promise.resolve() } as unknown as Repository<ApiKeyEntity>;
+    const config = { auth: { staticApiKeys: [], apiKeyPepper: pepper } } as unknown as AppConfig;
+    const users = usersOn(new HeldReads(), bus);
+    const keys = new ApiKeysService(repo, config, bus as unknown as ChangeBusService, sessions, logger, users);
+    (keys as unknown as { onApplicationBootstrap?: () => void }).onApplicationBootstrap?.();
+    const keyRow = (revoked: boolean) => ({
+      id: KEY_ID,
+      name: 'bot',
+      user_id: null,
+      role: 'member',
+      scopes: ['mcp'],
+      expires_at: null,
+      revoked_at: revoked ? new Date() : null,
+      key_hash: hashApiKey(key, pepper),
+      owner_disabled: null,
+      owner_roles: null,
+      owner_groups: null,
+      owner_email: null,
+      owner_name: null,
+    });
+
+    reads.rows = [keyRow(false)];
+    reads.hold = true;
+    const racing = keys.verify(key);
+    await started(reads);
+    reads.rows = [keyRow(true)];
+    bus.emit('api_keys.changed', { id: KEY_ID });
+    reads.hold = false;
+    reads.releaseAll();
+    await racing;
+    assert.deepEqual(await keys.verify(key), { problem: 'the API key has been revoked' });
+  });
+
+  it('API keys: random keys are remembered apart and never evict a valid key', async () => {
+    const bus = new FakeBus();
+    const reads = new HeldReads();
+    const pepper = 'pepper-for-the-spray-test-0123456789';
+    const key = 'gatehouse_spraytestkey0123456789abcdefgh';
+    const hash = hashApiKey(key, pepper);
+    const repo = {
+      query: (_sql: string, [h]: [string]) => (h === hash ? reads.query() : Promise.resolve([])),
+      update: () => Promise.resolve(),
+    } as unknown as Repository<ApiKeyEntity>;
+    const config = { auth: { staticApiKeys: [], apiKeyPepper: pepper } } as unknown as AppConfig;
+    const keys = new ApiKeysService(repo, config, bus as unknown as ChangeBusService, sessions, logger, usersOn(new HeldReads(), bus));
+    reads.rows = [{ id: KEY_ID, name: 'bot', user_id: null, role: 'member', scopes: ['mcp'], expires_at: null, revoked_at: null }];
+    assert.ok('principal' in (await keys.verify(key)));
+    for (let i = 0; i < 60_000; i++) assert.deepEqual(await keys.verify(`gatehouse_random${i}`), { problem: 'the API key is not valid' });
+    assert.ok('principal' in (await keys.verify(key)));
+    assert.equal(reads.count, 1, 'the valid key was never evicted by the spray (MAX_CACHED is 50,000)');
+  });
+
+  it('users: a role change racing a resolve is not cached (fault 3)', async () => {
+    const bus = new FakeBus();
+    const reads = new HeldReads();
+    const users = usersOn(reads, bus);
+    const identity = { issuer: 'https://idp', subject: 'alice', email: null, displayName: null, groups: [] };
+    reads.rows = [{ id: USER_ID, roles: ['member'], disabled: false, created: false }];
+    reads.hold = true;
+    const racing = users.resolve(identity);
+    await started(reads);
+    reads.rows = [{ id: USER_ID, roles: ['member'], disabled: true, created: false }];
+    bus.emit('users.changed', { id: USER_ID });
+    reads.hold = false;
+    reads.releaseAll();
+    await racing;
+    assert.equal((await users.resolve(identity)).disabled, true, 'the disabled flag is seen');
+  });
+
+  it('token principals: a role change racing a token resolution is not cached (fault 3)', async () => {
+    const bus = new FakeBus();
+    const reads = new HeldReads();
+    const users = usersOn(reads, bus);
+    const payload: JWTPayload = { iss: 'https://idp', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 600 };
+    const verifier = { verify: () => Promise.resolve(payload) } as unknown as JwtVerifier;
+    const tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: 'roles', groups: 'groups', defaultIssuer: 'x' }, bus);
+    reads.rows = [{ id: USER_ID, roles: ['member'], disabled: false, created: false }];
+    reads.hold = true;
+    const racing = tokens.authenticate('token-1');
+    await started(reads);
+    reads.rows = [{ id: USER_ID, roles: ['admin'], disabled: false, created: false }];
+    bus.emit('users.changed', { id: USER_ID });
+    reads.hold = false;
+    reads.releaseAll();
+    await racing;
+    assert.deepEqual((await tokens.authenticate('token-1')).roles, ['admin'], 'the new role is seen');
+    // And a change after caching drops the cached principal too.
+    reads.rows = [{ id: USER_ID, roles: ['member'], disabled: false, created: false }];
+    bus.emit('users.changed', { id: USER_ID });
+    assert.deepEqual((await tokens.authenticate('token-1')).roles, ['member']);
+  });
+});

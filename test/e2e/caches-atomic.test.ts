@@ -91,4 +91,26 @@ describe('writes and their change events commit together', () => {
     for (const off of offs) off();
     assert.deepEqual(heard.sort(), ['api_keys.changed', 'secrets.changed', 'users.changed']);
   });
+
+  it("disabling a user ends their keys' sessions and refuses the keys (users asks api-keys, no SQL on its table)", async () => {
+    const bearer = { authorization: `Bearer ${await hsToken(JWT_SECRET, { sub: 'key-owner' })}`, 'content-type': 'application/json' };
+    const created = await fetch(`${app.url}/api/v1/api-keys`, { method: 'POST', headers: bearer, body: JSON.stringify({ name: 'bot' }) });
+    const { id: keyId, key } = (await created.json()) as { id: string; key: string };
+    const init = await fetch(`${app.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'x-api-key': key },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'c', version: '1' } } }),
+    });
+    assert.equal(init.status, 200);
+    await init.text();
+    assert.equal((await fetch(`${app.url}/api/v1/me`, { headers: { 'x-api-key': key } })).status, 200, 'the key works (and is cached)');
+    const [owner] = await db.query<{ id: string }>("SELECT id FROM users WHERE subject = 'key-owner'");
+    const patched = await fetch(`${app.url}/api/v1/users/${owner.id}`, { method: 'PATCH', headers: admin, body: JSON.stringify({ disabled: true }) });
+    assert.equal(patched.status, 200);
+    const [session] = await db.query<{ closed_at: Date | null }>('SELECT closed_at FROM mcp_sessions WHERE principal = $1', [`api_key:${keyId}`]);
+    assert.ok(session.closed_at, "the key's session ended");
+    const refused = await fetch(`${app.url}/api/v1/me`, { headers: { 'x-api-key': key } });
+    assert.equal(refused.status, 401);
+    assert.match(await refused.text(), /owner is disabled/);
+  });
 });

@@ -83,6 +83,7 @@ export class UsersService implements BeforeApplicationShutdown {
   /** By id, for other modules (an API key's owner); `null`: no such user. */
   private readonly users: ReplicatedCache<string, UserEntity | null>;
   private readonly principalSources: PrincipalSource[] = [];
+  private readonly changeListeners = new Set<(userId: string) => void>();
 
   constructor(
     @InjectRepository(UserEntity) private readonly repo: Repository<UserEntity>,
@@ -113,6 +114,17 @@ export class UsersService implements BeforeApplicationShutdown {
    */
   addPrincipalSource(source: PrincipalSource): void {
     this.principalSources.push(source);
+  }
+
+  /**
+   * Calls `listener(userId)` on this replica right after a change to that user commits here,
+   * before the `users.changed` notification comes back over the bus: caches built on users
+   * (token principals) drop their entries so this replica's next request sees the change.
+   * Other replicas learn of it from the topic. Returns the unsubscribe function.
+   */
+  onLocalChange(listener: (userId: string) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   /**
@@ -176,6 +188,7 @@ export class UsersService implements BeforeApplicationShutdown {
     // This replica's next request sees the change at once, before the notification arrives.
     this.identities.invalidateWhere((_key, user) => user.id === id);
     this.users.invalidate(id);
+    for (const listener of this.changeListeners) listener(id);
     if (input.disabled === true) {
       try {
         const acting = (await Promise.all(this.principalSources.map((source) => source(id)))).flat();

@@ -215,4 +215,29 @@ describe('per-replica caches: a read racing a change is never cached', () => {
     bus.emit('users.changed', { id: USER_ID });
     assert.deepEqual((await tokens.authenticate('token-1')).roles, ['member']);
   });
+
+  it('the writing replica sees its own user change at once, before the event comes back over the bus', async () => {
+    const bus = new FakeBus(); // records publishes, delivers nothing
+    const reads = new HeldReads();
+    const stored = { id: USER_ID, issuer: 'https://idp', subject: 'alice', roles: ['member'], disabled: false, createdAt: new Date(), lastSeenAt: null };
+    const em = {
+      findOne: () => Promise.resolve({ ...stored }),
+      merge: (_entity: unknown, target: object, input: object) => Object.assign(target, input),
+      save: (row: typeof stored) => {
+        reads.rows = [{ id: USER_ID, roles: row.roles, disabled: row.disabled, created: false }];
+        return Promise.resolve(row);
+      },
+      query: () => Promise.resolve([]),
+    };
+    const repo = { query: reads.query, findOneBy: reads.query, manager: { transaction: (fn: (m: typeof em) => Promise<unknown>) => fn(em) } } as unknown as Repository<UserEntity>;
+    const users = new UsersService(repo, bus as unknown as ChangeBusService, sessions, logger);
+    const payload: JWTPayload = { iss: 'https://idp', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 600 };
+    const tokens = new TokenAuthenticator(users, { verify: () => Promise.resolve(payload) } as unknown as JwtVerifier, 'bearer', { roles: 'roles', groups: 'groups', defaultIssuer: 'x' }, bus);
+    reads.rows = [{ id: USER_ID, roles: ['member'], disabled: false, created: false }];
+    assert.deepEqual((await tokens.authenticate('token-1')).roles, ['member']);
+    const admin = { userId: null, id: 'api_key:static-1', scopes: ['admin:write'] } as unknown as Parameters<UsersService['patch']>[2];
+    await users.patch(USER_ID, { roles: ['admin'] }, admin);
+    assert.deepEqual(bus.published, [{ topic: 'users.changed', data: { id: USER_ID } }], 'published (in the transaction), not yet delivered');
+    assert.deepEqual((await tokens.authenticate('token-1')).roles, ['admin'], 'the next request here sees the new role');
+  });
 });

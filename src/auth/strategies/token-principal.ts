@@ -56,13 +56,15 @@ interface CachedPrincipal {
  * Turns a JWT into its principal, for `bearer` and `oauth2` alike: verify (see
  * {@link JwtVerifier}), then {@link principalFromToken}. Each recently seen token's principal is
  * kept in a {@link ReplicatedCache}, so a client re-sending its token costs one lookup: for
- * min(token `exp`, 60 s), and dropped when its user changes on any replica (`users.changed`) —
- * a resolution racing such a change is discarded, never cached. Throws `InvalidTokenError`
+ * min(token `exp`, 60 s), and dropped when its user changes on any replica (`users.changed`;
+ * on the writing replica at once, through {@link UsersService.onLocalChange}) — a resolution
+ * racing such a change is discarded, never cached. Throws `InvalidTokenError`
  * (401) for a bad token and `AppError` forbidden for a disabled user.
  */
 export class TokenAuthenticator {
   private readonly cache: ReplicatedCache<string, CachedPrincipal>;
   private readonly now: () => number;
+  private readonly offLocal: () => void;
 
   /**
    * @param bus the change bus (`users.changed`, `$resync`)
@@ -89,6 +91,8 @@ export class TokenAuthenticator {
       },
       bus,
     ).invalidateOn(USERS_CHANGED, ({ id }) => ({ where: (_token, entry) => entry.principal.userId === id }));
+    // A change made on this replica applies to its next request, before the event comes back.
+    this.offLocal = users.onLocalChange((id) => this.cache.invalidateWhere((_token, entry) => entry.principal.userId === id));
   }
 
   async authenticate(token: string): Promise<Principal> {
@@ -97,6 +101,7 @@ export class TokenAuthenticator {
 
   /** Stops listening to the bus and drops every cached principal. */
   dispose(): void {
+    this.offLocal();
     this.cache.dispose();
   }
 

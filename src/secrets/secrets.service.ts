@@ -140,8 +140,9 @@ export class SecretsService implements BeforeApplicationShutdown {
    * The secrets a caller has for `server`: theirs, else the server's shared one of that name.
    * Cached; never a value read before a change of it that this replica has heard of.
    */
-  forCaller(server: string, owner: string | null): Promise<CallerSecrets> {
-    return this.cache.get(callerKey(server, owner));
+  async forCaller(server: string, owner: string | null): Promise<CallerSecrets> {
+    const key = callerKey(server, owner);
+    return this.cache.peek(key) ?? this.cache.get(key);
   }
 
   private async read(server: string, owner: string | null): Promise<CallerSecrets> {

@@ -131,13 +131,17 @@ export class UsersService implements BeforeApplicationShutdown {
    * The user behind `identity`, created on first sight; claims written when they change and at
    * most once a minute otherwise (`last_seen_at`). Throws the database's error if it fails.
    */
-  resolve(identity: Identity): Promise<UserEntity> {
-    return this.identities.get(identityKey(identity));
+  async resolve(identity: Identity): Promise<UserEntity> {
+    const key = identityKey(identity);
+    // A cached entry is current (invalidation deletes it): the hot path skips the loader's bookkeeping.
+    return this.identities.peek(key) ?? this.identities.get(key);
   }
 
   /** The user with id `id` (cached; dropped on `users.changed`), or null if there is none. */
   async byId(id: string): Promise<UserEntity | null> {
-    return isUuid(id) ? this.users.get(id) : null;
+    if (!isUuid(id)) return null;
+    const hit = this.users.peek(id);
+    return hit !== undefined ? hit : this.users.get(id);
   }
 
   private async upsert([issuer, subject, email, displayName, groups]: [string, string, string | null, string | null, string[]]): Promise<UserEntity> {

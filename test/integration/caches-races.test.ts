@@ -157,6 +157,30 @@ describe('per-replica caches: a read racing a change is never cached', () => {
     assert.deepEqual(await keys.verify(key), { problem: 'the API key has been revoked' });
   });
 
+  it("API keys: an owner disabled while a verify reads them is seen at once (owner from UsersService.byId)", async () => {
+    const bus = new FakeBus();
+    const keyReads = new HeldReads();
+    const userReads = new HeldReads();
+    const pepper = 'pepper-for-the-owner-test-0123456789';
+    const key = 'gatehouse_ownertestkey0123456789abcdefgh';
+    const repo = { query: keyReads.query, update: () => Promise.resolve() } as unknown as Repository<ApiKeyEntity>;
+    const config = { auth: { staticApiKeys: [], apiKeyPepper: pepper } } as unknown as AppConfig;
+    const keys = new ApiKeysService(repo, config, bus as unknown as ChangeBusService, sessions, logger, usersOn(userReads, bus));
+    keyReads.rows = [{ id: KEY_ID, name: 'bot', user_id: USER_ID, role: 'member', scopes: ['mcp'], expires_at: null, revoked_at: null }];
+    const owner = (disabled: boolean) => ({ id: USER_ID, roles: ['member'], groups: [], email: null, displayName: 'Owner', disabled });
+    // findOneBy answers one row (not an array): HeldReads clones whatever `rows` holds.
+    userReads.rows = owner(false) as unknown as unknown[];
+    userReads.hold = true;
+    const racing = keys.verify(key);
+    await started(userReads);
+    userReads.rows = owner(true) as unknown as unknown[];
+    bus.emit('users.changed', { id: USER_ID });
+    userReads.hold = false;
+    userReads.releaseAll();
+    await racing;
+    assert.deepEqual(await keys.verify(key), { problem: "the API key's owner is disabled" });
+  });
+
   it('API keys: random keys are remembered apart and never evict a valid key', async () => {
     const bus = new FakeBus();
     const reads = new HeldReads();

@@ -96,7 +96,7 @@ export class TokenAuthenticator {
   }
 
   async authenticate(token: string): Promise<Principal> {
-    return (await this.cache.get(token)).principal;
+    return (this.cache.peek(token) ?? (await this.cache.get(token))).principal;
   }
 
   /** Stops listening to the bus and drops every cached principal. */

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { Strategy } from 'passport-custom';
 import { APP_CONFIG } from '../../config/config.module.js';
@@ -16,7 +16,7 @@ import { TokenAuthenticator } from './token-principal.js';
  * (`MCP_JWT_SECRET`) or public-key (`MCP_JWT_JWKS_URL`).
  */
 @Injectable()
-export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
+export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') implements OnApplicationShutdown {
   private readonly tokens: TokenAuthenticator;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService) {
@@ -31,6 +31,10 @@ export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
       clockToleranceSec: jwt.clockToleranceSec,
     });
     this.tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: jwt.issuer ?? 'jwt' }, bus);
+  }
+
+  onApplicationShutdown(): void {
+    this.tokens.dispose();
   }
 
   getPassportInstance() {

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { Strategy } from 'passport-custom';
 import { APP_CONFIG } from '../../config/config.module.js';
@@ -33,7 +33,7 @@ async function discoverJwksUri(issuer: string): Promise<string> {
  * Binding and Validation"). Keys come from the issuer's JWKS, found by discovery.
  */
 @Injectable()
-export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') {
+export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') implements OnApplicationShutdown {
   private readonly tokens: TokenAuthenticator;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService) {
@@ -49,6 +49,10 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') {
       clockToleranceSec: jwt.clockToleranceSec,
     });
     this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '' }, bus);
+  }
+
+  onApplicationShutdown(): void {
+    this.tokens.dispose();
   }
 
   getPassportInstance() {

@@ -1,6 +1,7 @@
 import { fingerprint } from '../secrets/placeholders.js';
 import type { Clock, Timer } from './clock.js';
 import type { UpstreamConnection } from './upstream-connection.js';
+import type { UpstreamServerEntity } from './upstream-server.entity.js';
 
 /** Every per-caller connection is in use and GATEHOUSE_POOL_MAX is reached. */
 export class PoolExhaustedError extends Error {}
@@ -23,8 +24,10 @@ export interface ConnectionPoolOptions {
   /** An unused connection is closed after this many ms (GATEHOUSE_POOL_IDLE_TTL). */
   idleTtlMs: number;
   clock: Clock;
-  /** Builds (does not connect) the connection for `server` with the caller's values. */
-  create: (server: string, owner: string, resolved: ResolvedValues) => UpstreamConnection;
+  /** Builds (does not connect) the connection to `template` (placeholders intact) with the caller's values. */
+  create: (template: UpstreamServerEntity, owner: string, resolved: ResolvedValues) => UpstreamConnection;
+  /** Starts a connection (default `connection.connect()`); must not reject. */
+  start?: (connection: UpstreamConnection) => Promise<void>;
 }
 
 interface PoolEntry {
@@ -71,7 +74,8 @@ export class ConnectionPool {
    * check `connection.getClient()`). Throws {@link PoolExhaustedError} when `max` is reached
    * and every connection has calls in flight.
    */
-  async acquire(server: string, owner: string, resolved: ResolvedValues): Promise<PooledConnection> {
+  async acquire(template: UpstreamServerEntity, owner: string, resolved: ResolvedValues): Promise<PooledConnection> {
+    const server = template.name;
     if (this.stopped) throw new PoolExhaustedError('the gateway is shutting down');
     const key = `${server}\n${owner}\n${fingerprint([resolved.env, resolved.headers])}`;
     let entry = this.entries.get(key);
@@ -81,8 +85,8 @@ export class ConnectionPool {
     } else {
       // Decide and reserve synchronously: no await between the count and the insert.
       const room = this.size >= this.options.max ? this.evictOne() : Promise.resolve();
-      const connection = this.options.create(server, owner, resolved);
-      entry = { server, owner, connection, ready: room.then(() => connection.connect()), inflight: 0, lastUsed: this.options.clock.now() };
+      const connection = this.options.create(template, owner, resolved);
+      entry = { server, owner, connection, ready: room.then(() => (this.options.start ? this.options.start(connection) : connection.connect())), inflight: 0, lastUsed: this.options.clock.now() };
       this.entries.set(key, entry);
       this.armReaper();
     }
@@ -115,6 +119,13 @@ export class ConnectionPool {
       }
     }
     await Promise.all(doomed.map((c) => this.closeCounted(c, reason)));
+  }
+
+  /** Closes every connection (e.g. after a `$resync`: any secret may have changed); the pool stays usable. */
+  async retireAll(reason: string): Promise<void> {
+    const all = [...this.entries.values()].map((e) => e.connection);
+    this.entries.clear();
+    await Promise.all(all.map((c) => this.closeCounted(c, reason)));
   }
 
   /** Closes the connections unused for `idleTtlMs` (never one with calls in flight). */

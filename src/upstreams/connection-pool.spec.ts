@@ -113,4 +113,15 @@ describe('ConnectionPool', () => {
     assert.deepEqual(state.closedWith, ['a: its secrets changed']);
     assert.equal(pool.size, 1);
   });
+
+  it('after a resync retires idle connections only', async () => {
+    const { state, create } = fakes();
+    const pool = new ConnectionPool({ max: 5, idleTtlMs: 1_000, clock: new FakeClock(), create });
+    const busy = await pool.acquire(S, 'busy', values);
+    (await pool.acquire(S, 'idle', values)).release();
+    await pool.retireIdle('its secrets may have changed');
+    assert.deepEqual(state.closedWith, ['idle: its secrets may have changed']);
+    assert.equal(pool.size, 1);
+    busy.release();
+  });
 });

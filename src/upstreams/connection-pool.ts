@@ -121,11 +121,19 @@ export class ConnectionPool {
     await Promise.all(doomed.map((c) => this.closeCounted(c, reason)));
   }
 
-  /** Closes every connection (e.g. after a `$resync`: any secret may have changed); the pool stays usable. */
-  async retireAll(reason: string): Promise<void> {
-    const all = [...this.entries.values()].map((e) => e.connection);
-    this.entries.clear();
-    await Promise.all(all.map((c) => this.closeCounted(c, reason)));
+  /**
+   * Closes every connection without calls in flight (after a `$resync`: any secret may have
+   * changed meanwhile). Busy ones finish; a caller whose values changed gets a new connection
+   * anyway (the key holds their fingerprint), and the old one is reaped once unused.
+   */
+  async retireIdle(reason: string): Promise<void> {
+    const doomed: UpstreamConnection[] = [];
+    for (const [key, entry] of this.entries) {
+      if (entry.inflight > 0) continue;
+      this.entries.delete(key);
+      doomed.push(entry.connection);
+    }
+    await Promise.all(doomed.map((c) => this.closeCounted(c, reason)));
   }
 
   /** Closes the connections unused for `idleTtlMs` (never one with calls in flight). */

@@ -55,7 +55,7 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
     this.unsubscribe = this.bus.subscribe(SECRETS_CHANGED_TOPIC, (event) => {
       // $resync carries no payload: every secret may have changed.
       const data = event.data as { server: string; owner: string } | null;
-      void (data ? this.retire(data.server, data.owner === '*' ? undefined : data.owner, 'its secrets changed') : this.pool.retireAll('its secrets may have changed'));
+      void (data ? this.retire(data.server, data.owner === '*' ? undefined : data.owner, 'its secrets changed') : this.pool.retireIdle('its secrets may have changed'));
     });
   }
 

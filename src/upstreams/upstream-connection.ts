@@ -231,6 +231,8 @@ export class UpstreamConnection {
       this.inflight.delete(call);
       outer?.removeEventListener('abort', forward);
       this.lastUsed = this.clock.now();
+      // The idle TTL counts from the end of the last call.
+      if (this.inflight.size === 0 && this.machine.state === 'connected') this.scheduleIdleCheck(this.generation);
     }
   }
 
@@ -340,8 +342,9 @@ export class UpstreamConnection {
     this.idleTimer?.cancel();
     const wait = Math.max(50, this.lastUsed + ttl - this.clock.now());
     this.idleTimer = this.clock.setTimer(() => {
-      if (generation !== this.generation || this.machine.state !== 'connected') return;
-      if (this.inflight.size > 0 || this.clock.now() - this.lastUsed < ttl) return this.scheduleIdleCheck(generation);
+      // Busy: the end of the last call in flight schedules the next check.
+      if (generation !== this.generation || this.machine.state !== 'connected' || this.inflight.size > 0) return;
+      if (this.clock.now() - this.lastUsed < ttl) return this.scheduleIdleCheck(generation);
       this.generation++; // the process exit that follows is not a failure
       this.events.log.info({ server: this.server.name, idleMs: this.clock.now() - this.lastUsed }, 'stopping idle stdio upstream');
       this.machine.to('idle');

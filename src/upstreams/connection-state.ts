@@ -2,11 +2,14 @@
  * Lifecycle of one {@link UpstreamConnection}:
  *
  * ```
- *   disabled ──────────────────────────────► closed
- *   connecting ──► connected ──► idle (stdio, parked) ──► connecting
- *       │  ▲          │                                        
- *       ▼  └──────── error ◄─┘ (crash, lost session; retried with backoff)
- *   any state but closed ──close()──► closed (final: in-flight calls fail at once)
+ *   connecting ──► connected ──► idle        (stdio parked after GATEHOUSE_STDIO_IDLE_TTL)
+ *     ▲   │            │          │
+ *     │   ▼            ▼          │
+ *     └─ error ◄───────┘          │          (crash, lost session: retried with backoff)
+ *     ▲                           │
+ *     └───────────────────────────┘          (the next call wakes it)
+ *   disabled                                 (server disabled: never connects)
+ *   every state but closed ──close(reason)──► closed   (final; calls in flight fail at once)
  * ```
  */
 export type ConnectionState = 'connecting' | 'connected' | 'error' | 'idle' | 'disabled' | 'closed';

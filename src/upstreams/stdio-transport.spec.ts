@@ -76,4 +76,12 @@ describe('ProcessGroupStdioTransport: pending writes', () => {
     fake.exit(0);
     await closing;
   });
+
+  it('closes a child that never started, however often close() is called (the second call used to hang)', async () => {
+    const transport = new ProcessGroupStdioTransport({ command: '/nonexistent/gatehouse-test-binary', args: [], env: {} });
+    transport.onerror = () => undefined;
+    await assert.rejects(transport.start(), /ENOENT/);
+    assert.equal(await stateOf(transport.close()), 'resolved');
+    assert.equal(await stateOf(transport.close()), 'resolved');
+  });
 });

@@ -34,6 +34,7 @@ export class ProcessGroupStdioTransport implements Transport {
   private readonly buffer = new ReadBuffer();
   private exited: Promise<void> | undefined;
   private closing = false;
+  private closed: Promise<void> | undefined;
   /** Writes not yet flushed to the child's stdin: settled (rejected) if the child goes away first. */
   private readonly pendingWrites = new Set<(error: Error) => void>();
   private gone: Error | undefined;
@@ -137,13 +138,22 @@ export class ProcessGroupStdioTransport implements Transport {
     for (const fail of [...this.pendingWrites]) fail(error);
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops the process group (SIGTERM, SIGKILL after `killAfterMs`) and resolves once the leader
+   * has exited. Every call returns the same promise; a child that never started (spawn error,
+   * no pid) has nothing to wait for.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.stop();
+    return this.closed;
+  }
+
+  private async stop(): Promise<void> {
     const child = this.child;
-    if (!child || this.closing) return this.exited;
     this.closing = true;
     this.buffer.clear();
     this.failWrites(new Error('the connection is closing'));
-    if (child.exitCode === null && child.signalCode === null && child.pid) {
+    if (child && child.exitCode === null && child.signalCode === null && child.pid) {
       child.stdin?.end();
       signalGroup(child.pid, 'SIGTERM');
       const timer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), this.options.killAfterMs ?? 2_000);

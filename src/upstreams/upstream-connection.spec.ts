@@ -61,6 +61,15 @@ describe('UpstreamConnection', () => {
     await assert.rejects(c.callTool({ name: 'wait', arguments: { ms: 1 } }, {}), UpstreamConnectionClosedError);
   });
 
+  it('withClient: an SDK request in flight is counted and fails at once on close', { timeout: 15_000 }, async () => {
+    const c = await connectionTo(slowServer());
+    const request = c.withClient(undefined, (client, signal) => client.callTool({ name: 'wait', arguments: { ms: 600_000 } }, { signal, timeout: 600_000 }));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(c.inflightCount, 1);
+    void c.close('the server was disabled');
+    await assert.rejects(request, /closed before it answered \(the server was disabled\)/);
+  });
+
   it('never parks an idle stdio server while a call is in flight', { timeout: 15_000 }, async () => {
     const clock = new FakeClock();
     const c = await connectionTo(slowServer(), clock, 1_000);

@@ -204,6 +204,21 @@ export class UpstreamConnection {
   }
 
   /**
+   * Runs `work` with the SDK client (woken from idle first) as a call in flight, like
+   * {@link callTool}: idle parking waits for it, and closing the connection fails it at once
+   * with {@link UpstreamConnectionClosedError}. For requests other than `tools/call` (prompts,
+   * resources, completions): pass the given `signal` on to the SDK request. Throws an `Error`
+   * naming the problem when the upstream is not available.
+   */
+  async withClient<T>(outer: AbortSignal | undefined, work: (client: Client, signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.track(outer, async (signal) => {
+      const client = await this.ready();
+      if (!client) throw new Error(this.status.lastError ?? `it is ${this.machine.state}`);
+      return work(client, signal);
+    });
+  }
+
+  /**
    * Runs one call as in flight: counted (idle parking waits for it), and failed at once with
    * {@link UpstreamConnectionClosedError} if the connection is closed meanwhile — its `signal`
    * is then aborted too, so the SDK tells the upstream to cancel and HTTP requests are dropped.

@@ -86,6 +86,20 @@ describe('UpstreamConnection', () => {
     await c.close('test');
   });
 
+  it('counts the idle TTL from when the process is up: a slow start is not parked the moment it is ready', { timeout: 15_000 }, async () => {
+    const clock = new FakeClock();
+    const c = new UpstreamConnection(slowServer(), { log: quiet, onToolsChanged: () => undefined, clock, idleTtlMs: 1_000 });
+    open.push(c);
+    clock.advance(10_000); // the start took longer than the TTL
+    await c.connect();
+    assert.equal(c.state, 'connected');
+    clock.advance(999);
+    assert.equal(c.state, 'connected');
+    clock.advance(1);
+    assert.equal(c.state, 'idle');
+    await c.close('test');
+  });
+
   it('takes changes that need no reconnect in place, and refuses others', async () => {
     const server = slowServer();
     const c = new UpstreamConnection(server, { log: quiet, onToolsChanged: () => undefined });

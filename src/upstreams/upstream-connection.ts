@@ -323,6 +323,9 @@ export class UpstreamConnection {
       this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: client.getNegotiatedProtocolVersion() }, 'upstream connected');
       // A restart after parking usually offers the same things: no list_changed for nothing.
       if (this.signature() !== offeredBefore) this.events.onToolsChanged(this.server.name);
+      // The idle TTL counts from when the process is up, not from when it was asked for: a
+      // slow start must not be parked the moment it is ready.
+      this.lastUsed = this.clock.now();
       this.scheduleIdleCheck(generation);
     } catch (error) {
       this.failed(error, generation);

@@ -55,6 +55,7 @@ export class UpstreamRegistry {
   ) {
     logger.setContext('UpstreamRegistry');
     this.gate = gates.register('servers');
+    this.gate.set('pending', 'the upstream server registry has not loaded yet');
   }
 
   /** Reads and validates GATEHOUSE_SERVERS_FILE (if set); throws a clear error for a bad file, stopping the start. */

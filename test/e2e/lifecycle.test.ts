@@ -54,7 +54,7 @@ describe('lifecycle', () => {
     try {
       const before = await readyz(app.url);
       assert.equal(before.status, 503);
-      assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', servers: 'pending', lifecycle: 'running' }, reasons: {} });
+      assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', servers: 'pending', lifecycle: 'running' }, reasons: { servers: 'the upstream server registry has not loaded yet' } });
       assert.equal((await fetch(`${app.url}/healthz`)).status, 200, 'liveness holds meanwhile');
       const early = await fetch(`${app.url}/api/v1/servers`);
       assert.equal(early.status, 503, 'the API says it is starting instead of failing on a missing table');

@@ -64,6 +64,11 @@ export class ConnectionPool {
     return this.entries.size;
   }
 
+  /** The live or starting connections to `server` (diagnostics, tests). */
+  connectionsOf(server: string): UpstreamConnection[] {
+    return [...this.entries.values()].filter((e) => e.server === server).map((e) => e.connection);
+  }
+
   /** Connections being closed right now (their processes are stopping). */
   get closingCount(): number {
     return this.closing;

@@ -58,6 +58,7 @@ describe('UpstreamConnection', () => {
     assert.equal(c.inflightCount, 0);
     await closing;
     assert.equal(c.state, 'closed');
+    assert.equal(c.getStatus().lastError, 'the connection was closed (server configuration changed)', 'a later caller learns why too');
     await assert.rejects(c.callTool({ name: 'wait', arguments: { ms: 1 } }, {}), UpstreamConnectionClosedError);
   });
 

@@ -383,6 +383,8 @@ export class UpstreamConnection {
     this.retryTimer?.cancel();
     this.idleTimer?.cancel();
     this.machine.to('closed');
+    // Whoever still holds this connection learns why it is gone (`status.lastError`).
+    this.setStatus({ lastError: `the connection was closed (${reason})` });
     const error = new UpstreamConnectionClosedError(this.server.name, reason);
     for (const call of [...this.inflight]) call.fail(error);
     this.closing = this.dispose();

@@ -69,6 +69,11 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
     return this.pool.retire(server, owner, reason);
   }
 
+  /** The live or starting per-caller connections to `server` (diagnostics, tests). */
+  connectionsOf(server: string): UpstreamConnection[] {
+    return this.pool.connectionsOf(server);
+  }
+
   /** Connections alive or starting. */
   get size(): number {
     return this.pool.size;

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { UpstreamPoolService } from '../../src/upstreams/upstream-pool.service.js';
 import { UpstreamServersService } from '../../src/upstreams/upstream-servers.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -52,10 +53,10 @@ describe('per-user connections: retiring fails calls in flight at once', () => {
     await client.connect(new StreamableHTTPClientTransport(new URL(`${app.url}/mcp/vault`), { requestInit: { headers: dora } }));
     try {
       const call = client.callTool({ name: 'wait', arguments: { ms: 600_000 } }, { timeout: 300_000 });
-      const pool = () => app.app.get(UpstreamServersService);
-      await eventually("dora's call is in flight on her own process", () => (processesWith(marker).length === 2 ? true : undefined));
-      // The shared (listing) connection carries no call: hers is the pooled one.
-      assert.equal(pool().connection('vault')?.inflightCount, 0);
+      const pool = app.app.get(UpstreamPoolService);
+      await eventually("dora's call is in flight on her own connection", () => (pool.connectionsOf('vault').some((c) => c.inflightCount === 1) ? true : undefined));
+      assert.equal(app.app.get(UpstreamServersService).connection('vault')?.inflightCount, 0, 'not on the shared (listing) connection');
+      assert.equal(processesWith(marker).length, 2);
 
       const started = Date.now();
       await setSecret(`second-${randomBytes(8).toString('hex')}`);

@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { ReadBuffer, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
+import { nodeSpawner, type ProcessSpawner } from './process-spawner.js';
 
 export interface StdioProcessOptions {
   command: string;
@@ -10,6 +11,8 @@ export interface StdioProcessOptions {
   onStderr?: (line: string) => void;
   /** Grace period between SIGTERM and SIGKILL on close. */
   killAfterMs?: number;
+  /** Starts the process (default: `node:child_process.spawn`). */
+  spawner?: ProcessSpawner;
 }
 
 /** Variables a stdio server inherits from Gatehouse; everything else it gets only from its config. */
@@ -31,6 +34,10 @@ export class ProcessGroupStdioTransport implements Transport {
   private readonly buffer = new ReadBuffer();
   private exited: Promise<void> | undefined;
   private closing = false;
+  private closed: Promise<void> | undefined;
+  /** Writes not yet flushed to the child's stdin: settled (rejected) if the child goes away first. */
+  private readonly pendingWrites = new Set<(error: Error) => void>();
+  private gone: Error | undefined;
 
   constructor(private readonly options: StdioProcessOptions) {}
 
@@ -44,7 +51,7 @@ export class ProcessGroupStdioTransport implements Transport {
     // eslint-disable-next-line no-restricted-properties
     const inherited = Object.fromEntries(INHERITED_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
     return new Promise((resolve, reject) => {
-      const child = spawn(this.options.command, this.options.args, {
+      const child = (this.options.spawner ?? nodeSpawner)(this.options.command, this.options.args, {
         cwd: this.options.cwd,
         env: { ...inherited, ...this.options.env },
         stdio: ['pipe', 'pipe', 'pipe'],
@@ -59,10 +66,11 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.once('spawn', () => resolve());
       child.once('exit', (code, signal) => {
+        this.failWrites(new Error(`process exited (${signal ?? `code ${code}`}) before reading the message`));
         if (!this.closing) this.onerror?.(new Error(`process exited (${signal ?? `code ${code}`})`));
         this.onclose?.();
       });
-      child.stdout.on('data', (chunk: Buffer) => {
+      child.stdout!.on('data', (chunk: Buffer) => {
         this.buffer.append(chunk);
         for (;;) {
           let message: JSONRPCMessage | null;
@@ -76,9 +84,13 @@ export class ProcessGroupStdioTransport implements Transport {
           this.onmessage?.(message);
         }
       });
-      child.stdin.on('error', (error) => this.onerror?.(error));
+      child.stdin!.on('error', (error) => {
+        this.failWrites(error);
+        this.onerror?.(error);
+      });
+      child.stdin!.on('close', () => this.failWrites(new Error('process stdin closed before the message was read')));
       let pending = '';
-      child.stderr.on('data', (chunk: Buffer) => {
+      child.stderr!.on('data', (chunk: Buffer) => {
         pending += chunk.toString('utf8');
         const lines = pending.split('\n');
         pending = lines.pop() ?? '';
@@ -87,24 +99,61 @@ export class ProcessGroupStdioTransport implements Transport {
     });
   }
 
+  /**
+   * Writes one message to the child's stdin. Resolves once the stream accepted it (at once, or
+   * after `drain` when the pipe is full); rejects if the process is not running, or exits, or its
+   * stdin errors or closes before the write was flushed — a pending write never hangs.
+   */
   send(message: JSONRPCMessage): Promise<void> {
     return new Promise((resolve, reject) => {
       const stdin = this.child?.stdin;
-      if (!stdin || stdin.destroyed) {
-        reject(new Error('process is not running'));
+      if (this.gone || !stdin || stdin.destroyed || !stdin.writable) {
+        reject(this.gone ?? new Error('process is not running'));
         return;
       }
-      if (stdin.write(serializeMessage(message))) resolve();
-      else stdin.once('drain', () => resolve());
+      let settled = false;
+      const settle = (error?: Error | null) => {
+        if (settled) return;
+        settled = true;
+        this.pendingWrites.delete(fail);
+        stdin.off('drain', onDrain);
+        if (error) reject(error);
+        else resolve();
+      };
+      const fail = (error: Error) => settle(error);
+      const onDrain = () => settle();
+      this.pendingWrites.add(fail);
+      // The callback reports an error for a write the stream could not flush.
+      const flushed = stdin.write(serializeMessage(message), (error) => {
+        if (error) settle(error);
+      });
+      if (flushed) settle();
+      else stdin.once('drain', onDrain);
     });
   }
 
-  async close(): Promise<void> {
+  /** Rejects every write still waiting for the child: it will never read them. */
+  private failWrites(error: Error): void {
+    this.gone ??= error;
+    for (const fail of [...this.pendingWrites]) fail(error);
+  }
+
+  /**
+   * Stops the process group (SIGTERM, SIGKILL after `killAfterMs`) and resolves once the leader
+   * has exited. Every call returns the same promise; a child that never started (spawn error,
+   * no pid) has nothing to wait for.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.stop();
+    return this.closed;
+  }
+
+  private async stop(): Promise<void> {
     const child = this.child;
-    if (!child || this.closing) return this.exited;
     this.closing = true;
     this.buffer.clear();
-    if (child.exitCode === null && child.signalCode === null && child.pid) {
+    this.failWrites(new Error('the connection is closing'));
+    if (child && child.exitCode === null && child.signalCode === null && child.pid) {
       child.stdin?.end();
       signalGroup(child.pid, 'SIGTERM');
       const timer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), this.options.killAfterMs ?? 2_000);

@@ -9,15 +9,21 @@ import {
   type Tool,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { systemClock, type Clock, type Timer } from './clock.js';
+import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
 import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
+import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
 
 /** Time allowed for a server to start, answer `initialize` and list what it offers. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
-/** `idle`: a stdio server parked after GATEHOUSE_STDIO_IDLE_TTL without calls; the next call restarts it. */
-export type UpstreamState = 'connected' | 'connecting' | 'error' | 'disabled' | 'idle';
+/**
+ * `idle`: a stdio server parked after GATEHOUSE_STDIO_IDLE_TTL without calls; the next call
+ * restarts it. `closed`: retired for good (see {@link ConnectionState}).
+ */
+export type UpstreamState = ConnectionState;
 
 export interface UpstreamStatus {
   state: UpstreamState;
@@ -32,6 +38,29 @@ export interface ConnectionEvents {
   onToolsChanged(name: string): void;
   /** Stop a stdio server's process after this long without calls (0: keep it running). */
   idleTtlMs?: number;
+  /** Time and timers (backoff, idle parking); default the system clock. */
+  clock?: Clock;
+  /** Starts stdio processes; default `node:child_process.spawn`. */
+  spawner?: ProcessSpawner;
+}
+
+/**
+ * A call that was in flight when its connection was closed or replaced (configuration or
+ * secret change, idle parking, eviction, shutdown): it fails at once, saying why, instead of
+ * waiting out its timeout. Whether the upstream acted on it is unknown.
+ */
+export class UpstreamConnectionClosedError extends Error {
+  constructor(
+    readonly server: string,
+    readonly reason: string,
+  ) {
+    super(`the connection to it was closed before it answered (${reason})`);
+  }
+}
+
+/** One call being served through a connection; `fail` ends it at once. */
+interface InflightCall {
+  fail(error: Error): void;
 }
 
 const GATEHOUSE_CLIENT = { name: 'gatehouse', version: '0.1.0' };
@@ -50,6 +79,12 @@ function describe(error: unknown): string {
  * reports its status, and reconnects with exponential backoff after a failure.
  */
 export class UpstreamConnection {
+  private current: UpstreamServerEntity;
+  private readonly machine: ConnectionStateMachine;
+  private readonly clock: Clock;
+  private readonly inflight = new Set<InflightCall>();
+  private closeReason: string | undefined;
+  private closing: Promise<void> | undefined;
   private client: Client | undefined;
   private transport: Transport | undefined;
   private forwarder: HttpForwarder | undefined;
@@ -57,25 +92,53 @@ export class UpstreamConnection {
   private prompts: Prompt[] = [];
   private resources: Resource[] = [];
   private resourceTemplates: ResourceTemplateType[] = [];
-  private status: UpstreamStatus;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private status: Omit<UpstreamStatus, 'state'>;
+  private retryTimer: Timer | undefined;
   private attempt = 0;
-  private closed = false;
   private generation = 0;
-  private lastUsed = Date.now();
+  private lastUsed: number;
   private failedGeneration = -1;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private idleTimer: Timer | undefined;
   private waking: Promise<void> | undefined;
 
   constructor(
-    readonly server: UpstreamServerEntity,
+    server: UpstreamServerEntity,
     private readonly events: ConnectionEvents,
   ) {
-    this.status = { state: server.enabled ? 'connecting' : 'disabled', lastError: null, toolCount: 0, updatedAt: new Date().toISOString() };
+    this.current = server;
+    this.clock = events.clock ?? systemClock;
+    this.lastUsed = this.clock.now();
+    this.machine = new ConnectionStateMachine(server.enabled ? 'connecting' : 'disabled', () => this.touchStatus());
+    this.status = { lastError: null, toolCount: 0, updatedAt: new Date(this.clock.now()).toISOString() };
+  }
+
+  /** The server as this connection serves it. Replaced by {@link update} for changes that need no reconnect. */
+  get server(): UpstreamServerEntity {
+    return this.current;
+  }
+
+  /** Where the connection is in its lifecycle (see {@link ConnectionState}). */
+  get state(): ConnectionState {
+    return this.machine.state;
+  }
+
+  /** Calls being served right now (`callTool`). */
+  get inflightCount(): number {
+    return this.inflight.size;
   }
 
   getStatus(): UpstreamStatus {
-    return this.status;
+    return { state: this.machine.state, ...this.status };
+  }
+
+  /**
+   * Takes a new version of the server whose connection-relevant fields (see
+   * {@link connectionKey}) are unchanged — a description, timeout, tool filter or inject
+   * edit — without restarting anything. Throws if they differ: that needs a new connection.
+   */
+  update(server: UpstreamServerEntity): void {
+    if (connectionKey(server) !== connectionKey(this.current)) throw new Error(`server "${server.name}": a connection-relevant change needs a new connection`);
+    this.current = server;
   }
 
   /** The upstream's own tools, unfiltered and with its own names. */
@@ -89,7 +152,7 @@ export class UpstreamConnection {
   }
 
   getClient(): Client | undefined {
-    return this.status.state === 'connected' ? this.client : undefined;
+    return this.machine.state === 'connected' ? this.client : undefined;
   }
 
   /**
@@ -97,8 +160,8 @@ export class UpstreamConnection {
    * the upstream is not available. Every call goes through here, which also marks it used.
    */
   async ready(): Promise<Client | undefined> {
-    this.lastUsed = Date.now();
-    if (this.status.state === 'idle') {
+    this.lastUsed = this.clock.now();
+    if (this.machine.state === 'idle') {
       this.waking ??= this.connect().finally(() => (this.waking = undefined));
       await this.waking;
     }
@@ -114,36 +177,89 @@ export class UpstreamConnection {
     params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
     options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void },
   ): Promise<CallToolResult> {
-    const timeoutMs = this.server.timeoutMs;
-    const forwarder = this.status.state === 'connected' ? this.forwarder : undefined;
-    if (forwarder) {
-      try {
-        return (await forwarder.request('tools/call', params, { signal: options.signal, timeoutMs, onProgress: options.onProgress })) as CallToolResult;
-      } catch (error) {
-        if (error instanceof UpstreamSessionLostError) this.failed(error, this.generation);
-        throw error;
+    return this.track(options.signal, async (signal) => {
+      const timeoutMs = this.server.timeoutMs;
+      const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
+      if (forwarder) {
+        const generation = this.generation;
+        try {
+          return (await forwarder.request('tools/call', params, { signal, timeoutMs, onProgress: options.onProgress })) as CallToolResult;
+        } catch (error) {
+          if (error instanceof UpstreamSessionLostError) this.failed(error, generation);
+          throw error;
+        }
       }
-    }
-    const client = await this.ready();
-    if (!client) throw new Error(this.status.lastError ?? `it is ${this.status.state}`);
-    const progressToken = params._meta?.progressToken;
-    return (await client.callTool(
-      { name: params.name, arguments: params.arguments },
-      {
-        signal: options.signal,
-        timeout: timeoutMs,
-        onprogress: progressToken === undefined || !options.onProgress ? undefined : (p) => options.onProgress!({ ...p, progressToken }),
+      const client = await this.ready();
+      if (!client) throw new Error(this.status.lastError ?? `it is ${this.machine.state}`);
+      const progressToken = params._meta?.progressToken;
+      return await client.callTool(
+        { name: params.name, arguments: params.arguments },
+        {
+          signal,
+          timeout: timeoutMs,
+          onprogress: progressToken === undefined || !options.onProgress ? undefined : (p) => options.onProgress!({ ...p, progressToken }),
+        },
+      );
+    });
+  }
+
+  /**
+   * Runs `work` with the SDK client (woken from idle first) as a call in flight, like
+   * {@link callTool}: idle parking waits for it, and closing the connection fails it at once
+   * with {@link UpstreamConnectionClosedError}. For requests other than `tools/call` (prompts,
+   * resources, completions): pass the given `signal` on to the SDK request. Throws an `Error`
+   * naming the problem when the upstream is not available.
+   */
+  async withClient<T>(outer: AbortSignal | undefined, work: (client: Client, signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.track(outer, async (signal) => {
+      const client = await this.ready();
+      if (!client) throw new Error(this.status.lastError ?? `it is ${this.machine.state}`);
+      return work(client, signal);
+    });
+  }
+
+  /**
+   * Runs one call as in flight: counted (idle parking waits for it), and failed at once with
+   * {@link UpstreamConnectionClosedError} if the connection is closed meanwhile — its `signal`
+   * is then aborted too, so the SDK tells the upstream to cancel and HTTP requests are dropped.
+   * The caller's own `outer` signal aborts it as before.
+   */
+  private async track<T>(outer: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.machine.state === 'closed') throw new UpstreamConnectionClosedError(this.server.name, this.closeReason ?? 'closed');
+    const controller = new AbortController();
+    const forward = () => controller.abort(outer?.reason);
+    if (outer?.aborted) forward();
+    else outer?.addEventListener('abort', forward, { once: true });
+    let stop: (error: Error) => void = () => undefined;
+    const stopped = new Promise<never>((_, reject) => (stop = reject));
+    const call: InflightCall = {
+      fail: (error) => {
+        controller.abort(error);
+        stop(error);
       },
-    ));
+    };
+    this.inflight.add(call);
+    this.lastUsed = this.clock.now();
+    try {
+      return await Promise.race([run(controller.signal), stopped]);
+    } finally {
+      this.inflight.delete(call);
+      outer?.removeEventListener('abort', forward);
+      this.lastUsed = this.clock.now();
+      // The idle TTL counts from the end of the last call.
+      if (this.inflight.size === 0 && this.machine.state === 'connected') this.scheduleIdleCheck(this.generation);
+    }
   }
 
   /** Connects (or reconnects). Never rejects: failures become `state: "error"` and a retry. */
   async connect(): Promise<void> {
-    if (this.closed || !this.server.enabled) return;
+    if (!this.machine.can('connecting') || !this.server.enabled) return;
     const generation = ++this.generation;
     const offeredBefore = this.signature();
-    this.setStatus({ state: 'connecting' });
+    this.retryTimer?.cancel();
+    this.machine.to('connecting');
     await this.dispose();
+    if (generation !== this.generation) return;
     try {
       const transport = this.createTransport();
       const client = new Client(GATEHOUSE_CLIENT, {
@@ -177,7 +293,7 @@ export class UpstreamConnection {
       this.client = client;
       this.transport = transport;
       transport.onclose = () => {
-        if (generation === this.generation && !this.closed) this.failed(new Error('connection closed'), generation);
+        if (generation === this.generation) this.failed(new Error('connection closed'), generation);
       };
       // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
       // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
@@ -190,7 +306,7 @@ export class UpstreamConnection {
         caps.resources ? client.listResources(undefined, timeout).then((r) => r.resources) : [],
         caps.resources ? client.listResourceTemplates(undefined, timeout).then((r) => r.resourceTemplates) : [],
       ]);
-      if (generation !== this.generation || this.closed) return;
+      if (generation !== this.generation || this.machine.state !== 'connecting') return;
       const negotiated = client.getNegotiatedProtocolVersion();
       // The pooled fast path covers 2025-era sessions; modern upstreams stay on the SDK client,
       // which builds the per-request _meta envelope.
@@ -202,10 +318,14 @@ export class UpstreamConnection {
       this.resources = resources;
       this.resourceTemplates = resourceTemplates;
       this.attempt = 0;
-      this.setStatus({ state: 'connected', lastError: null, toolCount: tools.length });
+      this.machine.to('connected');
+      this.setStatus({ lastError: null, toolCount: tools.length });
       this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: client.getNegotiatedProtocolVersion() }, 'upstream connected');
       // A restart after parking usually offers the same things: no list_changed for nothing.
       if (this.signature() !== offeredBefore) this.events.onToolsChanged(this.server.name);
+      // The idle TTL counts from when the process is up, not from when it was asked for: a
+      // slow start must not be parked the moment it is ready.
+      this.lastUsed = this.clock.now();
       this.scheduleIdleCheck(generation);
     } catch (error) {
       this.failed(error, generation);
@@ -230,36 +350,50 @@ export class UpstreamConnection {
     return JSON.stringify([this.tools, this.prompts, this.resources, this.resourceTemplates]);
   }
 
-  /** Parks a stdio server whose process has had no call for `idleTtlMs`; its offerings stay listed. */
+  /**
+   * Parks a stdio server whose process has had no call for `idleTtlMs`; its offerings stay
+   * listed. Never while a call is in flight: the check is put off until it is over.
+   */
   private scheduleIdleCheck(generation: number): void {
     const ttl = this.events.idleTtlMs ?? 0;
     if (ttl <= 0 || this.server.transport !== 'stdio') return;
-    clearTimeout(this.idleTimer);
-    const wait = Math.max(50, this.lastUsed + ttl - Date.now());
-    this.idleTimer = setTimeout(() => {
-      if (generation !== this.generation || this.closed || this.status.state !== 'connected') return;
-      if (Date.now() - this.lastUsed < ttl) return this.scheduleIdleCheck(generation);
+    this.idleTimer?.cancel();
+    const wait = Math.max(50, this.lastUsed + ttl - this.clock.now());
+    this.idleTimer = this.clock.setTimer(() => {
+      // Busy: the end of the last call in flight schedules the next check.
+      if (generation !== this.generation || this.machine.state !== 'connected' || this.inflight.size > 0) return;
+      if (this.clock.now() - this.lastUsed < ttl) return this.scheduleIdleCheck(generation);
       this.generation++; // the process exit that follows is not a failure
-      this.events.log.info({ server: this.server.name, idleMs: Date.now() - this.lastUsed }, 'stopping idle stdio upstream');
-      this.setStatus({ state: 'idle' });
+      this.events.log.info({ server: this.server.name, idleMs: this.clock.now() - this.lastUsed }, 'stopping idle stdio upstream');
+      this.machine.to('idle');
       void this.dispose();
     }, wait);
-    this.idleTimer.unref();
   }
 
-  /** Disconnects for good (server deleted, disabled or replaced, or shutdown). */
-  async close(): Promise<void> {
-    this.closed = true;
+  /**
+   * Disconnects for good (server deleted, disabled or replaced, secrets changed, evicted,
+   * shutdown). Every call in flight fails at once with {@link UpstreamConnectionClosedError}
+   * carrying `reason` (short, no secrets: "configuration changed"). Idempotent; resolves when
+   * the transport is closed (a stdio process group has exited).
+   */
+  async close(reason = 'the connection was closed'): Promise<void> {
+    if (this.machine.state === 'closed') return this.closing;
+    this.closeReason = reason;
     this.generation++;
-    clearTimeout(this.retryTimer);
-    clearTimeout(this.idleTimer);
-    await this.dispose();
-    if (!this.server.enabled) this.setStatus({ state: 'disabled', toolCount: 0 });
+    this.retryTimer?.cancel();
+    this.idleTimer?.cancel();
+    this.machine.to('closed');
+    // Whoever still holds this connection learns why it is gone (`status.lastError`).
+    this.setStatus({ lastError: `the connection was closed (${reason})` });
+    const error = new UpstreamConnectionClosedError(this.server.name, reason);
+    for (const call of [...this.inflight]) call.fail(error);
+    this.closing = this.dispose();
+    return this.closing;
   }
 
   private failed(error: unknown, generation: number): void {
     // A crash is reported twice (transport close, then the pending request): count it once.
-    if (generation !== this.generation || this.closed || this.failedGeneration === generation) return;
+    if (generation !== this.generation || !this.machine.can('error') || this.failedGeneration === generation) return;
     this.failedGeneration = generation;
     const message = this.mask(describe(error));
     const hadTools = this.tools.length + this.prompts.length + this.resources.length + this.resourceTemplates.length > 0;
@@ -267,14 +401,14 @@ export class UpstreamConnection {
     this.prompts = [];
     this.resources = [];
     this.resourceTemplates = [];
-    this.setStatus({ state: 'error', lastError: message, toolCount: 0 });
+    this.machine.to('error');
+    this.setStatus({ lastError: message, toolCount: 0 });
     if (hadTools) this.events.onToolsChanged(this.server.name);
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);
     this.events.log.warn({ server: this.server.name, error: message, retryInMs: delay }, 'upstream unavailable');
     void this.dispose();
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => void this.connect(), delay);
-    this.retryTimer.unref();
+    this.retryTimer?.cancel();
+    this.retryTimer = this.clock.setTimer(() => void this.connect(), delay);
   }
 
   private async dispose(): Promise<void> {
@@ -284,8 +418,9 @@ export class UpstreamConnection {
     this.client = undefined;
     this.transport = undefined;
     this.forwarder = undefined;
+    // The transport's onclose stays: through it the SDK client rejects its pending requests
+    // at once ("Connection closed") instead of letting them wait out their timeout.
     await forwarder?.close();
-    if (transport) transport.onclose = undefined;
     await client?.close().catch(() => undefined);
     await transport?.close().catch(() => undefined);
   }
@@ -298,6 +433,7 @@ export class UpstreamConnection {
         args: s.args,
         env: s.env,
         cwd: s.cwd ?? undefined,
+        spawner: this.events.spawner,
         onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line.slice(0, 2000)) }, 'upstream stderr'),
       });
     }
@@ -306,7 +442,20 @@ export class UpstreamConnection {
     return s.transport === 'sse' ? new SSEClientTransport(url, { requestInit }) : new StreamableHTTPClientTransport(url, { requestInit });
   }
 
-  private setStatus(patch: Partial<UpstreamStatus>): void {
-    this.status = { ...this.status, ...patch, updatedAt: new Date().toISOString() };
+  private setStatus(patch: Partial<Omit<UpstreamStatus, 'state'>>): void {
+    this.status = { ...this.status, ...patch, updatedAt: new Date(this.clock.now()).toISOString() };
   }
+
+  private touchStatus(): void {
+    this.setStatus({});
+  }
+}
+
+/**
+ * What a live connection depends on: a change to any of these needs a new connection (a new
+ * process, a new HTTP session); anything else (description, timeout, tool filter, inject) is
+ * taken by {@link UpstreamConnection.update} in place.
+ */
+export function connectionKey(s: UpstreamServerEntity): string {
+  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled]);
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { waitForStatus } from '../support/process.js';
 
 interface ErrorBody {
   error: { code: string; message: string; requestId: string };
@@ -36,9 +37,10 @@ describe('HTTP surface', () => {
   });
 
   it('GET /readyz is 200 once migrated and the database answers', async () => {
+    await waitForStatus(`${app.url}/readyz`, 200); // the server registry loads just after migrating
     const res = await fetch(`${app.url}/readyz`);
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { status: 'ready', checks: { database: 'ok', migrations: 'ok', lifecycle: 'running' } });
+    assert.deepEqual(await res.json(), { status: 'ready', checks: { database: 'ok', migrations: 'ok', servers: 'ok', lifecycle: 'running' } });
   });
 
   it('echoes a caller’s X-Request-Id and generates one otherwise', async () => {

@@ -6,6 +6,7 @@ import { Controller, Get, Module, Query } from '@nestjs/common';
 import { Public } from '../../src/common/decorators/public.decorator.js';
 import { startTestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { waitForStatus } from '../support/process.js';
 
 /** A route that takes as long as asked: an in-flight request to drain. */
 @Controller('test')
@@ -53,7 +54,7 @@ describe('lifecycle', () => {
     try {
       const before = await readyz(app.url);
       assert.equal(before.status, 503);
-      assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', lifecycle: 'running' } });
+      assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', servers: 'pending', lifecycle: 'running' }, reasons: { servers: 'the upstream server registry has not loaded yet' } });
       assert.equal((await fetch(`${app.url}/healthz`)).status, 200, 'liveness holds meanwhile');
       const early = await fetch(`${app.url}/api/v1/servers`);
       assert.equal(early.status, 503, 'the API says it is starting instead of failing on a missing table');
@@ -65,6 +66,7 @@ describe('lifecycle', () => {
         timeout: 30_000,
       });
       assert.equal(job.status, 0, job.stderr);
+      await waitForStatus(`${app.url}/readyz`, 200); // then the server registry loads
       const afterJob = await readyz(app.url);
       assert.equal(afterJob.status, 200);
       assert.equal(afterJob.body.status, 'ready');

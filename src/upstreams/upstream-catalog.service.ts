@@ -1,0 +1,49 @@
+import { Injectable } from '@nestjs/common';
+import { buildCatalog, type Catalog } from './catalog.js';
+import type { UpstreamConnection } from './upstream-connection.js';
+
+/**
+ * The catalogs clients of `/mcp` see, built from this replica's connections and cached until
+ * something changes; and the listeners told when a server's offerings may have changed.
+ */
+@Injectable()
+export class UpstreamCatalog {
+  /** Built catalogs by scope ('' = every server, aggregated; null = no such server). */
+  private readonly built = new Map<string, Catalog | null>();
+  private readonly listeners = new Set<(server: string) => void>();
+
+  /**
+   * The catalog of `scope` (`''`: aggregated and namespaced; a server name: its own names)
+   * from `connections`; `undefined` for an unknown or disabled server. Cached until
+   * {@link invalidate} or {@link changed}.
+   */
+  get(scope: string, connections: Iterable<UpstreamConnection>): Catalog | undefined {
+    let catalog = this.built.get(scope);
+    if (catalog === undefined) {
+      const sources = [...connections]
+        .filter((c) => c.server.enabled && (scope === '' || c.server.name === scope))
+        .sort((a, b) => a.server.name.localeCompare(b.server.name))
+        .map((c) => ({ server: c.server.name, toolFilter: c.server.toolFilter, injected: Object.keys(c.server.inject), ...c.offerings() }));
+      catalog = scope !== '' && sources.length === 0 ? null : buildCatalog(sources, scope === '' ? 'aggregate' : 'single');
+      this.built.set(scope, catalog);
+    }
+    return catalog ?? undefined;
+  }
+
+  /** Registers `listener` for {@link changed}; returns the unsubscribe function. */
+  onToolsChanged(listener: (server: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Drops the built catalogs (which servers exist changed, not what one offers). */
+  invalidate(): void {
+    this.built.clear();
+  }
+
+  /** What `server` offers may have changed: drop the catalogs and tell the listeners. */
+  changed(server: string): void {
+    this.built.clear();
+    for (const listener of this.listeners) listener(server);
+  }
+}

@@ -1,0 +1,189 @@
+import { AsyncResource } from 'node:async_hooks';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
+import { APP_CONFIG } from '../config/config.module.js';
+import type { AppConfig } from '../config/config.schema.js';
+import { ChangeBusService } from '../database/change-bus.service.js';
+import { RESYNC_TOPIC } from '../database/change-bus.js';
+import { blank, hasPlaceholders } from '../secrets/placeholders.js';
+import { UPSTREAM_CLOCK, type Clock } from './clock.js';
+import { KeyedSerializer } from './keyed-serializer.js';
+import { PROCESS_SPAWNER, type ProcessSpawner } from './process-spawner.js';
+import { UpstreamCatalog } from './upstream-catalog.service.js';
+import { connectionKey, UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
+import { UpstreamPoolService } from './upstream-pool.service.js';
+import { UPSTREAMS_CHANGED, UpstreamRegistry } from './upstream-registry.service.js';
+import { UpstreamServerEntity } from './upstream-server.entity.js';
+
+/**
+ * A server configured per caller (placeholders in env/headers) also runs once without them —
+ * blanks in their place — to list what it offers; calls go to the caller's own connection.
+ */
+function sharedView(row: UpstreamServerEntity): UpstreamServerEntity {
+  return hasPlaceholders([row.env, row.headers]) ? Object.assign(new UpstreamServerEntity(), row, { env: blank(row.env), headers: blank(row.headers) }) : row;
+}
+
+/** What the catalog takes from a server besides its offerings. */
+const catalogKey = (s: UpstreamServerEntity) => JSON.stringify([s.toolFilter, Object.keys(s.inject).sort()]);
+
+/**
+ * This replica's one connection per server (enabled or not: a disabled one is a connection in
+ * state `disabled`), kept in line with the registry: on the first load, on every
+ * `upstreams.changed` (from any replica, this one included) and on `$resync`.
+ *
+ * Reconciling a server is single-flight per name ({@link KeyedSerializer}): concurrent changes
+ * of one server run one after the other, each against the row as it is then, so exactly one
+ * connection (one process) is left. A change that does not touch what the connection depends
+ * on ({@link connectionKey}: description, timeout, tool filter, inject) is applied in place
+ * without a restart; any other change closes the old connection — its calls in flight fail at
+ * once, naming the reason — and starts a new one.
+ */
+@Injectable()
+export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly connections = new Map<string, UpstreamConnection>();
+  /** Servers as configured (placeholders intact), for per-caller resolution. */
+  private readonly templates = new Map<string, UpstreamServerEntity>();
+  private readonly serializer = new KeyedSerializer<string>();
+  private readonly detached = new AsyncResource('gatehouse.upstreams');
+  private readonly unsubscribe: (() => void)[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly registry: UpstreamRegistry,
+    private readonly pool: UpstreamPoolService,
+    private readonly catalog: UpstreamCatalog,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly bus: ChangeBusService,
+    @Inject(UPSTREAM_CLOCK) private readonly clock: Clock,
+    @Inject(PROCESS_SPAWNER) private readonly spawner: ProcessSpawner,
+    private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('Upstreams');
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    // Parse the servers file now, so a bad file stops the start with a clear error.
+    await this.registry.prepare();
+    this.unsubscribe.push(
+      this.bus.subscribe(UPSTREAMS_CHANGED, (event) => {
+        if (event.topic === RESYNC_TOPIC) this.background(this.reconcileAll());
+        else this.background(this.reconcile(event.data.name));
+      }),
+    );
+    // The tables may not exist yet (the app listens before it migrates): the registry waits.
+    void this.registry.firstLoad((rows) => this.reconcileAll(rows));
+  }
+
+  /** Before the database pool closes: stop reacting to changes, stop every upstream. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    this.registry.stop();
+    for (const off of this.unsubscribe.splice(0)) off();
+    const all = [...this.connections.values()];
+    this.connections.clear();
+    await Promise.all(all.map((c) => c.close('the gateway is shutting down')));
+  }
+
+  /** Every connection (for the catalog). */
+  all(): IterableIterator<UpstreamConnection> {
+    return this.connections.values();
+  }
+
+  /** The connection to `name` (any state), or undefined for an unknown server. */
+  connection(name: string): UpstreamConnection | undefined {
+    return this.connections.get(name);
+  }
+
+  /** The server as configured, placeholders intact (undefined: unknown or not loaded). */
+  template(name: string): UpstreamServerEntity | undefined {
+    return this.templates.get(name);
+  }
+
+  /** Names of the servers this replica is connected to. */
+  connectedServers(): string[] {
+    return [...this.connections.values()].filter((c) => c.state === 'connected').map((c) => c.server.name);
+  }
+
+  /** This replica's status of the server stored as `row`. */
+  statusOf(row: UpstreamServerEntity): UpstreamStatus {
+    if (!row.enabled) return { state: 'disabled', lastError: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
+    return this.connections.get(row.name)?.getStatus() ?? { state: 'connecting', lastError: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
+  }
+
+  /**
+   * Brings this replica's connection for `name` in line with the database (`known`: the row
+   * just read, or null when it is gone). Single-flight per name; resolves once a run that
+   * started after this call is over. Rejects if the database cannot be read.
+   */
+  reconcile(name: string, known?: UpstreamServerEntity | null): Promise<void> {
+    return this.serializer.run(name, () => this.apply(name, known));
+  }
+
+  /** Reconciles every stored server, and drops the connections of servers that are gone. */
+  async reconcileAll(rows?: UpstreamServerEntity[]): Promise<void> {
+    const list = rows ?? (await this.registry.all());
+    const names = new Set(list.map((r) => r.name));
+    await Promise.all([
+      ...[...this.connections.keys()].filter((n) => !names.has(n)).map((n) => this.reconcile(n, null)),
+      ...list.map((row) => this.reconcile(row.name, row)),
+    ]);
+  }
+
+  private async apply(name: string, known: UpstreamServerEntity | null | undefined): Promise<void> {
+    if (this.stopped) return;
+    const row = known !== undefined ? known : await this.registry.findRow(name);
+    if (this.stopped) return;
+    const current = this.connections.get(name);
+    const before = this.templates.get(name);
+    if (!row) {
+      this.templates.delete(name);
+      this.connections.delete(name);
+      if (current) this.catalog.changed(name);
+      await Promise.all([current?.close('the server was deleted'), this.pool.retire(name, undefined, 'the server was deleted')]);
+      return;
+    }
+    this.templates.set(name, row);
+    const shared = sharedView(row);
+    if (current && connectionKey(current.server) === connectionKey(shared)) {
+      // Nothing the live connection depends on changed: no restart.
+      const listed = catalogKey(current.server) !== catalogKey(shared);
+      current.update(shared);
+      if (listed) this.catalog.changed(name);
+      if (before && connectionKey(before) !== connectionKey(row)) await this.pool.retire(name, undefined, 'the server configuration changed');
+      return;
+    }
+    const next = new UpstreamConnection(shared, {
+      log: {
+        info: (o, m) => this.logger.info(o, m),
+        warn: (o, m) => this.logger.warn(o, m),
+        debug: (o, m) => this.logger.debug(o, m),
+      },
+      onToolsChanged: (server) => this.catalog.changed(server),
+      idleTtlMs: this.config.upstreams.stdioIdleTtlMs,
+      clock: this.clock,
+      spawner: this.spawner,
+    });
+    this.connections.set(name, next);
+    this.catalog.invalidate();
+    if (current) {
+      const reason = row.enabled ? 'the server configuration changed' : 'the server was disabled';
+      const offered = current.listTools().length > 0;
+      // The old process stops before the new one starts.
+      await Promise.all([current.close(reason), this.pool.retire(name, undefined, reason)]);
+      if (offered) this.catalog.changed(name);
+    }
+    if (this.stopped) {
+      await next.close('the gateway is shutting down');
+      return;
+    }
+    // Connections live longer than the request that created them: run them in the context
+    // captured at start, so their log lines do not carry that request's id.
+    if (row.enabled) this.detached.runInAsyncScope(() => void next.connect());
+  }
+
+  private background(work: Promise<void>): void {
+    work.catch((error: unknown) => {
+      if (!this.stopped) this.logger.error({ err: error }, 'could not apply an upstream server change');
+    });
+  }
+}

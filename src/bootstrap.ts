@@ -5,6 +5,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
+import { ConnectionDrainer } from './common/http/connection-drainer.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { ErrorCode } from './common/errors/error-code.js';
 import { createRootLogger } from './common/logging/logger.js';
@@ -90,6 +91,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   app.flushLogs();
 
   const fastify = app.getHttpAdapter().getInstance();
+  // Kept-alive connections close as soon as their last response is written once draining.
+  const drainer = new ConnectionDrainer(fastify.server);
   const schema = app.get(SchemaStateService);
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header(REQUEST_ID_HEADER, request.id);
@@ -171,6 +174,7 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
         fastify.server.closeAllConnections();
       }, config.shutdown.timeoutMs);
       try {
+        drainer.begin();
         // Notification streams never end by themselves: end them so the drain is about requests.
         app.get(McpEdgeService).endStreams();
         // Drain HTTP first: Nest runs module destroy hooks before it closes the server.

@@ -13,8 +13,10 @@ try {
       () => process.exit(1),
     );
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  // `on`, not `once`: a repeated signal must not fall through to a default handler (which
+  // would exit, or stop the embedded PostgreSQL) while the drain runs; shutdown is idempotent.
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 } catch (error) {
   logger.fatal({ err: error }, `Gatehouse failed to start: ${(error as Error).message}`);
   process.exit(1);

@@ -36,6 +36,9 @@ export interface StartOptions {
   embedded?: EmbeddedPostgresHandle;
 }
 
+/** How long past `SHUTDOWN_TIMEOUT` shutdown still waits for the app (pool, bus) to close, in ms. */
+const SHUTDOWN_GRACE_MS = 1_000;
+
 const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts the embedded PostgreSQL when no `DATABASE_URL` is configured; returns the config to use. */
@@ -168,23 +171,37 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
       app.get(ReadinessService).beginShutdown();
       if (config.shutdown.delayMs > 0) await wait(config.shutdown.delayMs);
       let drained = true;
-      const timer = setTimeout(() => {
-        drained = false;
-        logger.warn({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown timeout: closing remaining connections');
-        fastify.server.closeAllConnections();
-      }, config.shutdown.timeoutMs);
-      try {
+      const closing = (async () => {
         drainer.begin();
         // Notification streams never end by themselves: end them so the drain is about requests.
         app.get(McpEdgeService).endStreams();
         // Drain HTTP first: Nest runs module destroy hooks before it closes the server.
         await fastify.close();
         await app.close();
+      })();
+      const timer = setTimeout(() => {
+        drained = false;
+        logger.warn({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown timeout: closing remaining connections');
+        fastify.server.closeAllConnections();
+      }, config.shutdown.timeoutMs);
+      // Closing the pool waits on the database (a frozen one never answers): past the timeout
+      // and a short grace, stop waiting, so the process still exits (with 1).
+      let giveUp: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<'gave up'>((resolve) => {
+        giveUp = setTimeout(() => resolve('gave up'), config.shutdown.timeoutMs + SHUTDOWN_GRACE_MS);
+      });
+      try {
+        if ((await Promise.race([closing, gaveUp])) === 'gave up') {
+          drained = false;
+          void closing.catch(() => undefined);
+          logger.error({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown timeout: the app did not finish closing; giving up on it');
+        }
       } catch (error) {
         drained = false;
         logger.error({ err: error }, 'error while closing the app');
       } finally {
         clearTimeout(timer);
+        clearTimeout(giveUp);
       }
       if (embedded) {
         await embedded.stop().catch((error: unknown) => logger.error({ err: error }, 'embedded PostgreSQL did not stop cleanly'));

@@ -109,4 +109,18 @@ describe('database outage: frozen or stopped PostgreSQL (through a fault-injecti
     await eventually('the admin API answers 200 again', async () => ((await timed(`${app.url}/api/v1/servers`)).status === 200 ? true : undefined));
     await eventually('ready again', async () => ((await timed(`${app.url}/readyz`)).status === 200 ? true : undefined));
   });
+
+  it('shutdown with the database frozen is still bounded by SHUTDOWN_TIMEOUT (exit code 1: the pool could not close cleanly)', async () => {
+    const other = await startTestApp(proxy.rewrite(db.url), { SHUTDOWN_TIMEOUT: '1000', DB_CONNECT_TIMEOUT: '1000', DB_QUERY_TIMEOUT: '1500' });
+    assert.equal((await timed(`${other.url}/api/v1/servers`)).status, 200, 'pooled connections are open');
+    proxy.set('freeze');
+    try {
+      const started = Date.now();
+      const code = await Promise.race([other.shutdown('test'), new Promise((resolve) => setTimeout(() => resolve('still closing'), 8_000).unref())]);
+      assert.equal(code, 1, `shutdown resolved (${String(code)}) within ${Date.now() - started} ms`);
+      assert.ok(other.logs.lines.some((l) => l.msg === 'shutdown timeout: the app did not finish closing; giving up on it' && l.level === 'error'));
+    } finally {
+      proxy.set('pass');
+    }
+  });
 });

@@ -102,6 +102,18 @@ describe('database outage: frozen or stopped PostgreSQL (through a fault-injecti
     proxy.set('cut');
     assertUnavailable(await timed(`${app.url}/api/v1/servers`), 'GET /api/v1/servers while cut');
     assertUnavailable(await timed(`${app.url}/api/v1/servers/slow`, { method: 'DELETE' }), 'DELETE while cut');
+
+    // An API key this replica has not cached cannot be checked: 503 (not 401, not 500).
+    proxy.set('pass');
+    const keyed = await startTestApp(proxy.rewrite(db.url), { MCP_AUTH_STRATEGY: 'api_key', DB_CONNECT_TIMEOUT: '1000', DB_QUERY_TIMEOUT: '1500' });
+    try {
+      proxy.set('cut');
+      const key = `gatehouse_${'a'.repeat(43)}`;
+      assertUnavailable(await timed(`${keyed.url}/api/v1/servers`, { headers: { 'x-api-key': key } }), 'authenticating an uncached API key while cut');
+    } finally {
+      proxy.set('cut');
+      await keyed.shutdown('test done');
+    }
   });
 
   it('recovers when the database is back', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { Client as LegacyClient } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -84,6 +85,14 @@ describe('database outage: frozen or stopped PostgreSQL (through a fault-injecti
     assert.deepEqual(call.content, [{ type: 'text', text: 'waited' }], 'a cached legacy session calls a cached tool without the database');
     const tools = await mcp.listTools(undefined, { timeout: 5_000 });
     assert.deepEqual(tools.tools.map((t) => t.name), ['slow__wait']);
+    const modern = new Client({ name: 'outage-modern', version: '1' }, { capabilities: {}, versionNegotiation: { mode: 'auto' } });
+    await modern.connect(new StreamableHTTPClientTransport(new URL(`${app.url}/mcp`)));
+    try {
+      const answer = await modern.callTool({ name: 'slow__wait', arguments: { ms: 0 } }, { timeout: 5_000 });
+      assert.deepEqual(answer.content, [{ type: 'text', text: 'waited' }], 'a modern (stateless) client too');
+    } finally {
+      await modern.close();
+    }
 
     const init = await timed(`${app.url}/mcp`, {
       method: 'POST',

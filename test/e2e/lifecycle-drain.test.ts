@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { Agent } from 'node:http';
+import pg from 'pg';
 import { after, describe, it } from 'node:test';
 import { createTestDatabase } from '../support/database.js';
 import { holdRequest, INITIALIZE, MCP_HEADERS } from '../support/held-request.js';
@@ -36,6 +37,23 @@ describe('graceful shutdown of a real process', () => {
     assert.equal(await exited, 0, 'drained cleanly');
     const took = Date.now() - signalled;
     assert.ok(took < 10_000, `exited ${took} ms after SIGTERM: the kept-alive connection held the drain to SHUTDOWN_TIMEOUT`);
+    assert.ok(gh.logs().some((l) => l.msg === 'Gatehouse stopped' && l.drained === true));
+  });
+
+  it('SIGTERM while starting (listening, migrations waiting on another replica) is acted on once started: graceful, exit 0', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    // Another replica migrating: it holds the migration lock, so this start waits after listening.
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    cleanups.push(() => other.end().catch(() => undefined));
+    await other.query("SELECT pg_advisory_lock(hashtext('gatehouse:migrations'))");
+
+    const gh = await spawnGatehouse({ DATABASE_URL: db.url });
+    const exited = gh.stop('SIGTERM');
+    await eventually('the signal to be deferred', () => (gh.logs().some((l) => String(l.msg).startsWith('SIGTERM while starting')) ? true : undefined));
+    await other.query("SELECT pg_advisory_unlock(hashtext('gatehouse:migrations'))");
+    assert.equal(await exited, 0, `exit code 0 (null: killed by SIGTERM before the handlers were installed)\n${gh.stderr()}`);
     assert.ok(gh.logs().some((l) => l.msg === 'Gatehouse stopped' && l.drained === true));
   });
 });

@@ -13,6 +13,7 @@ import type { AppConfig } from './config/config.schema.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './database/embedded-postgres.js';
 import { SchemaStateService } from './database/schema-state.service.js';
 import { ReadinessService } from './health/readiness.service.js';
+import { prepareDevKeyDir } from './secrets/key-ring.provider.js';
 import { McpEdgeService } from './mcp/mcp-edge.service.js';
 
 export interface Gatehouse {
@@ -47,6 +48,9 @@ export async function resolveDatabase(
   logger: Logger,
 ): Promise<{ config: AppConfig; embedded?: EmbeddedPostgresHandle }> {
   if (config.database.url) return { config };
+  // The development key's folder first: it also moves a key an earlier layout left in a 0700
+  // GATEHOUSE_DATA_DIR, which the postgres user (as root) could not enter.
+  if (!config.secrets.keys) prepareDevKeyDir(config.secrets.dataDir);
   const { dir, port } = config.database.embedded;
   const pgLog = logger.child({ component: 'embedded-postgres' });
   const embedded = await startEmbeddedPostgres({ dir, port, database: 'gatehouse', log: (line) => pgLog.debug(line) });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,12 +59,19 @@ describe('embedded PostgreSQL, the data directory and shutdown', () => {
     assert.equal(existsSync(join(dataDir, 'postmaster.pid')), false, 'PostgreSQL shut down cleanly');
   }
 
-  it('an embedded start, then a start with DATABASE_URL in the same folder; SIGTERM on the embedded database drains and exits 0', async () => {
+  it('an embedded start over an earlier layout (key in a 0700 ./.data), then a start with DATABASE_URL in the same folder; SIGTERM on the embedded database drains and exits 0', async () => {
     const cwd = workdir();
+    // What an earlier version left after a start with DATABASE_URL: the key directly in ./.data, made 0700.
+    mkdirSync(join(cwd, '.data'), { mode: 0o700 });
+    chmodSync(join(cwd, '.data'), 0o700);
+    const legacyKey = 'dev-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n';
+    writeFileSync(join(cwd, '.data', 'encryption-keys'), legacyKey, { mode: 0o600 });
     const port = String(await freePort());
     const embedded = await spawnGatehouse(devEnv({ EMBEDDED_POSTGRES_PORT: port }), 120_000, cwd);
     await waitForStatus(`${embedded.url}/readyz`, 200, 60_000);
     await drainsOnSigterm(embedded, join(cwd, '.data', 'postgres'));
+    assert.equal(readFileSync(join(cwd, '.data', 'keys', 'encryption-keys'), 'utf8'), legacyKey, 'the earlier key, moved into keys/');
+    assert.equal(existsSync(join(cwd, '.data', 'encryption-keys')), false);
 
     const db = await createTestDatabase();
     cleanups.push(() => db.drop());

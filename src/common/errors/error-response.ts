@@ -1,5 +1,6 @@
 import { HttpException } from '@nestjs/common';
 import { AppError } from './app-error.js';
+import { isDatabaseUnavailable } from './database-unavailable.js';
 import { codeForStatus, ERROR_STATUS, ErrorCode } from './error-code.js';
 
 /** The body of every error response: `{ "error": { "code", "message", "requestId" } }`. */
@@ -31,14 +32,28 @@ function isFastifyError(e: unknown): e is Error & { code: string; statusCode?: n
   return e instanceof Error && String((e as { code?: unknown }).code).startsWith('FST_');
 }
 
+/** What a client is told when the database cannot be reached (no host, port or driver detail). */
+export const DATABASE_UNAVAILABLE_MESSAGE = 'The database is unavailable; try again shortly';
+
 /**
  * Maps anything thrown while serving a request to a status, a stable code and a message
- * that is safe to show. Unknown errors become a plain `internal_error`: no stack, no driver
- * message, no SQL ever reaches a client.
+ * that is safe to show. The database being unreachable, hung or refusing work (see
+ * `isDatabaseUnavailable`) is `503 service_unavailable` with `Retry-After: 5`. Unknown errors
+ * become a plain `internal_error`: no stack, no driver message, no SQL ever reaches a client.
  */
 export function mapError(error: unknown): MappedError {
   if (error instanceof AppError) {
     return { status: error.status, code: error.code, message: error.message, details: error.details, ...(error.headers ? { headers: error.headers } : {}), unexpected: false };
+  }
+  // An outage is not a bug: tell the client to come back (and nothing about the database).
+  if (isDatabaseUnavailable(error)) {
+    return {
+      status: 503,
+      code: ErrorCode.ServiceUnavailable,
+      message: DATABASE_UNAVAILABLE_MESSAGE,
+      headers: { 'retry-after': '5' },
+      unexpected: false,
+    };
   }
   // Nest's Fastify adapter wraps Fastify's own 4xx errors (body parsing, limits) in an
   // HttpException whose cause is the original: map by its stable code.

@@ -1,6 +1,7 @@
 import { Catch, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PinoLogger } from 'nestjs-pino';
+import { isDatabaseUnavailable } from '../errors/database-unavailable.js';
 import { ErrorCode } from '../errors/error-code.js';
 import { mapError, type ErrorBody } from '../errors/error-response.js';
 
@@ -12,6 +13,9 @@ import { mapError, type ErrorBody } from '../errors/error-response.js';
 function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply, logger?: PinoLogger): void {
   const mapped = mapError(error);
   if (mapped.unexpected) logger?.error({ err: error, requestId: request.id }, 'unhandled error');
+  // Outages: one line per request, without the error object (a query error carries the SQL
+  // and its parameters).
+  else if (isDatabaseUnavailable(error)) logger?.warn({ requestId: request.id, reason: rootMessage(error) }, 'database unavailable: answered 503');
   const body: ErrorBody = {
     error: {
       code: mapped.code,
@@ -29,6 +33,17 @@ function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply,
   for (const [name, value] of Object.entries(mapped.headers ?? {})) void reply.header(name, value);
   const payload = isMcpPath(request.url) ? toJsonRpcError(mapped.code, mapped.message) : body;
   void reply.status(mapped.status).header('content-type', 'application/json; charset=utf-8').send(payload);
+}
+
+/** The innermost `cause`/`driverError` message: e.g. "Query read timeout", "connect ECONNREFUSED 127.0.0.1:5432". */
+function rootMessage(error: unknown): string {
+  let e = error as { cause?: unknown; driverError?: unknown; message?: unknown } | undefined;
+  for (let i = 0; i < 5 && e && typeof e === 'object'; i++) {
+    const inner = (e.driverError ?? e.cause) as typeof e;
+    if (!inner || typeof inner !== 'object') break;
+    e = inner;
+  }
+  return typeof e?.message === 'string' ? e.message.slice(0, 200) : 'unknown';
 }
 
 const isMcpPath = (url: string) => url === '/mcp' || url.startsWith('/mcp/') || url.startsWith('/mcp?');

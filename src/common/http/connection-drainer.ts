@@ -1,0 +1,82 @@
+import type { Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/**
+ * Closes a Node HTTP server's kept-alive connections as soon as each one's last response is
+ * written, once draining has begun.
+ *
+ * Fastify's `forceCloseConnections: 'idle'` closes only the connections that are idle when
+ * the server starts closing; a connection that is serving a request then stays open after its
+ * response (keep-alive) until the client sends another request or the keep-alive timeout ends,
+ * so a drain would wait out all of `SHUTDOWN_TIMEOUT`. While draining, every response whose
+ * header is not yet written gets `Connection: close` (Node then ends the connection after it,
+ * RFC 9112 §9.6), and a connection whose response had already started (a stream) is ended
+ * once that response finishes and nothing else is queued on it.
+ *
+ * Attach it before the server starts serving; call {@link begin} when shutdown starts.
+ */
+export class ConnectionDrainer {
+  private draining = false;
+  private readonly inFlight = new Set<ServerResponse>();
+
+  constructor(private readonly server: Server) {
+    server.on('request', (request: { socket: Socket }, response: ServerResponse) => {
+      this.inFlight.add(response);
+      if (this.draining) this.markClose(response);
+      response.once('close', () => {
+        this.inFlight.delete(response);
+        if (this.draining) this.endWhenIdle(request.socket);
+      });
+    });
+  }
+
+  /** Whether {@link begin} has been called. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Starts draining: in-flight responses will close their connections when written, and
+   * connections idle now are closed at once. Idempotent.
+   */
+  begin(): void {
+    if (this.draining) return;
+    this.draining = true;
+    for (const response of this.inFlight) this.markClose(response);
+    this.server.closeIdleConnections();
+  }
+
+  /**
+   * `Connection: close` on a response not yet started. Headers given to `writeHead` take
+   * precedence over `setHeader` (and the MCP SDK names `Connection: keep-alive` on its event
+   * streams), so a later `writeHead` has its own `Connection` dropped.
+   */
+  private markClose(response: ServerResponse): void {
+    if (response.headersSent) return;
+    response.setHeader('connection', 'close');
+    const writeHead = response.writeHead.bind(response) as (...a: unknown[]) => ServerResponse;
+    response.writeHead = ((...args: unknown[]) => writeHead(...args.map(withoutConnection)));
+  }
+
+  /** Ends `socket` after its queued output is flushed, unless another response is on it. */
+  private endWhenIdle(socket: Socket): void {
+    setImmediate(() => {
+      if (socket.destroyed || (socket as Socket & { _httpMessage?: unknown })._httpMessage) return;
+      socket.end(() => socket.destroy());
+    });
+  }
+}
+
+const isConnection = (name: unknown) => typeof name === 'string' && name.toLowerCase() === 'connection';
+
+/** A `writeHead` argument with any `Connection` header removed (object, `[k, v]` pairs or flat list). */
+function withoutConnection(arg: unknown): unknown {
+  if (Array.isArray(arg)) {
+    if (arg.every((entry) => Array.isArray(entry))) return (arg as unknown[][]).filter(([name]) => !isConnection(name));
+    const flat: unknown[] = [];
+    for (let i = 0; i + 1 < arg.length; i += 2) if (!isConnection(arg[i])) flat.push(arg[i], arg[i + 1]);
+    return flat;
+  }
+  if (arg && typeof arg === 'object') return Object.fromEntries(Object.entries(arg).filter(([name]) => !isConnection(name)));
+  return arg;
+}

@@ -11,8 +11,12 @@ import { LegacySessions, SESSION_HEADER } from './legacy-sessions.js';
 
 /** 2025-era revisions a session may name in MCP-Protocol-Version. */
 const LEGACY_VERSIONS = new Set(SUPPORTED_PROTOCOL_VERSIONS.filter((v) => v < '2026'));
-/** 2026-era revisions the modern fast path takes (the SDK's modern serving supports the same). */
-const MODERN_VERSIONS = new Set(SUPPORTED_PROTOCOL_VERSIONS.filter((v) => v >= '2026'));
+/**
+ * Modern revisions the fast path takes. The SDK does not export its list of modern revisions;
+ * a revision missing here is simply served by the SDK (and one the SDK stops supporting would
+ * fail the differential tests).
+ */
+const MODERN_VERSIONS = new Set(['2026-07-28']);
 /** Methods the legacy fast path answers itself (the bulk of steady-state traffic). */
 const LEGACY_METHODS = new Set<string>(['tools/call', 'tools/list', 'ping']);
 /** Methods the modern fast path answers itself. */

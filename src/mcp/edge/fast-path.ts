@@ -5,7 +5,9 @@ import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import type { Principal } from '../../auth/principal.js';
 import { McpOperationPipeline, toRpcError } from '../pipeline/mcp-operation-pipeline.js';
-import { responseJson } from '../pipeline/era.js';
+import { needsLegacyToolWrap, responseJson } from '../pipeline/era.js';
+import type { Catalog } from '../../upstreams/catalog.js';
+import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import type { McpEra, McpOperationKind, McpParams } from '../pipeline/mcp-operation.js';
 import { LegacySessions, SESSION_HEADER } from './legacy-sessions.js';
 
@@ -53,11 +55,14 @@ interface Params {
 @Injectable()
 export class McpFastPath {
   private readonly enabled: boolean;
+  /** Per catalog: whether the SDK's legacy encoder rewrites one of its tools (then legacy tools/list is the SDK's). */
+  private readonly legacyWrap = new WeakMap<Catalog, boolean>();
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly pipeline: McpOperationPipeline,
     private readonly sessions: LegacySessions,
+    private readonly upstreams: UpstreamServersService,
   ) {
     this.enabled = config.mcp.fastPath;
   }
@@ -89,6 +94,7 @@ export class McpFastPath {
       if (typeof token !== 'string' || !LEGACY_METHODS.has(message.method)) return undefined;
       // An envelope claim makes it modern traffic.
       if (params._meta && PROTOCOL_VERSION_META_KEY in params._meta) return undefined;
+      if (message.method === 'tools/list' && this.wrapsTools(scope)) return undefined;
       const session = await this.sessions.sessionFor(token, scope, principal);
       if (!session) return undefined;
       return this.sessions.tracked(session, message, abort, () => this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal));
@@ -109,6 +115,14 @@ export class McpFastPath {
       return this.run('modern', message.method as McpOperationKind, message.id, params, scope, abort, principal);
     }
     return undefined;
+  }
+
+  private wrapsTools(scope: string): boolean {
+    const catalog = this.upstreams.catalog(scope);
+    if (!catalog) return true;
+    let wraps = this.legacyWrap.get(catalog);
+    if (wraps === undefined) this.legacyWrap.set(catalog, (wraps = catalog.tools.some(needsLegacyToolWrap)));
+    return wraps;
   }
 
   private async run(era: McpEra, kind: McpOperationKind, id: string | number, params: Params, scope: string, abort: AbortController, principal: Principal): Promise<string> {

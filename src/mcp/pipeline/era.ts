@@ -6,15 +6,50 @@ import type { McpEra, McpOperationKind } from './mcp-operation.js';
 const EXTENDED_RESULT_TYPES = new Set<string>(['tools/call', 'prompts/get', 'resources/read']);
 const CACHEABLE = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read']);
 
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Whether the SDK's 2025-era encoder would rewrite this tool in a tools/list result: an
+ * `outputSchema` whose root is not `type: "object"` is wrapped for legacy clients (SDK
+ * `rev2025Codec.encodeResult`). The fast path leaves such lists to the SDK.
+ */
+export function needsLegacyToolWrap(tool: unknown): boolean {
+  return isPlainObject(tool) && isPlainObject(tool.outputSchema) && tool.outputSchema.type !== 'object';
+}
+
+const modernToolsJson = new WeakMap<object, string>();
+
+/** `tools` without the 2025-only `execution` field (deleted from the 2026-07-28 Tool), as JSON; cached per list. */
+function modernTools(tools: unknown[]): string {
+  let json = modernToolsJson.get(tools);
+  if (json === undefined) {
+    json = JSON.stringify(
+      tools.map((tool) => {
+        if (!isPlainObject(tool) || !('execution' in tool)) return tool;
+        const rest = { ...tool };
+        delete rest.execution;
+        return rest;
+      }),
+    );
+    modernToolsJson.set(tools, json);
+  }
+  return json;
+}
+
 /**
  * A result as the 2026-07-28 revision puts it on the wire — what the SDK's encoder does for
- * its own path (`encodeContract.ts`): `resultType: "complete"` unless the handler set one
+ * its own path (`rev2026Codec.encodeResult`): tools lose the deleted `execution` field;
+ * `resultType: "complete"` unless the handler set one
  * (only tools/call, prompts/get, resources/read may carry another); `ttlMs`/`cacheScope` on
  * cacheable results (the gateway's cache hints, else 0/private); the server's identity under
  * `_meta["io.modelcontextprotocol/serverInfo"]` unless present.
  */
-export function toModernResult(kind: McpOperationKind, result: Record<string, unknown>): Record<string, unknown> {
+export function toModernResult(kind: McpOperationKind, result: Record<string, unknown> & Preserialized): Record<string, unknown> {
   let out = result;
+  if (kind === 'tools/list' && Array.isArray(result.tools)) {
+    const tools = result.tools as unknown[];
+    out = { ...result, [PRESERIALIZED]: { field: 'tools', json: modernTools(tools) } };
+  }
   if (out.resultType === undefined) out = { ...out, resultType: 'complete' };
   else if (out.resultType !== 'complete' && !EXTENDED_RESULT_TYPES.has(kind)) throw new Error(`${kind} returned resultType ${JSON.stringify(out.resultType)}`);
   if (out.resultType === 'complete' && CACHEABLE.has(kind)) {

@@ -38,11 +38,17 @@ function named(target: Target, error: unknown): never {
   throw new ProtocolError(ProtocolErrorCode.InternalError, `Upstream MCP server "${target.server}" failed: ${errorText(error)}`);
 }
 
-/** The JSON-RPC error a thrown value becomes for the client (and the hooks). */
-export function toRpcError(error: unknown, signal?: AbortSignal): { code: number; message: string; data?: unknown } {
-  if (error instanceof ProtocolError) return { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) };
-  if (signal?.aborted) return { code: ProtocolErrorCode.InternalError, message: 'Request cancelled by the client' };
-  return { code: ProtocolErrorCode.InternalError, message: 'Internal error' };
+/**
+ * The JSON-RPC error a thrown value becomes for the client (and the hooks) — the SDK's rule
+ * (`Protocol` request dispatch), so both paths answer alike: the error's `code` when it is a
+ * safe integer, else -32603; its message; its `data` if any. -32002 (resource not found) is
+ * sent as -32602 in both eras, as the SDK's codecs do.
+ */
+export function toRpcError(error: unknown): { code: number; message: string; data?: unknown } {
+  const e = (typeof error === 'object' && error !== null ? error : {}) as { code?: unknown; message?: unknown; data?: unknown };
+  const thrown = Number.isSafeInteger(e.code) ? (e.code as number) : ProtocolErrorCode.InternalError;
+  const message = typeof e.message === 'string' ? e.message : 'Internal error';
+  return { code: thrown === -32002 ? -32602 : thrown, message, ...(e.data === undefined ? {} : { data: e.data }) };
 }
 
 const callerOf = (p: Principal): Caller => ({ owner: secretOwner(p), userId: p.userId, email: p.email });
@@ -162,7 +168,7 @@ export class McpOperationPipeline implements OnModuleInit {
   }
 
   private refused(request: McpOperationRequest, error: unknown): void {
-    const rpc = toRpcError(error, request.signal);
+    const rpc = toRpcError(error);
     for (const hook of this.hooks) {
       try {
         hook.onRefused?.(request, rpc);
@@ -185,7 +191,7 @@ export class McpOperationPipeline implements OnModuleInit {
       outcome = { ok: true, result, toolError: (result as { isError?: unknown }).isError === true };
       return result;
     } catch (error) {
-      outcome = { ok: false, error: toRpcError(error, op.operation.signal) };
+      outcome = { ok: false, error: toRpcError(error) };
       throw error;
     } finally {
       const ms = performance.now() - started;

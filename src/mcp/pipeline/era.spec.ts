@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PRESERIALIZED } from './mcp-operation-pipeline.js';
+import { needsLegacyToolWrap, responseJson, resultJson, toModernResult } from './era.js';
+import { toRpcError } from './mcp-operation-pipeline.js';
+
+const SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
+
+describe('era encoding of fast-path results (mirrors the SDK codecs)', () => {
+  it('modern: resultType, cache fields on lists, serverInfo stamped, 2025-only execution dropped from tools', () => {
+    const tools = [{ name: 'a', inputSchema: { type: 'object' }, execution: { taskSupport: 'forbidden' } }, { name: 'b', inputSchema: { type: 'object' } }];
+    const list = { tools, [PRESERIALIZED]: { field: 'tools', json: JSON.stringify(tools) } };
+    const encoded = JSON.parse(resultJson(toModernResult('tools/list', list))) as Record<string, unknown>;
+    assert.deepEqual(encoded, {
+      tools: [{ name: 'a', inputSchema: { type: 'object' } }, { name: 'b', inputSchema: { type: 'object' } }],
+      resultType: 'complete',
+      ttlMs: 30_000,
+      cacheScope: 'private',
+      _meta: { [SERVER_INFO]: { name: 'gatehouse', title: 'Gatehouse MCP gateway', version: '0.1.0' } },
+    });
+    const call = toModernResult('tools/call', { content: [], _meta: { other: 1 } });
+    assert.equal(call.resultType, 'complete');
+    assert.equal('ttlMs' in call, false, 'tools/call is not cacheable');
+    assert.deepEqual(Object.keys(call._meta as object), ['other', SERVER_INFO], 'other _meta kept');
+    assert.equal(toModernResult('tools/call', { content: [], resultType: 'input_required' }).resultType, 'input_required', 'tools/call may carry another resultType');
+    assert.throws(() => toModernResult('tools/list', { tools: [], resultType: 'input_required' }));
+  });
+
+  it('legacy: results unchanged; a preserialized field is spliced in verbatim', () => {
+    const result = { tools: [{ name: 'x' }], nextCursor: 'c', [PRESERIALIZED]: { field: 'tools', json: '[{"name":"x"}]' } };
+    assert.equal(responseJson('legacy', 'tools/list', 3, result), '{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"x"}],"nextCursor":"c"}}');
+    assert.equal(resultJson({ tools: [], [PRESERIALIZED]: { field: 'tools', json: '[]' } }), '{"tools":[]}');
+  });
+
+  it('flags tools the SDK rewrites for 2025-era clients (non-object outputSchema root)', () => {
+    assert.equal(needsLegacyToolWrap({ name: 'a', outputSchema: { type: 'array' } }), true);
+    assert.equal(needsLegacyToolWrap({ name: 'a', outputSchema: { type: 'object' } }), false);
+    assert.equal(needsLegacyToolWrap({ name: 'a' }), false);
+  });
+
+  it('errors become JSON-RPC errors by the SDK’s rule', () => {
+    assert.deepEqual(toRpcError(Object.assign(new Error('gone'), { code: -32002, data: { uri: 'x' } })), { code: -32602, message: 'gone', data: { uri: 'x' } });
+    assert.deepEqual(toRpcError(new Error('boom')), { code: -32603, message: 'boom' });
+    assert.deepEqual(toRpcError('weird'), { code: -32603, message: 'Internal error' });
+  });
+});

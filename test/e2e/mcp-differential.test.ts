@@ -131,13 +131,16 @@ describe('fast path and SDK path give the same answers', () => {
       ['Mcp-Method disagrees', body, { ...headers, 'mcp-method': 'tools/list' }],
       ['no Mcp-Method', body, Object.fromEntries(Object.entries(headers).filter(([k]) => k !== 'mcp-method'))],
       ['envelope names another version', { ...body, params: { ...(body.params as object), _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-01-01' } } }, headers],
-      ['envelope without clientInfo', { ...body, params: { ...(body.params as object), _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } } }, headers],
+      ['envelope without clientCapabilities', { ...body, params: { ...(body.params as object), _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } } }, headers],
     ];
-    for (const [title, b, h] of variants) {
+    // Twice each: the second time the fast path's remembered verdict on the envelope decides.
+    for (const [title, b, h] of [...variants, ...variants]) {
       const [x, y] = [await rpc(`${fast.url}/mcp`, b, h), await rpc(`${sdk.url}/mcp`, b, h)];
       assert.equal(x.status, y.status, `${title}: status`);
       assert.ok(x.status >= 400, `${title}: refused (${x.status})`);
       assert.deepEqual(x.body, y.body, `${title}: the same error`);
     }
+    const good = await rpc(`${fast.url}/mcp`, body, headers);
+    assert.equal(good.status, 200, 'and the well-formed request still takes the fast path');
   });
 });

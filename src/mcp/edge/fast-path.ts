@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import type { IncomingHttpHeaders } from 'node:http';
 import { PROTOCOL_VERSION_META_KEY, SUPPORTED_PROTOCOL_VERSIONS, classifyInboundRequest } from '@modelcontextprotocol/server';
 import { APP_CONFIG } from '../../config/config.module.js';
@@ -23,6 +24,10 @@ const MODERN_VERSIONS = new Set(['2026-07-28']);
 const LEGACY_METHODS = new Set<string>(['tools/call', 'tools/list', 'ping']);
 /** Methods the modern fast path answers itself. */
 const MODERN_METHODS = new Set<string>(['tools/call', 'tools/list']);
+/** Distinct `_meta` envelopes whose verdict is remembered (a client sends the same one every time). */
+const ENVELOPE_CACHE_MAX = 1_000;
+/** Envelopes longer than this (JSON characters) are not remembered, only checked. */
+const ENVELOPE_KEY_MAX = 4_096;
 /** `Mcp-Name` values in this form are Base64-encoded (SEP-2243): left to the SDK to decode. */
 const BASE64_SENTINEL = '=?';
 
@@ -57,6 +62,8 @@ export class McpFastPath {
   private readonly enabled: boolean;
   /** Per catalog: whether the SDK's legacy encoder rewrites one of its tools (then legacy tools/list is the SDK's). */
   private readonly legacyWrap = new WeakMap<Catalog, boolean>();
+  /** `_meta` JSON → whether the SDK's classifier takes such a request as modern (its envelope check costs ~40 µs). */
+  private readonly envelopes = new LRUCache<string, boolean>({ max: ENVELOPE_CACHE_MAX });
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -106,15 +113,29 @@ export class McpFastPath {
       if (!(headers.accept ?? '').includes('text/event-stream')) return undefined;
       const mcpMethod = headers['mcp-method'];
       const mcpName = headers['mcp-name'];
-      if (mcpMethod !== message.method || params._meta?.[PROTOCOL_VERSION_META_KEY] !== version) return undefined;
+      if (mcpMethod !== message.method || !params._meta || params._meta[PROTOCOL_VERSION_META_KEY] !== version) return undefined;
       if (message.method === 'tools/call' && (mcpName !== params.name || (mcpName as string).startsWith(BASE64_SENTINEL))) return undefined;
       if (message.method !== 'tools/call' && mcpName !== undefined) return undefined;
-      // The envelope (`_meta` keys) is checked by the SDK's own classifier.
-      const route = classifyInboundRequest({ httpMethod: 'POST', body, protocolVersionHeader: version, mcpMethodHeader: mcpMethod, mcpNameHeader: mcpName as string | undefined });
-      if (route.kind !== 'modern' || route.messageKind !== 'request') return undefined;
+      if (!this.modernEnvelope(params._meta, body, version, mcpMethod, mcpName as string | undefined)) return undefined;
       return this.run('modern', message.method as McpOperationKind, message.id, params, scope, abort, principal);
     }
     return undefined;
+  }
+
+  /**
+   * Whether the SDK's own classifier takes this request as a modern request (the `_meta`
+   * envelope is well-formed: protocol version, client capabilities, client info). Headers
+   * and body were already checked to agree, so the verdict depends on the envelope alone and
+   * is remembered per distinct envelope.
+   */
+  private modernEnvelope(meta: Record<string, unknown>, body: unknown, version: string, mcpMethod: string, mcpName: string | undefined): boolean {
+    const key = JSON.stringify(meta);
+    const known = key.length <= ENVELOPE_KEY_MAX ? this.envelopes.get(key) : undefined;
+    if (known !== undefined) return known;
+    const route = classifyInboundRequest({ httpMethod: 'POST', body, protocolVersionHeader: version, mcpMethodHeader: mcpMethod, mcpNameHeader: mcpName });
+    const modern = route.kind === 'modern' && route.messageKind === 'request';
+    if (key.length <= ENVELOPE_KEY_MAX) this.envelopes.set(key, modern);
+    return modern;
   }
 
   private wrapsTools(scope: string): boolean {

@@ -7,8 +7,11 @@ import { loadConfig } from '../dist/src/config/load-config.js';
 import { startGatehouse } from '../dist/src/bootstrap.js';
 import { AuthenticationService } from '../dist/src/auth/authentication.service.js';
 import { UpstreamServersService } from '../dist/src/upstreams/upstream-servers.service.js';
-import { SecretsService, secretOwner } from '../dist/src/secrets/secrets.service.js';
+import { SecretsService } from '../dist/src/secrets/secrets.service.js';
+import { PoliciesService } from '../dist/src/policies/policies.service.js';
 import { routeCall } from '../dist/src/mcp/upstream-route.js';
+import { McpOperationPipeline } from '../dist/src/mcp/pipeline/mcp-operation-pipeline.js';
+import { authorize } from '../dist/src/mcp/pipeline/authorized-operation.js';
 
 const BLOCK = 4_000;
 const ROUNDS = 5;
@@ -80,11 +83,17 @@ export async function measureInProcess(env, { apiKey, jwt }) {
     const upstreams = gh.app.get(UpstreamServersService);
     const secrets = gh.app.get(SecretsService);
     for (let i = 0; i < 200 && !(upstreams.connection('vault')?.getClient() && upstreams.connection('echo')?.getClient()); i++) await new Promise((r) => setTimeout(r, 50));
-    const caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
-    const route = (server) => async () => {
-      const r = await routeCall(upstreams, secrets, caller, server);
-      if (!r || 'problem' in r) throw new Error(`route ${server}: ${r?.problem ?? 'not connected'}`);
-      r.release();
+    // routeCall takes only an authorized operation: classify and authorize one per server (once).
+    const mcp = gh.app.get(McpOperationPipeline);
+    const policies = gh.app.get(PoliciesService);
+    const op = (server) => authorize(policies, mcp.classify({ kind: 'tools/call', scope: '', principal, params: { name: `${server}__echo` }, era: 'legacy', path: 'fast' }));
+    const route = (server) => {
+      const authorized = op(server);
+      return async () => {
+        const r = await routeCall(upstreams, secrets, authorized);
+        if (!r || 'problem' in r) throw new Error(`route ${server}: ${r?.problem ?? 'not connected'}`);
+        r.release();
+      };
     };
     await route('vault')(); // starts the caller's pooled connection
     const routeUs = await compare({ plain: route('echo'), secret: route('vault') });

@@ -6,6 +6,9 @@ import type { PoliciesService } from '../../policies/policies.service.js';
 import type { Catalog } from '../../upstreams/catalog.js';
 import { assertAuthorized, authorize, POLICY_DENIED, type AuthorizedOperation } from './authorized-operation.js';
 import type { ClassifiedOperation } from './mcp-operation.js';
+import type { SecretsService } from '../../secrets/secrets.service.js';
+import type { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
+import { routeCall } from '../upstream-route.js';
 
 const op = (): ClassifiedOperation<'tools/call'> => ({
   kind: 'tools/call',
@@ -37,5 +40,8 @@ describe('authorize', () => {
     const forged: AuthorizedOperation = { operation: op(), granted: true };
     assert.ok(forged);
     assert.throws(() => assertAuthorized({ operation: op(), granted: true }), /without authorization/);
+    // Routing an upstream call takes only an authorized operation.
+    const upstreams = { connection: () => assert.fail('must not be reached') } as unknown as UpstreamServersService;
+    assert.throws(() => routeCall(upstreams, {} as SecretsService, forged), /without authorization/);
   });
 });

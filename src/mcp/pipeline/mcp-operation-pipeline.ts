@@ -6,9 +6,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
-import { SecretsService, secretOwner } from '../../secrets/secrets.service.js';
-import type { Caller } from '../../secrets/placeholders.js';
-import type { Principal } from '../../auth/principal.js';
+import { SecretsService } from '../../secrets/secrets.service.js';
 import { routeCall } from '../upstream-route.js';
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
 import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation-hooks.js';
@@ -51,7 +49,6 @@ export function toRpcError(error: unknown): { code: number; message: string; dat
   return { code: thrown === -32002 ? -32602 : thrown, message, ...(e.data === undefined ? {} : { data: e.data }) };
 }
 
-const callerOf = (p: Principal): Caller => ({ owner: secretOwner(p), userId: p.userId, email: p.email });
 const ns = (target: Target) => `${target.server}${NAME_SEPARATOR}${target.name}`;
 
 /**
@@ -225,15 +222,15 @@ export class McpOperationPipeline implements OnModuleInit {
       case 'resources/templates/list':
         return Promise.resolve({ resourceTemplates: this.templatesFor(op) });
       case 'tools/call':
-        return this.callTool(op as ClassifiedOperation<'tools/call'>);
+        return this.callTool(authorized as AuthorizedOperation<'tools/call'>);
       case 'prompts/get': {
         const params = op.params as ClassifiedOperation<'prompts/get'>['params'];
-        return this.withClient(op, (client, options) => client.getPrompt({ ...params, name: op.target!.name }, options));
+        return this.withClient(authorized, (client, options) => client.getPrompt({ ...params, name: op.target!.name }, options));
       }
       case 'resources/read': {
         const params = op.params as ClassifiedOperation<'resources/read'>['params'];
         const target = op.target!;
-        return this.withClient(op, async (client, options) => {
+        return this.withClient(authorized, async (client, options) => {
           const result = await client.readResource({ ...params, uri: target.name }, options);
           // Contents carry the upstream's URI; give the client back the one it asked for.
           return { ...result, contents: result.contents.map((c) => (c.uri === target.name ? { ...c, uri: params.uri } : c)) };
@@ -242,7 +239,7 @@ export class McpOperationPipeline implements OnModuleInit {
       case 'completion/complete': {
         const params = op.params as ClassifiedOperation<'completion/complete'>['params'];
         const ref = params.ref.type === 'ref/prompt' ? { ...params.ref, name: op.target!.name } : { ...params.ref, uri: op.target!.name };
-        return this.withClient(op, (client, options) => client.complete({ ...params, ref }, options));
+        return this.withClient(authorized, (client, options) => client.complete({ ...params, ref }, options));
       }
       case 'logging/setLevel':
         return this.setLevel(op as ClassifiedOperation<'logging/setLevel'>);
@@ -273,10 +270,11 @@ export class McpOperationPipeline implements OnModuleInit {
    * reported in the result, so the model can see them); upstream protocol errors keep their
    * code and gain the server's name.
    */
-  private async callTool(op: ClassifiedOperation<'tools/call'>): Promise<CallToolResult> {
+  private async callTool(authorized: AuthorizedOperation<'tools/call'>): Promise<CallToolResult> {
+    const op = authorized.operation;
     const target = op.target!;
     const params = op.params;
-    const route = await routeCall(this.upstreams, this.secrets, callerOf(op.principal), target.server);
+    const route = await routeCall(this.upstreams, this.secrets, authorized);
     if (route && 'problem' in route) return { isError: true, content: [{ type: 'text', text: route.problem }] };
     const connection = route?.connection;
     try {
@@ -302,9 +300,10 @@ export class McpOperationPipeline implements OnModuleInit {
   }
 
   /** Routes `op` to its upstream's SDK client and runs `use` with the server's timeout. */
-  private async withClient<T>(op: ClassifiedOperation, use: (client: Client, options: { signal?: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
+  private async withClient<T>(authorized: AuthorizedOperation, use: (client: Client, options: { signal?: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
+    const op = authorized.operation;
     const target = op.target!;
-    const route = await routeCall(this.upstreams, this.secrets, callerOf(op.principal), target.server);
+    const route = await routeCall(this.upstreams, this.secrets, authorized);
     if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
     const connection = route?.connection;
     try {

@@ -80,6 +80,27 @@ export async function measureInProcess(env, { apiKey, jwt }) {
       jwt: pipeline(await session({ authorization: `Bearer ${jwt}` })),
     });
 
+    // The same through both eras' fast paths: tools/list of /mcp/echo (no upstream round trip).
+    const ENVELOPE = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientInfo': { name: 'b', version: '1' },
+      'io.modelcontextprotocol/clientCapabilities': {},
+    };
+    const listing = (url, headers, payload) => async () => {
+      const r = await fastify.inject({ method: 'POST', url, headers, payload });
+      if (r.statusCode !== 200 || !r.body.includes('"result"')) throw new Error(`tools/list: ${r.statusCode} ${r.body.slice(0, 200)}`);
+    };
+    const legacyEcho = await fastify.inject({
+      method: 'POST',
+      url: '/mcp/echo',
+      headers: base,
+      payload: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'b', version: '1' } } }),
+    });
+    const eraUs = await compare({
+      legacy: listing('/mcp/echo', { ...base, 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': legacyEcho.headers['mcp-session-id'] }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' })),
+      modern: listing('/mcp/echo', { ...base, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: ENVELOPE } })),
+    });
+
     const upstreams = gh.app.get(UpstreamServersService);
     const secrets = gh.app.get(SecretsService);
     for (let i = 0; i < 200 && !(upstreams.connection('vault')?.getClient() && upstreams.connection('echo')?.getClient()); i++) await new Promise((r) => setTimeout(r, 50));
@@ -97,7 +118,7 @@ export async function measureInProcess(env, { apiKey, jwt }) {
     };
     await route('vault')(); // starts the caller's pooled connection
     const routeUs = await compare({ plain: route('echo'), secret: route('vault') });
-    return { authUs, routeUs, pingUs };
+    return { authUs, routeUs, pingUs, eraUs };
   } finally {
     await gh.shutdown('bench done');
   }

@@ -276,6 +276,8 @@ try {
   show('whole request, ping on the fast path, no credentials', inProcess.pingUs.none);
   show('whole request, ping on the fast path, API key', inProcess.pingUs.apiKey, inProcess.pingUs.none);
   show('whole request, ping on the fast path, JWT HS256', inProcess.pingUs.jwt, inProcess.pingUs.none);
+  show('whole request, tools/list /mcp/echo, legacy session', inProcess.eraUs.legacy);
+  show('whole request, tools/list /mcp/echo, modern era', inProcess.eraUs.modern, inProcess.eraUs.legacy);
   show('routeCall(), plain server', inProcess.routeUs.plain);
   show('routeCall(), header with ${secret:TOKEN} (pooled)', inProcess.routeUs.secret, inProcess.routeUs.plain);
   const pct = (us, base) => ((us - base) / perCall) * 100;
@@ -313,6 +315,7 @@ try {
     ['  modern vs legacy tools/call (Gatehouse CPU/request)', ratio(eras.medians[1].cpu, eras.medians[0].cpu), '—', true],
     ['  modern vs legacy, single runs 2m/2 and 4m/4b (req/s)', `${ratio(ghModern.rps, ghHttp.rps)} / ${ratio(ghStdioModern.rps, ghStdio.rps)}`, '—', true],
     ['  modern tools/list 200 tools vs 5 tools (time per request)', ratio(list5Modern.rps, list200Modern.rps), '—', true],
+    ['  modern vs legacy tools/list, in-process (time per request)', ratio(inProcess.eraUs.modern, inProcess.eraUs.legacy), '—', true],
     ['RSS for 1,000 idle legacy sessions (MB)', sessionsMb.toFixed(1), '≤ 5', sessionsMb <= 5],
     ...directCost.map(([name, cost]) => [`cost of ${name} per tools/call (in-process timing)`, cost.toFixed(1), '≤ 5 %', cost <= 5]),
     ...authCost.map(([name, cost]) => [`  end to end: ${name} vs none (CPU, medians; noisy)`, cost.toFixed(1), '—', true]),

@@ -8,8 +8,9 @@ import type { AuthorizedOperation } from './authorized-operation.js';
  *
  * - `beforeCall(op)`: after authorization, before the upstream is routed and called. Throwing a
  *   `ProtocolError` (from `@modelcontextprotocol/server`) refuses the operation with that
- *   JSON-RPC error (the rate limiter's hook); the remaining hooks' `afterCall` still run with
- *   that error as the outcome. May return a promise (awaited only then).
+ *   JSON-RPC error (the rate limiter's hook): later `beforeCall`s and the call do not run, every
+ *   hook's `afterCall` still does, with that error as the outcome. May return a promise
+ *   (awaited only then).
  * - `afterCall(op, outcome, durationMs)`: once the outcome is known (result, tool error, or
  *   protocol error), before it is written to the client. Must not throw (errors are logged and
  *   dropped); a returned promise is not awaited.

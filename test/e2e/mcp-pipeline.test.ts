@@ -186,6 +186,19 @@ describe('the MCP operation pipeline', () => {
     assert.deepEqual(last.outcome, { ok: false, error: { code: -32029, message: 'Too many requests (test hook)' } });
   });
 
+  it('a fast-path-shaped request with a non-object _meta gets the SDK’s JSON-RPC error, not a 500', async () => {
+    // a01e1be: the fast path evaluated `key in _meta` on a string, threw a TypeError, and the
+    // client got HTTP 500 internal_error instead of the JSON-RPC answer.
+    const session = await legacySession(`${app.url}/mcp`);
+    for (const method of ['tools/call', 'tools/list', 'ping']) {
+      const r = await rpc(`${app.url}/mcp`, legacyRequest(method, { name: 'everything__echo', arguments: { message: 'm' }, _meta: 'x' }), session);
+      assert.notEqual(r.status, 500, `${method}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body?.jsonrpc, '2.0');
+      assert.equal(r.body?.id, 1);
+      assert.equal(r.body?.error?.code, -32600, `${method}: the SDK's invalid-request error`);
+    }
+  });
+
   it('answers 503 service_unavailable with Retry-After while the policies or servers gate is not ok', async () => {
     const session = await legacySession(`${app.url}/mcp`);
     const gates = app.app.get(ReadinessGates);

@@ -89,7 +89,10 @@ export class McpFastPath {
     if (typeof message.id !== 'string' && typeof message.id !== 'number') return undefined;
     const params = (message.params ?? {}) as Params;
     if (typeof params !== 'object' || params === null || Array.isArray(params)) return undefined;
-    // A progress token needs a streamed answer; task-augmented calls are the SDK's.
+    // `_meta` must be an object (else the SDK answers the invalid params); a progress token
+    // needs a streamed answer; task-augmented calls are the SDK's.
+    const meta: unknown = params._meta;
+    if (meta !== undefined && (typeof meta !== 'object' || meta === null || Array.isArray(meta))) return undefined;
     if (params._meta?.progressToken !== undefined || params.task !== undefined) return undefined;
     if (message.method === 'tools/call') {
       if (typeof params.name !== 'string') return undefined;

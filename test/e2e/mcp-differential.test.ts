@@ -32,6 +32,7 @@ const CASES: Case[] = [
   { title: 'upstream down', method: 'tools/call', params: { name: 'remote__echo', arguments: { message: 'x' } }, fast: true },
   { title: 'bad params: name not a string', method: 'tools/call', params: { name: 7 }, fast: false, invalid: true },
   { title: 'bad params: arguments not an object', method: 'tools/call', params: { name: 'everything__echo', arguments: 'x' }, fast: false, invalid: true },
+  { title: 'bad params: arguments an array', method: 'tools/call', params: { name: 'everything__echo', arguments: ['m'] }, fast: false, invalid: true },
   { title: 'bad params: _meta not an object', method: 'tools/call', params: { name: 'everything__echo', arguments: { message: 'm' }, _meta: 'x' }, fast: false, invalid: true, only: 'legacy' },
   { title: 'progress token (streams: SDK)', method: 'tools/call', params: { name: 'everything__echo', arguments: { message: 'p' }, _meta: { progressToken: 'p1' } }, fast: false },
   { title: '/mcp/<server> tools/list', path: '/mcp/everything', method: 'tools/list', fast: true },

@@ -186,7 +186,7 @@ describe('the MCP operation pipeline', () => {
     assert.deepEqual(last.outcome, { ok: false, error: { code: -32029, message: 'Too many requests (test hook)' } });
   });
 
-  it('a fast-path-shaped request with a non-object _meta gets the SDK’s JSON-RPC error, not a 500', async () => {
+  it('fast-path-shaped requests with a non-object _meta or array arguments get the SDK’s JSON-RPC errors (not a 500, not forwarded)', async () => {
     // a01e1be: the fast path evaluated `key in _meta` on a string, threw a TypeError, and the
     // client got HTTP 500 internal_error instead of the JSON-RPC answer.
     const session = await legacySession(`${app.url}/mcp`);
@@ -197,6 +197,11 @@ describe('the MCP operation pipeline', () => {
       assert.equal(r.body?.id, 1);
       assert.equal(r.body?.error?.code, -32600, `${method}: the SDK's invalid-request error`);
     }
+    // a01e1be: array arguments passed the fast path's check and were forwarded to the upstream,
+    // which refused them: -32603 "Upstream MCP server …" instead of the gateway's -32602.
+    const arrayArgs = await rpc(`${app.url}/mcp`, legacyRequest('tools/call', { name: 'everything__echo', arguments: ['m'] }), session);
+    assert.equal(arrayArgs.body?.error?.code, -32602, JSON.stringify(arrayArgs.body));
+    assert.doesNotMatch(arrayArgs.body?.error?.message ?? '', /Upstream/, 'refused by the gateway, not sent upstream');
   });
 
   it('answers 503 service_unavailable with Retry-After while the policies or servers gate is not ok', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -38,6 +39,9 @@ const CASES: Case[] = [
   { title: '/mcp/<server> tools/list', path: '/mcp/everything', method: 'tools/list', fast: true },
   { title: '/mcp/<server> tools/call', path: '/mcp/everything', method: 'tools/call', params: { name: 'echo', arguments: { message: 'single' } }, fast: true },
   { title: 'prompts/list (SDK on both)', method: 'prompts/list', fast: false },
+  // A tool with a non-object outputSchema: the SDK wraps it for 2025-era clients.
+  { title: 'tools/list with a non-object outputSchema', path: '/mcp/arrays', method: 'tools/list', fast: true },
+  { title: 'tools/call with array structuredContent', path: '/mcp/arrays', method: 'tools/call', params: { name: 'letters', arguments: { word: 'abc' } }, fast: true },
 ];
 
 /**
@@ -60,6 +64,7 @@ describe('fast path and SDK path give the same answers', () => {
     for (const body of [
       { name: 'everything', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'] },
       { name: 'remote', transport: 'streamable_http', url: http.url, toolFilter: { allow: ['echo'] } },
+      { name: 'arrays', transport: 'stdio', command: process.execPath, args: [resolve('test/fixtures/array-output-upstream.mjs')] },
     ]) {
       const res = await fetch(`${fast.url}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       assert.equal(res.status, 201, await res.text());
@@ -71,7 +76,7 @@ describe('fast path and SDK path give the same answers', () => {
     });
     assert.equal(policy.status, 201);
     for (const app of [fast, sdk]) {
-      for (const name of ['everything', 'remote']) {
+      for (const name of ['everything', 'remote', 'arrays']) {
         await eventually(`${name} connected`, async () => {
           const v = (await (await fetch(`${app.url}/api/v1/servers/${name}`)).json()) as { status: { state: string } };
           return v.status.state === 'connected' ? true : undefined;

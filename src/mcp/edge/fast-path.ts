@@ -6,7 +6,7 @@ import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import type { Principal } from '../../auth/principal.js';
 import { McpOperationPipeline, toRpcError } from '../pipeline/mcp-operation-pipeline.js';
-import { needsLegacyToolWrap, responseJson } from '../pipeline/era.js';
+import { canWrapLikeSdk, responseJson } from '../pipeline/era.js';
 import type { Catalog } from '../../upstreams/catalog.js';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import type { McpEra, McpOperationKind, McpParams } from '../pipeline/mcp-operation.js';
@@ -60,7 +60,7 @@ interface Params {
 @Injectable()
 export class McpFastPath {
   private readonly enabled: boolean;
-  /** Per catalog: whether the SDK's legacy encoder rewrites one of its tools (then legacy tools/list is the SDK's). */
+  /** Per catalog: whether a tool's output schema needs the SDK's reference rewriting for 2025-era clients (then legacy tools/list is the SDK's). */
   private readonly legacyWrap = new WeakMap<Catalog, boolean>();
   /** `_meta` JSON → whether the SDK's classifier takes such a request as modern (its envelope check costs ~40 µs). */
   private readonly envelopes = new LRUCache<string, boolean>({ max: ENVELOPE_CACHE_MAX });
@@ -145,7 +145,7 @@ export class McpFastPath {
     const catalog = this.upstreams.catalog(scope);
     if (!catalog) return true;
     let wraps = this.legacyWrap.get(catalog);
-    if (wraps === undefined) this.legacyWrap.set(catalog, (wraps = catalog.tools.some(needsLegacyToolWrap)));
+    if (wraps === undefined) this.legacyWrap.set(catalog, (wraps = !catalog.tools.every(canWrapLikeSdk)));
     return wraps;
   }
 

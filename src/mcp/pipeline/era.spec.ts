@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PRESERIALIZED } from './mcp-operation-pipeline.js';
-import { needsLegacyToolWrap, responseJson, resultJson, toModernResult } from './era.js';
+import { canWrapLikeSdk, needsLegacyToolWrap, normalizeToolResult, responseJson, resultJson, toModernResult } from './era.js';
 import { toRpcError } from './mcp-operation-pipeline.js';
 
 const SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
@@ -36,6 +36,22 @@ describe('era encoding of fast-path results (mirrors the SDK codecs)', () => {
     assert.equal(needsLegacyToolWrap({ name: 'a', outputSchema: { type: 'array' } }), true);
     assert.equal(needsLegacyToolWrap({ name: 'a', outputSchema: { type: 'object' } }), false);
     assert.equal(needsLegacyToolWrap({ name: 'a' }), false);
+    const tool = { name: 'a', outputSchema: { $schema: 'https://json-schema.org/draft/2020-12/schema', type: 'array', items: { type: 'string' } } };
+    const wrapped = JSON.parse(responseJson('legacy', 'tools/list', 1, { tools: [tool], [PRESERIALIZED]: { field: 'tools', json: JSON.stringify([tool]) } })) as { result: { tools: unknown[] } };
+    assert.deepEqual(wrapped.result.tools, [{ name: 'a', outputSchema: { $schema: tool.outputSchema.$schema, type: 'object', properties: { result: tool.outputSchema }, required: ['result'] } }]);
+    assert.equal(canWrapLikeSdk(tool), true);
+    assert.equal(canWrapLikeSdk({ name: 'b', outputSchema: { type: 'array', items: { $ref: '#/$defs/x' } } }), false, 'references are the SDK’s to rewrite');
+  });
+
+  it('tool results: content [] added when missing; non-object structuredContent refused for 2025-era clients only', () => {
+    assert.deepEqual(normalizeToolResult({ structuredContent: { a: 1 } }), { structuredContent: { a: 1 }, content: [] });
+    assert.deepEqual(normalizeToolResult({ task: {} }), { task: {} }, 'other result families untouched');
+    const arrayResult = { content: [{ type: 'text', text: 'a' }], structuredContent: ['a'] };
+    assert.throws(
+      () => responseJson('legacy', 'tools/call', 1, arrayResult),
+      (e: unknown) => (e as { code?: number }).code === -32602 && /^Invalid tools\/call result: .*expected record, received array/s.test((e as Error).message),
+    );
+    assert.match(responseJson('modern', 'tools/call', 1, arrayResult), /"structuredContent":\["a"\]/);
   });
 
   it('errors become JSON-RPC errors by the SDK’s rule', () => {

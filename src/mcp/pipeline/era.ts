@@ -1,4 +1,5 @@
-import { SERVER_INFO_META_KEY } from '@modelcontextprotocol/server';
+import { ProtocolError, ProtocolErrorCode, SERVER_INFO_META_KEY } from '@modelcontextprotocol/server';
+import { z } from 'zod';
 import { CACHE_HINTS, GATEWAY_INFO } from '../gateway-server.js';
 import { PRESERIALIZED, type Preserialized } from './mcp-operation-pipeline.js';
 import type { McpEra, McpOperationKind } from './mcp-operation.js';
@@ -9,12 +10,73 @@ const CACHEABLE = new Set<string>(['tools/list', 'prompts/list', 'resources/list
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * Whether the SDK's 2025-era encoder would rewrite this tool in a tools/list result: an
- * `outputSchema` whose root is not `type: "object"` is wrapped for legacy clients (SDK
- * `rev2025Codec.encodeResult`). The fast path leaves such lists to the SDK.
+ * Whether the SDK's 2025-era encoder rewrites this tool in a tools/list result: an
+ * `outputSchema` whose root is not `type: "object"` is wrapped as `{ type: "object",
+ * properties: { result: <schema> }, required: ["result"] }` (SDK `rev2025Codec.encodeResult`).
  */
 export function needsLegacyToolWrap(tool: unknown): boolean {
   return isPlainObject(tool) && isPlainObject(tool.outputSchema) && tool.outputSchema.type !== 'object';
+}
+
+/** JSON Schema keywords whose presence makes the SDK rewrite references inside a wrapped schema. */
+const REFERENCE_KEYWORDS = /"\$(ref|dynamicRef|recursiveRef|recursiveAnchor|id)"/;
+
+/**
+ * Whether the fast path can wrap this tool's schema exactly as the SDK does: only without
+ * `$ref`/`$id`-style keywords (which the SDK rewrites); such tools leave legacy tools/list to the SDK.
+ */
+export function canWrapLikeSdk(tool: unknown): boolean {
+  return !needsLegacyToolWrap(tool) || !REFERENCE_KEYWORDS.test(JSON.stringify((tool as { outputSchema: unknown }).outputSchema));
+}
+
+const legacyToolsJson = new WeakMap<object, string>();
+
+/** `tools` as the SDK's 2025-era encoder sends them (non-object output schemas wrapped), as JSON; cached per list. */
+function legacyTools(tools: unknown[]): string {
+  let json = legacyToolsJson.get(tools);
+  if (json === undefined) {
+    json = JSON.stringify(
+      tools.map((tool) => {
+        if (!needsLegacyToolWrap(tool)) return tool;
+        const t = tool as Record<string, unknown> & { outputSchema: Record<string, unknown> };
+        const $schema = typeof t.outputSchema.$schema === 'string' ? { $schema: t.outputSchema.$schema } : {};
+        return { ...t, outputSchema: { ...$schema, type: 'object', properties: { result: t.outputSchema }, required: ['result'] } };
+      }),
+    );
+    legacyToolsJson.set(tools, json);
+  }
+  return json;
+}
+
+const FOREIGN_TOOL_RESULT_KEYS = ['task', 'inputRequests', 'requestState'];
+/** The part of the 2025 CallToolResult wire schema an upstream's result can break (its other parts the upstream's client already checked). */
+const legacyStructuredContent = z.looseObject({ structuredContent: z.record(z.string(), z.unknown()).optional() });
+
+/**
+ * A tools/call result as the SDK's `Server` hands it on (both eras): a result without
+ * `content` gets `content: []` (unless it is another result family).
+ */
+export function normalizeToolResult(result: Record<string, unknown>): Record<string, unknown> {
+  if (result.content !== undefined || FOREIGN_TOOL_RESULT_KEYS.some((k) => k in result)) return result;
+  return { ...result, content: [] };
+}
+
+/**
+ * A result as the 2025-era revisions put it on the wire: tools/list's non-object output schemas
+ * wrapped; a tools/call result whose `structuredContent` is not an object refused as the SDK's
+ * `Server` refuses it (-32602 "Invalid tools/call result: …", the 2025 schema wants a record).
+ */
+export function toLegacyResult(kind: McpOperationKind, result: Record<string, unknown> & Preserialized): Record<string, unknown> {
+  if (kind === 'tools/call') {
+    const sc = result.structuredContent;
+    if (sc !== undefined && !isPlainObject(sc)) {
+      const parsed = legacyStructuredContent.safeParse(result);
+      if (!parsed.success) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Invalid tools/call result: ${String(parsed.error)}`);
+    }
+    return result;
+  }
+  if (kind !== 'tools/list' || !Array.isArray(result.tools) || !(result.tools as unknown[]).some(needsLegacyToolWrap)) return result;
+  return { ...result, [PRESERIALIZED]: { field: 'tools', json: legacyTools(result.tools as unknown[]) } };
 }
 
 const modernToolsJson = new WeakMap<object, string>();
@@ -76,8 +138,9 @@ export function resultJson(result: Record<string, unknown> & Preserialized): str
   return tail === '{}' ? `{${JSON.stringify(pre.field)}:${pre.json}}` : `{${JSON.stringify(pre.field)}:${pre.json},${tail.slice(1)}`;
 }
 
-/** The JSON-RPC response text for `id`, its result encoded for `era`. */
+/** The JSON-RPC response text for `id`, its result encoded for `era`; throws the `ProtocolError` the SDK would answer instead. */
 export function responseJson(era: McpEra, kind: McpOperationKind, id: string | number, result: Record<string, unknown>): string {
-  const encoded = era === 'modern' ? toModernResult(kind, result) : result;
+  const normalized = kind === 'tools/call' ? normalizeToolResult(result) : result;
+  const encoded = era === 'modern' ? toModernResult(kind, normalized) : toLegacyResult(kind, normalized);
   return `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${resultJson(encoded)}}`;
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { Client as LegacyClient } from '@modelcontextprotocol/sdk/client/index.js';
@@ -202,6 +203,33 @@ describe('the MCP operation pipeline', () => {
     const arrayArgs = await rpc(`${app.url}/mcp`, legacyRequest('tools/call', { name: 'everything__echo', arguments: ['m'] }), session);
     assert.equal(arrayArgs.body?.error?.code, -32602, JSON.stringify(arrayArgs.body));
     assert.doesNotMatch(arrayArgs.body?.error?.message ?? '', /Upstream/, 'refused by the gateway, not sent upstream');
+  });
+
+  it('a legacy client gets non-object output schemas wrapped (type object) from the fast path too', async () => {
+    // a01e1be: the fast path spliced the catalog's tools JSON as it was, so a 2025-era client got
+    // `outputSchema: { type: "array" }`, which its revision forbids (the SDK path wrapped it).
+    const res = await fetch(`${app.url}/api/v1/servers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'arrays', transport: 'stdio', command: process.execPath, args: [resolve('test/fixtures/array-output-upstream.mjs')] }),
+    });
+    assert.equal(res.status, 201);
+    try {
+      await eventually('arrays connected', async () => {
+        const v = (await (await fetch(`${app.url}/api/v1/servers/arrays`)).json()) as { status: { state: string } };
+        return v.status.state === 'connected' ? true : undefined;
+      });
+      const session = await legacySession(`${app.url}/mcp/arrays`);
+      hook.events.length = 0;
+      const r = await rpc(`${app.url}/mcp/arrays`, legacyRequest('tools/list'), session);
+      const [tool] = r.body?.result?.tools as { outputSchema: { type: string; properties: { result: { type: string } }; required: string[] } }[];
+      assert.equal(tool.outputSchema.type, 'object');
+      assert.equal(tool.outputSchema.properties.result.type, 'array');
+      assert.deepEqual(tool.outputSchema.required, ['result']);
+      assert.equal(hook.events.find((e) => e.phase === 'after')?.path, 'fast', 'served by the fast path');
+    } finally {
+      await fetch(`${app.url}/api/v1/servers/arrays`, { method: 'DELETE' });
+    }
   });
 
   it('answers 503 service_unavailable with Retry-After while the policies or servers gate is not ok', async () => {

@@ -7,8 +7,11 @@ import { loadConfig } from '../dist/src/config/load-config.js';
 import { startGatehouse } from '../dist/src/bootstrap.js';
 import { AuthenticationService } from '../dist/src/auth/authentication.service.js';
 import { UpstreamServersService } from '../dist/src/upstreams/upstream-servers.service.js';
-import { SecretsService, secretOwner } from '../dist/src/secrets/secrets.service.js';
+import { SecretsService } from '../dist/src/secrets/secrets.service.js';
+import { PoliciesService } from '../dist/src/policies/policies.service.js';
 import { routeCall } from '../dist/src/mcp/upstream-route.js';
+import { McpOperationPipeline } from '../dist/src/mcp/pipeline/mcp-operation-pipeline.js';
+import { authorize } from '../dist/src/mcp/pipeline/authorized-operation.js';
 
 const BLOCK = 4_000;
 const ROUNDS = 5;
@@ -77,18 +80,45 @@ export async function measureInProcess(env, { apiKey, jwt }) {
       jwt: pipeline(await session({ authorization: `Bearer ${jwt}` })),
     });
 
+    // The same through both eras' fast paths: tools/list of /mcp/echo (no upstream round trip).
+    const ENVELOPE = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientInfo': { name: 'b', version: '1' },
+      'io.modelcontextprotocol/clientCapabilities': {},
+    };
+    const listing = (url, headers, payload) => async () => {
+      const r = await fastify.inject({ method: 'POST', url, headers, payload });
+      if (r.statusCode !== 200 || !r.body.includes('"result"')) throw new Error(`tools/list: ${r.statusCode} ${r.body.slice(0, 200)}`);
+    };
+    const legacyEcho = await fastify.inject({
+      method: 'POST',
+      url: '/mcp/echo',
+      headers: base,
+      payload: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'b', version: '1' } } }),
+    });
+    const eraUs = await compare({
+      legacy: listing('/mcp/echo', { ...base, 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': legacyEcho.headers['mcp-session-id'] }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' })),
+      modern: listing('/mcp/echo', { ...base, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: ENVELOPE } })),
+    });
+
     const upstreams = gh.app.get(UpstreamServersService);
     const secrets = gh.app.get(SecretsService);
     for (let i = 0; i < 200 && !(upstreams.connection('vault')?.getClient() && upstreams.connection('echo')?.getClient()); i++) await new Promise((r) => setTimeout(r, 50));
-    const caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
-    const route = (server) => async () => {
-      const r = await routeCall(upstreams, secrets, caller, server);
-      if (!r || 'problem' in r) throw new Error(`route ${server}: ${r?.problem ?? 'not connected'}`);
-      r.release();
+    // routeCall takes only an authorized operation: classify and authorize one per server (once).
+    const mcp = gh.app.get(McpOperationPipeline);
+    const policies = gh.app.get(PoliciesService);
+    const op = (server) => authorize(policies, mcp.classify({ kind: 'tools/call', scope: '', principal, params: { name: `${server}__echo` }, era: 'legacy', path: 'fast' }));
+    const route = (server) => {
+      const authorized = op(server);
+      return async () => {
+        const r = await routeCall(upstreams, secrets, authorized);
+        if (!r || 'problem' in r) throw new Error(`route ${server}: ${r?.problem ?? 'not connected'}`);
+        r.release();
+      };
     };
     await route('vault')(); // starts the caller's pooled connection
     const routeUs = await compare({ plain: route('echo'), secret: route('vault') });
-    return { authUs, routeUs, pingUs };
+    return { authUs, routeUs, pingUs, eraUs };
   } finally {
     await gh.shutdown('bench done');
   }

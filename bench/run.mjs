@@ -54,6 +54,17 @@ const ACCEPT = 'application/json, text/event-stream';
 const LEGACY = '2025-06-18';
 const call = (name, id = 1) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { message: 'hello' } } });
 const list = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
+// The modern era (2026-07-28): stateless, every request carries its envelope and the
+// MCP-Protocol-Version / Mcp-Method / Mcp-Name headers.
+const MODERN = '2026-07-28';
+const ENVELOPE = {
+  'io.modelcontextprotocol/protocolVersion': MODERN,
+  'io.modelcontextprotocol/clientInfo': { name: 'bench', version: '1' },
+  'io.modelcontextprotocol/clientCapabilities': {},
+};
+const modernHeaders = (method, name, auth = {}) => ({ 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': MODERN, 'mcp-method': method, ...(name ? { 'mcp-name': name } : {}), ...auth });
+const modernCall = (name) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: { message: 'hello' }, _meta: ENVELOPE } });
+const modernList = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: ENVELOPE } });
 
 /** Opens a legacy session (if the target hands out ids) and returns the headers to use. */
 async function legacySession(url, auth = {}) {
@@ -202,9 +213,11 @@ try {
   process.stdout.write('tools/call echo, throughput:\n');
   const direct = await load('1. fast HTTP upstream, called directly', up5, plain, call('echo'));
   const ghHttp = await load('2. Gatehouse /mcp → fast HTTP upstream', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('echo__echo'));
+  const ghModern = await load('2m. the same, modern era (2026-07-28)', `${gh}/mcp`, modernHeaders('tools/call', 'echo__echo'), modernCall('echo__echo'));
   const reference = await load('3. SDK reference server (createMcpHandler)', ref, plain, call('echo'));
   const viaProxy = await load('4a. mcp-proxy → stdio echo server', proxy, await legacySession(proxy), call('echo'));
   const ghStdio = await load('4b. Gatehouse /mcp → stdio echo server', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('stdio__echo'));
+  const ghStdioModern = await load('4m. the same, modern era (2026-07-28)', `${gh}/mcp`, modernHeaders('tools/call', 'stdio__echo'), modernCall('stdio__echo'));
 
   process.stdout.write('\ntools/call echo, one connection (latency):\n');
   const direct1 = await load('direct upstream, concurrency 1', up5, plain, call('echo'), 1);
@@ -213,6 +226,8 @@ try {
   process.stdout.write('\ntools/list through Gatehouse:\n');
   const list5 = await load('5a. /mcp/echo, 5 upstream tools', `${gh}/mcp/echo`, await legacySession(`${gh}/mcp/echo`), list);
   const list200 = await load('5b. /mcp/many, 200 upstream tools', `${gh}/mcp/many`, await legacySession(`${gh}/mcp/many`), list);
+  const list5Modern = await load('5c. /mcp/echo, 5 upstream tools, modern era', `${gh}/mcp/echo`, modernHeaders('tools/list'), modernList);
+  const list200Modern = await load('5d. /mcp/many, 200 upstream tools, modern era', `${gh}/mcp/many`, modernHeaders('tools/list'), modernList);
 
   const multiCore = cpus().length >= 2;
   const pinned = multiCore && pin([gatehouse.pid], '1') && pin([process.pid, children.find((c) => c.spawnargs.includes('bench/echo-upstream.mjs')).pid], '0');
@@ -243,6 +258,12 @@ try {
     ['Authorization: Bearer ${secret:TOKEN}', `${gh}/mcp`, await legacySession(`${gh}/mcp`, keyAuth), call('vault__echo')],
   ], gatehouse.pid);
   const secretCost = (secrets.medians[1].cpu / secrets.medians[0].cpu - 1) * 100;
+
+  process.stdout.write(`\nProtocol era, tools/call echo through /mcp, no credentials (${ROUNDS} alternating rounds, medians):\n`);
+  const eras = await interleaved([
+    ['legacy (2025-06-18 session)', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('echo__echo')],
+    ['modern (2026-07-28, stateless)', `${gh}/mcp`, modernHeaders('tools/call', 'echo__echo'), modernCall('echo__echo')],
+  ], gatehouse.pid);
   if (pinned) pin([gatehouse.pid, process.pid, ...children.map((c) => c.pid)], `0-${cpus().length - 1}`);
 
   process.stdout.write('\nIn-process, per call (medians of 5 alternating blocks of 4,000 sequential calls, after warm-up):\n');
@@ -255,6 +276,8 @@ try {
   show('whole request, ping on the fast path, no credentials', inProcess.pingUs.none);
   show('whole request, ping on the fast path, API key', inProcess.pingUs.apiKey, inProcess.pingUs.none);
   show('whole request, ping on the fast path, JWT HS256', inProcess.pingUs.jwt, inProcess.pingUs.none);
+  show('whole request, tools/list /mcp/echo, legacy session', inProcess.eraUs.legacy);
+  show('whole request, tools/list /mcp/echo, modern era', inProcess.eraUs.modern, inProcess.eraUs.legacy);
   show('routeCall(), plain server', inProcess.routeUs.plain);
   show('routeCall(), header with ${secret:TOKEN} (pooled)', inProcess.routeUs.secret, inProcess.routeUs.plain);
   const pct = (us, base) => ((us - base) / perCall) * 100;
@@ -288,6 +311,11 @@ try {
     // exactly 1000 / (requests per second), which has the resolution to compare.
     ['added latency at concurrency 1 (p50 / mean, ms)', `${gh1.p50 - direct1.p50} / ${(1000 / gh1.rps - 1000 / direct1.rps).toFixed(2)}`, '≤ 1', gh1.p50 - direct1.p50 <= 1 && 1000 / gh1.rps - 1000 / direct1.rps <= 1],
     ['tools/list 200 tools vs 5 tools (time per request)', ratio(list5.rps, list200.rps), '≤ 1.50', list5.rps / list200.rps <= 1.5],
+    ['modern vs legacy tools/call (req/s, alternating medians)', ratio(eras.medians[1].rps, eras.medians[0].rps), '≥ 0.85', eras.medians[1].rps / eras.medians[0].rps >= 0.85],
+    ['  modern vs legacy tools/call (Gatehouse CPU/request)', ratio(eras.medians[1].cpu, eras.medians[0].cpu), '—', true],
+    ['  modern vs legacy, single runs 2m/2 and 4m/4b (req/s)', `${ratio(ghModern.rps, ghHttp.rps)} / ${ratio(ghStdioModern.rps, ghStdio.rps)}`, '—', true],
+    ['  modern tools/list 200 tools vs 5 tools (time per request)', ratio(list5Modern.rps, list200Modern.rps), '—', true],
+    ['  modern vs legacy tools/list, in-process (time per request)', ratio(inProcess.eraUs.modern, inProcess.eraUs.legacy), '—', true],
     ['RSS for 1,000 idle legacy sessions (MB)', sessionsMb.toFixed(1), '≤ 5', sessionsMb <= 5],
     ...directCost.map(([name, cost]) => [`cost of ${name} per tools/call (in-process timing)`, cost.toFixed(1), '≤ 5 %', cost <= 5]),
     ...authCost.map(([name, cost]) => [`  end to end: ${name} vs none (CPU, medians; noisy)`, cost.toFixed(1), '—', true]),
@@ -299,7 +327,7 @@ try {
   mkdirSync('.bench', { recursive: true });
   writeFileSync(
     '.bench/latest.json',
-    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, rows: { direct, ghHttp, reference, viaProxy, ghStdio, direct1, gh1, list5, list200 }, auth, secrets, inProcess, sessionsMb }, null, 2),
+    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, rows: { direct, ghHttp, ghModern, reference, viaProxy, ghStdio, ghStdioModern, direct1, gh1, list5, list200, list5Modern, list200Modern }, auth, secrets, eras, inProcess, sessionsMb }, null, 2),
   );
 } finally {
   stopping = true;

@@ -66,6 +66,7 @@ export const envSchema = z.object({
 
   HTTP_DNS_REBINDING_PROTECTION: envBool().default(true),
   HTTP_ALLOWED_HOSTS: envList('a comma-separated list of host names', (s) => /^[A-Za-z0-9.:[\]-]+$/.test(s)).optional(),
+  MCP_FAST_PATH: envBool().default(true),
   HTTP_SESSION_TIMEOUT: envInt(1_000, 30 * 24 * 3_600_000).default(1_800_000),
   HTTP_MAX_CONCURRENT_SESSIONS: envInt(1, 1_000_000).default(100),
   HTTP_SESSION_CLEANUP_INTERVAL: envInt(1_000, 24 * 3_600_000).default(60_000),
@@ -202,6 +203,8 @@ export interface AppConfig {
     allowedHosts: string[];
     /** Origins accepted in the Origin header of /mcp requests (absent Origin is fine). */
     allowedOrigins: string[];
+    /** Answer steady-state calls (tools/call, tools/list, ping) without the SDK's per-request serving (MCP_FAST_PATH). */
+    fastPath: boolean;
     sessionTimeoutMs: number;
     maxSessionsPerPrincipal: number;
     sessionSweepIntervalMs: number;
@@ -313,6 +316,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
           ...(e.HTTP_ALLOWED_HOSTS ? [] : [`http://localhost:${e.PORT}`, `http://127.0.0.1:${e.PORT}`]),
         ]),
       ],
+      fastPath: e.MCP_FAST_PATH,
       sessionTimeoutMs: e.HTTP_SESSION_TIMEOUT,
       maxSessionsPerPrincipal: e.HTTP_MAX_CONCURRENT_SESSIONS,
       sessionSweepIntervalMs: e.HTTP_SESSION_CLEANUP_INTERVAL,

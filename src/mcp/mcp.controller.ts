@@ -66,6 +66,11 @@ export class McpController {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
+    const early = this.edge.refuse(req.headers, scope);
+    if (early) {
+      await reply.status(early.status).headers({ ...early.headers, 'content-type': 'application/json' }).send(early.body);
+      return;
+    }
     const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort, principal);
     if (fast !== undefined) {
       await reply.status(200).header('content-type', 'application/json').send(fast);

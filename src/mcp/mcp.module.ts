@@ -1,16 +1,28 @@
 import { Module } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
 import { PoliciesModule } from '../policies/policies.module.js';
 import { SecretsModule } from '../secrets/secrets.module.js';
 import { SessionsModule } from '../sessions/sessions.module.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
+import { McpFastPath } from './edge/fast-path.js';
+import { HostOriginCheck } from './edge/host-origin.js';
+import { LegacySessions } from './edge/legacy-sessions.js';
+import { McpReadiness } from './edge/mcp-readiness.js';
+import { NotificationFanout } from './edge/notification-fanout.js';
+import { SdkServing } from './edge/sdk-serving.js';
 import { McpController } from './mcp.controller.js';
 import { McpEdgeService } from './mcp-edge.service.js';
+import { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
 
-/** The MCP endpoints: era classification, legacy sessions and streams, modern requests, dispatch. */
+/**
+ * The MCP endpoints: the edge (readiness, Host/Origin, fast path, legacy sessions, SDK serving,
+ * notification fan-out) and the one operation pipeline behind all of it. Hooks
+ * (`@McpOperationHookProvider()`) are discovered in any module.
+ */
 @Module({
-  imports: [UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule],
+  imports: [DiscoveryModule, UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule],
   controllers: [McpController],
-  providers: [McpEdgeService],
-  exports: [McpEdgeService],
+  providers: [McpOperationPipeline, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
+  exports: [McpEdgeService, McpOperationPipeline],
 })
 export class McpModule {}

@@ -2,7 +2,8 @@ import type { UpstreamConnection } from '../upstreams/upstream-connection.js';
 import type { UpstreamServerEntity } from '../upstreams/upstream-server.entity.js';
 import { PoolExhaustedError, type UpstreamServersService } from '../upstreams/upstream-servers.service.js';
 import { hasPlaceholders, resolve, secretNames, type Caller } from '../secrets/placeholders.js';
-import type { SecretsService } from '../secrets/secrets.service.js';
+import { secretOwner, type SecretsService } from '../secrets/secrets.service.js';
+import { assertAuthorized, type AuthorizedOperation } from './pipeline/authorized-operation.js';
 
 /** Where one call to one upstream goes, for one caller. */
 export type Route =
@@ -32,13 +33,28 @@ function planOf(template: UpstreamServerEntity): Plan {
 }
 
 /**
+ * Picks the connection an authorized operation's call uses: the caller is the operation's
+ * principal, the server its target's. Takes only an {@link AuthorizedOperation} (from
+ * `authorize()`), so nothing reaches an upstream without a policy decision. Undefined when the
+ * server is gone or not connected on this replica; `{ problem }` when the caller lacks a secret
+ * the server needs (or the pool is exhausted). Call `release()` when the exchange is over.
+ */
+export function routeCall(upstreams: UpstreamServersService, secrets: SecretsService, authorized: AuthorizedOperation): Promise<Route | undefined> {
+  assertAuthorized(authorized);
+  const { principal, target } = authorized.operation;
+  if (!target) throw new Error('BUG: routeCall on an operation without a target');
+  const caller: Caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
+  return routeTo(upstreams, secrets, caller, target.server);
+}
+
+/**
  * Picks the connection a call to `server` uses for `caller`. A server without placeholders:
  * the shared connection. A server whose env/headers hold `${secret:…}` / `${user:…}`: the
  * caller's own pooled connection, started with the resolved values. `inject` arguments are
  * resolved for the caller too. A secret the caller lacks (and the server has no shared value
  * for) stops the call before anything is sent upstream, with the exact request that sets it.
  */
-export async function routeCall(upstreams: UpstreamServersService, secrets: SecretsService, caller: Caller, server: string): Promise<Route | undefined> {
+async function routeTo(upstreams: UpstreamServersService, secrets: SecretsService, caller: Caller, server: string): Promise<Route | undefined> {
   const connection = upstreams.connection(server);
   const template = upstreams.template(server);
   if (!connection || !template) return undefined;

@@ -1,0 +1,152 @@
+import { Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { isInitializeRequest, type LegacyHttpHandler, type McpHandlerRequestOptions } from '@modelcontextprotocol/server';
+import { ChangeBusService } from '../../database/change-bus.service.js';
+import { PENDING_PREFIX, PENDING_PRINCIPAL, SessionsService, TooManySessionsError, type LiveSession } from '../../sessions/sessions.service.js';
+import { isUnauthenticated, type Principal } from '../../auth/principal.js';
+import { jsonRpcError } from './json-rpc.js';
+import { NotificationFanout } from './notification-fanout.js';
+
+export const SESSION_HEADER = 'mcp-session-id';
+/** Bus topic: a legacy client cancelled `{ key }` (session hash + request id) on some replica. */
+const CANCELLED = 'mcp.cancelled';
+
+/**
+ * The 2025-era session transport (streamable HTTP, 2025-03-26 … 2025-11-25) around the SDK's
+ * stateless legacy serving: `initialize` opens a session in PostgreSQL (any replica serves any
+ * session), later requests must name it (400 without, 404 for an unknown, ended or foreign
+ * one), `notifications/cancelled` aborts the named request wherever it runs, `DELETE` ends the
+ * session everywhere, `GET` opens the notification stream ({@link NotificationFanout}).
+ */
+@Injectable()
+export class LegacySessions implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  /** In-flight legacy requests by `<session hash>:<request id>`, for notifications/cancelled. */
+  private readonly inflight = new Map<string, AbortController>();
+  private readonly unsubscribe: (() => void)[] = [];
+
+  constructor(
+    private readonly sessions: SessionsService,
+    private readonly bus: ChangeBusService,
+    private readonly fanout: NotificationFanout,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.unsubscribe.push(
+      this.bus.subscribe<{ key?: string }>(CANCELLED, (event) => {
+        if (!event.local && event.data?.key) this.inflight.get(event.data.key)?.abort();
+      }),
+    );
+  }
+
+  beforeApplicationShutdown(): void {
+    for (const off of this.unsubscribe.splice(0)) off();
+  }
+
+  /** Serves one legacy-era HTTP request (`serve` answers a POST with the SDK's stateless legacy serving). */
+  async handle(
+    request: Request,
+    body: unknown,
+    scope: string,
+    serve: LegacyHttpHandler,
+    principal: Principal,
+    authInfo: McpHandlerRequestOptions['authInfo'],
+    abort?: AbortController,
+  ): Promise<Response> {
+    const token = request.headers.get(SESSION_HEADER);
+
+    if (request.method === 'POST' && isInitializeRequest(body)) {
+      const params = body.params;
+      let created: { token: string; session: LiveSession };
+      try {
+        created = await this.sessions.create({
+          // Opened without credentials (MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false): bound to
+          // whoever first authenticates on it.
+          principal: isUnauthenticated(principal) ? PENDING_PRINCIPAL : principal.id,
+          endpoint: scope,
+          protocolVersion: params.protocolVersion,
+          clientInfo: params.clientInfo,
+          capabilities: params.capabilities,
+        });
+      } catch (error) {
+        if (error instanceof TooManySessionsError) return jsonRpcError(429, -32000, error.message);
+        throw error;
+      }
+      const response = await serve(request, { parsedBody: body, authInfo });
+      if (response.status !== 200) {
+        await this.sessions.close(created.session);
+        return response;
+      }
+      const headers = new Headers(response.headers);
+      headers.set('Mcp-Session-Id', created.token);
+      return new Response(response.body, { status: response.status, headers });
+    }
+
+    // Streamable HTTP (2025-03-26+): a request without a session id, other than initialize,
+    // is 400; an unknown or ended session is 404, so the client starts a new one.
+    if (!token) return jsonRpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required (send initialize first)');
+    // A session belongs to the principal that opened it; anyone else gets the same answer as
+    // for an unknown session, so the id's existence is not revealed.
+    const session = await this.sessionFor(token, scope, principal);
+    if (!session) return jsonRpcError(404, -32001, 'Session not found');
+
+    switch (request.method) {
+      case 'POST': {
+        const cancelled = this.cancellation(session, body);
+        if (cancelled) return cancelled;
+        return this.tracked(session, body, abort, () => serve(request, { parsedBody: body, authInfo }));
+      }
+      case 'DELETE':
+        await this.sessions.close(session);
+        return new Response(null, { status: 200 });
+      case 'GET':
+        return this.fanout.openStream(request, session);
+      default:
+        return jsonRpcError(405, -32000, 'Method not allowed', { allow: 'GET, POST, DELETE' });
+    }
+  }
+
+  /**
+   * The session `token` names, if `principal` may use it: the principal that opened it (or
+   * first authenticated on it). Anyone else — other credentials, or none on a bound session —
+   * gets undefined, answered 404 like an unknown id, so a leaked id reveals nothing.
+   */
+  async sessionFor(token: string, scope: string, principal: Principal): Promise<LiveSession | undefined> {
+    const session = await this.sessions.resolve(token, scope);
+    if (!session) return undefined;
+    if (session.principal === principal.id) return session;
+    if (!session.principal.startsWith(PENDING_PREFIX)) return undefined;
+    if (isUnauthenticated(principal)) return session;
+    return (await this.sessions.bind(session, principal.id)) ? session : undefined;
+  }
+
+  /** Runs a legacy request so that a later notifications/cancelled for its id can abort it. */
+  async tracked<T>(session: LiveSession, body: unknown, abort: AbortController | undefined, run: () => Promise<T>): Promise<T> {
+    const id = (body as { id?: unknown } | null)?.id;
+    if (!abort || (typeof id !== 'string' && typeof id !== 'number')) return run();
+    const key = `${session.id}:${JSON.stringify(id)}`;
+    this.inflight.set(key, abort);
+    try {
+      return await run();
+    } finally {
+      if (this.inflight.get(key) === abort) this.inflight.delete(key);
+    }
+  }
+
+  /**
+   * notifications/cancelled on a legacy session (MCP basic/utilities/cancellation): abort the
+   * named request wherever it runs — here, or on the replica that holds it (change bus). The
+   * SDK's per-request legacy serving cannot do this: the notification reaches a fresh server
+   * that never saw the request.
+   */
+  private cancellation(session: LiveSession, body: unknown): Response | undefined {
+    const message = body as { method?: unknown; params?: { requestId?: unknown } } | null;
+    if (message?.method !== 'notifications/cancelled') return undefined;
+    const requestId = message.params?.requestId;
+    if (typeof requestId === 'string' || typeof requestId === 'number') {
+      const key = `${session.id}:${JSON.stringify(requestId)}`;
+      const local = this.inflight.get(key);
+      if (local) local.abort();
+      else void this.bus.publish(CANCELLED, { key }).catch(() => undefined);
+    }
+    return new Response(null, { status: 202 });
+  }
+}

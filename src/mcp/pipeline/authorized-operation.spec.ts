@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ProtocolError } from '@modelcontextprotocol/server';
+import { ANONYMOUS_PRINCIPAL } from '../../auth/principal.js';
+import type { PoliciesService } from '../../policies/policies.service.js';
+import type { Catalog } from '../../upstreams/catalog.js';
+import { assertAuthorized, authorize, POLICY_DENIED, type AuthorizedOperation } from './authorized-operation.js';
+import type { ClassifiedOperation } from './mcp-operation.js';
+import type { SecretsService } from '../../secrets/secrets.service.js';
+import type { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
+import { routeCall } from '../upstream-route.js';
+
+const op = (): ClassifiedOperation<'tools/call'> => ({
+  kind: 'tools/call',
+  scope: '',
+  principal: ANONYMOUS_PRINCIPAL,
+  params: { name: 'gh__x' },
+  era: 'legacy',
+  path: 'fast',
+  catalog: {} as Catalog,
+  target: { server: 'gh', name: 'x' },
+  policy: { operation: 'tools/call', name: 'gh__x' },
+});
+
+describe('authorize', () => {
+  it('returns the only value routing accepts when the policy allows, and throws -32003 naming the policy when not', () => {
+    const allow = { decide: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
+    const authorized = authorize(allow, op());
+    assert.doesNotThrow(() => assertAuthorized(authorized));
+    const deny = { decide: () => ({ allowed: false, by: { id: 'p-1', description: 'no' } }) } as unknown as PoliciesService;
+    assert.throws(
+      () => authorize(deny, op()),
+      (e: unknown) => e instanceof ProtocolError && e.code === POLICY_DENIED && /denied by policy p-1 \(no\)/.test(e.message) && (e.data as { policyId: string }).policyId === 'p-1',
+    );
+  });
+
+  it('a forged operation does not type-check, and a cast one is refused at run time', () => {
+    // The build fails if this ever type-checks (unused @ts-expect-error): only authorize() makes one.
+    // @ts-expect-error an object literal is not an AuthorizedOperation (ES private field)
+    const forged: AuthorizedOperation = { operation: op(), granted: true };
+    assert.ok(forged);
+    assert.throws(() => assertAuthorized({ operation: op(), granted: true }), /without authorization/);
+    // Routing an upstream call takes only an authorized operation.
+    const upstreams = { connection: () => assert.fail('must not be reached') } as unknown as UpstreamServersService;
+    assert.throws(() => routeCall(upstreams, {} as SecretsService, forged), /without authorization/);
+  });
+});

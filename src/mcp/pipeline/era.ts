@@ -1,0 +1,146 @@
+import { ProtocolError, ProtocolErrorCode, SERVER_INFO_META_KEY } from '@modelcontextprotocol/server';
+import { z } from 'zod';
+import { CACHE_HINTS, GATEWAY_INFO } from '../gateway-server.js';
+import { PRESERIALIZED, type Preserialized } from './mcp-operation-pipeline.js';
+import type { McpEra, McpOperationKind } from './mcp-operation.js';
+
+const EXTENDED_RESULT_TYPES = new Set<string>(['tools/call', 'prompts/get', 'resources/read']);
+const CACHEABLE = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read']);
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Whether the SDK's 2025-era encoder rewrites this tool in a tools/list result: an
+ * `outputSchema` whose root is not `type: "object"` is wrapped as `{ type: "object",
+ * properties: { result: <schema> }, required: ["result"] }` (SDK `rev2025Codec.encodeResult`).
+ */
+export function needsLegacyToolWrap(tool: unknown): boolean {
+  return isPlainObject(tool) && isPlainObject(tool.outputSchema) && tool.outputSchema.type !== 'object';
+}
+
+/** JSON Schema keywords whose presence makes the SDK rewrite references inside a wrapped schema. */
+const REFERENCE_KEYWORDS = /"\$(ref|dynamicRef|recursiveRef|recursiveAnchor|id)"/;
+
+/**
+ * Whether the fast path can wrap this tool's schema exactly as the SDK does: only without
+ * `$ref`/`$id`-style keywords (which the SDK rewrites); such tools leave legacy tools/list to the SDK.
+ */
+export function canWrapLikeSdk(tool: unknown): boolean {
+  return !needsLegacyToolWrap(tool) || !REFERENCE_KEYWORDS.test(JSON.stringify((tool as { outputSchema: unknown }).outputSchema));
+}
+
+const legacyToolsJson = new WeakMap<object, string>();
+
+/** `tools` as the SDK's 2025-era encoder sends them (non-object output schemas wrapped), as JSON; cached per list. */
+function legacyTools(tools: unknown[]): string {
+  let json = legacyToolsJson.get(tools);
+  if (json === undefined) {
+    json = JSON.stringify(
+      tools.map((tool) => {
+        if (!needsLegacyToolWrap(tool)) return tool;
+        const t = tool as Record<string, unknown> & { outputSchema: Record<string, unknown> };
+        const $schema = typeof t.outputSchema.$schema === 'string' ? { $schema: t.outputSchema.$schema } : {};
+        return { ...t, outputSchema: { ...$schema, type: 'object', properties: { result: t.outputSchema }, required: ['result'] } };
+      }),
+    );
+    legacyToolsJson.set(tools, json);
+  }
+  return json;
+}
+
+const FOREIGN_TOOL_RESULT_KEYS = ['task', 'inputRequests', 'requestState'];
+/** The part of the 2025 CallToolResult wire schema an upstream's result can break (its other parts the upstream's client already checked). */
+const legacyStructuredContent = z.looseObject({ structuredContent: z.record(z.string(), z.unknown()).optional() });
+
+/**
+ * A tools/call result as the SDK's `Server` hands it on (both eras): a result without
+ * `content` gets `content: []` (unless it is another result family).
+ */
+export function normalizeToolResult(result: Record<string, unknown>): Record<string, unknown> {
+  if (result.content !== undefined || FOREIGN_TOOL_RESULT_KEYS.some((k) => k in result)) return result;
+  return { ...result, content: [] };
+}
+
+/**
+ * A result as the 2025-era revisions put it on the wire: tools/list's non-object output schemas
+ * wrapped; a tools/call result whose `structuredContent` is not an object refused as the SDK's
+ * `Server` refuses it (-32602 "Invalid tools/call result: …", the 2025 schema wants a record).
+ */
+export function toLegacyResult(kind: McpOperationKind, result: Record<string, unknown> & Preserialized): Record<string, unknown> {
+  if (kind === 'tools/call') {
+    const sc = result.structuredContent;
+    if (sc !== undefined && !isPlainObject(sc)) {
+      const parsed = legacyStructuredContent.safeParse(result);
+      if (!parsed.success) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Invalid tools/call result: ${String(parsed.error)}`);
+    }
+    return result;
+  }
+  if (kind !== 'tools/list' || !Array.isArray(result.tools) || !(result.tools as unknown[]).some(needsLegacyToolWrap)) return result;
+  return { ...result, [PRESERIALIZED]: { field: 'tools', json: legacyTools(result.tools as unknown[]) } };
+}
+
+const modernToolsJson = new WeakMap<object, string>();
+
+/** `tools` without the 2025-only `execution` field (deleted from the 2026-07-28 Tool), as JSON; cached per list. */
+function modernTools(tools: unknown[]): string {
+  let json = modernToolsJson.get(tools);
+  if (json === undefined) {
+    json = JSON.stringify(
+      tools.map((tool) => {
+        if (!isPlainObject(tool) || !('execution' in tool)) return tool;
+        const rest = { ...tool };
+        delete rest.execution;
+        return rest;
+      }),
+    );
+    modernToolsJson.set(tools, json);
+  }
+  return json;
+}
+
+/**
+ * A result as the 2026-07-28 revision puts it on the wire — what the SDK's encoder does for
+ * its own path (`rev2026Codec.encodeResult`): tools lose the deleted `execution` field;
+ * `resultType: "complete"` unless the handler set one
+ * (only tools/call, prompts/get, resources/read may carry another); `ttlMs`/`cacheScope` on
+ * cacheable results (the gateway's cache hints, else 0/private); the server's identity under
+ * `_meta["io.modelcontextprotocol/serverInfo"]` unless present.
+ */
+export function toModernResult(kind: McpOperationKind, result: Record<string, unknown> & Preserialized): Record<string, unknown> {
+  let out = result;
+  if (kind === 'tools/list' && Array.isArray(result.tools)) {
+    const tools = result.tools as unknown[];
+    out = { ...result, [PRESERIALIZED]: { field: 'tools', json: modernTools(tools) } };
+  }
+  if (out.resultType === undefined) out = { ...out, resultType: 'complete' };
+  else if (out.resultType !== 'complete' && !EXTENDED_RESULT_TYPES.has(kind)) throw new Error(`${kind} returned resultType ${JSON.stringify(out.resultType)}`);
+  if (out.resultType === 'complete' && CACHEABLE.has(kind)) {
+    const hint = (CACHE_HINTS as Record<string, { ttlMs: number; cacheScope: string } | undefined>)[kind];
+    const ttlMs = Number.isInteger(out.ttlMs) && (out.ttlMs as number) >= 0 ? out.ttlMs : (hint?.ttlMs ?? 0);
+    const cacheScope = out.cacheScope === 'public' || out.cacheScope === 'private' ? out.cacheScope : (hint?.cacheScope ?? 'private');
+    out = { ...out, ttlMs, cacheScope };
+  }
+  const meta = out._meta;
+  if (meta === undefined) out = { ...out, _meta: { [SERVER_INFO_META_KEY]: GATEWAY_INFO } };
+  else if (typeof meta === 'object' && meta !== null && !Array.isArray(meta) && (meta as Record<string, unknown>)[SERVER_INFO_META_KEY] === undefined) {
+    out = { ...out, _meta: { ...meta, [SERVER_INFO_META_KEY]: GATEWAY_INFO } };
+  }
+  return out;
+}
+
+/** JSON text of `result`, splicing in a preserialized field (the 60 KB tools list is serialized once per catalog change). */
+export function resultJson(result: Record<string, unknown> & Preserialized): string {
+  const pre = result[PRESERIALIZED];
+  if (!pre) return JSON.stringify(result);
+  const rest: Record<string, unknown> = { ...result };
+  delete rest[pre.field];
+  const tail = JSON.stringify(rest);
+  return tail === '{}' ? `{${JSON.stringify(pre.field)}:${pre.json}}` : `{${JSON.stringify(pre.field)}:${pre.json},${tail.slice(1)}`;
+}
+
+/** The JSON-RPC response text for `id`, its result encoded for `era`; throws the `ProtocolError` the SDK would answer instead. */
+export function responseJson(era: McpEra, kind: McpOperationKind, id: string | number, result: Record<string, unknown>): string {
+  const normalized = kind === 'tools/call' ? normalizeToolResult(result) : result;
+  const encoded = era === 'modern' ? toModernResult(kind, normalized) : toLegacyResult(kind, normalized);
+  return `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${resultJson(encoded)}}`;
+}

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { DiscoveryService } from '@nestjs/core';
+import { ProtocolError } from '@modelcontextprotocol/server';
+import type { PinoLogger } from 'nestjs-pino';
+import { ANONYMOUS_PRINCIPAL } from '../../auth/principal.js';
+import type { PoliciesService } from '../../policies/policies.service.js';
+import type { SecretsService } from '../../secrets/secrets.service.js';
+import { buildCatalog } from '../../upstreams/catalog.js';
+import type { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
+import type { McpOperationHook } from './mcp-operation-hooks.js';
+import { McpOperationPipeline } from './mcp-operation-pipeline.js';
+import type { McpOperationRequest } from './mcp-operation.js';
+
+const catalog = buildCatalog([{ server: 'gh', tools: [{ name: 'x', inputSchema: { type: 'object' } }], prompts: [], resources: [], resourceTemplates: [], toolFilter: {} }], 'aggregate');
+const warnings: unknown[] = [];
+
+/** A pipeline over fakes: one catalog, policies that allow everything, the given hooks as discovered providers. */
+function pipelineWith(hooks: { hook: McpOperationHook; order?: number }[]): McpOperationPipeline {
+  const upstreams = { catalog: () => catalog, connection: () => undefined, template: () => undefined } as unknown as UpstreamServersService;
+  const policies = { decide: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
+  const wrappers = hooks.map((h) => ({ instance: h.hook, order: h.order }));
+  const discovery = {
+    getProviders: () => wrappers,
+    getMetadataByDecorator: (_d: unknown, w: { order?: number }) => (w.order === undefined ? undefined : { order: w.order }),
+  } as unknown as DiscoveryService;
+  const logger = { setContext: () => undefined, warn: (o: unknown) => warnings.push(o) } as unknown as PinoLogger;
+  const pipeline = new McpOperationPipeline(upstreams, policies, {} as SecretsService, discovery, logger);
+  pipeline.onModuleInit();
+  return pipeline;
+}
+
+const ping = (): McpOperationRequest<'ping'> => ({ kind: 'ping', scope: '', principal: ANONYMOUS_PRINCIPAL, params: {}, era: 'modern', path: 'fast' });
+
+describe('McpOperationPipeline hooks', () => {
+  it('with no hook, an operation never enters the hooked path', async () => {
+    const pipeline = pipelineWith([]);
+    (pipeline as unknown as { hooked: () => never }).hooked = () => assert.fail('hooked path entered');
+    assert.deepEqual(await pipeline.run(ping()), {});
+  });
+
+  it('runs discovered hooks by order: beforeCall in turn (awaiting only promises), afterCall with outcome and duration', async () => {
+    const calls: string[] = [];
+    const hook = (name: string): McpOperationHook => ({
+      beforeCall: (op) => void calls.push(`${name}.before ${op.operation.kind}`),
+      afterCall: (op, outcome, ms) => void calls.push(`${name}.after ${op.operation.kind} ${outcome.ok} ${ms >= 0}`),
+    });
+    const pipeline = pipelineWith([
+      { hook: hook('metrics'), order: 30 },
+      { hook: hook('limiter'), order: 10 },
+      { hook: hook('audit'), order: 20 },
+    ]);
+    await pipeline.run(ping());
+    assert.deepEqual(calls, ['limiter.before ping', 'audit.before ping', 'metrics.before ping', 'limiter.after ping true true', 'audit.after ping true true', 'metrics.after ping true true']);
+  });
+
+  it('an (async) beforeCall refusal is the client’s error; every afterCall sees it; a throwing afterCall is logged, not fatal', async () => {
+    const outcomes: unknown[] = [];
+    let reached = false;
+    const pipeline = pipelineWith([
+      { hook: { beforeCall: () => Promise.reject(new ProtocolError(-32029, 'slow down')) }, order: 1 },
+      { hook: { beforeCall: () => void (reached = true), afterCall: (_op, outcome) => void outcomes.push(outcome) }, order: 2 },
+      {
+        hook: {
+          afterCall: () => {
+            throw new Error('metrics broke');
+          },
+        },
+        order: 3,
+      },
+    ]);
+    await assert.rejects(pipeline.run(ping()), (e: unknown) => e instanceof ProtocolError && e.code === -32029);
+    assert.equal(reached, false, 'later hooks and the call do not run after a refusal');
+    assert.deepEqual(outcomes, [{ ok: false, error: { code: -32029, message: 'slow down' } }]);
+    assert.equal(warnings.length, 1);
+  });
+
+  it('onRefused sees what never got authorized (unknown tool), with the error the client gets', async () => {
+    const refused: unknown[] = [];
+    const pipeline = pipelineWith([{ hook: { onRefused: (request, error) => void refused.push([request.kind, error.code]) } }]);
+    const call: McpOperationRequest<'tools/call'> = { kind: 'tools/call', scope: '', principal: ANONYMOUS_PRINCIPAL, params: { name: 'gh__nope' }, era: 'legacy', path: 'sdk' };
+    await assert.rejects(pipeline.run(call), /Unknown tool "gh__nope"/);
+    assert.deepEqual(refused, [['tools/call', -32602]]);
+  });
+});

@@ -1,0 +1,336 @@
+import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { DiscoveryService } from '@nestjs/core';
+import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
+import type { Client } from '@modelcontextprotocol/client';
+import { PinoLogger } from 'nestjs-pino';
+import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
+import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
+import { PoliciesService } from '../../policies/policies.service.js';
+import { SecretsService } from '../../secrets/secrets.service.js';
+import { routeCall } from '../upstream-route.js';
+import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
+import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation-hooks.js';
+import type { ClassifiedOperation, McpOperationKind, McpOperationRequest, McpOutcome } from './mcp-operation.js';
+
+/**
+ * A result may carry its JSON text already serialized under this key (not enumerable on the
+ * wire: symbols are skipped by JSON.stringify): `{ field, json }`, the value of `result[field]`
+ * as JSON. The fast path splices it in instead of serializing a 60 KB tools list per request.
+ */
+export const PRESERIALIZED = Symbol('preserialized');
+export interface Preserialized {
+  [PRESERIALIZED]?: { field: string; json: string };
+}
+
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n')[0].slice(0, 500);
+const isTimeout = (error: unknown) => error instanceof Error && /timed? ?out/i.test(error.message);
+
+/** A tool call that cannot reach its upstream: a result the model can read, not a protocol error. */
+function upstreamFailure(server: string, problem: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text: `Upstream MCP server "${server}" failed: ${problem}` }] };
+}
+
+/** Re-raises an upstream failure as a protocol error that names the server. */
+function named(target: Target, error: unknown): never {
+  if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
+  throw new ProtocolError(ProtocolErrorCode.InternalError, `Upstream MCP server "${target.server}" failed: ${errorText(error)}`);
+}
+
+/**
+ * The JSON-RPC error a thrown value becomes for the client (and the hooks) — the SDK's rule
+ * (`Protocol` request dispatch), so both paths answer alike: the error's `code` when it is a
+ * safe integer, else -32603; its message; its `data` if any. -32002 (resource not found) is
+ * sent as -32602 in both eras, as the SDK's codecs do.
+ */
+export function toRpcError(error: unknown): { code: number; message: string; data?: unknown } {
+  const e = (typeof error === 'object' && error !== null ? error : {}) as { code?: unknown; message?: unknown; data?: unknown };
+  const thrown = Number.isSafeInteger(e.code) ? (e.code as number) : ProtocolErrorCode.InternalError;
+  const message = typeof e.message === 'string' ? e.message : 'Internal error';
+  return { code: thrown === -32002 ? -32602 : thrown, message, ...(e.data === undefined ? {} : { data: e.data }) };
+}
+
+const ns = (target: Target) => `${target.server}${NAME_SEPARATOR}${target.name}`;
+
+/**
+ * The one place every MCP operation is decided and carried out, whichever edge received it
+ * (the legacy or modern fast path, the SDK's serving of either era):
+ *
+ * 1. classify — the operation kind, its scope's catalog, its target (`<server>`, the
+ *    upstream's own name) and the policy check it needs; an unknown name is `-32602`.
+ * 2. authorize — the policy decision ({@link authorize}); only its {@link AuthorizedOperation}
+ *    can be routed, so no handler can call an upstream without it.
+ * 3. hooks `beforeCall` — rate limiter, audit start ({@link McpOperationHook}).
+ * 4. route — the connection this caller uses (`upstream-route.ts`: shared, or pooled per user).
+ * 5. call — forward to the upstream, with its timeout and the client's abort signal.
+ * 6. outcome — upstream failures mapped (tool calls: an `isError` result naming the server; the
+ *    rest: a protocol error naming it). Encoding for the client's era is the edge's last step
+ *    (`era.ts` on the fast path, the SDK's encoder on its path).
+ * 7. hooks `afterCall` — audit end, metrics.
+ *
+ * With no hook registered, steps 3 and 7 cost nothing (no allocation, no await).
+ */
+@Injectable()
+export class McpOperationPipeline implements OnModuleInit {
+  private hooks: McpOperationHook[] = [];
+  private readonly templateViews = new WeakMap<object, Catalog['resourceTemplates']>();
+
+  constructor(
+    private readonly upstreams: UpstreamServersService,
+    private readonly policies: PoliciesService,
+    private readonly secrets: SecretsService,
+    private readonly discovery: DiscoveryService,
+    private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('McpPipeline');
+  }
+
+  onModuleInit(): void {
+    const found = this.discovery
+      .getProviders({ metadataKey: McpOperationHookProvider.KEY })
+      .filter((w) => w.instance)
+      .map((w) => ({ hook: w.instance as McpOperationHook, order: this.discovery.getMetadataByDecorator(McpOperationHookProvider, w)?.order ?? 0 }));
+    this.hooks = found.sort((a, b) => a.order - b.order).map((f) => f.hook);
+  }
+
+  /** Adds a hook at run time (tests, or modules that build hooks dynamically); returns its removal. */
+  addHook(hook: McpOperationHook): () => void {
+    this.hooks = [...this.hooks, hook];
+    return () => (this.hooks = this.hooks.filter((h) => h !== hook));
+  }
+
+  /**
+   * Runs one operation through every step and resolves to its result (the MCP result object
+   * of `request.kind`), or rejects with a `ProtocolError` carrying the JSON-RPC error the client
+   * gets (unknown name `-32602`, denied `-32003`, upstream protocol errors with their code).
+   */
+  run<K extends McpOperationKind>(request: McpOperationRequest<K>): Promise<Record<string, unknown>> {
+    let authorized: AuthorizedOperation<K>;
+    try {
+      authorized = authorize(this.policies, this.classify(request));
+    } catch (error) {
+      if (this.hooks.length > 0) this.refused(request, error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    return this.hooks.length === 0 ? this.execute(authorized) : this.hooked(authorized);
+  }
+
+  /** Step 1: what is asked, on what. Throws -32600 for a vanished scope, -32602 for an unknown name. */
+  classify<K extends McpOperationKind>(request: McpOperationRequest<K>): ClassifiedOperation<K> {
+    const op = request as ClassifiedOperation<K>;
+    const catalog = this.upstreams.catalog(request.scope);
+    if (!catalog) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `MCP server "${request.scope}" does not exist or is disabled`);
+    op.catalog = catalog;
+    switch (request.kind) {
+      case 'tools/call': {
+        const { name } = request.params as McpOperationRequest<'tools/call'>['params'];
+        const target = catalog.resolveTool(name);
+        if (!target) {
+          const hint = request.scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
+          throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${name}".${hint}`);
+        }
+        op.target = target;
+        op.policy = { operation: 'tools/call', name: ns(target) };
+        break;
+      }
+      case 'prompts/get': {
+        const { name } = request.params as McpOperationRequest<'prompts/get'>['params'];
+        const target = catalog.resolvePrompt(name);
+        if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown prompt "${name}"`);
+        op.target = target;
+        op.policy = { operation: 'prompts/get', name: ns(target) };
+        break;
+      }
+      case 'resources/read': {
+        const { uri } = request.params as McpOperationRequest<'resources/read'>['params'];
+        const target = catalog.resolveResource(uri);
+        if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown resource "${uri}"`);
+        op.target = target;
+        op.policy = { operation: 'resources/read', name: ns(target) };
+        break;
+      }
+      case 'completion/complete': {
+        // Completing an argument reveals what the prompt or resource template would accept:
+        // it needs the permission to use that prompt (prompts/get) or template (resources/read).
+        const { ref } = request.params as McpOperationRequest<'completion/complete'>['params'];
+        const target = ref.type === 'ref/prompt' ? catalog.resolvePrompt(ref.name) : catalog.resolveResource(ref.uri);
+        if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, 'Unknown completion reference');
+        op.target = target;
+        op.policy = { operation: ref.type === 'ref/prompt' ? 'prompts/get' : 'resources/read', name: ns(target) };
+        break;
+      }
+      default:
+        break;
+    }
+    return op;
+  }
+
+  private refused(request: McpOperationRequest, error: unknown): void {
+    const rpc = toRpcError(error);
+    for (const hook of this.hooks) {
+      try {
+        hook.onRefused?.(request, rpc);
+      } catch (e) {
+        this.logger.warn({ err: e }, 'an MCP operation hook failed in onRefused');
+      }
+    }
+  }
+
+  private async hooked<K extends McpOperationKind>(op: AuthorizedOperation<K>): Promise<Record<string, unknown>> {
+    const hooks = this.hooks;
+    const started = performance.now();
+    let outcome: McpOutcome | undefined;
+    try {
+      for (const hook of hooks) {
+        const pending = hook.beforeCall?.(op);
+        if (pending) await pending;
+      }
+      const result = await this.execute(op);
+      outcome = { ok: true, result, toolError: (result as { isError?: unknown }).isError === true };
+      return result;
+    } catch (error) {
+      outcome = { ok: false, error: toRpcError(error) };
+      throw error;
+    } finally {
+      const ms = performance.now() - started;
+      for (const hook of hooks) {
+        try {
+          hook.afterCall?.(op, outcome!, ms);
+        } catch (e) {
+          this.logger.warn({ err: e }, 'an MCP operation hook failed in afterCall');
+        }
+      }
+    }
+  }
+
+  /** Steps 4–6 for an authorized operation. */
+  private execute(authorized: AuthorizedOperation): Promise<Record<string, unknown>> {
+    assertAuthorized(authorized);
+    const op = authorized.operation;
+    switch (op.kind) {
+      case 'ping':
+        return Promise.resolve({});
+      case 'tools/list': {
+        const view = this.policies.view(op.catalog, op.scope, policySubject(op.principal));
+        const result: Record<string, unknown> & Preserialized = { tools: view.tools };
+        result[PRESERIALIZED] = { field: 'tools', json: view.toolsJson };
+        return Promise.resolve(result);
+      }
+      case 'prompts/list':
+        return Promise.resolve({ prompts: this.policies.view(op.catalog, op.scope, policySubject(op.principal)).prompts });
+      case 'resources/list':
+        return Promise.resolve({ resources: this.policies.view(op.catalog, op.scope, policySubject(op.principal)).resources });
+      case 'resources/templates/list':
+        return Promise.resolve({ resourceTemplates: this.templatesFor(op) });
+      case 'tools/call':
+        return this.callTool(authorized as AuthorizedOperation<'tools/call'>);
+      case 'prompts/get': {
+        const params = op.params as ClassifiedOperation<'prompts/get'>['params'];
+        return this.withClient(authorized, (client, options) => client.getPrompt({ ...params, name: op.target!.name }, options));
+      }
+      case 'resources/read': {
+        const params = op.params as ClassifiedOperation<'resources/read'>['params'];
+        const target = op.target!;
+        return this.withClient(authorized, async (client, options) => {
+          const result = await client.readResource({ ...params, uri: target.name }, options);
+          // Contents carry the upstream's URI; give the client back the one it asked for.
+          return { ...result, contents: result.contents.map((c) => (c.uri === target.name ? { ...c, uri: params.uri } : c)) };
+        });
+      }
+      case 'completion/complete': {
+        const params = op.params as ClassifiedOperation<'completion/complete'>['params'];
+        const ref = params.ref.type === 'ref/prompt' ? { ...params.ref, name: op.target!.name } : { ...params.ref, uri: op.target!.name };
+        return this.withClient(authorized, (client, options) => client.complete({ ...params, ref }, options));
+      }
+      case 'logging/setLevel':
+        return this.setLevel(op as ClassifiedOperation<'logging/setLevel'>);
+    }
+  }
+
+  /** Resource templates the principal may read (policy `resources/read` on `<server>__<uriTemplate>`). */
+  private templatesFor(op: ClassifiedOperation): Catalog['resourceTemplates'] {
+    const { catalog } = op;
+    if (catalog.resourceTemplates.length === 0) return catalog.resourceTemplates;
+    const subject = policySubject(op.principal);
+    // Cached per policy view: a view object is per (catalog, principal, policy-set version).
+    const key = this.policies.view(catalog, op.scope, subject);
+    let templates = this.templateViews.get(key);
+    if (!templates) {
+      templates = catalog.resourceTemplates.filter((t) => {
+        const target = catalog.resolveResource(t.uriTemplate);
+        return target !== undefined && this.policies.decide(subject, 'resources/read', ns(target)).allowed;
+      });
+      this.templateViews.set(key, templates);
+    }
+    return templates;
+  }
+
+  /**
+   * `tools/call`: route, forward. An upstream that is down, crashed or too slow becomes an
+   * `isError` result naming it (MCP spec, server/tools: errors in the tool execution are
+   * reported in the result, so the model can see them); upstream protocol errors keep their
+   * code and gain the server's name.
+   */
+  private async callTool(authorized: AuthorizedOperation<'tools/call'>): Promise<CallToolResult> {
+    const op = authorized.operation;
+    const target = op.target!;
+    const params = op.params;
+    const route = await routeCall(this.upstreams, this.secrets, authorized);
+    if (route && 'problem' in route) return { isError: true, content: [{ type: 'text', text: route.problem }] };
+    const connection = route?.connection;
+    try {
+      if (!connection || !(await connection.ready())) {
+        const status = connection?.getStatus();
+        return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
+      }
+      const progressToken = params._meta?.progressToken;
+      // Injected arguments overwrite whatever the client sent under those names.
+      const args = route.inject && Object.keys(route.inject).length > 0 ? { ...params.arguments, ...route.inject } : params.arguments;
+      return await connection.callTool(
+        { name: target.name, arguments: args, ...(progressToken === undefined ? {} : { _meta: { progressToken } }) },
+        { signal: op.signal, onProgress: progressToken === undefined ? undefined : op.notify },
+      );
+    } catch (error) {
+      if (op.signal?.aborted) throw error;
+      if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection!.server.timeoutMs} ms`);
+      if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
+      return upstreamFailure(target.server, errorText(error));
+    } finally {
+      route?.release();
+    }
+  }
+
+  /** Routes `op` to its upstream's SDK client and runs `use` with the server's timeout. */
+  private async withClient<T>(authorized: AuthorizedOperation, use: (client: Client, options: { signal?: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
+    const op = authorized.operation;
+    const target = op.target!;
+    const route = await routeCall(this.upstreams, this.secrets, authorized);
+    if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
+    const connection = route?.connection;
+    try {
+      const client = await connection?.ready();
+      if (!connection || !client) {
+        const status = connection?.getStatus();
+        throw new ProtocolError(
+          ProtocolErrorCode.InternalError,
+          `Upstream MCP server "${target.server}" is unavailable${status?.lastError ? `: ${status.lastError}` : ` (${status?.state ?? 'unknown'})`}`,
+        );
+      }
+      return await use(client, { signal: op.signal, timeout: connection.server.timeoutMs }).catch((e: unknown) => named(target, e));
+    } finally {
+      route?.release();
+    }
+  }
+
+  /** `logging/setLevel`: passed to every upstream of the scope that supports logging. */
+  private async setLevel(op: ClassifiedOperation<'logging/setLevel'>): Promise<Record<string, unknown>> {
+    const servers = op.scope === '' ? this.upstreams.connectedServers() : [op.scope];
+    const level = op.params.level as Parameters<Client['setLoggingLevel']>[0];
+    await Promise.all(
+      servers.map(async (name) => {
+        const client = this.upstreams.connection(name)?.getClient();
+        if (client?.getServerCapabilities()?.logging) await client.setLoggingLevel(level).catch(() => undefined);
+      }),
+    );
+    return {};
+  }
+}

@@ -5,7 +5,6 @@ import { Repository } from 'typeorm';
 import { parseBody } from '../common/validation/parse-body.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
-import { stringFields, topic } from '../database/change-bus.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
 import { ReplicatedCache } from '../database/replicated-cache.js';
 import { UPSTREAMS_CHANGED, UpstreamServersService } from '../upstreams/upstream-servers.service.js';
@@ -40,8 +39,6 @@ export function secretOwner(principal: Principal): string | null {
 }
 
 const CACHE_MAX = 20_000;
-/** The upstreams module's `upstreams.changed {name}`: a deleted (or re-created) server's secrets are gone with it. */
-const SERVER_CHANGED = topic<{ name: string }>(UPSTREAMS_CHANGED, stringFields('name'));
 /** Backstop (ms) on trusting decrypted values without a bus event. */
 const CACHE_TTL_MS = 10 * 60_000;
 
@@ -85,7 +82,7 @@ export class SecretsService implements BeforeApplicationShutdown {
       bus,
     )
       .invalidateOn(SECRETS_CHANGED, ({ server, owner }) => this.affected(server, owner))
-      .invalidateOn(SERVER_CHANGED, ({ name }) => ({ where: (key) => serverOf(key) === name }));
+      .invalidateOn(UPSTREAMS_CHANGED, ({ name }) => ({ where: (key) => serverOf(key) === name }));
   }
 
   beforeApplicationShutdown(): void {

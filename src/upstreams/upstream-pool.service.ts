@@ -4,15 +4,14 @@ import { PinoLogger } from 'nestjs-pino';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
-import { stringFields, topic } from '../database/change-bus.js';
 import { UPSTREAM_CLOCK, type Clock } from './clock.js';
 import { ConnectionPool, type PooledConnection, type ResolvedValues } from './connection-pool.js';
 import { PROCESS_SPAWNER, type ProcessSpawner } from './process-spawner.js';
 import { UpstreamConnection } from './upstream-connection.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
+// The secrets module owns its topic; importing the declaration (not the module) keeps Nest's graph acyclic.
+import { SECRETS_CHANGED } from '../secrets/secrets.topics.js';
 
-/** Bus topic: `{ server, owner }` whose secrets changed (`owner` `*`: the server's shared ones). Declared by secrets/. */
-export const SECRETS_CHANGED_TOPIC = topic<{ server: string; owner: string }>('secrets.changed', stringFields('server', 'owner'));
 
 /**
  * This replica's per-caller connections (servers configured with `${secret:…}`/`${user:…}`),
@@ -52,7 +51,7 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
   }
 
   onApplicationBootstrap(): void {
-    this.unsubscribe = this.bus.subscribe(SECRETS_CHANGED_TOPIC, (event) => {
+    this.unsubscribe = this.bus.subscribe(SECRETS_CHANGED, (event) => {
       // $resync carries no payload: every secret may have changed.
       const data = event.data as { server: string; owner: string } | null;
       void (data ? this.retire(data.server, data.owner === '*' ? undefined : data.owner, 'its secrets changed') : this.pool.retireIdle('its secrets may have changed'));

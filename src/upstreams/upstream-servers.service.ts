@@ -14,8 +14,6 @@ import { UpstreamSupervisor } from './upstream-supervisor.service.js';
 export { PoolExhaustedError, type PooledConnection } from './connection-pool.js';
 export type { UpstreamServerView } from './server-view.js';
 export { UPSTREAMS_CHANGED } from './upstream-registry.service.js';
-/** Bus topic: `{ server, owner }` whose secrets changed (`owner` `*`: the server's shared ones). */
-export const SECRETS_CHANGED = 'secrets.changed';
 
 /**
  * The upstreams module's one entry point for other modules and the admin API — a facade over

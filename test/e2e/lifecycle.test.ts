@@ -53,7 +53,7 @@ describe('lifecycle', () => {
     try {
       const before = await readyz(app.url);
       assert.equal(before.status, 503);
-      assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', lifecycle: 'running' } });
+      assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', changeBus: 'ok', lifecycle: 'running' } });
       assert.equal((await fetch(`${app.url}/healthz`)).status, 200, 'liveness holds meanwhile');
       const early = await fetch(`${app.url}/api/v1/servers`);
       assert.equal(early.status, 503, 'the API says it is starting instead of failing on a missing table');

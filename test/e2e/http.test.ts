@@ -38,7 +38,7 @@ describe('HTTP surface', () => {
   it('GET /readyz is 200 once migrated and the database answers', async () => {
     const res = await fetch(`${app.url}/readyz`);
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { status: 'ready', checks: { database: 'ok', migrations: 'ok', changeBus: 'ok', lifecycle: 'running' } });
+    assert.deepEqual(await res.json(), { status: 'ready', checks: { database: 'ok', migrations: 'ok', changeBus: 'ok', policies: 'ok', lifecycle: 'running' } });
   });
 
   it('echoes a caller’s X-Request-Id and generates one otherwise', async () => {

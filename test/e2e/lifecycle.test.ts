@@ -6,6 +6,7 @@ import { Controller, Get, Module, Query } from '@nestjs/common';
 import { Public } from '../../src/common/decorators/public.decorator.js';
 import { startTestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { eventually } from '../support/upstreams.js';
 
 /** A route that takes as long as asked: an in-flight request to drain. */
 @Controller('test')
@@ -53,7 +54,11 @@ describe('lifecycle', () => {
     try {
       const before = await readyz(app.url);
       assert.equal(before.status, 503);
-      assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', changeBus: 'ok', lifecycle: 'running' } });
+      assert.deepEqual(before.body, {
+        status: 'not_ready',
+        checks: { database: 'ok', migrations: 'pending', changeBus: 'ok', policies: 'pending', lifecycle: 'running' },
+        reasons: { policies: 'not loaded yet (loads once the schema is current)' },
+      });
       assert.equal((await fetch(`${app.url}/healthz`)).status, 200, 'liveness holds meanwhile');
       const early = await fetch(`${app.url}/api/v1/servers`);
       assert.equal(early.status, 503, 'the API says it is starting instead of failing on a missing table');
@@ -65,8 +70,11 @@ describe('lifecycle', () => {
         timeout: 30_000,
       });
       assert.equal(job.status, 0, job.stderr);
-      const afterJob = await readyz(app.url);
-      assert.equal(afterJob.status, 200);
+      // Ready once the schema is current and, right after, the policies have loaded.
+      const afterJob = await eventually('ready after the job', async () => {
+        const r = await readyz(app.url);
+        return r.status === 200 ? r : undefined;
+      }, 10_000);
       assert.equal(afterJob.body.status, 'ready');
       assert.equal((await fetch(`${app.url}/api/v1/servers`)).status, 200);
     } finally {

@@ -169,7 +169,9 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
   async resolve(token: string, endpoint: string): Promise<LiveSession | undefined> {
     if (token.length === 0 || token.length > 200) return undefined;
     const id = hash(token);
-    let session = await this.cache.get(id);
+    // Hot path: a cached entry is read synchronously; a miss loads once for all callers.
+    let session = this.cache.peek(id);
+    if (session === undefined) session = await this.cache.get(id);
     if (!session || session.endpoint !== endpoint) return undefined;
     const now = this.clock.now();
     if (session.expiresAt <= now) {

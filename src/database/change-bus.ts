@@ -75,7 +75,9 @@ export interface ChangeBusOptions {
    * answer slower than `timeoutMs` (or an error) counts as a lost connection. Default 5,000 / 3,000
    * (GATEHOUSE_BUS_LIVENESS_INTERVAL / _TIMEOUT). A connection that hangs without closing (a
    * paused or partitioned server, a dropped NAT mapping) is thus noticed within
-   * `intervalMs + timeoutMs`; TCP keepalive on the socket is the kernel-level backstop.
+   * `intervalMs + timeoutMs`; TCP keepalive on the socket is the kernel-level backstop. A
+   * (re)connect attempt — connect, `LISTEN` — is bounded by max(`timeoutMs`, 10 s), and `close()`
+   * waits at most `timeoutMs` for a graceful goodbye before dropping the socket.
    */
   liveness?: { intervalMs: number; timeoutMs: number };
   /** Receives `ok` while listening, `error` (with the reason) while not. */

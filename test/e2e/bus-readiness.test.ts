@@ -16,7 +16,7 @@ describe('readiness follows the change bus', () => {
   let app: TestApp;
   before(async () => {
     db = await createTestDatabase();
-    app = await startTestApp(db.url, { GATEHOUSE_BUS_LIVENESS_INTERVAL: '200', GATEHOUSE_BUS_LIVENESS_TIMEOUT: '300' });
+    app = await startTestApp(db.url, { GATEHOUSE_BUS_LIVENESS_INTERVAL: '250', GATEHOUSE_BUS_LIVENESS_TIMEOUT: '1000' });
   });
   after(async () => {
     await app.shutdown('test done');
@@ -29,10 +29,12 @@ describe('readiness follows the change bus', () => {
   };
 
   it('answers 503 naming changeBus while the listening connection hangs, and 200 once it listens again', async () => {
-    await eventually('ready', async () => ((await readyz()).status === 200 ? true : undefined));
-    assert.equal((await readyz()).body.checks.changeBus, 'ok');
+    await eventually('ready', async () => {
+      const r = await readyz();
+      return r.status === 200 && r.body.checks.changeBus === 'ok' ? true : undefined;
+    });
     const bus = app.app.get(ChangeBusService);
-    const pid = bus.backendPid!;
+    const pid = await eventually('listening', () => bus.backendPid);
     const [row] = await db.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND datname = current_database() AND application_name = 'gatehouse-bus'",
       [pid],

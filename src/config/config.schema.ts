@@ -79,6 +79,8 @@ export const envSchema = z.object({
   DB_QUERY_TIMEOUT: envInt(0, 3_600_000).optional(),
   EMBEDDED_POSTGRES_DIR: envString('a directory path').default('./.data/postgres'),
   EMBEDDED_POSTGRES_PORT: envInt(1, 65535).default(54329),
+  GATEHOUSE_BUS_LIVENESS_INTERVAL: envInt(100, 600_000).default(5_000),
+  GATEHOUSE_BUS_LIVENESS_TIMEOUT: envInt(100, 600_000).default(3_000),
 
   GATEHOUSE_SERVERS_FILE: envString('a path to a YAML or JSON file').optional(),
   GATEHOUSE_POLICY_DEFAULT: envEnum(['allow', 'deny'] as const).default('allow'),
@@ -195,6 +197,8 @@ export interface AppConfig {
      */
     queryTimeoutMs: number;
     embedded: { dir: string; port: number };
+    /** The change bus's LISTEN connection: a liveness query every `livenessIntervalMs`, answered within `livenessTimeoutMs`. */
+    bus: { livenessIntervalMs: number; livenessTimeoutMs: number };
   };
   mcp: {
     /** Validate Host and Origin on /mcp (DNS-rebinding protection). */
@@ -305,6 +309,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       // Unset: a little longer than statement_timeout, so the server cancels first when it can.
       queryTimeoutMs: e.DB_QUERY_TIMEOUT ?? (e.DB_STATEMENT_TIMEOUT > 0 ? e.DB_STATEMENT_TIMEOUT + 5_000 : 0),
       embedded: { dir: e.EMBEDDED_POSTGRES_DIR, port: e.EMBEDDED_POSTGRES_PORT },
+      bus: { livenessIntervalMs: e.GATEHOUSE_BUS_LIVENESS_INTERVAL, livenessTimeoutMs: e.GATEHOUSE_BUS_LIVENESS_TIMEOUT },
     },
     mcp: {
       dnsRebindingProtection: e.HTTP_DNS_REBINDING_PROTECTION,

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { backoffDelay, realTimers, type BackoffBounds, type Timers } from './backoff.js';
 
 /** The one PostgreSQL channel every replica listens on; topics travel inside the payload. */
 export const CHANGE_CHANNEL = 'gatehouse_changes';
@@ -57,13 +58,41 @@ export interface Queryable {
   query(sql: string, params?: unknown[]): Promise<unknown>;
 }
 
+/** Where the bus reports whether it is listening (a {@link ReadinessGate} from `readiness-gates.ts`). */
+export interface BusStatusSink {
+  set(state: 'ok' | 'pending' | 'error', reason?: string | null): void;
+}
+
 export interface ChangeBusOptions {
   connectionString: string;
   /** Runs `SELECT pg_notify(...)` on a pooled connection (the app's DataSource). */
   query: (sql: string, params: unknown[]) => Promise<unknown>;
-  log?: { warn(msg: string): void; debug?(msg: string): void };
-  /** Reconnect backoff bounds in ms. */
-  backoff?: { min: number; max: number };
+  log?: { warn(msg: string): void; info?(msg: string): void; debug?(msg: string): void };
+  /** Reconnect backoff bounds in ms (exponential with jitter, see {@link backoffDelay}). Default 100 … 5,000. */
+  backoff?: BackoffBounds;
+  /**
+   * Liveness of the listening connection: every `intervalMs` a `SELECT 1` runs on it, and an
+   * answer slower than `timeoutMs` (or an error) counts as a lost connection. Default 5,000 / 3,000
+   * (GATEHOUSE_BUS_LIVENESS_INTERVAL / _TIMEOUT). A connection that hangs without closing (a
+   * paused or partitioned server, a dropped NAT mapping) is thus noticed within
+   * `intervalMs + timeoutMs`; TCP keepalive on the socket is the kernel-level backstop. A
+   * (re)connect attempt — connect, `LISTEN` — is bounded by max(`timeoutMs`, 10 s), and `close()`
+   * waits at most `timeoutMs` for a graceful goodbye before dropping the socket.
+   */
+  liveness?: { intervalMs: number; timeoutMs: number };
+  /** Receives `ok` while listening, `error` (with the reason) while not. */
+  status?: BusStatusSink;
+  /** Timers for liveness, timeouts and backoff; tests inject manual ones. */
+  timers?: Timers;
+  /** Jitter source for the backoff, [0, 1). Default `Math.random`. */
+  random?: () => number;
+}
+
+const DEFAULT_LIVENESS = { intervalMs: 5_000, timeoutMs: 3_000 };
+
+/** The socket under a pg.Client; pg has no public way to drop a connection whose server stopped answering. */
+function destroySocket(client: pg.Client): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
 /**
@@ -71,19 +100,32 @@ export interface ChangeBusOptions {
  * state publishes a small event; every replica (itself included) receives it and drops or
  * refreshes its caches. Messages are hints, never data of record: they are lost while a
  * replica is disconnected, which is why reconnecting emits {@link RESYNC_TOPIC}.
+ *
+ * The listening connection is watched: a liveness query (see {@link ChangeBusOptions.liveness})
+ * turns a silently dead connection into a reconnect, with jittered exponential backoff. While
+ * not listening the `status` sink is `error`, so `/readyz` answers 503 for this replica: its
+ * caches may be stale and it would not hear revocations.
  */
 export class PgChangeBus {
   readonly instanceId = randomUUID();
   private readonly handlers = new Map<string, Set<ChangeHandler>>();
   private client: pg.Client | undefined;
+  private pid: number | undefined;
   private closed = false;
   private connecting: Promise<void> | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private retryTimer: unknown;
+  private livenessTimer: unknown;
   private attempt = 0;
+  private readonly timers: Timers;
+  private readonly liveness: { intervalMs: number; timeoutMs: number };
 
-  constructor(private readonly options: ChangeBusOptions) {}
+  constructor(private readonly options: ChangeBusOptions) {
+    this.timers = options.timers ?? realTimers;
+    this.liveness = options.liveness ?? DEFAULT_LIVENESS;
+    options.status?.set('pending', 'connecting');
+  }
 
-  /** Connects and starts listening; resolves once `LISTEN` is in effect. */
+  /** Connects and starts listening; resolves once `LISTEN` is in effect. Rejects if the first connection fails. */
   start(): Promise<void> {
     this.connecting ??= this.connect();
     return this.connecting;
@@ -130,54 +172,134 @@ export class PgChangeBus {
     else await this.options.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, payload]);
   }
 
+  /** True while the `LISTEN` connection is up and has passed its last liveness check. */
   get listening(): boolean {
     return this.client !== undefined;
   }
 
+  /** `pg_backend_pid()` of the listening connection (diagnostics, tests); undefined while not listening. */
+  get backendPid(): number | undefined {
+    return this.client ? this.pid : undefined;
+  }
+
+  /** Stops listening and retrying. Never waits on a server that stopped answering. */
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.retryTimer);
+    this.timers.clearTimeout(this.retryTimer);
+    this.timers.clearTimeout(this.livenessTimer);
     const client = this.client;
     this.client = undefined;
-    await client?.end().catch(() => undefined);
+    if (client) await this.end(client);
+  }
+
+  /** Ends a client, gracefully if its server answers within the liveness timeout, else by dropping the socket. */
+  private async end(client: pg.Client): Promise<void> {
+    let timer: unknown;
+    const bounded = new Promise<void>((resolve) => {
+      timer = this.timers.setTimeout(() => {
+        destroySocket(client);
+        resolve();
+      }, this.liveness.timeoutMs);
+    });
+    await Promise.race([client.end().catch(() => undefined), bounded]);
+    this.timers.clearTimeout(timer);
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.options.connectionString, application_name: 'gatehouse-bus' });
+    const client = new pg.Client({
+      connectionString: this.options.connectionString,
+      application_name: 'gatehouse-bus',
+      // Kernel-level backstop for a peer that vanished; the liveness query is the fast path.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: this.liveness.intervalMs,
+    });
     client.on('notification', (msg) => this.dispatch(msg.payload));
     client.on('error', (error) => this.lost(client, error));
     client.on('end', () => this.lost(client));
-    await client.connect();
-    await client.query(`LISTEN ${CHANGE_CHANNEL}`);
+    try {
+      await this.withTimeout(client, 'connecting', async () => {
+        await client.connect();
+        await client.query(`LISTEN ${CHANGE_CHANNEL}`);
+        const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+        this.pid = rows[0]?.pid;
+      }, Math.max(this.liveness.timeoutMs, 10_000));
+    } catch (error) {
+      await this.end(client);
+      throw error;
+    }
     if (this.closed) {
-      await client.end();
+      await this.end(client);
       return;
     }
     const reconnected = this.attempt > 0;
     this.client = client;
     this.attempt = 0;
-    if (reconnected) this.emit({ topic: RESYNC_TOPIC, data: null, origin: this.instanceId, local: true }, true);
+    this.options.status?.set('ok');
+    this.scheduleLiveness(client);
+    if (reconnected) {
+      this.options.log?.info?.('change bus listening again; subscribers resync');
+      this.emit({ topic: RESYNC_TOPIC, data: null, origin: this.instanceId, local: true }, true);
+    }
+  }
+
+  /** Runs `work`; if it takes longer than `ms`, drops the client's socket (failing `work`) and rejects. */
+  private async withTimeout(client: pg.Client, what: string, work: () => Promise<void>, ms: number): Promise<void> {
+    let timedOut = false;
+    const timer = this.timers.setTimeout(() => {
+      timedOut = true;
+      destroySocket(client);
+    }, ms);
+    try {
+      await work();
+    } catch (error) {
+      throw timedOut ? new Error(`no answer from PostgreSQL within ${ms} ms while ${what}`) : error;
+    } finally {
+      this.timers.clearTimeout(timer);
+    }
+    if (timedOut) throw new Error(`no answer from PostgreSQL within ${ms} ms while ${what}`);
+  }
+
+  private scheduleLiveness(client: pg.Client): void {
+    this.livenessTimer = this.timers.setTimeout(() => void this.probe(client), this.liveness.intervalMs);
+  }
+
+  /** One liveness check: `SELECT 1` on the listening connection, answered within the timeout, or the connection is lost. */
+  private async probe(client: pg.Client): Promise<void> {
+    if (this.client !== client || this.closed) return;
+    const { timeoutMs } = this.liveness;
+    const timer = this.timers.setTimeout(() => this.lost(client, new Error(`no answer to the liveness query within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      await client.query('SELECT 1');
+    } catch (error) {
+      this.lost(client, error as Error);
+      return;
+    } finally {
+      this.timers.clearTimeout(timer);
+    }
+    if (this.client === client && !this.closed) this.scheduleLiveness(client);
   }
 
   private lost(client: pg.Client, error?: Error): void {
     if (this.client !== client || this.closed) return;
     this.client = undefined;
-    this.options.log?.warn(`change bus connection lost${error ? `: ${error.message}` : ''}; reconnecting`);
-    client.end().catch(() => undefined);
+    this.timers.clearTimeout(this.livenessTimer);
+    const reason = `listening connection lost${error ? `: ${error.message}` : ''}`;
+    this.options.status?.set('error', `${reason}; reconnecting`);
+    this.options.log?.warn(`change bus ${reason}; reconnecting`);
+    void this.end(client);
     this.scheduleReconnect();
   }
 
   private scheduleReconnect(): void {
     if (this.closed) return;
-    const { min, max } = this.options.backoff ?? { min: 100, max: 5_000 };
-    const delay = Math.min(max, min * 2 ** this.attempt++);
-    this.retryTimer = setTimeout(() => {
+    const delay = backoffDelay(this.attempt++, this.options.backoff ?? { min: 100, max: 5_000 }, this.options.random);
+    this.retryTimer = this.timers.setTimeout(() => {
       this.connect().catch((error: Error) => {
+        this.options.status?.set('error', `reconnecting failed: ${error.message}; retrying`);
         this.options.log?.warn(`change bus reconnect failed: ${error.message}`);
         this.scheduleReconnect();
       });
     }, delay);
-    this.retryTimer.unref();
   }
 
   private dispatch(payload: string | undefined): void {

@@ -1,21 +1,39 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, Optional, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { PinoLogger } from 'nestjs-pino';
-import { DataSource, IsNull, MoreThan, Repository } from 'typeorm';
+import { DataSource, IsNull, Repository } from 'typeorm';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { withAdvisoryLock } from '../database/advisory-lock.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
-import { RESYNC_TOPIC } from '../database/change-bus.js';
+import { stringFields, topic, type Queryable } from '../database/change-bus.js';
+import { ReplicatedCache } from '../database/replicated-cache.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
 import { McpSessionEntity } from './mcp-session.entity.js';
 
 /** Bus topic: `{ id }` (hashed) of a session that was closed; every replica drops it. */
-export const SESSION_CLOSED = 'sessions.closed';
+export const SESSION_CLOSED = topic<{ id: string }>('sessions.closed', stringFields('id'));
 
-/** Write `last_seen_at` at most this often per session (steady state: no write per request). */
-const TOUCH_EVERY_MS = 60_000;
+/** Wall clock (ms since the epoch) the sessions service reads; tests provide a fake under {@link SESSION_CLOCK}. */
+export interface SessionClock {
+  now(): number;
+}
+
+/** Injection token for the {@link SessionClock} (default `Date.now`). */
+export const SESSION_CLOCK = Symbol('SESSION_CLOCK');
+
+/** Sessions cached per replica (least recently used evicted; a miss costs one indexed read). */
+const CACHE_MAX = 10_000;
+
+/**
+ * How often (ms) a session's `last_seen_at`/`expires_at` are written at most: once a minute in
+ * steady state, but at least four times per timeout, so sliding expiry works for any
+ * HTTP_SESSION_TIMEOUT (a session used more often than its timeout never expires).
+ */
+export function touchIntervalMs(sessionTimeoutMs: number): number {
+  return Math.max(1, Math.min(60_000, Math.floor(sessionTimeoutMs / 4)));
+}
 
 export interface SessionInit {
   principal: string;
@@ -50,15 +68,24 @@ const hash = (token: string) => createHash('sha256').update(token).digest('hex')
 
 /**
  * Legacy (2025-era) MCP sessions, kept in PostgreSQL so any replica serves any session. Each
- * replica caches the sessions it has seen; a close on any replica is broadcast on the change
- * bus. The session id handed to the client is 256 random bits; only its hash is stored.
+ * replica caches the sessions it has seen ({@link ReplicatedCache}, entries trusted for one touch
+ * interval); a close on any replica is published on the change bus inside the closing
+ * transaction. The session id handed to the client is 256 random bits; only its hash is stored.
+ *
+ * Expiry is decided by the row, never by a replica's copy: closing an expired session is one
+ * conditional `UPDATE … WHERE expires_at <= now`, so a session another replica has just
+ * extended stays open. The per-principal cap (HTTP_MAX_CONCURRENT_SESSIONS) is checked and the
+ * row inserted under a transaction-scoped advisory lock on the principal, so concurrent
+ * `initialize` requests on any replicas cannot overshoot it.
  */
 @Injectable()
 export class SessionsService implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private readonly cache = new Map<string, LiveSession>();
+  private readonly cache: ReplicatedCache<string, LiveSession | null>;
   private readonly closeListeners = new Set<(id: string) => void>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly unsubscribe: (() => void)[] = [];
+  private readonly clock: SessionClock;
+  private readonly touchEveryMs: number;
 
   constructor(
     @InjectRepository(McpSessionEntity) private readonly repo: Repository<McpSessionEntity>,
@@ -67,24 +94,28 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     private readonly bus: ChangeBusService,
     private readonly schema: SchemaStateService,
     private readonly logger: PinoLogger,
+    @Optional() @Inject(SESSION_CLOCK) clock?: SessionClock,
   ) {
     logger.setContext('Sessions');
+    this.clock = clock ?? { now: () => Date.now() };
+    this.touchEveryMs = touchIntervalMs(config.mcp.sessionTimeoutMs);
+    // `null`: no open session with this id (unknown or closed) — cached too, closes are final.
+    // The bus's $resync clears it (closes may have been missed while disconnected).
+    this.cache = new ReplicatedCache<string, LiveSession | null>(
+      { name: 'sessions', max: CACHE_MAX, ttlMs: this.touchEveryMs, load: (id) => this.load(id), clock: this.clock },
+      bus,
+    );
   }
 
   onApplicationBootstrap(): void {
-    this.unsubscribe.push(
-      this.bus.subscribe<{ id?: string }>(SESSION_CLOSED, (event) => {
-        if (event.data?.id) this.forget(event.data.id);
-      }),
-      // Closes may have been missed while disconnected: re-check every cached session on next use.
-      this.bus.subscribe(RESYNC_TOPIC, () => this.cache.clear()),
-    );
+    this.unsubscribe.push(this.bus.subscribe(SESSION_CLOSED, (event) => this.forget(event.data.id)));
     void this.schema.whenMigrated().then(() => this.scheduleSweep());
   }
 
   beforeApplicationShutdown(): void {
     clearTimeout(this.sweepTimer);
     for (const off of this.unsubscribe.splice(0)) off();
+    this.cache.dispose();
   }
 
   /** Called with the (hashed) id of every session that ends, on whichever replica ended it. */
@@ -93,28 +124,38 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     return () => this.closeListeners.delete(listener);
   }
 
-  /** Opens a session; returns the token for the `Mcp-Session-Id` header. */
+  /**
+   * Opens a session; returns the token for the `Mcp-Session-Id` header. Throws
+   * {@link TooManySessionsError} when the principal already has its cap of open sessions.
+   */
   async create(init: SessionInit): Promise<{ token: string; session: LiveSession }> {
-    const open = await this.repo.count({ where: { principal: init.principal, closedAt: IsNull(), expiresAt: MoreThan(new Date()) } });
     // Sessions opened without credentials share one bound: ten times the per-principal one.
     const pending = init.principal === PENDING_PRINCIPAL;
     const limit = this.config.mcp.maxSessionsPerPrincipal * (pending ? 10 : 1);
-    if (open >= limit) {
-      throw new TooManySessionsError(
-        pending
-          ? `too many MCP sessions opened without credentials (${limit}: 10 × HTTP_MAX_CONCURRENT_SESSIONS); send credentials with initialize, or wait for idle ones to expire`
-          : `too many open MCP sessions for this principal (${limit}, HTTP_MAX_CONCURRENT_SESSIONS); end one with DELETE or wait for idle ones to expire`,
-      );
-    }
     const token = randomBytes(32).toString('base64url');
-    const now = Date.now();
-    const expiresAt = now + this.config.mcp.sessionTimeoutMs;
     const id = hash(token);
-    await this.repo.query(
-      `INSERT INTO mcp_sessions (id, principal, endpoint, protocol_version, client_info, capabilities, last_seen_at, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [id, init.principal, init.endpoint, init.protocolVersion, init.clientInfo, init.capabilities, new Date(now), new Date(expiresAt)],
-    );
+    const now = this.clock.now();
+    const expiresAt = now + this.config.mcp.sessionTimeoutMs;
+    await this.dataSource.transaction(async (em) => {
+      // Count and insert as one step per principal, across replicas; released at commit.
+      await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gatehouse:session-cap:${init.principal}`]);
+      const [{ open }] = await em.query<[{ open: number }]>(
+        'SELECT count(*)::int AS open FROM mcp_sessions WHERE principal = $1 AND closed_at IS NULL AND expires_at > $2',
+        [init.principal, new Date(now)],
+      );
+      if (open >= limit) {
+        throw new TooManySessionsError(
+          pending
+            ? `too many MCP sessions opened without credentials (${limit}: 10 × HTTP_MAX_CONCURRENT_SESSIONS); send credentials with initialize, or wait for idle ones to expire`
+            : `too many open MCP sessions for this principal (${limit}, HTTP_MAX_CONCURRENT_SESSIONS); end one with DELETE or wait for idle ones to expire`,
+        );
+      }
+      await em.query(
+        `INSERT INTO mcp_sessions (id, principal, endpoint, protocol_version, client_info, capabilities, last_seen_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [id, init.principal, init.endpoint, init.protocolVersion, init.clientInfo, init.capabilities, new Date(now), new Date(expiresAt)],
+      );
+    });
     const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion: init.protocolVersion, touchedAt: now, expiresAt };
     this.cache.set(id, session);
     return { token, session };
@@ -122,36 +163,23 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
 
   /**
    * The open session for `token` on `endpoint`, or undefined (unknown, closed, expired, or
-   * opened on another endpoint: all answered alike, so the answer reveals nothing).
+   * opened on another endpoint: all answered alike, so the answer reveals nothing). Extends the
+   * session's expiry, writing at most once per {@link touchIntervalMs}.
    */
   async resolve(token: string, endpoint: string): Promise<LiveSession | undefined> {
     if (token.length === 0 || token.length > 200) return undefined;
     const id = hash(token);
-    const now = Date.now();
-    let session = this.cache.get(id);
-    if (!session) {
-      const row = await this.repo.findOneBy({ id, closedAt: IsNull() });
-      if (!row) return undefined;
-      session = {
-        id,
-        principal: row.principal,
-        endpoint: row.endpoint,
-        protocolVersion: row.protocolVersion,
-        touchedAt: row.lastSeenAt.getTime(),
-        expiresAt: row.expiresAt.getTime(),
-      };
-      this.cache.set(id, session);
-    }
-    if (session.endpoint !== endpoint) return undefined;
+    // Hot path: a cached entry is read synchronously; a miss loads once for all callers.
+    let session = this.cache.peek(id);
+    if (session === undefined) session = await this.cache.get(id);
+    if (!session || session.endpoint !== endpoint) return undefined;
+    const now = this.clock.now();
     if (session.expiresAt <= now) {
-      await this.closeById(id);
-      return undefined;
+      // This copy says expired; the row decides (another replica may have extended it).
+      session = (await this.expireOrReread(id, now)) ?? null;
+      if (!session) return undefined;
     }
-    if (now - session.touchedAt >= TOUCH_EVERY_MS) {
-      session.touchedAt = now;
-      session.expiresAt = now + this.config.mcp.sessionTimeoutMs;
-      await this.repo.update({ id }, { lastSeenAt: new Date(now), expiresAt: new Date(session.expiresAt) });
-    }
+    if (now - session.touchedAt >= this.touchEveryMs && !(await this.touch(session, now))) return undefined;
     return session;
   }
 
@@ -172,39 +200,50 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
       return true;
     }
     // Bound elsewhere meanwhile: re-read, then compare.
-    this.cache.delete(session.id);
-    const row = await this.repo.findOneBy({ id: session.id, closedAt: IsNull() });
-    if (row) session.principal = row.principal;
-    return row?.principal === principal;
+    this.cache.invalidate(session.id);
+    const fresh = await this.cache.get(session.id);
+    if (fresh) session.principal = fresh.principal;
+    return fresh?.principal === principal;
   }
 
   /** Ends every open session of these principals, on every replica (key revoked, user disabled). */
   async closeForPrincipals(principals: string[]): Promise<number> {
     if (principals.length === 0) return 0;
-    const [rows] = await this.repo.query<[{ id: string }[], number]>('UPDATE mcp_sessions SET closed_at = now() WHERE principal = ANY($1) AND closed_at IS NULL RETURNING id', [
-      principals,
-    ]);
-    for (const { id } of rows) {
-      this.forget(id);
-      await this.bus.publish(SESSION_CLOSED, { id });
-    }
-    return rows.length;
+    const ids = await this.dataSource.transaction(async (em) => {
+      const [rows] = await em.query<[{ id: string }[], number]>('UPDATE mcp_sessions SET closed_at = now() WHERE principal = ANY($1) AND closed_at IS NULL RETURNING id', [principals]);
+      await this.publishClosed(rows.map((r) => r.id), em);
+      return rows.map((r) => r.id);
+    });
+    for (const id of ids) this.forget(id);
+    return ids.length;
   }
 
   /** Ends the session on every replica. */
   async close(session: LiveSession): Promise<void> {
-    await this.closeById(session.id);
+    await this.dataSource.transaction(async (em) => {
+      const [rows] = await em.query<[{ id: string }[], number]>('UPDATE mcp_sessions SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL RETURNING id', [
+        session.id,
+        new Date(this.clock.now()),
+      ]);
+      await this.publishClosed(rows.map((r) => r.id), em);
+    });
+    this.forget(session.id);
   }
 
   /** Closes expired sessions and deletes long-closed rows, on one replica at a time. */
   async sweep(): Promise<number> {
     return withAdvisoryLock(this.dataSource, 'gatehouse:session-sweep', async (qr) => {
-      const expired = (await qr.query(
-        'UPDATE mcp_sessions SET closed_at = now() WHERE closed_at IS NULL AND expires_at < now() RETURNING id',
-      )) as [{ id: string }[], number];
-      await qr.query("DELETE FROM mcp_sessions WHERE closed_at < now() - interval '1 day'");
-      for (const { id } of expired[0]) await this.bus.publish(SESSION_CLOSED, { id });
-      return expired[0].length;
+      await qr.startTransaction();
+      try {
+        const [rows] = (await qr.query('UPDATE mcp_sessions SET closed_at = now() WHERE closed_at IS NULL AND expires_at < now() RETURNING id')) as [{ id: string }[], number];
+        await qr.query("DELETE FROM mcp_sessions WHERE closed_at < now() - interval '1 day'");
+        await this.publishClosed(rows.map((r) => r.id), qr);
+        await qr.commitTransaction();
+        return rows.length;
+      } catch (error) {
+        await qr.rollbackTransaction();
+        throw error;
+      }
     });
   }
 
@@ -218,14 +257,69 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     this.sweepTimer.unref();
   }
 
-  private async closeById(id: string): Promise<void> {
-    await this.repo.update({ id, closedAt: IsNull() }, { closedAt: new Date() });
-    this.forget(id);
-    await this.bus.publish(SESSION_CLOSED, { id });
+  /** The open session `id` as stored, or null. */
+  private async load(id: string): Promise<LiveSession | null> {
+    const row = await this.repo.findOneBy({ id, closedAt: IsNull() });
+    if (!row) return null;
+    return {
+      id,
+      principal: row.principal,
+      endpoint: row.endpoint,
+      protocolVersion: row.protocolVersion,
+      touchedAt: row.lastSeenAt.getTime(),
+      expiresAt: row.expiresAt.getTime(),
+    };
+  }
+
+  /**
+   * Closes `id` if its row has expired by `now` (one conditional UPDATE, published in its
+   * transaction); otherwise re-reads it and returns the fresh, open session (or undefined if it
+   * was closed elsewhere).
+   */
+  private async expireOrReread(id: string, now: number): Promise<LiveSession | undefined> {
+    const closed = await this.dataSource.transaction(async (em) => {
+      const [rows] = await em.query<[{ id: string }[], number]>('UPDATE mcp_sessions SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL AND expires_at <= $2 RETURNING id', [
+        id,
+        new Date(now),
+      ]);
+      await this.publishClosed(rows.map((r) => r.id), em);
+      return rows.length > 0;
+    });
+    if (closed) {
+      this.forget(id);
+      return undefined;
+    }
+    this.cache.invalidate(id);
+    const fresh = await this.cache.get(id);
+    if (!fresh || fresh.expiresAt <= now) {
+      if (!fresh) this.forget(id);
+      return undefined;
+    }
+    return fresh;
+  }
+
+  /**
+   * Extends the session from `now` (row and this replica's copy). False when the row is no
+   * longer open and unexpired — closed or expired elsewhere — after settling which.
+   */
+  private async touch(session: LiveSession, now: number): Promise<boolean> {
+    // Updated first, so concurrent requests on this replica do not all write.
+    session.touchedAt = now;
+    session.expiresAt = now + this.config.mcp.sessionTimeoutMs;
+    const [, updated] = await this.repo.query<[unknown[], number]>(
+      'UPDATE mcp_sessions SET last_seen_at = $2, expires_at = GREATEST(expires_at, $3) WHERE id = $1 AND closed_at IS NULL AND expires_at > $2',
+      [session.id, new Date(now), new Date(session.expiresAt)],
+    );
+    if (updated === 1) return true;
+    return (await this.expireOrReread(session.id, now)) !== undefined;
+  }
+
+  private async publishClosed(ids: string[], tx: Queryable): Promise<void> {
+    for (const id of ids) await this.bus.publish(SESSION_CLOSED, { id }, tx);
   }
 
   private forget(id: string): void {
-    this.cache.delete(id);
+    this.cache.invalidate(id);
     for (const listener of this.closeListeners) listener(id);
   }
 }

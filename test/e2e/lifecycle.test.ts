@@ -6,7 +6,7 @@ import { Controller, Get, Module, Query } from '@nestjs/common';
 import { Public } from '../../src/common/decorators/public.decorator.js';
 import { startTestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { waitForStatus } from '../support/process.js';
+import { eventually } from '../support/upstreams.js';
 
 /** A route that takes as long as asked: an in-flight request to drain. */
 @Controller('test')
@@ -24,7 +24,7 @@ class SlowModule {}
 
 const readyz = async (url: string) => {
   const res = await fetch(`${url}/readyz`);
-  return { status: res.status, body: (await res.json()) as { status: string; checks: Record<string, string> } };
+  return { status: res.status, body: (await res.json()) as { status: string; checks: Record<string, string>; reasons?: Record<string, string> } };
 };
 
 /** A GET on its own connection (no keep-alive pool), so closing the server can't reuse it. */
@@ -54,7 +54,9 @@ describe('lifecycle', () => {
     try {
       const before = await readyz(app.url);
       assert.equal(before.status, 503);
-      assert.deepEqual(before.body, { status: 'not_ready', checks: { database: 'ok', migrations: 'pending', servers: 'pending', lifecycle: 'running' }, reasons: { servers: 'the upstream server registry has not loaded yet' } });
+      assert.equal(before.body.status, 'not_ready');
+      assert.deepEqual(before.body.checks, { database: 'ok', migrations: 'pending', servers: 'pending', changeBus: 'ok', policies: 'pending', lifecycle: 'running' });
+      assert.deepEqual(before.body.reasons, { servers: 'the upstream server registry has not loaded yet', policies: 'not loaded yet (loads once the schema is current)' });
       assert.equal((await fetch(`${app.url}/healthz`)).status, 200, 'liveness holds meanwhile');
       const early = await fetch(`${app.url}/api/v1/servers`);
       assert.equal(early.status, 503, 'the API says it is starting instead of failing on a missing table');
@@ -66,9 +68,11 @@ describe('lifecycle', () => {
         timeout: 30_000,
       });
       assert.equal(job.status, 0, job.stderr);
-      await waitForStatus(`${app.url}/readyz`, 200); // then the server registry loads
-      const afterJob = await readyz(app.url);
-      assert.equal(afterJob.status, 200);
+      // Ready once the schema is current and, right after, the policies have loaded.
+      const afterJob = await eventually('ready after the job', async () => {
+        const r = await readyz(app.url);
+        return r.status === 200 ? r : undefined;
+      }, 10_000);
       assert.equal(afterJob.body.status, 'ready');
       assert.equal((await fetch(`${app.url}/api/v1/servers`)).status, 200);
     } finally {

@@ -3,6 +3,7 @@ import { startGatehouse, type Gatehouse, type StartOptions } from '../../src/boo
 import type { AppConfig } from '../../src/config/config.schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { createRootLogger } from '../../src/common/logging/logger.js';
+import { PoliciesService } from '../../src/policies/policies.service.js';
 import { TEST_ENCRYPTION_KEYS } from './process.js';
 
 /** Parses a config from the given variables only (no `.env`, no process environment). */
@@ -44,5 +45,8 @@ export async function startTestApp(
   const logs = new LogCapture();
   const logger = await createRootLogger(config, logs.stream);
   const app = await startGatehouse(config, { ...options, logger });
+  // Policies fail closed until their first load (just after migrating): wait for it, as a load
+  // balancer waits for /readyz, so tests never race it.
+  if (config.database.migrate) await app.app.get(PoliciesService).whenLoaded();
   return Object.assign(app, { logs });
 }

@@ -188,7 +188,7 @@ describe('replicated state across two processes', () => {
     assert.ok(afterRevocation.length > 3 && afterRevocation.every((s) => s.seen === 'refused'), 'refused within 1 s');
 
     // B noticed the lost listener (and reconnected: v3 arrived through the bus or the resync).
-    await eventually('B logged the lost connection', () => (b.logs().some((l) => String(l.msg).startsWith('change bus connection lost')) ? true : undefined), 5_000);
+    await eventually('B logged the lost connection', () => (b.logs().some((l) => String(l.msg).startsWith('change bus listening connection lost')) ? true : undefined), 5_000);
     await stopBoth(a, b);
   });
 });

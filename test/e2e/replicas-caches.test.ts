@@ -56,7 +56,7 @@ describe('replicated state across two processes', () => {
     await db?.drop();
   });
 
-  it('B applies secret changes and key revocations made on A within 1 s, never reverts, and converges after losing its bus listener', async () => {
+  it('B applies secret changes, key revocations and deny policies made on A within 1 s, never reverts, and converges after losing its bus listener', async () => {
     db = await createTestDatabase();
     const env = { DATABASE_URL: db.url, MCP_AUTH_STRATEGY: 'bearer,api_key', MCP_JWT_SECRET: JWT_SECRET, MCP_API_KEYS: ADMIN_KEY };
     const a = await spawnGatehouse(env);
@@ -86,6 +86,7 @@ describe('replicated state across two processes', () => {
     };
     const steady = await newKey();
     const doomed = await newKey();
+    const policed = await newKey();
 
     /** A legacy MCP session on B for `key`; `call()` echoes through `injector`. */
     const sessionOnB = async (key: string) => {
@@ -114,15 +115,18 @@ describe('replicated state across two processes', () => {
     await eventually('injector connected on B', async () => ((await (await sessionOnB(steady.key))()).seen === 'v1' ? true : undefined));
     const callSteady = await sessionOnB(steady.key);
     const callDoomed = await sessionOnB(doomed.key);
+    const callPoliced = await sessionOnB(policed.key);
 
     // The stream: B is called continuously (paced, not synchronised, by a short pause) until stopped.
     const secretSamples: Sample[] = [];
     const keySamples: Sample[] = [];
+    const policySamples: Sample[] = [];
     let streaming = true;
     const stream = (async () => {
       while (streaming) {
         secretSamples.push(await callSteady());
         keySamples.push(await callDoomed());
+        policySamples.push(await callPoliced());
         await new Promise((r) => setTimeout(r, 5));
       }
     })();
@@ -132,6 +136,7 @@ describe('replicated state across two processes', () => {
     let changedAt: number;
     let revokeSentAt: number;
     let revokedAt: number;
+    let deniedAt: number;
     let lateChangeAt: number;
     try {
       await streamPast(Date.now() + 300);
@@ -142,6 +147,16 @@ describe('replicated state across two processes', () => {
       assert.equal(revoke.status, 204);
       revokedAt = Date.now();
       await streamPast(Date.now() + APPLY_WITHIN_MS + 300);
+
+      // A deny policy for one key, added on A.
+      const deny = await fetch(`${a.url}/api/v1/policies`, {
+        method: 'POST',
+        headers: admin,
+        body: JSON.stringify({ subject: { apiKeyId: policed.id }, effect: 'deny', operations: ['tools/call'], targets: ['injector__*'], description: 'replicas test' }),
+      });
+      assert.equal(deny.status, 201, await deny.text());
+      deniedAt = Date.now();
+      await streamPast(deniedAt + APPLY_WITHIN_MS + 300);
 
       // Kill B's listening connection (found by B's own socket ports), and change the secret again at once.
       const ports = localPortsOf(b.child.pid!);
@@ -186,6 +201,16 @@ describe('replicated state across two processes', () => {
     assert.ok(keySamples[firstRefused].end >= revokeSentAt, 'refused only after the revocation');
     const afterRevocation = keySamples.filter((s) => s.start > revokedAt + APPLY_WITHIN_MS);
     assert.ok(afterRevocation.length > 3 && afterRevocation.every((s) => s.seen === 'refused'), 'refused within 1 s');
+
+    // The deny policy: allowed before, refused from 1 s after A answered, never allowed again.
+    const firstDenied = policySamples.findIndex((s) => s.seen === 'refused');
+    assert.ok(firstDenied > 0, 'the policed key could call before the policy');
+    assert.ok(
+      policySamples.slice(firstDenied).every((s) => s.seen === 'refused'),
+      'once denied, never allowed again (not even after the listener was killed)',
+    );
+    const afterDeny = policySamples.filter((s) => s.start > deniedAt + APPLY_WITHIN_MS);
+    assert.ok(afterDeny.length > 3 && afterDeny.every((s) => s.seen === 'refused'), 'denied within 1 s');
 
     // B noticed the lost listener (and reconnected: v3 arrived through the bus or the resync).
     await eventually('B logged the lost connection', () => (b.logs().some((l) => String(l.msg).startsWith('change bus listening connection lost')) ? true : undefined), 5_000);

@@ -15,6 +15,7 @@ import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
 import { blank, fingerprint, hasPlaceholders } from '../secrets/placeholders.js';
 import { buildCatalog, type Catalog } from './catalog.js';
+import { NameWarningLog } from './tool-names.js';
 import { loadServersFile } from './servers-file.js';
 import { UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -98,6 +99,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
   private readonly toolListeners = new Set<(server: string) => void>();
   /** Built catalogs by scope ('' = every server, aggregated), dropped on any change. */
   private readonly catalogs = new Map<string, Catalog | null>();
+  private readonly nameWarnings = new NameWarningLog((w) => this.logger.warn({ server: w.server, kind: w.kind, name: w.name, original: w.original, code: w.code }, w.message));
   private fileServers: CreateServerInput[] | undefined;
   private stopped = false;
   private readonly detached = new AsyncResource('gatehouse.upstreams');
@@ -126,6 +128,7 @@ export class UpstreamServersService implements OnApplicationBootstrap, BeforeApp
         .sort((a, b) => a.server.name.localeCompare(b.server.name))
         .map((c) => ({ server: c.server.name, toolFilter: c.server.toolFilter, injected: Object.keys(c.server.inject), ...c.offerings() }));
       catalog = scope !== '' && sources.length === 0 ? null : buildCatalog(sources, scope === '' ? 'aggregate' : 'single');
+      if (catalog) this.nameWarnings.check(catalog);
       this.catalogs.set(scope, catalog);
     }
     return catalog ?? undefined;

@@ -155,11 +155,11 @@ describe('exposed names meet the MCP tool-name rule (spec 2025-11-25, server/too
     assert.deepEqual(nameWarnings(c, 'gh'), []);
   });
 
-  it('NameWarningLog logs each warning once however often catalogs are rebuilt', () => {
+  it('NameWarningLog logs each tool/prompt warning once however often catalogs are rebuilt, resources not', () => {
     const logged: string[] = [];
     const log = new NameWarningLog((w) => logged.push(`${w.code}:${w.name}`));
     const long70 = `t${'x'.repeat(69)}`;
-    log.check(buildCatalog([source('fs', [long70])], 'single'));
+    log.check(buildCatalog([source('fs', [long70], { resources: [{ uri: 'file:///r', name: 'Project README' }] })], 'single'));
     log.check(buildCatalog([source('fs', [long70])], 'single'));
     log.check(buildCatalog([source('fs', [long70])], 'aggregate'));
     assert.deepEqual(logged, [`long_name:${long70}`, `long_name:fs__${long70}`]);

@@ -121,8 +121,10 @@ export function nameWarnings(catalog: { names: readonly ExposedName[] }, server?
 }
 
 /**
- * Logs each {@link nameWarnings} entry once per (server, kind, exposed name, code) for the
- * life of the process (at most 10,000 remembered), however often catalogs are rebuilt.
+ * Logs each {@link nameWarnings} entry of tools and prompts once per (server, kind, exposed
+ * name, code) for the life of the process (at most 10,000 remembered), however often catalogs
+ * are rebuilt. Resource names are left out of the log: resources are addressed by URI, and
+ * servers commonly give them display names with spaces ("Project README").
  */
 export class NameWarningLog {
   private readonly seen = new LRUCache<string, true>({ max: 10_000 });
@@ -132,6 +134,7 @@ export class NameWarningLog {
   /** Logs the warnings of `catalog` not logged before. */
   check(catalog: { names: readonly ExposedName[] }): void {
     for (const warning of nameWarnings(catalog)) {
+      if (warning.kind !== 'tool' && warning.kind !== 'prompt') continue;
       const key = `${warning.server}\n${warning.kind}\n${warning.name}\n${warning.code}`;
       if (this.seen.has(key)) continue;
       this.seen.set(key, true);

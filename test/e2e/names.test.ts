@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { Client as LegacyClient } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/upstreams.js';
@@ -62,6 +64,21 @@ describe('exposed names: upstream names that break the MCP name rule', () => {
       }
     });
   }
+
+  it('legacy session (fast path): the same valid names list and call', async () => {
+    const c = new LegacyClient({ name: 'names-legacy', version: '1' });
+    await c.connect(new LegacyTransport(new URL(`${app.url}/mcp`)));
+    try {
+      const { tools } = await c.listTools();
+      const fileRead = tools.find((t) => t.title === 'files/read');
+      assert.ok(fileRead, JSON.stringify(tools.map((t) => [t.name, t.title])));
+      assert.match(fileRead.name, /^odd__files_read_[0-9a-f]{8}$/);
+      const result = await c.callTool({ name: fileRead.name, arguments: {} });
+      assert.deepEqual(result.content, [{ type: 'text', text: 'called files/read' }]);
+    } finally {
+      await c.close();
+    }
+  });
 
   it('logs once per name that it renamed or that is over 64 characters', () => {
     const warnings = app.logs.lines.filter((l) => l.level === 'warn' && typeof l.code === 'string');

@@ -14,7 +14,7 @@ import { ChangeBusService } from '../database/change-bus.service.js';
 import { RESYNC_TOPIC, topic } from '../database/change-bus.js';
 import { ReadinessGates, type ReadinessGate } from '../database/readiness-gates.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
-import { NAME_SEPARATOR, type Catalog } from '../upstreams/catalog.js';
+import { NAME_SEPARATOR, type Catalog, type Target } from '../upstreams/catalog.js';
 import { PolicyEntity } from './policy.entity.js';
 import { evaluate, type Decision, type PolicyOperation, type PolicyPrincipal, type PolicyRule, type PolicySubject } from './policy-evaluator.js';
 import { createPolicySchema, patchPolicySchema } from './policy.schema.js';
@@ -149,18 +149,17 @@ export class PoliciesService implements OnApplicationBootstrap, BeforeApplicatio
     if (!byPrincipal) this.views.set(catalog, (byPrincipal = new Map<string, View>()));
     const cached = byPrincipal.get(key);
     if (cached?.version === this.version) return cached;
-    const ns = (name: string) => (scope === '' ? name : `${scope}${NAME_SEPARATOR}${name}`);
-    const allowed = (operation: PolicyOperation, name: string) => this.decide(principal, operation, name).allowed;
-    const tools = catalog.tools.filter((t) => allowed('tools/call', ns(t.name)));
+    // Policies match the upstream's own names (`<server>__<original>`), as calls are authorized:
+    // an exposed name may be a stand-in for one that breaks the MCP name rule.
+    const allowed = (operation: PolicyOperation, target: Target | undefined) =>
+      target !== undefined && this.decide(principal, operation, `${target.server}${NAME_SEPARATOR}${target.name}`).allowed;
+    const tools = catalog.tools.filter((t) => allowed('tools/call', catalog.resolveTool(t.name)));
     const view: View = {
       version: this.version,
       tools,
       toolsJson: tools.length === catalog.tools.length ? catalog.toolsJson : JSON.stringify(tools),
-      prompts: catalog.prompts.filter((p) => allowed('prompts/get', ns(p.name))),
-      resources: catalog.resources.filter((r) => {
-        const target = catalog.resolveResource(r.uri);
-        return target !== undefined && allowed('resources/read', `${target.server}${NAME_SEPARATOR}${target.name}`);
-      }),
+      prompts: catalog.prompts.filter((p) => allowed('prompts/get', catalog.resolvePrompt(p.name))),
+      resources: catalog.resources.filter((r) => allowed('resources/read', catalog.resolveResource(r.uri))),
     };
     byPrincipal.set(key, view);
     return view;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildCatalog, toolAllowed, type CatalogSource } from './catalog.js';
+import { NameWarningLog, nameWarnings } from './tool-names.js';
 
 const tool = (name: string) => ({ name, inputSchema: { type: 'object' as const, properties: { q: { type: 'string' } } }, description: `does ${name}` });
 const source = (server: string, tools: string[], extra: Partial<CatalogSource> = {}): CatalogSource => ({
@@ -72,5 +73,95 @@ describe('buildCatalog', () => {
     const c = buildCatalog([source('a', [], { prompts: [{ name: 'summarize' }] })], 'aggregate');
     assert.deepEqual(c.prompts.map((p) => p.name), ['a__summarize']);
     assert.deepEqual(c.resolvePrompt('a__summarize'), { server: 'a', name: 'summarize' });
+  });
+});
+
+describe('exposed names meet the MCP tool-name rule (spec 2025-11-25, server/tools, Tool Names)', () => {
+  const VALID = /^[A-Za-z0-9_.-]{1,128}$/;
+  const long70 = `t${'x'.repeat(69)}`;
+  const odd = ['files/read', 'search docs', 'db:query', 'naïve', long70, 'plain_ok', 'x'.repeat(200)];
+
+  it('maps invalid upstream names to valid ones on both endpoints and resolves them back', () => {
+    for (const mode of ['aggregate', 'single'] as const) {
+      const c = buildCatalog([source('fs', odd, { prompts: [{ name: 'sum up' }] })], mode);
+      assert.equal(c.tools.length, odd.length);
+      for (const t of c.tools) assert.match(t.name, VALID, `${mode}: ${t.name}`);
+      const back = c.tools.map((t) => c.resolveTool(t.name)?.name);
+      assert.deepEqual(back, odd, `${mode}: every exposed name resolves to its original`);
+      assert.match(c.prompts[0].name, VALID);
+      assert.deepEqual(c.resolvePrompt(c.prompts[0].name), { server: 'fs', name: 'sum up' });
+      assert.equal(c.resolveTool(mode === 'aggregate' ? 'fs__files/read' : 'files/read'), undefined, 'only the exposed name is a name');
+    }
+    const single = buildCatalog([source('fs', odd)], 'single');
+    const shown = single.tools.map((t) => t.name);
+    assert.equal(shown[5], 'plain_ok', 'a valid name is kept');
+    assert.equal(shown[4], long70, 'a valid 70-character name is kept (only warned about)');
+    assert.match(shown[0], /^files_read_[0-9a-f]{8}$/);
+    assert.match(shown[1], /^search_docs_[0-9a-f]{8}$/);
+    assert.match(shown[2], /^db_query_[0-9a-f]{8}$/);
+    assert.match(shown[3], /^naive_[0-9a-f]{8}$/);
+    assert.equal(shown[6].length, 128);
+    assert.equal(single.tools[0].title, 'files/read', 'the original is shown as the title');
+    assert.equal(single.tools[5].title, undefined);
+  });
+
+  it('is deterministic: same names whatever the order or the build', () => {
+    const a = buildCatalog([source('fs', odd)], 'aggregate');
+    const b = buildCatalog([source('fs', [...odd].reverse())], 'aggregate');
+    const byOriginal = (c: typeof a) => Object.fromEntries(c.tools.map((t) => [c.resolveTool(t.name)!.name, t.name]));
+    assert.deepEqual(byOriginal(a), byOriginal(b));
+  });
+
+  it('never collides: a valid name keeps its name, the renamed one moves on', () => {
+    const first = buildCatalog([source('fs', ['files/read'])], 'single').tools[0].name;
+    const c = buildCatalog([source('fs', ['files/read', first, 'files:read'])], 'single');
+    const shown = c.tools.map((t) => t.name);
+    assert.equal(new Set(shown).size, 3, shown.join(', '));
+    assert.equal(shown[1], first, 'the upstream tool literally named like the stand-in keeps its name');
+    assert.deepEqual(c.resolveTool(first), { server: 'fs', name: first });
+    assert.deepEqual(c.resolveTool(shown[0]), { server: 'fs', name: 'files/read' });
+  });
+
+  it('fits namespaced names in 128 characters for the longest server name', () => {
+    const server = `s${'e'.repeat(62)}`;
+    const c = buildCatalog([source(server, ['y'.repeat(128), 'files/read'])], 'aggregate');
+    for (const t of c.tools) {
+      assert.match(t.name, VALID);
+      assert.ok(t.name.startsWith(`${server}__`));
+    }
+    assert.deepEqual(c.resolveTool(c.tools[0].name), { server, name: 'y'.repeat(128) });
+  });
+
+  it('makes resource and template names valid too, URIs unchanged', () => {
+    const c = buildCatalog([source('a', [], { resources: [{ uri: 'file:///x', name: 'Text Resource 1' }], resourceTemplates: [{ uriTemplate: 'demo://{id}', name: 'by id' }] })], 'single');
+    assert.match(c.resources[0].name, VALID);
+    assert.equal(c.resources[0].title, 'Text Resource 1');
+    assert.equal(c.resources[0].uri, 'file:///x');
+    assert.match(c.resourceTemplates[0].name, VALID);
+  });
+
+  it('nameWarnings reports renamed names and names over 64 characters', () => {
+    const long70 = `t${'x'.repeat(69)}`;
+    const c = buildCatalog([source('fs', ['ok', 'files/read', long70]), source('gh', ['x'])], 'single');
+    const warnings = nameWarnings(c);
+    assert.deepEqual(
+      warnings.map((w) => [w.code, w.original]),
+      [
+        ['renamed', 'files/read'],
+        ['long_name', long70],
+      ],
+    );
+    assert.match(warnings[1].message, /is 70 characters; many MCP clients reject names over 64/);
+    assert.deepEqual(nameWarnings(c, 'gh'), []);
+  });
+
+  it('NameWarningLog logs each tool/prompt warning once however often catalogs are rebuilt, resources not', () => {
+    const logged: string[] = [];
+    const log = new NameWarningLog((w) => logged.push(`${w.code}:${w.name}`));
+    const long70 = `t${'x'.repeat(69)}`;
+    log.check(buildCatalog([source('fs', [long70], { resources: [{ uri: 'file:///r', name: 'Project README' }] })], 'single'));
+    log.check(buildCatalog([source('fs', [long70])], 'single'));
+    log.check(buildCatalog([source('fs', [long70])], 'aggregate'));
+    assert.deepEqual(logged, [`long_name:${long70}`, `long_name:fs__${long70}`]);
   });
 });

@@ -1,4 +1,5 @@
 import type { Prompt, Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
+import { assignNames, exposedName, MAX_NAME_LENGTH, type ExposedName } from './tool-names.js';
 
 /** Separator between server and upstream name in the aggregated endpoint: `github__create_issue`. */
 export const NAME_SEPARATOR = '__';
@@ -41,6 +42,14 @@ export interface Catalog {
   resolveTool(name: string): Target | undefined;
   resolvePrompt(name: string): Target | undefined;
   resolveResource(uri: string): Target | undefined;
+  /** Every exposed tool, prompt, resource and template name with its upstream original (see `nameWarnings`). */
+  readonly names: readonly ExposedName[];
+}
+
+/** Shows the original name as the title when a renamed item has none, so people still recognise it. */
+function renamed<T extends { name: string; title?: string }>(item: T, name: string, part: string): T {
+  if (name === item.name) return item;
+  return { ...item, name, ...(part !== item.name && item.title === undefined ? { title: item.name } : {}) };
 }
 
 const globCache = new Map<string, RegExp>();
@@ -69,36 +78,65 @@ export function toolAllowed(name: string, filter: CatalogSource['toolFilter']): 
  * prefixes every name with its server (`<server>__<name>`) and wraps resource URIs
  * (`gatehouse://<server>/<uri>`) so names from different servers never collide and each maps
  * back to exactly one upstream; `single` (`/mcp/<server>`) keeps the upstream's own names.
- * Schemas and every other field pass through unchanged. Built once per change, not per request.
+ *
+ * Every exposed tool, prompt, resource and template name meets the MCP tool-name rule (spec
+ * 2025-11-25, server/tools, "Tool Names": 1–128 of `A-Z a-z 0-9 _ - .`): an upstream name that
+ * does not, or that does not fit beside its `<server>__` prefix, is replaced by a stand-in from
+ * `assignNames` (deterministic across replicas and restarts, collision-free within the
+ * catalog), shown with the original as `title` when it has none, and `resolveTool` /
+ * `resolvePrompt` map the stand-in back to the original. Tool filters and policies see the
+ * original names. Schemas and every other field pass through unchanged. Built once per
+ * change, not per request.
  */
 export function buildCatalog(sources: CatalogSource[], mode: 'aggregate' | 'single'): Catalog {
   const tools: Tool[] = [];
   const prompts: Prompt[] = [];
   const resources: Resource[] = [];
   const resourceTemplates: ResourceTemplate[] = [];
+  const names: ExposedName[] = [];
   const toolIndex = new Map<string, Target>();
   const promptIndex = new Map<string, Target>();
   const prefix = (server: string, name: string) => (mode === 'aggregate' ? `${server}${NAME_SEPARATOR}${name}` : name);
   const wrapUri = (server: string, uri: string) => (mode === 'aggregate' ? `${RESOURCE_SCHEME}${server}/${uri}` : uri);
   const servers = new Set<string>();
+  const takenTools = new Set<string>();
+  const takenPrompts = new Set<string>();
 
   for (const source of sources) {
     servers.add(source.server);
-    for (const tool of source.tools) {
-      if (!toolAllowed(tool.name, source.toolFilter)) continue;
-      const name = prefix(source.server, tool.name);
+    const { server } = source;
+    const budget = mode === 'aggregate' ? MAX_NAME_LENGTH - server.length - NAME_SEPARATOR.length : MAX_NAME_LENGTH;
+    const full = (part: string) => prefix(server, part);
+    const allowedTools = source.tools.filter((tool) => toolAllowed(tool.name, source.toolFilter));
+    const toolNames = assignNames(allowedTools.map((t) => t.name), budget, takenTools, full);
+    for (const tool of allowedTools) {
+      const part = toolNames.get(tool.name)!;
+      const name = full(part);
+      if (toolIndex.has(name)) continue; // the upstream listed the same name twice
       const shown = source.injected?.length ? withoutArguments(tool, source.injected) : tool;
-      tools.push(name === shown.name ? shown : { ...shown, name });
-      toolIndex.set(name, { server: source.server, name: tool.name });
+      tools.push(renamed(shown, name, part));
+      toolIndex.set(name, { server, name: tool.name });
+      names.push({ kind: 'tool', server, name, original: tool.name, renamed: part !== tool.name });
     }
+    const promptNames = assignNames(source.prompts.map((p) => p.name), budget, takenPrompts, full);
     for (const prompt of source.prompts) {
-      const name = prefix(source.server, prompt.name);
-      prompts.push(name === prompt.name ? prompt : { ...prompt, name });
-      promptIndex.set(name, { server: source.server, name: prompt.name });
+      const part = promptNames.get(prompt.name)!;
+      const name = full(part);
+      if (promptIndex.has(name)) continue;
+      prompts.push(renamed(prompt, name, part));
+      promptIndex.set(name, { server, name: prompt.name });
+      names.push({ kind: 'prompt', server, name, original: prompt.name, renamed: part !== prompt.name });
     }
-    for (const resource of source.resources) resources.push({ ...resource, uri: wrapUri(source.server, resource.uri) });
+    // Resources are addressed by URI: their names only need to be valid, not unique.
+    for (const resource of source.resources) {
+      const name = exposedName(resource.name);
+      resources.push({ ...renamed(resource, name, name), uri: wrapUri(server, resource.uri) });
+      names.push({ kind: 'resource', server, name, original: resource.name, renamed: name !== resource.name });
+    }
     for (const template of source.resourceTemplates) {
-      resourceTemplates.push({ ...template, uriTemplate: wrapUri(source.server, template.uriTemplate) });
+      const name = exposedName(template.name);
+      resourceTemplates.push({ ...renamed(template, name, name), uriTemplate: wrapUri(server, template.uriTemplate) });
+      names.push({ kind: 'resourceTemplate', server, name, original: template.name, renamed: name !== template.name });
     }
   }
   const only = mode === 'single' ? sources[0]?.server : undefined;
@@ -114,6 +152,7 @@ export function buildCatalog(sources: CatalogSource[], mode: 'aggregate' | 'sing
     resourceTemplates,
     resolveTool: (name) => toolIndex.get(name),
     resolvePrompt: (name) => promptIndex.get(name),
+    names,
     resolveResource(uri) {
       if (only) return { server: only, name: uri };
       if (!uri.startsWith(RESOURCE_SCHEME)) return undefined;

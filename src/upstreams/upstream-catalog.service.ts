@@ -1,5 +1,7 @@
 import { Injectable } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
 import { buildCatalog, type Catalog } from './catalog.js';
+import { NameWarningLog } from './tool-names.js';
 import type { UpstreamConnection } from './upstream-connection.js';
 
 /**
@@ -11,6 +13,13 @@ export class UpstreamCatalog {
   /** Built catalogs by scope ('' = every server, aggregated; null = no such server). */
   private readonly built = new Map<string, Catalog | null>();
   private readonly listeners = new Set<(server: string) => void>();
+  /** Renamed or over-long exposed names, logged once each (see tool-names.ts). */
+  private readonly nameWarnings: NameWarningLog;
+
+  constructor(logger: PinoLogger) {
+    logger.setContext('Upstreams');
+    this.nameWarnings = new NameWarningLog((w) => logger.warn({ server: w.server, kind: w.kind, name: w.name, original: w.original, code: w.code }, w.message));
+  }
 
   /**
    * The catalog of `scope` (`''`: aggregated and namespaced; a server name: its own names)
@@ -25,6 +34,7 @@ export class UpstreamCatalog {
         .sort((a, b) => a.server.name.localeCompare(b.server.name))
         .map((c) => ({ server: c.server.name, toolFilter: c.server.toolFilter, injected: Object.keys(c.server.inject), ...c.offerings() }));
       catalog = scope !== '' && sources.length === 0 ? null : buildCatalog(sources, scope === '' ? 'aggregate' : 'single');
+      if (catalog) this.nameWarnings.check(catalog);
       this.built.set(scope, catalog);
     }
     return catalog ?? undefined;

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { Tool } from '@modelcontextprotocol/client';
 import { PinoLogger } from 'nestjs-pino';
 import type { Catalog } from './catalog.js';
+import { nameWarnings, type NameWarning } from './tool-names.js';
 import type { PooledConnection, ResolvedValues } from './connection-pool.js';
 import { toView, type UpstreamServerView } from './server-view.js';
 import { UpstreamCatalog } from './upstream-catalog.service.js';
@@ -83,9 +84,13 @@ export class UpstreamServersService {
   }
 
   /** The upstream's own tool list as this replica sees it (empty unless connected). Throws `not_found` (404). */
-  async tools(name: string): Promise<{ server: string; status: UpstreamStatus; tools: Tool[] }> {
+  async tools(name: string): Promise<{ server: string; status: UpstreamStatus; tools: Tool[]; nameWarnings: NameWarning[] }> {
     const row = await this.registry.find(name);
-    return { server: row.name, status: this.supervisor.statusOf(row), tools: this.supervisor.connection(name)?.listTools() ?? [] };
+    // What clients are shown instead of a name they would refuse, on /mcp and on /mcp/<name>.
+    const aggregated = this.catalog('');
+    const own = this.catalog(name);
+    const warnings = [...(aggregated ? nameWarnings(aggregated, name) : []), ...(own ? nameWarnings(own) : [])];
+    return { server: row.name, status: this.supervisor.statusOf(row), tools: this.supervisor.connection(name)?.listTools() ?? [], nameWarnings: warnings };
   }
 
   /** Names of the servers this replica is connected to. */

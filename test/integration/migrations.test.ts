@@ -89,7 +89,7 @@ describe('migrations', () => {
       const generate = cli('migrate:generate', 'Nothing', '--out', out);
       assert.equal(generate.status, 0, generate.stderr);
       assert.match(generate.stdout, /no changes: the entities match the database/, readdirSync(out).map((f) => readFileSync(join(out, f), 'utf8')).join('\n'));
-      const down = cli('migrate:revert');
+      const down = cli('migrate:revert', '--yes');
       assert.equal(down.status, 0, down.stderr);
       assert.match(down.stdout, /^reverted: /);
       const bad = cli('migrate:frobnicate');

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ChangeBusService } from '../../src/database/change-bus.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import pg from 'pg';
+import { adminUrl, createTestDatabase, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/upstreams.js';
 
 interface Readiness {
@@ -40,6 +41,12 @@ describe('readiness follows the change bus', () => {
       [pid],
     );
     assert.equal(row.n, 1, 'only ever signal this app’s own listening backend');
+    // While paused, new connections to this database are refused too, so the bus cannot
+    // reconnect at once on a fresh backend and the 503 lasts until the test lets it (under load
+    // the reconnect was faster than /readyz polling, and the 503 was never observed).
+    const admin = new pg.Client({ connectionString: adminUrl() });
+    await admin.connect();
+    await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS false`);
     process.kill(pid, 'SIGSTOP');
     try {
       const down = await eventually('503 from /readyz', async () => {
@@ -51,6 +58,8 @@ describe('readiness follows the change bus', () => {
       assert.match(down.reasons?.changeBus ?? '', /liveness query|listening connection lost/);
     } finally {
       process.kill(pid, 'SIGCONT');
+      await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);
+      await admin.end();
     }
     await eventually('ready again', async () => ((await readyz()).status === 200 ? true : undefined), 10_000);
     assert.notEqual(bus.backendPid, pid);

@@ -2,6 +2,8 @@
 // Prints requests/s, p50 and p99 for each target and the ratios the issues set targets for.
 // Needs a built tree (npm run bench builds) and a PostgreSQL (TEST_DATABASE_URL, DATABASE_URL,
 // or an embedded one started for the run). BENCH_SECONDS (default 8) sets each run's length.
+// BENCH_BASELINE=<dir>: also start the Gatehouse built in <dir> (e.g. a git worktree of the
+// previous release, built with `npm run build`) and compare the two in alternation, same run.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -104,11 +106,12 @@ async function interleaved(variants, pid) {
     // Each round starts with the next variant, so none always runs first (or last).
     for (let k = 0; k < variants.length; k++) {
       const i = (round + k) % variants.length;
-      const [name, url, headers, body] = variants[i];
+      // A variant may name the process whose CPU it costs (5th element: another Gatehouse).
+      const [name, url, headers, body, ownPid = pid] = variants[i];
       await autocannon({ url, method: 'POST', headers, body, connections: CONNECTIONS, duration: 1 });
-      const before = cpuUs(pid);
+      const before = cpuUs(ownPid);
       const r = await autocannon({ url, method: 'POST', headers, body, connections: CONNECTIONS, duration: Math.max(3, SECONDS / 2) });
-      const cpuPerRequest = (cpuUs(pid) - before) / r.requests.total;
+      const cpuPerRequest = (cpuUs(ownPid) - before) / r.requests.total;
       const bad = r.non2xx + r.errors + r.timeouts;
       runs[i].push({ rps: Math.round(r.requests.average), cpuPerRequest, bad });
       process.stdout.write(`  ${`${name} #${round + 1}`.padEnd(52)} ${String(Math.round(r.requests.average)).padStart(7)} req/s  ${cpuPerRequest.toFixed(0).padStart(4)} µs CPU/request${bad ? `  (${bad} failed)` : ''}\n`);
@@ -181,6 +184,27 @@ try {
     GATEHOUSE_ENCRYPTION_KEYS: `bench:${randomBytes(32).toString('base64')}`,
   };
   const gatehouse = start('gatehouse', process.execPath, ['dist/main.js'], { PORT: String(pGh), ...ghEnv });
+  // The previous build, on a database of its own, for the same-run comparison (BENCH_BASELINE).
+  const baselineDir = process.env.BENCH_BASELINE;
+  let baseline;
+  if (baselineDir) {
+    const admin2 = new pg.Client({ connectionString: adminUrl });
+    await admin2.connect();
+    await admin2.query(`CREATE DATABASE ${dbName}_base`);
+    await admin2.end();
+    const baseUrl = new URL(adminUrl);
+    baseUrl.pathname = `/${dbName}_base`;
+    const pBase = await freePort();
+    const child = spawn(process.execPath, [join(baselineDir, 'dist/main.js')], {
+      cwd: baselineDir,
+      env: { ...process.env, ...ghEnv, DATABASE_URL: baseUrl.toString(), PORT: String(pBase) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    child.stdout.resume();
+    child.stderr.resume();
+    baseline = { child, url: `http://127.0.0.1:${pBase}` };
+  }
   start('mcp-proxy', 'node_modules/.bin/mcp-proxy', ['--port', String(pProxy), '--host', '127.0.0.1', '--no-eventStore', '--', process.execPath, 'bench/stdio-echo.mjs']);
 
   const up5 = `http://127.0.0.1:${pUp5}/mcp`;
@@ -189,6 +213,16 @@ try {
   const gh = `http://127.0.0.1:${pGh}`;
   const proxy = `http://127.0.0.1:${pProxy}/mcp`;
   await Promise.all([waitFor(up5), waitFor(up200), waitFor(ref), waitFor(`${gh}/readyz`, (r) => r.status === 200), waitFor(proxy, () => true)]);
+  if (baseline) {
+    await waitFor(`${baseline.url}/readyz`, (r) => r.status === 200);
+    const r = await fetch(`${baseline.url}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN }, body: JSON.stringify({ name: 'echo', transport: 'streamable_http', url: up5 }) });
+    if (r.status !== 201) throw new Error(`baseline: register echo: ${r.status} ${await r.text()}`);
+    for (let i = 0; i < 100; i++) {
+      const v = await (await fetch(`${baseline.url}/api/v1/servers/echo`, { headers: ADMIN })).json();
+      if (v.status.state === 'connected') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 
   for (const server of [
     { name: 'echo', transport: 'streamable_http', url: up5 },
@@ -264,6 +298,15 @@ try {
     ['legacy (2025-06-18 session)', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('echo__echo')],
     ['modern (2026-07-28, stateless)', `${gh}/mcp`, modernHeaders('tools/call', 'echo__echo'), modernCall('echo__echo')],
   ], gatehouse.pid);
+  let versus;
+  if (baseline) {
+    if (pinned) pin([baseline.child.pid], '1');
+    process.stdout.write(`\nThis build vs the baseline in ${baselineDir}, legacy fast path, tools/call echo (${ROUNDS} alternating rounds, medians):\n`);
+    versus = await interleaved([
+      ['this build', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('echo__echo'), gatehouse.pid],
+      ['baseline', `${baseline.url}/mcp`, await legacySession(`${baseline.url}/mcp`), call('echo__echo'), baseline.child.pid],
+    ], gatehouse.pid);
+  }
   if (pinned) pin([gatehouse.pid, process.pid, ...children.map((c) => c.pid)], `0-${cpus().length - 1}`);
 
   process.stdout.write('\nIn-process, per call (medians of 5 alternating blocks of 4,000 sequential calls, after warm-up):\n');
@@ -316,6 +359,12 @@ try {
     ['  modern vs legacy, single runs 2m/2 and 4m/4b (req/s)', `${ratio(ghModern.rps, ghHttp.rps)} / ${ratio(ghStdioModern.rps, ghStdio.rps)}`, '—', true],
     ['  modern tools/list 200 tools vs 5 tools (time per request)', ratio(list5Modern.rps, list200Modern.rps), '—', true],
     ['  modern vs legacy tools/list, in-process (time per request)', ratio(inProcess.eraUs.modern, inProcess.eraUs.legacy), '—', true],
+    ...(versus
+      ? [
+          ['this build vs baseline, legacy tools/call (req/s, medians)', ratio(versus.medians[0].rps, versus.medians[1].rps), '≥ 0.95', versus.medians[0].rps / versus.medians[1].rps >= 0.95],
+          ['  this build vs baseline (Gatehouse CPU/request)', ratio(versus.medians[0].cpu, versus.medians[1].cpu), '—', true],
+        ]
+      : []),
     ['RSS for 1,000 idle legacy sessions (MB)', sessionsMb.toFixed(1), '≤ 5', sessionsMb <= 5],
     ...directCost.map(([name, cost]) => [`cost of ${name} per tools/call (in-process timing)`, cost.toFixed(1), '≤ 5 %', cost <= 5]),
     ...authCost.map(([name, cost]) => [`  end to end: ${name} vs none (CPU, medians; noisy)`, cost.toFixed(1), '—', true]),
@@ -327,7 +376,7 @@ try {
   mkdirSync('.bench', { recursive: true });
   writeFileSync(
     '.bench/latest.json',
-    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, rows: { direct, ghHttp, ghModern, reference, viaProxy, ghStdio, ghStdioModern, direct1, gh1, list5, list200, list5Modern, list200Modern }, auth, secrets, eras, inProcess, sessionsMb }, null, 2),
+    JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, versus, rows: { direct, ghHttp, ghModern, reference, viaProxy, ghStdio, ghStdioModern, direct1, gh1, list5, list200, list5Modern, list200Modern }, auth, secrets, eras, inProcess, sessionsMb }, null, 2),
   );
 } finally {
   stopping = true;
@@ -335,7 +384,11 @@ try {
   await new Promise((r) => setTimeout(r, 500));
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect().then(
-    () => admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).finally(() => admin.end()),
+    () =>
+      admin
+        .query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`)
+        .then(() => admin.query(`DROP DATABASE IF EXISTS ${dbName}_base WITH (FORCE)`))
+        .finally(() => admin.end()),
     () => undefined,
   );
   await embedded?.stop();

@@ -1,32 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RESYNC_TOPIC, topic, type ChangeEvent } from './change-bus.js';
-import { ReplicatedCache, type CacheBus } from './replicated-cache.js';
-
-/** A bus whose events the test emits by hand, synchronously. */
-class FakeBus implements CacheBus {
-  private readonly handlers = new Map<string, Set<(e: ChangeEvent<unknown>) => void>>();
-  subscribe<T>(t: { name: string; parse: (d: unknown) => T | undefined } | string, handler: (event: ChangeEvent<T>) => void): () => void {
-    const name = typeof t === 'string' ? t : t.name;
-    const set = this.handlers.get(name) ?? new Set();
-    this.handlers.set(name, set);
-    const h = (e: ChangeEvent<unknown>) => {
-      if (typeof t !== 'string' && e.topic !== RESYNC_TOPIC) {
-        const data = t.parse(e.data);
-        if (data === undefined) return;
-        return handler({ ...e, data });
-      }
-      handler(e as ChangeEvent<T>);
-    };
-    set.add(h);
-    return () => set.delete(h);
-  }
-  emit(name: string, data: unknown): void {
-    const event = { topic: name, data, origin: 'x', local: false };
-    if (name === RESYNC_TOPIC) for (const set of this.handlers.values()) for (const h of set) h(event);
-    else for (const h of this.handlers.get(name) ?? []) h(event);
-  }
-}
+import { FakeBus } from '../../test/support/fake-bus.js';
+import { RESYNC_TOPIC, topic } from './change-bus.js';
+import { ReplicatedCache } from './replicated-cache.js';
 
 /** A loader whose reads the test releases one by one, returning the "row" as of the read's start. */
 function controlledDb() {

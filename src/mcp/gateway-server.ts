@@ -1,7 +1,7 @@
 import { Server } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
 import type { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
-import type { McpEra, McpOperationKind, McpParams } from './pipeline/mcp-operation.js';
+import { MCP_OPERATION_KINDS, type McpEra, type McpParams } from './pipeline/mcp-operation.js';
 
 export const GATEWAY_INFO = { name: 'gatehouse', title: 'Gatehouse MCP gateway', version: '0.1.0' };
 
@@ -32,19 +32,6 @@ export interface GatewayScope {
   era: McpEra;
 }
 
-/** Request methods whose SDK handlers are the pipeline (ping replaces the SDK's own, so hooks see it too). */
-const HANDLED: McpOperationKind[] = [
-  'ping',
-  'tools/list',
-  'tools/call',
-  'prompts/list',
-  'prompts/get',
-  'resources/list',
-  'resources/read',
-  'resources/templates/list',
-  'completion/complete',
-  'logging/setLevel',
-];
 
 /**
  * Builds the SDK `Server` that answers one SDK-served exchange (modern request, or a legacy
@@ -60,7 +47,9 @@ export function createGatewayServer({ scope, pipeline, principal, era }: Gateway
         : `Gatehouse endpoint for the "${scope}" MCP server.`,
     cacheHints: CACHE_HINTS,
   });
-  for (const kind of HANDLED) {
+  // Every request method the gateway answers is an SDK handler that is the pipeline (ping replaces
+  // the SDK's own, so hooks see it too).
+  for (const kind of MCP_OPERATION_KINDS) {
     // The SDK has validated `request.params` against the method's schema.
     server.setRequestHandler(kind, ((request: { params?: unknown }, ctx: { mcpReq: { signal: AbortSignal; notify(n: unknown): Promise<void> } }) =>
       pipeline.run({

@@ -9,8 +9,8 @@ import { ApiKeysService } from '../../src/api-keys/api-keys.service.js';
 import type { JwtVerifier } from '../../src/auth/jwt-verifier.js';
 import { TokenAuthenticator } from '../../src/auth/strategies/token-principal.js';
 import type { AppConfig } from '../../src/config/config.schema.js';
-import { RESYNC_TOPIC, type ChangeEvent } from '../../src/database/change-bus.js';
 import type { ChangeBusService } from '../../src/database/change-bus.service.js';
+import { FakeBus } from '../support/fake-bus.js';
 import { parseKeyRing } from '../../src/secrets/secret-crypto.js';
 import type { SecretEntity } from '../../src/secrets/secret.entity.js';
 import { SecretsService } from '../../src/secrets/secrets.service.js';
@@ -27,35 +27,6 @@ import { TEST_ENCRYPTION_KEYS } from '../support/process.js';
  * starts a read, commits a change and delivers its event while the read is in flight, releases
  * the read (returning the old row), and then requires the next read to see the new state.
  */
-
-/** The change bus as the services use it; `emit` delivers synchronously, like the listener does. */
-class FakeBus {
-  private readonly handlers = new Map<string, Set<(e: ChangeEvent<unknown>) => void>>();
-  published: { topic: string; data: unknown }[] = [];
-  subscribe<T>(t: { name: string; parse: (d: unknown) => T | undefined } | string, handler: (event: ChangeEvent<T>) => void): () => void {
-    const name = typeof t === 'string' ? t : t.name;
-    const set = this.handlers.get(name) ?? new Set();
-    this.handlers.set(name, set);
-    const h = (e: ChangeEvent<unknown>) => {
-      if (typeof t !== 'string' && e.topic !== RESYNC_TOPIC) {
-        const data = t.parse(e.data);
-        if (data === undefined) return;
-        return handler({ ...e, data });
-      }
-      handler(e as ChangeEvent<T>);
-    };
-    set.add(h);
-    return () => set.delete(h);
-  }
-  publish(t: { name: string } | string, data: unknown): Promise<void> {
-    this.published.push({ topic: typeof t === 'string' ? t : t.name, data });
-    return Promise.resolve();
-  }
-  emit(name: string, data: unknown): void {
-    const event = { topic: name, data, origin: 'other-replica', local: false };
-    for (const h of this.handlers.get(name) ?? []) h(event);
-  }
-}
 
 /** Reads that answer with the rows as they were when the read started, once the test releases them. */
 class HeldReads {
@@ -261,7 +232,7 @@ describe('per-replica caches: a read racing a change is never cached', () => {
     assert.deepEqual((await tokens.authenticate('token-1')).roles, ['member']);
     const admin = { userId: null, id: 'api_key:static-1', scopes: ['admin:write'] } as unknown as Parameters<UsersService['patch']>[2];
     await users.patch(USER_ID, { roles: ['admin'] }, admin);
-    assert.deepEqual(bus.published, [{ topic: 'users.changed', data: { id: USER_ID } }], 'published (in the transaction), not yet delivered');
+    assert.deepEqual(bus.published.map(({ topic, data }) => ({ topic, data })), [{ topic: 'users.changed', data: { id: USER_ID } }], 'published (in the transaction), not yet delivered');
     assert.deepEqual((await tokens.authenticate('token-1')).roles, ['admin'], 'the next request here sees the new role');
   });
 });

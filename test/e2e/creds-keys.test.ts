@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { hashApiKey } from '../../src/api-keys/api-key-format.js';
 import { ApiKeysService } from '../../src/api-keys/api-keys.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -143,6 +144,51 @@ describe('credentials: minting, lineage, static identities, negative cache', () 
       assert.equal((await call(replica, '/api/v1/me', { 'x-api-key': bystander.body.key })).status, 200, 'other keys are unaffected');
     } finally {
       await replica.shutdown('test done');
+    }
+  });
+
+  it('a key minted while its creator is being revoked is revoked too, and a mint racing a revocation is refused (row locks)', async () => {
+    /** Resolves once some backend on the test database waits for a row lock (no sleeps). */
+    const someoneWaits = () =>
+      eventually('a backend waits for the lock', async () =>
+        (await db.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", [db.name])).length > 0 ? true : undefined,
+      );
+    const tx = new pg.Client({ connectionString: db.url });
+    await tx.connect();
+    try {
+      // 1. A mint in flight (the creator share-locked as create() does, its row inserted, not
+      //    committed) while the creator is revoked: the revocation waits, then revokes it too.
+      const root = await mint(admin, { role: 'admin' });
+      await tx.query('BEGIN');
+      await tx.query('SELECT 1 FROM api_keys WHERE id = $1 FOR SHARE', [root.body.id]);
+      const inserted = await tx.query<{ id: string }>(
+        "INSERT INTO api_keys (name, prefix, key_hash, role, scopes, created_by, created_by_key_id) VALUES ('in-flight', 'gatehouse_xxxxxx', $2, 'member', '{mcp}', 'api_key:' || $1, $1::uuid) RETURNING id",
+        [root.body.id, 'f'.repeat(64)],
+      );
+      const revoking = call(app, `/api/v1/api-keys/${root.body.id}`, admin, undefined, 'DELETE');
+      await someoneWaits();
+      await tx.query('COMMIT');
+      assert.equal((await revoking).status, 204);
+      const [child] = await db.query<{ revoked_at: Date | null }>('SELECT revoked_at FROM api_keys WHERE id = $1', [inserted.rows[0].id]);
+      assert.ok(child.revoked_at, 'the key minted during the revocation is revoked with its creator');
+
+      // 2. A revocation in flight (row locked and updated, not committed) while the key, still
+      //    valid in this replica's cache, mints: the mint waits, then is refused.
+      const creator = await mint(admin, { role: 'admin' });
+      const byCreator = { 'x-api-key': creator.body.key };
+      assert.equal((await call(app, '/api/v1/me', byCreator)).status, 200, 'cached as valid');
+      await tx.query('BEGIN');
+      await tx.query('SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE', [creator.body.id]);
+      await tx.query('UPDATE api_keys SET revoked_at = now() WHERE id = $1', [creator.body.id]);
+      const minting = mint(byCreator, { name: 'racing' });
+      await someoneWaits();
+      await tx.query('COMMIT');
+      const raced = await minting;
+      assert.equal(raced.status, 401, JSON.stringify(raced.body));
+      assert.equal((await db.query("SELECT 1 FROM api_keys WHERE name = 'racing'")).length, 0, 'no key outlives its revoked creator');
+    } finally {
+      await tx.query('ROLLBACK').catch(() => undefined);
+      await tx.end();
     }
   });
 

@@ -6,6 +6,7 @@ import { UserEntity } from '../users/user.entity.js';
 @Unique('api_keys_key_hash_key', ['keyHash'])
 @Check('api_keys_role_check', `role IN ('admin', 'member')`)
 @Index('api_keys_user_id', ['userId'])
+@Index('api_keys_created_by_key_id', ['createdByKeyId'])
 export class ApiKeyEntity {
   @PrimaryGeneratedColumn('uuid')
   id!: string;
@@ -43,6 +44,14 @@ export class ApiKeyEntity {
 
   @Column({ name: 'created_by', type: 'text' })
   createdBy!: string;
+
+  /** The stored key whose principal created this one (revoking it revokes this key too); null otherwise. */
+  @Column({ name: 'created_by_key_id', type: 'uuid', nullable: true })
+  createdByKeyId!: string | null;
+
+  @ManyToOne(() => ApiKeyEntity, { onDelete: 'SET NULL', nullable: true })
+  @JoinColumn({ name: 'created_by_key_id', foreignKeyConstraintName: 'api_keys_created_by_key_id_fkey' })
+  createdByKey?: ApiKeyEntity | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;

@@ -2,7 +2,7 @@ import { Inject, Injectable, type BeforeApplicationShutdown, type OnModuleInit }
 import { InjectRepository } from '@nestjs/typeorm';
 import { LRUCache } from 'lru-cache';
 import { PinoLogger } from 'nestjs-pino';
-import { IsNull, Repository } from 'typeorm';
+import { Repository } from 'typeorm';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
@@ -40,6 +40,8 @@ export interface ApiKeyView {
   lastUsedAt: string | null;
   revokedAt: string | null;
   createdBy: string;
+  /** The key that created this one (revoked with it), if a stored key did. */
+  createdByKeyId: string | null;
   createdAt: string;
 }
 
@@ -84,6 +86,7 @@ function toView(k: ApiKeyEntity): ApiKeyView {
     lastUsedAt: k.lastUsedAt?.toISOString() ?? null,
     revokedAt: k.revokedAt?.toISOString() ?? null,
     createdBy: k.createdBy,
+    createdByKeyId: k.createdByKeyId ?? null,
     createdAt: k.createdAt.toISOString(),
   };
 }
@@ -103,14 +106,25 @@ function keyPrincipal(key: KeyRecord, owner: UserEntity | null): Principal {
     scopes: key.scopes.filter((s) => (allowed as string[]).includes(s)),
     method: 'api_key',
     keyId: key.id,
+    credentialExpiresAt: key.expiresAt,
   };
+}
+
+/**
+ * The identity of a static `MCP_API_KEYS` key: `static-` + the first 12 hex digits of its keyed
+ * hash (`hash` = {@link hashApiKey}). Derived from the key, not its position in the list, so
+ * reordering the list never hands one key's secrets, sessions or policies to another; changing
+ * `GATEHOUSE_API_KEY_PEPPER` changes it.
+ */
+export function staticKeyId(hash: string): string {
+  return `static-${hash.slice(0, 12)}`;
 }
 
 /** Persists a new key; shared by the API and `node dist/cli.js create-admin-key`. */
 export async function insertApiKey(
   repo: Repository<ApiKeyEntity>,
   pepper: string,
-  input: { name: string; role: 'admin' | 'member'; scopes: string[]; expiresAt: Date | null; userId: string | null; createdBy: string },
+  input: { name: string; role: 'admin' | 'member'; scopes: string[]; expiresAt: Date | null; userId: string | null; createdBy: string; createdByKeyId?: string | null },
 ): Promise<{ key: string; row: ApiKeyEntity }> {
   const key = generateApiKey();
   const row = await repo.save(repo.create({ ...input, prefix: displayPrefix(key), keyHash: hashApiKey(key, pepper) }));
@@ -150,15 +164,15 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
       API_KEYS_CHANGED,
       ({ id }) => ({ where: (_hash, key) => key.id === id }),
     );
-    this.staticKeys = config.auth.staticApiKeys.map((key, index) => {
-      const hash = hashApiKey(key, config.auth.apiKeyPepper);
-      const keyId = `static-${index + 1}`;
+    const hashes = [...new Set(config.auth.staticApiKeys.map((key) => hashApiKey(key, config.auth.apiKeyPepper)))];
+    this.staticKeys = hashes.map((hash) => {
+      const keyId = staticKeyId(hash);
       return {
         hash,
         principal: {
           userId: null,
           id: apiKeyPrincipalId(keyId),
-          displayName: `MCP_API_KEYS #${index + 1}`,
+          displayName: `MCP_API_KEYS ${keyId}`,
           email: null,
           roles: ['admin'],
           groups: [],
@@ -221,8 +235,23 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
     return (await this.repo.find({ select: { id: true }, where: { userId } })).map((k) => k.id);
   }
 
-  /** Creates a key owned by `creator`; returns it once, with its view. */
+  /**
+   * Creates a key owned by `creator`; returns it once, with its view. A key never exceeds or
+   * outlives the credential that creates it: its role and scopes are within the creator's
+   * (403 naming the field), and its expiry is at most the creator's (`credentialExpiresAt`: a
+   * JWT's `exp`, a key's `expires_at`) — without `expiresAt` it gets the creator's expiry,
+   * a later one or `null` is a 400 naming `expiresAt` and the limit. A key created by a stored
+   * key records it (`createdByKeyId`) and is revoked with it. The anonymous principal of
+   * strategy `none` may not mint keys (403): they would belong to nobody and outlive a switch
+   * to real authentication.
+   */
   async create(body: unknown, creator: Principal): Promise<ApiKeyView & { key: string }> {
+    if (creator.method === 'none') {
+      throw new AppError(
+        ErrorCode.Forbidden,
+        'API keys need a real principal: without authentication (MCP_AUTH_STRATEGY=none) a key would belong to nobody and outlive a switch to real authentication; create one with `node dist/cli.js create-admin-key --name NAME`',
+      );
+    }
     const input = parseBody(createApiKeySchema, body);
     if (input.role === 'admin' && !holds(creator, 'admin:write')) {
       throw new AppError(ErrorCode.Forbidden, 'only admins may create admin keys; use role "member"', { details: { field: 'role' } });
@@ -236,13 +265,37 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
     if (beyondCreator.length > 0) {
       throw new AppError(ErrorCode.Forbidden, `scopes: you do not hold ${beyondCreator.join(', ')} yourself`, { details: { field: 'scopes' } });
     }
-    const { key, row } = await insertApiKey(this.repo, this.config.auth.apiKeyPepper, {
-      name: input.name,
-      role: input.role,
-      scopes,
-      expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
-      userId: creator.userId,
-      createdBy: creator.id,
+    const cap = creator.credentialExpiresAt ?? null;
+    const expiresAt = input.expiresAt === undefined ? (cap === null ? null : new Date(cap)) : input.expiresAt === null ? null : new Date(input.expiresAt);
+    if (cap !== null && (expiresAt === null || expiresAt.getTime() > cap)) {
+      const limit = new Date(cap).toISOString();
+      throw new AppError(ErrorCode.ValidationFailed, `expiresAt: expected ${limit} or earlier (when the credential creating this key expires), got ${expiresAt?.toISOString() ?? 'null (never)'}`, {
+        details: { field: 'expiresAt', max: limit },
+      });
+    }
+    const parent = creator.keyId !== null && isUuid(creator.keyId) ? creator.keyId : null;
+    const { key, row } = await this.repo.manager.transaction(async (em) => {
+      if (parent) {
+        // The creating key and its ancestors, share-locked: a revocation of any of them either
+        // committed before (refused here) or waits for this insert and then revokes it too.
+        const chain = await em.query<{ revoked_at: Date | null }[]>(
+          `SELECT revoked_at FROM api_keys WHERE id IN (
+             WITH RECURSIVE up AS (SELECT id, created_by_key_id FROM api_keys WHERE id = $1
+               UNION SELECT k.id, k.created_by_key_id FROM api_keys k JOIN up ON k.id = up.created_by_key_id)
+             SELECT id FROM up) FOR SHARE`,
+          [parent],
+        );
+        if (chain.length === 0 || chain.some((r) => r.revoked_at !== null)) throw new AppError(ErrorCode.Unauthorized, 'Unauthorized: the API key has been revoked');
+      }
+      return insertApiKey(em.getRepository(ApiKeyEntity), this.config.auth.apiKeyPepper, {
+        name: input.name,
+        role: input.role,
+        scopes,
+        expiresAt,
+        userId: creator.userId,
+        createdBy: creator.id,
+        createdByKeyId: parent,
+      });
     });
     this.logger.info({ keyId: row.id, role: row.role, by: creator.id }, 'API key created');
     return { ...toView(row), key };
@@ -257,7 +310,8 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
 
   /**
    * Revokes a key (owner, or an admin with admin:write): 404 for a missing key or someone
-   * else's. The row and its `api_keys.changed` event commit together; then its sessions end
+   * else's. The keys it created are revoked with it, and theirs in turn (`created_by_key_id`).
+   * The rows and one `api_keys.changed` event per key commit together; then their sessions end
    * everywhere (a failure there is logged: the revocation itself is in force).
    */
   async revoke(id: string, actor: Principal): Promise<void> {
@@ -265,14 +319,32 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
     const mayRevoke = row && (holds(actor, 'admin:write') || (actor.userId !== null && row.userId === actor.userId));
     // Someone else's key answers like a missing one: ids are not confirmed to non-owners.
     if (!row || !mayRevoke) throw new AppError(ErrorCode.NotFound, `API key "${id}" does not exist`);
-    await this.repo.manager.transaction(async (em) => {
-      await em.update(ApiKeyEntity, { id, revokedAt: IsNull() }, { revokedAt: new Date() });
-      await this.bus.publish(API_KEYS_CHANGED, { id }, em);
+    const ids = await this.repo.manager.transaction(async (em) => {
+      // Lock the tree first (waits for a key being minted by one of them, see create), then
+      // revoke it in a new statement, whose snapshot includes that key.
+      await em.query(
+        `SELECT id FROM api_keys WHERE id IN (
+           WITH RECURSIVE minted AS (SELECT id FROM api_keys WHERE id = $1
+             UNION SELECT k.id FROM api_keys k JOIN minted m ON k.created_by_key_id = m.id)
+           SELECT id FROM minted) FOR UPDATE`,
+        [id],
+      );
+      const [rows] = await em.query<[{ id: string }[], number]>(
+        `WITH RECURSIVE minted AS (
+           SELECT id FROM api_keys WHERE id = $1
+           UNION SELECT k.id FROM api_keys k JOIN minted m ON k.created_by_key_id = m.id
+         )
+         UPDATE api_keys SET revoked_at = now() WHERE id IN (SELECT id FROM minted) AND revoked_at IS NULL RETURNING id`,
+        [id],
+      );
+      const revoked = new Set([id, ...rows.map((r) => r.id)]);
+      for (const keyId of revoked) await this.bus.publish(API_KEYS_CHANGED, { id: keyId }, em);
+      return revoked;
     });
-    this.keys.invalidateWhere((_hash, key) => key.id === id);
+    this.keys.invalidateWhere((_hash, key) => ids.has(key.id));
     try {
-      const ended = await this.sessions.closeForPrincipals([apiKeyPrincipalId(id)]);
-      this.logger.info({ keyId: id, by: actor.id, sessions: ended }, 'API key revoked');
+      const ended = await this.sessions.closeForPrincipals([...ids].map(apiKeyPrincipalId));
+      this.logger.info({ keyId: id, minted: [...ids].filter((k) => k !== id), by: actor.id, sessions: ended }, 'API key revoked');
     } catch (error) {
       this.logger.error({ err: error, keyId: id, by: actor.id }, 'API key revoked, but ending its sessions failed; the key is refused anyway');
     }

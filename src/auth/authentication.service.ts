@@ -8,7 +8,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { looksLikeGatehouseKey } from '../api-keys/api-key-format.js';
-import { InvalidTokenError } from './jwt-verifier.js';
+import { InvalidTokenError, type RequestResource } from './jwt-verifier.js';
 import type { Principal } from './principal.js';
 import { ApiKeyStrategy } from './strategies/api-key.strategy.js';
 import { BearerStrategy } from './strategies/bearer.strategy.js';
@@ -27,11 +27,43 @@ export interface Challenge {
   description?: string;
 }
 
+/** A path segment in canonical form (percent-decoded, then encoded as `encodeURIComponent` does). */
+function canonicalSegment(segment: string): string {
+  try {
+    return encodeURIComponent(decodeURIComponent(segment));
+  } catch {
+    return segment;
+  }
+}
+
+/**
+ * The protected resource a request for `url` targets (RFC 8707 §2, RFC 9728 §3):
+ * `/mcp` → `PUBLIC_URL/mcp`; `/mcp/<server>` → `PUBLIC_URL/mcp/<server>` (a token for the
+ * whole `PUBLIC_URL/mcp` is accepted there too); anything else (the admin API) →
+ * `PUBLIC_URL/api`. `publicUrl` has no trailing slash.
+ */
+export function requestResource(publicUrl: string, url: string): RequestResource {
+  const path = url.split('?')[0];
+  const mcp = `${publicUrl}/mcp`;
+  const scoped = /^\/mcp(?:\/([^/]+))?\/?$/.exec(path);
+  if (!scoped) return { resource: `${publicUrl}/api`, accepts: [`${publicUrl}/api`] };
+  if (scoped[1] === undefined) return { resource: mcp, accepts: [mcp] };
+  const server = `${mcp}/${canonicalSegment(scoped[1])}`;
+  return { resource: server, accepts: [server, mcp] };
+}
+
 /** Where a client finds out how to authenticate for `url` (RFC 9728 §3.1: path-specific metadata). */
 export function resourceMetadataUrl(publicUrl: string, url: string): string {
-  const path = url.split('?')[0];
-  const scoped = /^\/mcp(\/[^/]+)?\/?$/.exec(path);
-  return `${publicUrl}/.well-known/oauth-protected-resource${scoped ? `/mcp${scoped[1] ?? ''}` : ''}`;
+  const resource = requestResource(publicUrl, url).resource;
+  return `${publicUrl}/.well-known/oauth-protected-resource${resource.slice(publicUrl.length)}`;
+}
+
+/** How many times header `name` (lower case) occurs in the raw request (Node keeps only the first Authorization). */
+function headerCount(request: FastifyRequest, name: string): number {
+  const raw = request.raw.rawHeaders;
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === name.length && raw[i].toLowerCase() === name) n++;
+  return n;
 }
 
 const quote = (s: string) => `"${s.replace(/["\\]/g, '')}"`;
@@ -90,17 +122,36 @@ export class AuthenticationService {
     return this.enabled.size === 1 && this.enabled.has('none');
   }
 
-  /** The principal for the request's credentials; null when it carries none. Throws 400/401/403. */
+  /**
+   * The principal for the request's credentials; null when it carries none. Throws 400/401/403.
+   * Ambiguous credentials are refused with 400 `invalid_request`, never resolved by picking
+   * one: two `Authorization` or two `X-API-Key` headers, or an `X-API-Key` and an
+   * `Authorization: Bearer` that authenticate as different principals (the same key in both is
+   * fine). JWT audiences are checked against the request's resource ({@link requestResource}).
+   */
   async authenticate(request: FastifyRequest): Promise<Principal | null> {
     if (this.open) return null;
     const found = this.classify(request);
-    if (!found) return null;
-    const [strategy, credential] = found;
+    if (found.length === 0) return null;
+    const resource = requestResource(this.config.http.publicUrl, request.url);
+    const first = await this.verifyOne(request, found[0], resource);
+    if (found.length === 1) return first;
+    const second = await this.verifyOne(request, found[1], resource);
+    if (second.id !== first.id) {
+      throw authError(this.config, request, 400, 'X-API-Key and Authorization name different principals; send one credential', {
+        error: 'invalid_request',
+        description: 'X-API-Key and Authorization name different principals',
+      });
+    }
+    return first;
+  }
+
+  private async verifyOne(request: FastifyRequest, [strategy, credential]: [StrategyName, Credential], resource: RequestResource): Promise<Principal> {
     try {
       // Strategies get a small object of their own, not the Fastify request: passport decorates
       // what it is given (req.login, …), and reshaping every request object slows the rest of
       // the request pipeline.
-      return await this.run(strategy, { credential });
+      return await this.run(strategy, { credential, resource });
     } catch (error) {
       if (error instanceof InvalidTokenError) {
         throw authError(this.config, request, 401, `Unauthorized: ${error.message}`, { error: 'invalid_token', description: error.message });
@@ -120,7 +171,8 @@ export class AuthenticationService {
     });
   }
 
-  private classify(request: FastifyRequest): [StrategyName, Credential] | null {
+  /** The request's credentials: none, one, or an X-API-Key and a bearer token to compare. */
+  private classify(request: FastifyRequest): [StrategyName, Credential][] {
     const query = request.query as Record<string, unknown> | undefined;
     const inQuery = query && typeof query === 'object' ? QUERY_CREDENTIALS.find((k) => k in query) : undefined;
     if (inQuery) {
@@ -132,17 +184,29 @@ export class AuthenticationService {
         { error: 'invalid_request' },
       );
     }
+    for (const name of ['authorization', 'x-api-key']) {
+      if (headerCount(request, name) > 1) {
+        const header = name === 'authorization' ? 'Authorization' : 'X-API-Key';
+        throw authError(this.config, request, 400, `more than one ${header} header; send one credential`, {
+          error: 'invalid_request',
+          description: `more than one ${header} header`,
+        });
+      }
+    }
+    const found: [StrategyName, Credential][] = [];
     const apiKeyHeader = request.headers['x-api-key'];
     if (typeof apiKeyHeader === 'string' && apiKeyHeader !== '') {
       if (!this.enabled.has('api_key')) throw this.notAccepted(request, 'API keys are not accepted (MCP_AUTH_STRATEGY does not include api_key)');
-      return ['api_key', { kind: 'api_key', value: apiKeyHeader.trim() }];
+      found.push(['api_key', { kind: 'api_key', value: apiKeyHeader.trim() }]);
     }
     const authorization = request.headers.authorization;
     if (typeof authorization === 'string' && authorization !== '') {
       const token = BEARER.exec(authorization)?.[1];
-      if (!token) throw authError(this.config, request, 401, 'Unauthorized: expected "Authorization: Bearer <token>"', { error: 'invalid_request' });
-      return this.classifyBearer(request, token);
+      // Beside an X-API-Key, a non-Bearer Authorization (e.g. Basic for a proxy in front) is not ours.
+      if (token) found.push(this.classifyBearer(request, token));
+      else if (found.length === 0) throw authError(this.config, request, 401, 'Unauthorized: expected "Authorization: Bearer <token>"', { error: 'invalid_request' });
     }
+    if (found.length > 0) return found;
     if (this.enabled.has('trusted_header')) {
       const user = request.headers['x-forwarded-user'];
       if (typeof user === 'string' && user.trim() !== '' && this.fromTrustedProxy(request)) {
@@ -151,10 +215,10 @@ export class AuthenticationService {
           return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
         };
         const groups = (header('x-forwarded-groups') ?? '').split(',').map((g) => g.trim()).filter(Boolean);
-        return ['trusted_header', { kind: 'trusted_header', user: user.trim().slice(0, 320), email: header('x-forwarded-email'), groups }];
+        return [['trusted_header', { kind: 'trusted_header', user: user.trim().slice(0, 320), email: header('x-forwarded-email'), groups }]];
       }
     }
-    return null;
+    return [];
   }
 
   private classifyBearer(request: FastifyRequest, token: string): [StrategyName, Credential] {

@@ -7,10 +7,68 @@ export interface JwtVerifierOptions {
   jwks?: string | (() => Promise<string>);
   algorithms: string[];
   issuer?: string;
-  /** Accepted audiences; `audienceMatches` may widen the check (e.g. per-server MCP resources). */
-  audience?: string[];
-  audienceMatches?: (aud: string) => boolean;
+  /** Seconds of leeway for `exp`, `nbf` and a future `iat`. */
   clockToleranceSec: number;
+  /** Refuse tokens without `exp` (MCP_JWT_REQUIRE_EXP, default true): they would never expire. */
+  requireExp?: boolean;
+  /** Clock in ms since the epoch (tests pass a fake); default `Date.now`. */
+  now?: () => number;
+}
+
+/**
+ * The protected resource a request targets (RFC 8707 §2, RFC 9728 §3): `resource` is its
+ * canonical URI, `accepts` the audiences a token may name to be used on it (`resource` itself
+ * and, for a single-server endpoint `PUBLIC_URL/mcp/<server>`, the whole gateway's
+ * `PUBLIC_URL/mcp`, whose tools include that server's).
+ */
+export interface RequestResource {
+  resource: string;
+  accepts: readonly string[];
+}
+
+/**
+ * Which audiences a strategy accepts besides the request's own resource (MCP authorization
+ * spec, "Token Audience Binding and Validation"; RFC 7519 §4.1.3).
+ */
+export interface AudiencePolicy {
+  /** `PUBLIC_URL` without a trailing slash: audiences under it name this gateway's resources. */
+  publicUrl: string;
+  /** Operator-configured audiences (MCP_JWT_AUDIENCE / MCP_OAUTH_AUDIENCE), accepted on every route. */
+  configured: readonly string[];
+  /** Whether a token without `aud` is accepted (only `bearer` with no configured audience). */
+  allowMissing: boolean;
+}
+
+/** A token's `aud` claim as a list, trailing slashes dropped (`https://h/mcp/` is `https://h/mcp`). */
+export function audiencesOf(payload: JWTPayload): string[] {
+  const raw = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
+  return raw.filter((a): a is string => typeof a === 'string').map((a) => a.replace(/\/+$/, ''));
+}
+
+/**
+ * Whether a token with audiences `auds` is meant for this gateway at all: an operator-configured
+ * audience, one of its resource URIs (`PUBLIC_URL/api`, `PUBLIC_URL/mcp`,
+ * `PUBLIC_URL/mcp/<server>`), or no `aud` where the policy allows it. Checked before a user is
+ * created on first sight.
+ */
+export function audienceForGateway(auds: readonly string[], policy: AudiencePolicy): boolean {
+  if (auds.length === 0) return policy.allowMissing;
+  const mcp = `${policy.publicUrl}/mcp`;
+  return auds.some(
+    (a) => policy.configured.includes(a) || a === `${policy.publicUrl}/api` || a === mcp || (a.startsWith(`${mcp}/`) && !a.slice(mcp.length + 1).includes('/')),
+  );
+}
+
+/**
+ * Why a token with audiences `auds` may not be used on `target`, or undefined when it may:
+ * accepted when it names an operator-configured audience, or one of `target.accepts`, or has
+ * no `aud` where the policy allows it. A token for `PUBLIC_URL/mcp/github` is therefore refused
+ * on `/mcp`, on `/mcp/<other>` and on the admin API (`PUBLIC_URL/api`).
+ */
+export function audienceProblem(auds: readonly string[], target: RequestResource, policy: AudiencePolicy): string | undefined {
+  if (auds.length === 0 && policy.allowMissing) return undefined;
+  if (auds.some((a) => policy.configured.includes(a) || target.accepts.includes(a))) return undefined;
+  return `the token is not meant for ${target.resource} (audience)`;
 }
 
 type KeyForVerify = Awaited<ReturnType<JWTVerifyGetKey>>;
@@ -27,6 +85,7 @@ const CACHE_MS = 5 * 60_000;
 function describe(error: unknown): string {
   if (error instanceof errors.JWTExpired) return 'the token has expired';
   if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.claim === 'exp' && error.reason === 'missing') return 'the token has no expiry ("exp" claim)';
     if (error.claim === 'nbf' || error.claim === 'iat') return 'the token is not yet valid';
     if (error.claim === 'iss') return 'the token was issued by an issuer this gateway does not trust';
     if (error.claim === 'aud') return 'the token is not meant for this gateway (audience)';
@@ -44,8 +103,13 @@ function describe(error: unknown): string {
  * Verifies JWT access tokens: HMAC with a shared secret, or public-key algorithms against a
  * JWKS (cached; an unknown `kid` triggers a refetch, at most one per 5 s). `alg: none` is
  * never accepted, and the key is chosen by algorithm family, so an HS token can never be
- * checked against a public key (the classic key-confusion attack). Verified tokens are cached
- * until they expire (at most 5 minutes), so a client re-sending its token costs one lookup.
+ * checked against a public key (the classic key-confusion attack). `iss`, `exp`, `nbf` are
+ * checked with the clock tolerance; `exp` is required unless `requireExp` is false; an `iat`
+ * further in the future than the tolerance is refused (a token cannot be issued later than
+ * now); `sub` is required. The audience is *not* checked here: it depends on the resource the
+ * request targets (see {@link audienceProblem}). Verified tokens are cached until they expire
+ * (at most 5 minutes), so a client re-sending its token costs one lookup. Throws
+ * {@link InvalidTokenError} with the reason.
  */
 export class JwtVerifier {
   private readonly secret: Uint8Array | undefined;
@@ -58,7 +122,7 @@ export class JwtVerifier {
   }
 
   async verify(token: string): Promise<JWTPayload> {
-    const now = Date.now();
+    const now = (this.options.now ?? Date.now)();
     const hit = this.cache.get(token);
     if (hit) {
       if (hit.until > now) return hit.payload;
@@ -69,25 +133,22 @@ export class JwtVerifier {
       ({ payload } = await jwtVerify(token, (header, jws) => this.keyFor(header, jws), {
         algorithms: this.options.algorithms,
         issuer: this.options.issuer,
-        audience: this.options.audienceMatches ? undefined : this.options.audience,
         clockTolerance: this.options.clockToleranceSec,
+        requiredClaims: this.options.requireExp === false ? [] : ['exp'],
+        currentDate: new Date(now),
       }));
     } catch (error) {
       if (error instanceof InvalidTokenError) throw error;
       throw new InvalidTokenError(describe(error), { cause: error });
     }
-    if (this.options.audienceMatches) this.checkAudience(payload);
+    if (typeof payload.iat === 'number' && payload.iat > now / 1000 + this.options.clockToleranceSec) {
+      throw new InvalidTokenError('the token is not yet valid ("iat" is in the future)');
+    }
     if (typeof payload.sub !== 'string' || payload.sub === '') throw new InvalidTokenError('the token has no "sub" claim');
     const expiry = typeof payload.exp === 'number' ? (payload.exp + this.options.clockToleranceSec) * 1000 : Infinity;
     if (this.cache.size >= MAX_CACHED) this.cache.delete(this.cache.keys().next().value as string);
     this.cache.set(token, { payload, until: Math.min(expiry, now + CACHE_MS) });
     return payload;
-  }
-
-  private checkAudience(payload: JWTPayload): void {
-    const auds = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
-    const ok = auds.some((a) => (this.options.audience ?? []).includes(a) || this.options.audienceMatches?.(a));
-    if (!ok) throw new InvalidTokenError('the token is not meant for this gateway (audience)');
   }
 
   private async keyFor(header: Parameters<JWTVerifyGetKey>[0], jws: Parameters<JWTVerifyGetKey>[1]): Promise<KeyForVerify> {

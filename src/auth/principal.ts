@@ -23,6 +23,11 @@ export interface Principal {
   method: AuthMethod;
   /** The API key's id, when authenticated by one. */
   keyId: string | null;
+  /**
+   * When the credential itself expires (ms since the epoch): a JWT's `exp`, an API key's
+   * `expires_at`; null or absent when it does not. Keys minted by this principal never outlive it.
+   */
+  credentialExpiresAt?: number | null;
 }
 
 /** Roles Gatehouse itself gives meaning to; other role names may be used in policies. */

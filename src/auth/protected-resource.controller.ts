@@ -18,7 +18,9 @@ export interface ProtectedResourceMetadata {
  * OAuth 2.0 Protected Resource Metadata (RFC 9728), which MCP clients read after a 401 to find
  * the authorization server (MCP authorization spec, "Authorization Server Discovery"). The
  * MCP resource is `PUBLIC_URL/mcp` (no trailing slash: clients compare it byte for byte with
- * the URL they connected to); single-server endpoints are their own resources.
+ * the URL they connected to); single-server endpoints are their own resources, and so is the
+ * admin API (`PUBLIC_URL/api`): a token is accepted only on the resource it names
+ * (see docs/auth.md, "Token audience").
  */
 @ApiTags('auth')
 @Controller('.well-known/oauth-protected-resource')
@@ -41,6 +43,14 @@ export class ProtectedResourceController {
     return this.metadata(`${this.config.http.publicUrl}/mcp`);
   }
 
+  @Get('api')
+  @Public()
+  @Header('cache-control', 'public, max-age=300')
+  @ApiOperation({ summary: 'Protected resource metadata of the admin API (its own audience, PUBLIC_URL/api)' })
+  api(): ProtectedResourceMetadata {
+    return this.metadata(`${this.config.http.publicUrl}/api`, 'Gatehouse admin API');
+  }
+
   @Get('mcp/:server')
   @Public()
   @Header('cache-control', 'public, max-age=300')
@@ -49,11 +59,11 @@ export class ProtectedResourceController {
     return this.metadata(`${this.config.http.publicUrl}/mcp/${encodeURIComponent(server)}`);
   }
 
-  private metadata(resource: string): ProtectedResourceMetadata {
+  private metadata(resource: string, name = 'Gatehouse MCP gateway'): ProtectedResourceMetadata {
     const issuer = this.config.auth.strategies.includes('oauth2') ? this.config.auth.oauth.issuer : undefined;
     return {
       resource,
-      resource_name: 'Gatehouse MCP gateway',
+      resource_name: name,
       ...(issuer ? { authorization_servers: [issuer] } : {}),
       bearer_methods_supported: ['header'],
       scopes_supported: [...PERMISSIONS],

@@ -105,6 +105,7 @@ export const envSchema = z.object({
   MCP_JWT_ISSUER: envString('the expected "iss" claim').optional(),
   MCP_JWT_AUDIENCE: envList('the expected "aud" claim (comma-separated for several)').optional(),
   MCP_JWT_CLOCK_TOLERANCE: envInt(0, 300).default(30),
+  MCP_JWT_REQUIRE_EXP: envBool().default(true),
   MCP_JWT_ROLES_CLAIM: envString('a claim name, dots for nesting (e.g. realm_access.roles)').default('roles'),
   MCP_JWT_GROUPS_CLAIM: envString('a claim name, dots for nesting').default('groups'),
   MCP_API_KEYS: envSecretList(16).optional(),
@@ -244,6 +245,8 @@ export interface AppConfig {
       issuer: string | undefined;
       audience: string[] | undefined;
       clockToleranceSec: number;
+      /** Refuse JWTs without `exp` (bearer and oauth2). */
+      requireExp: boolean;
       rolesClaim: string;
       groupsClaim: string;
     };
@@ -251,6 +254,7 @@ export interface AppConfig {
     staticApiKeys: string[];
     /** Key for the keyed hash API keys are stored as. */
     apiKeyPepper: string;
+    /** `audience`: MCP_OAUTH_AUDIENCE, accepted on every route besides the request's own resource. */
     oauth: { issuer: string | undefined; jwksUrl: string | undefined; audience: string[] };
     trustedProxies: string[];
     session: { enabled: boolean; requireForSession: boolean; requireForOperations: boolean };
@@ -344,6 +348,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
         issuer: e.MCP_JWT_ISSUER,
         audience: e.MCP_JWT_AUDIENCE,
         clockToleranceSec: e.MCP_JWT_CLOCK_TOLERANCE,
+        requireExp: e.MCP_JWT_REQUIRE_EXP,
         rolesClaim: e.MCP_JWT_ROLES_CLAIM,
         groupsClaim: e.MCP_JWT_GROUPS_CLAIM,
       },
@@ -352,7 +357,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       oauth: {
         issuer: e.MCP_OAUTH_ISSUER?.toString().replace(/\/+$/, ''),
         jwksUrl: e.MCP_OAUTH_JWKS_URL?.toString(),
-        audience: e.MCP_OAUTH_AUDIENCE ?? [`${publicUrl}/mcp`],
+        audience: e.MCP_OAUTH_AUDIENCE ?? [],
       },
       trustedProxies: e.AUTH_TRUSTED_PROXIES ?? [],
       session: {

@@ -108,7 +108,7 @@ describe('bearer JWT (HS256) and API keys', () => {
     const api = await call(app, '/api/v1/servers');
     assert.equal(api.status, 401);
     assert.equal(api.body.error.code, 'unauthorized');
-    assert.equal(api.headers.get('www-authenticate'), 'Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource"');
+    assert.equal(api.headers.get('www-authenticate'), 'Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/api"');
     const mcp = await call(app, '/mcp', { headers: MCP_HEADERS, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
     assert.equal(mcp.status, 401);
     assert.equal(mcp.body.jsonrpc, '2.0');
@@ -459,13 +459,14 @@ describe('bearer JWT against a JWKS, and oauth2 tokens for this resource', () =>
     }
   });
 
-  it('accepts oauth2 tokens whose audience is this MCP resource (found by discovery), and nothing else', async () => {
-    const good = await call(app, '/api/v1/me', { headers: bearer(await oauth.sign({ sub: 'o1', aud: 'https://mcp.example.com/mcp', scope: 'mcp' })) });
+  it('accepts oauth2 tokens whose audience is this resource (found by discovery), and nothing else', async () => {
+    // The admin API is its own resource, PUBLIC_URL/api (creds-audience.test.ts covers /mcp).
+    const good = await call(app, '/api/v1/me', { headers: bearer(await oauth.sign({ sub: 'o1', aud: 'https://mcp.example.com/api', scope: 'mcp' })) });
     assert.equal(good.status, 200, JSON.stringify(good.body));
     assert.equal(good.body.method, 'oauth2');
     assert.deepEqual(good.body.scopes, ['mcp']);
-    const scoped = await call(app, '/api/v1/me', { headers: bearer(await oauth.sign({ sub: 'o1', aud: 'https://mcp.example.com/mcp/github' })) });
-    assert.equal(scoped.status, 200, 'a single-server resource is this gateway too');
+    const several = await call(app, '/api/v1/me', { headers: bearer(await oauth.sign({ sub: 'o1', aud: ['https://mcp.example.com/mcp/github', 'https://mcp.example.com/api'] })) });
+    assert.equal(several.status, 200, 'one of several audiences is this resource');
     for (const aud of ['https://other.example.com/mcp', 'https://mcp.example.com/mcp/a/b', 'gatehouse']) {
       const res = await call(app, '/api/v1/me', { headers: bearer(await oauth.sign({ sub: 'o1', aud })) });
       assert.equal(res.status, 401, aud);

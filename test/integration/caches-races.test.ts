@@ -6,7 +6,7 @@ import type { Repository } from 'typeorm';
 import type { ApiKeyEntity } from '../../src/api-keys/api-key.entity.js';
 import { hashApiKey } from '../../src/api-keys/api-key-format.js';
 import { ApiKeysService } from '../../src/api-keys/api-keys.service.js';
-import type { JwtVerifier } from '../../src/auth/jwt-verifier.js';
+import type { AudiencePolicy, JwtVerifier, RequestResource } from '../../src/auth/jwt-verifier.js';
 import { TokenAuthenticator } from '../../src/auth/strategies/token-principal.js';
 import type { AppConfig } from '../../src/config/config.schema.js';
 import type { ChangeBusService } from '../../src/database/change-bus.service.js';
@@ -49,6 +49,9 @@ class HeldReads {
 
 const logger = { setContext() {}, info() {}, warn() {}, error() {}, debug() {} } as unknown as PinoLogger;
 const sessions = { closeForPrincipals: () => Promise.resolve(0) } as unknown as SessionsService;
+/** Tokens without `aud`, accepted as `bearer` without MCP_JWT_AUDIENCE; used on the admin API. */
+const ANY_AUDIENCE: AudiencePolicy = { publicUrl: 'https://gw', configured: [], allowMissing: true };
+const API: RequestResource = { resource: 'https://gw/api', accepts: ['https://gw/api'] };
 const tick = () => new Promise((r) => setImmediate(r));
 /** Lets a held read start (its promise chain reach the repository). */
 async function started(reads: HeldReads, n = 1): Promise<void> {
@@ -194,21 +197,21 @@ describe('per-replica caches: a read racing a change is never cached', () => {
     const users = usersOn(reads, bus);
     const payload: JWTPayload = { iss: 'https://idp', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 600 };
     const verifier = { verify: () => Promise.resolve(payload) } as unknown as JwtVerifier;
-    const tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: 'roles', groups: 'groups', defaultIssuer: 'x' }, bus);
+    const tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: 'roles', groups: 'groups', defaultIssuer: 'x' }, ANY_AUDIENCE, bus);
     reads.rows = [{ id: USER_ID, roles: ['member'], disabled: false, created: false }];
     reads.hold = true;
-    const racing = tokens.authenticate('token-1');
+    const racing = tokens.authenticate('token-1', API);
     await started(reads);
     reads.rows = [{ id: USER_ID, roles: ['admin'], disabled: false, created: false }];
     bus.emit('users.changed', { id: USER_ID });
     reads.hold = false;
     reads.releaseAll();
     await racing;
-    assert.deepEqual((await tokens.authenticate('token-1')).roles, ['admin'], 'the new role is seen');
+    assert.deepEqual((await tokens.authenticate('token-1', API)).roles, ['admin'], 'the new role is seen');
     // And a change after caching drops the cached principal too.
     reads.rows = [{ id: USER_ID, roles: ['member'], disabled: false, created: false }];
     bus.emit('users.changed', { id: USER_ID });
-    assert.deepEqual((await tokens.authenticate('token-1')).roles, ['member']);
+    assert.deepEqual((await tokens.authenticate('token-1', API)).roles, ['member']);
   });
 
   it('the writing replica sees its own user change at once, before the event comes back over the bus', async () => {
@@ -227,12 +230,12 @@ describe('per-replica caches: a read racing a change is never cached', () => {
     const repo = { query: reads.query, findOneBy: reads.query, manager: { transaction: (fn: (m: typeof em) => Promise<unknown>) => fn(em) } } as unknown as Repository<UserEntity>;
     const users = new UsersService(repo, bus as unknown as ChangeBusService, sessions, logger);
     const payload: JWTPayload = { iss: 'https://idp', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 600 };
-    const tokens = new TokenAuthenticator(users, { verify: () => Promise.resolve(payload) } as unknown as JwtVerifier, 'bearer', { roles: 'roles', groups: 'groups', defaultIssuer: 'x' }, bus);
+    const tokens = new TokenAuthenticator(users, { verify: () => Promise.resolve(payload) } as unknown as JwtVerifier, 'bearer', { roles: 'roles', groups: 'groups', defaultIssuer: 'x' }, ANY_AUDIENCE, bus);
     reads.rows = [{ id: USER_ID, roles: ['member'], disabled: false, created: false }];
-    assert.deepEqual((await tokens.authenticate('token-1')).roles, ['member']);
+    assert.deepEqual((await tokens.authenticate('token-1', API)).roles, ['member']);
     const admin = { userId: null, id: 'api_key:static-1', scopes: ['admin:write'] } as unknown as Parameters<UsersService['patch']>[2];
     await users.patch(USER_ID, { roles: ['admin'] }, admin);
     assert.deepEqual(bus.published.map(({ topic, data }) => ({ topic, data })), [{ topic: 'users.changed', data: { id: USER_ID } }], 'published (in the transaction), not yet delivered');
-    assert.deepEqual((await tokens.authenticate('token-1')).roles, ['admin'], 'the next request here sees the new role');
+    assert.deepEqual((await tokens.authenticate('token-1', API)).roles, ['admin'], 'the next request here sees the new role');
   });
 });

@@ -131,7 +131,13 @@ describe('configuration', () => {
     const jwt = load({ MCP_AUTH_STRATEGY: 'bearer', MCP_JWT_SECRET: 'x'.repeat(32), PUBLIC_URL: 'https://mcp.example.com/' });
     assert.ok(jwt.ok);
     assert.deepEqual(jwt.config.auth.jwt.algorithms, ['HS256', 'HS384', 'HS512'], 'a secret alone never admits public-key algorithms');
-    assert.deepEqual(jwt.config.auth.oauth.audience, ['https://mcp.example.com/mcp']);
+    // No gateway-wide oauth2 audience by default: tokens must name the resource they are used on.
+    assert.deepEqual(jwt.config.auth.oauth.audience, []);
+    assert.equal(jwt.config.http.publicUrl, 'https://mcp.example.com');
+    assert.equal(jwt.config.auth.jwt.requireExp, true);
+    const lenient = load({ MCP_JWT_REQUIRE_EXP: 'false' });
+    assert.ok(lenient.ok);
+    assert.equal(lenient.config.auth.jwt.requireExp, false);
   });
 
   it('requires an encryption key ring in production, and names a bad key by id without echoing it', () => {

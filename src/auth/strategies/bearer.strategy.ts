@@ -7,13 +7,15 @@ import { ChangeBusService } from '../../database/change-bus.service.js';
 import { UsersService } from '../../users/users.service.js';
 import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
-import { credentialOf, type CredentialRequest } from './credential.js';
+import { credentialOf, resourceOf, type CredentialRequest } from './credential.js';
 import { isolatedPassport } from './passport-instance.js';
 import { TokenAuthenticator } from './token-principal.js';
 
 /**
  * `bearer`: JWTs from the team's identity provider or any issuer the operator trusts, HMAC
- * (`MCP_JWT_SECRET`) or public-key (`MCP_JWT_JWKS_URL`).
+ * (`MCP_JWT_SECRET`) or public-key (`MCP_JWT_JWKS_URL`). Audience: an `MCP_JWT_AUDIENCE` value
+ * (any route), or the resource the request targets (`PUBLIC_URL/api`, `PUBLIC_URL/mcp`,
+ * `PUBLIC_URL/mcp/<server>`); no `aud` at all only when `MCP_JWT_AUDIENCE` is unset.
  */
 @Injectable()
 export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') implements OnApplicationShutdown {
@@ -27,10 +29,13 @@ export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') impleme
       jwks: jwt.jwksUrl,
       algorithms: jwt.algorithms,
       issuer: jwt.issuer,
-      audience: jwt.audience,
       clockToleranceSec: jwt.clockToleranceSec,
+      requireExp: jwt.requireExp,
     });
-    this.tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: jwt.issuer ?? 'jwt' }, bus);
+    // MCP_JWT_AUDIENCE values are accepted on every route (as before); without any, a token
+    // without `aud` is accepted, and one with `aud` must name the request's resource.
+    const audience = { publicUrl: config.http.publicUrl, configured: jwt.audience ?? [], allowMissing: !jwt.audience?.length };
+    this.tokens = new TokenAuthenticator(users, verifier, 'bearer', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: jwt.issuer ?? 'jwt' }, audience, bus);
   }
 
   onApplicationShutdown(): void {
@@ -42,6 +47,6 @@ export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') impleme
   }
 
   validate(req: CredentialRequest): Promise<Principal> {
-    return this.tokens.authenticate(credentialOf(req, 'jwt').value);
+    return this.tokens.authenticate(credentialOf(req, 'jwt').value, resourceOf(req));
   }
 }

@@ -1,4 +1,5 @@
 import type { AuthStrategyName } from '../../config/config.schema.js';
+import type { RequestResource } from '../jwt-verifier.js';
 
 /** The credential a request carries, classified once by the guard and read by one strategy. */
 export type Credential =
@@ -9,6 +10,14 @@ export type Credential =
 /** What a strategy's `validate` receives: the credential the guard classified. */
 export interface CredentialRequest {
   credential?: Credential;
+  /** The protected resource the request targets (token audiences are checked against it). */
+  resource?: RequestResource;
+}
+
+/** The request's resource; strategies that check audiences need it. */
+export function resourceOf(req: CredentialRequest): RequestResource {
+  if (!req.resource) throw new Error('strategy called without the request resource');
+  return req.resource;
 }
 
 /** A strategy's input: the request, with its classified credential. */

@@ -7,7 +7,7 @@ import { ChangeBusService } from '../../database/change-bus.service.js';
 import { UsersService } from '../../users/users.service.js';
 import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
-import { credentialOf, type CredentialRequest } from './credential.js';
+import { credentialOf, resourceOf, type CredentialRequest } from './credential.js';
 import { isolatedPassport } from './passport-instance.js';
 import { TokenAuthenticator } from './token-principal.js';
 
@@ -39,16 +39,15 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') impleme
   constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService) {
     super();
     const { oauth, jwt } = config.auth;
-    const resourceBase = `${config.http.publicUrl}/mcp/`;
     const verifier = new JwtVerifier({
       jwks: oauth.jwksUrl ?? (() => discoverJwksUri(oauth.issuer ?? '')),
       algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'],
       issuer: oauth.issuer,
-      audience: oauth.audience,
-      audienceMatches: (aud) => aud.startsWith(resourceBase) && !aud.slice(resourceBase.length).includes('/'),
       clockToleranceSec: jwt.clockToleranceSec,
+      requireExp: jwt.requireExp,
     });
-    this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '' }, bus);
+    const audience = { publicUrl: config.http.publicUrl, configured: oauth.audience, allowMissing: false };
+    this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '' }, audience, bus);
   }
 
   onApplicationShutdown(): void {
@@ -60,6 +59,6 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') impleme
   }
 
   validate(req: CredentialRequest): Promise<Principal> {
-    return this.tokens.authenticate(credentialOf(req, 'jwt').value);
+    return this.tokens.authenticate(credentialOf(req, 'jwt').value, resourceOf(req));
   }
 }

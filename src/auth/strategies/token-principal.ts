@@ -4,7 +4,7 @@ import { ErrorCode } from '../../common/errors/error-code.js';
 import { ReplicatedCache, type CacheBus } from '../../database/replicated-cache.js';
 import { userPrincipalId, type UsersService } from '../../users/users.service.js';
 import { USERS_CHANGED } from '../../users/users.topics.js';
-import type { JwtVerifier } from '../jwt-verifier.js';
+import { InvalidTokenError, audienceForGateway, audienceProblem, audiencesOf, type AudiencePolicy, type JwtVerifier, type RequestResource } from '../jwt-verifier.js';
 import { PERMISSIONS, permissionsFor, type AuthMethod, type Principal } from '../principal.js';
 import { claimList } from './credential.js';
 
@@ -39,6 +39,7 @@ export async function principalFromToken(
     scopes,
     method,
     keyId: null,
+    credentialExpiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : null,
   };
 }
 
@@ -50,6 +51,8 @@ interface CachedPrincipal {
   principal: Principal;
   /** The token's `exp` in ms since the epoch (Infinity without one). */
   expiresAt: number;
+  /** The token's audiences, checked against each request's resource. */
+  audiences: string[];
 }
 
 /**
@@ -58,8 +61,10 @@ interface CachedPrincipal {
  * kept in a {@link ReplicatedCache}, so a client re-sending its token costs one lookup: for
  * min(token `exp`, 60 s), and dropped when its user changes on any replica (`users.changed`;
  * on the writing replica at once, through {@link UsersService.onLocalChange}) — a resolution
- * racing such a change is discarded, never cached. Throws `InvalidTokenError`
- * (401) for a bad token and `AppError` forbidden for a disabled user.
+ * racing such a change is discarded, never cached. The token's audience is checked against
+ * the resource of every request ({@link audienceProblem}); a token meant for no resource of this
+ * gateway is refused before its user is looked up. Throws `InvalidTokenError` (401) for a bad
+ * token or one not meant for the request's resource, and `AppError` forbidden for a disabled user.
  */
 export class TokenAuthenticator {
   private readonly cache: ReplicatedCache<string, CachedPrincipal>;
@@ -67,6 +72,7 @@ export class TokenAuthenticator {
   private readonly offLocal: () => void;
 
   /**
+   * @param audience which audiences this strategy accepts besides the request's resource
    * @param bus the change bus (`users.changed`, `$resync`)
    * @param clock wall clock in ms since the epoch (tests pass a fake); also the cache's TTL clock
    */
@@ -75,6 +81,7 @@ export class TokenAuthenticator {
     private readonly verifier: JwtVerifier,
     private readonly method: AuthMethod,
     private readonly claims: { roles: string; groups: string; defaultIssuer: string },
+    private readonly audience: AudiencePolicy,
     bus: CacheBus,
     clock?: { now(): number },
   ) {
@@ -95,8 +102,12 @@ export class TokenAuthenticator {
     this.offLocal = users.onLocalChange((id) => this.cache.invalidateWhere((_token, entry) => entry.principal.userId === id));
   }
 
-  async authenticate(token: string): Promise<Principal> {
-    return (this.cache.peek(token) ?? (await this.cache.get(token))).principal;
+  /** The principal for `token` used on `target` (the request's resource). */
+  async authenticate(token: string, target: RequestResource): Promise<Principal> {
+    const entry = this.cache.peek(token) ?? (await this.cache.get(token));
+    const problem = audienceProblem(entry.audiences, target, this.audience);
+    if (problem) throw new InvalidTokenError(problem);
+    return entry.principal;
   }
 
   /** Stops listening to the bus and drops every cached principal. */
@@ -107,7 +118,9 @@ export class TokenAuthenticator {
 
   private async resolve(token: string): Promise<CachedPrincipal> {
     const payload = await this.verifier.verify(token);
+    const audiences = audiencesOf(payload);
+    if (!audienceForGateway(audiences, this.audience)) throw new InvalidTokenError('the token is not meant for this gateway (audience)');
     const principal = await principalFromToken(this.users, payload, this.method, this.claims);
-    return { principal, expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity };
+    return { principal, audiences, expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity };
   }
 }

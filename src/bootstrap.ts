@@ -84,6 +84,9 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     trustProxy: config.http.trustProxy as boolean | string[],
     genReqId: requestIdFor,
     logger: false,
+    // A request without Host is answered by the Host/Origin hook (400 with the error envelope,
+    // probes exempt) rather than by Node's bare 400.
+    http: { requireHostHeader: false },
     // During close: refuse new requests on kept-alive connections with 503, close idle ones.
     return503OnClosing: true,
     forceCloseConnections: 'idle',

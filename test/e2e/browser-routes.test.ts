@@ -186,8 +186,16 @@ describe('browser-reachable routes: Host and Origin on every route', () => {
       assert.equal(rpc.error.data.code, 'bad_request');
       assert.equal(rpc.id, null);
     }
-    // Without Host at all (HTTP/1.0 allows it): 400 too, outside the probes.
-    assert.equal((await rawRequest(app.url, 'GET /api/v1/servers HTTP/1.0\r\n')).status, 400);
+    // Without Host at all: 400 with the envelope too, outside the probes (HTTP/1.0 allows it; Node would answer a bare 400 for 1.1).
+    for (const version of ['1.0', '1.1']) {
+      const none = await rawRequest(app.url, `GET /api/v1/servers HTTP/${version}\r\n`);
+      assert.equal(none.status, 400, `HTTP/${version}`);
+      assert.equal((JSON.parse(none.body) as { error: { code: string } }).error.code, 'bad_request');
+    }
+    // An absolute-form target names the host itself (RFC 9112 §3.2.2): it is checked instead of Host.
+    const absolute = await rawRequest(app.url, `GET http://attacker.example/api/v1/servers HTTP/1.1\r\nHost: ${host}\r\n`);
+    assert.equal(absolute.status, 403, absolute.body);
+    assert.match(absolute.body, /Host \\"attacker\.example\\" is not allowed/);
     assert.equal(existsSync(marker), false);
   });
 
@@ -197,6 +205,7 @@ describe('browser-reachable routes: Host and Origin on every route', () => {
       assert.equal(pod.status, 200, `${path}: ${pod.text}`);
       assert.equal((await send(app.url, 'GET', `${path}?probe=1`, { host: 'gatehouse.default.svc.cluster.local:3000' })).status, 200);
       assert.equal((await rawRequest(app.url, `GET ${path} HTTP/1.0\r\n`)).status, 200);
+      assert.equal((await rawRequest(app.url, `GET ${path} HTTP/1.1\r\n`)).status, 200);
     }
     // Only those two paths: what lies beside them is checked.
     assert.equal((await send(app.url, 'GET', '/healthz/../api/v1/servers', { host: '10.42.0.17:3000' })).status, 403);

@@ -45,6 +45,9 @@ describe('Host/Origin rules', () => {
     assert.equal(rules.check(head('GET', '/api/v1/servers', { host: 'localhost', 'sec-fetch-site': 'cross-site' })), undefined);
     assert.equal(rules.check(head('POST', '/api/v1/servers', { host: 'localhost', 'sec-fetch-site': 'cross-site', origin: 'https://app.example.com' })), undefined);
     assert.equal(rules.check(head('POST', '/api/v1/servers', { host: 'localhost' })), undefined, 'non-browser clients');
+    assert.equal(rules.check(head('GET', 'http://evil.example/api/v1/me', { host: 'localhost' }))?.status, 403, 'absolute-form: its authority is the host');
+    assert.equal(rules.check(head('GET', 'http://a b/api/v1/me', { host: 'localhost' }))?.status, 400);
+    assert.equal(rules.check(head('GET', 'http://localhost:3000/api/v1/me', { host: 'evil.example' })), undefined);
 
     const loose = new HostOriginRules(false, ['localhost'], []);
     assert.equal(loose.check(head('GET', '/api/v1/me', { host: 'box.lan', origin: 'https://evil.example' })), undefined);

@@ -95,7 +95,8 @@ export interface RequestHead {
  *
  * Rules, in order:
  * 1. `Host` must be well-formed and appear once (RFC 9112 §3.2: otherwise 400), on every path;
- *    a missing one is tolerated only on the probes.
+ *    a missing one is tolerated only on the probes. An absolute-form request target's authority
+ *    stands in for `Host` below (RFC 9112 §3.2.2).
  * 2. The probes (`/healthz`, `/readyz`) pass: they reveal nothing, and Kubernetes sends the pod IP.
  * 3. With protection on, the host name must be an allowed host (any port), else 403.
  * 4. An `Origin`, when present, must be allowed — exactly listed (`PUBLIC_URL`'s origin,
@@ -157,16 +158,27 @@ export class HostOriginRules {
     const queryAt = request.url.indexOf('?');
     const isProbe = PROBE_PATHS.has(queryAt === -1 ? request.url : request.url.slice(0, queryAt));
     if (host === undefined || host === '') return isProbe ? undefined : badRequest('the Host header is missing or empty');
-    const parsed = parseHost(host);
+    let parsed = parseHost(host);
     if (!parsed) return badRequest(`the Host header ${show(host)} is not a valid host[:port]`);
     if (isProbe) return undefined;
-    if (this.protection && !this.allowedHosts.has(parsed.hostname)) return forbidden(`Host ${show(host)} is not allowed (HTTP_ALLOWED_HOSTS)`);
+    // An absolute-form target (`GET http://name/path`) names the host itself; the server must use
+    // it rather than Host (RFC 9112 §3.2.2). Browsers never send one, but it must not bypass the check.
+    let target = host;
+    if (request.url.charCodeAt(0) !== 47 /* '/' */) {
+      const authority = /^https?:\/\/([^/?#]*)/i.exec(request.url)?.[1];
+      if (authority !== undefined) {
+        target = authority;
+        parsed = parseHost(authority);
+        if (!parsed) return badRequest(`the request target's authority ${show(authority)} is not a valid host[:port]`);
+      }
+    }
+    if (this.protection && !this.allowedHosts.has(parsed.hostname)) return forbidden(`Host ${show(target)} is not allowed (HTTP_ALLOWED_HOSTS)`);
 
     const unsafe = !SAFE_METHODS.has(request.method);
     const originHeader = request.headers.origin;
     const origin = typeof originHeader === 'string' ? originHeader : Array.isArray(originHeader) ? originHeader.join(', ') : undefined;
     if (origin !== undefined && origin !== '') {
-      if ((this.protection || unsafe) && !this.isAllowedOrigin(origin, host)) return forbidden(`Origin ${show(origin)} is not allowed (HTTP_CORS_ORIGINS)`);
+      if ((this.protection || unsafe) && !this.isAllowedOrigin(origin, target)) return forbidden(`Origin ${show(origin)} is not allowed (HTTP_CORS_ORIGINS)`);
       return undefined;
     }
     if (unsafe) {

@@ -5,7 +5,9 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
+import { openAccessVerdict } from './auth/open-access.js';
 import { ConnectionDrainer } from './common/http/connection-drainer.js';
+import { HostOriginRules, hostOriginHook } from './common/http/host-origin.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { ErrorCode } from './common/errors/error-code.js';
 import { createRootLogger } from './common/logging/logger.js';
@@ -66,6 +68,9 @@ export async function resolveDatabase(
  * (readiness says 503 until they are done), so a long migration never fails a liveness probe.
  */
 export async function startGatehouse(baseConfig: AppConfig, options: StartOptions = {}): Promise<Gatehouse> {
+  // main.ts exits 78 on this first; callers embedding Gatehouse get an error instead.
+  const openAccess = openAccessVerdict(baseConfig);
+  if (openAccess.kind === 'refuse') throw new Error(openAccess.message);
   const logger = options.logger ?? (await createRootLogger(baseConfig));
   let embedded = options.embedded;
   let config = baseConfig;
@@ -79,6 +84,9 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     trustProxy: config.http.trustProxy as boolean | string[],
     genReqId: requestIdFor,
     logger: false,
+    // A request without Host is answered by the Host/Origin hook (400 with the error envelope,
+    // probes exempt) rather than by Node's bare 400.
+    http: { requireHostHeader: false },
     // During close: refuse new requests on kept-alive connections with 503, close idle ones.
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -101,6 +109,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   // Kept-alive connections close as soon as their last response is written once draining.
   const drainer = new ConnectionDrainer(fastify.server);
   const schema = app.get(SchemaStateService);
+  // Host and Origin on every route, before anything else looks at the request (docs/auth.md, "Browsers").
+  fastify.addHook('onRequest', hostOriginHook(HostOriginRules.fromConfig(config)));
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header(REQUEST_ID_HEADER, request.id);
     // Between listening and the end of migrations only the probes answer; everything else
@@ -152,6 +162,7 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   const port = typeof address === 'object' && address ? address.port : config.http.port;
   const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;
   logger.info({ url, publicUrl: config.http.publicUrl }, `Gatehouse listening on ${url}`);
+  if (openAccess.kind === 'warn') logger.warn({ code: 'open_access' }, openAccess.message);
 
   if (config.database.migrate) {
     try {

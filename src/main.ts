@@ -1,8 +1,15 @@
+import { openAccessVerdict } from './auth/open-access.js';
 import { startGatehouse, type Gatehouse } from './bootstrap.js';
 import { createRootLogger } from './common/logging/logger.js';
 import { loadConfigOrExit } from './config/load-config.js';
 
 const config = loadConfigOrExit();
+// No authentication on a network address: refused like a configuration error, before anything starts.
+const openAccess = openAccessVerdict(config);
+if (openAccess.kind === 'refuse') {
+  process.stderr.write(`Invalid configuration (1 problem):\n  ${openAccess.message}\nSee docs/auth.md and docs/configuration.md.\n`);
+  process.exit(78); // EX_CONFIG from sysexits.h
+}
 const logger = await createRootLogger(config);
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15 };

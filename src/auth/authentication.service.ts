@@ -72,7 +72,7 @@ const quote = (s: string) => `"${s.replace(/["\\]/g, '')}"`;
 export function authError(config: AppConfig, request: FastifyRequest, status: 400 | 401 | 403, message: string, challenge: Challenge = {}): AppError {
   const parts = [`resource_metadata=${quote(resourceMetadataUrl(config.http.publicUrl, request.url))}`];
   const isMcp = /^\/mcp(\/|\?|$)/.test(request.url);
-  if (isMcp || challenge.error === 'insufficient_scope') parts.push(`scope=${quote(challenge.error === 'insufficient_scope' ? 'admin:read admin:write mcp' : 'mcp')}`);
+  if (isMcp || challenge.error === 'insufficient_scope') parts.push(`scope=${quote(challenge.error === 'insufficient_scope' ? 'admin:read admin:write mcp servers:write' : 'mcp')}`);
   if (challenge.error) parts.push(`error=${quote(challenge.error)}`);
   if (challenge.description) parts.push(`error_description=${quote(challenge.description)}`);
   const code = status === 401 ? ErrorCode.Unauthorized : status === 403 ? ErrorCode.Forbidden : ErrorCode.BadRequest;

@@ -1,5 +1,15 @@
-/** Permissions a route can require; keys carry them as scopes, users get them from roles. */
-export const PERMISSIONS = ['mcp', 'admin:read', 'admin:write'] as const;
+/**
+ * Permissions a route can require; keys carry them as scopes, users get them from roles.
+ *
+ * - `mcp`: the MCP endpoint (`/mcp`, `/mcp/<server>`); policies decide per operation.
+ * - `admin:read`: every admin view (servers, users, keys, policies, server-wide secret names).
+ * - `admin:write`: admin changes that do not start processes or fetches: users' roles, policies.
+ * - `servers:write`: registering, changing, enabling, disabling and deleting upstream servers
+ *   and setting their server-wide secrets. A stdio server is a command Gatehouse runs on its
+ *   host, an HTTP server a URL it fetches, and server secrets are injected into both: grant it
+ *   like shell access (docs/auth.md). Not implied by `admin:write`.
+ */
+export const PERMISSIONS = ['mcp', 'admin:read', 'admin:write', 'servers:write'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 /** How a principal proved who it is. */
@@ -34,7 +44,7 @@ export interface Principal {
 export const ROLES = ['admin', 'member'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** What each role may do: admins everything, everyone else the MCP endpoint. */
+/** What each role may do: admins everything (`servers:write` included), everyone else the MCP endpoint. */
 export function permissionsFor(roles: readonly string[]): Permission[] {
   return roles.includes('admin') ? [...PERMISSIONS] : ['mcp'];
 }
@@ -74,7 +84,10 @@ export const UNAUTHENTICATED_PRINCIPAL: Principal = Object.freeze({
 
 export const isUnauthenticated = (p: Principal): boolean => p.id === UNAUTHENTICATED_PRINCIPAL.id;
 
-/** Whether `principal` holds `permission` (`admin:write` implies `admin:read`). */
+/**
+ * Whether `principal` holds `permission`. `admin:write` implies `admin:read`; nothing implies
+ * `servers:write` (a key scoped `admin:write` alone cannot make Gatehouse run a command).
+ */
 export function holds(principal: Principal, permission: Permission): boolean {
   return principal.scopes.includes(permission) || (permission === 'admin:read' && principal.scopes.includes('admin:write'));
 }

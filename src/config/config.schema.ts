@@ -97,6 +97,7 @@ export const envSchema = z.object({
     (AUTH_STRATEGIES as readonly string[]).includes(s),
   ).default(['none']),
   MCP_AUTH_REQUIRE: envBool().optional(),
+  MCP_AUTH_ALLOW_NONE_ON_NETWORK: envBool().default(false),
   MCP_JWT_SECRET: envSecret(32).optional(),
   MCP_JWT_JWKS_URL: envUrl(['https', 'http']).optional(),
   MCP_JWT_ALGORITHM: envList(`one or more of ${[...HMAC_ALGORITHMS, ...ASYMMETRIC_ALGORITHMS].join(', ')}`, (s) =>
@@ -237,6 +238,11 @@ export interface AppConfig {
     strategies: AuthStrategyName[];
     /** Refuse requests without credentials (subject to the session/operation split on /mcp). */
     require: boolean;
+    /**
+     * Start with `none` as the only strategy (every request an anonymous admin) on a HOST other
+     * than loopback (MCP_AUTH_ALLOW_NONE_ON_NETWORK); refused at boot otherwise.
+     */
+    allowNoneOnNetwork: boolean;
     jwt: {
       secret: string | undefined;
       jwksUrl: string | undefined;
@@ -341,6 +347,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
     auth: {
       strategies: [...new Set(e.MCP_AUTH_STRATEGY)] as AuthStrategyName[],
       require: e.MCP_AUTH_REQUIRE ?? !e.MCP_AUTH_STRATEGY.includes('none'),
+      allowNoneOnNetwork: e.MCP_AUTH_ALLOW_NONE_ON_NETWORK,
       jwt: {
         secret: e.MCP_JWT_SECRET,
         jwksUrl: e.MCP_JWT_JWKS_URL?.toString(),

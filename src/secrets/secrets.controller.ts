@@ -59,7 +59,7 @@ export class ServerSecretsController {
   }
 
   @Put(':name')
-  @RequiresPermission('admin:write')
+  @RequiresPermission('servers:write')
   @HttpCode(204)
   @ApiOperation({ summary: 'Set a shared secret for the server (a user’s own secret of the same name wins)' })
   @ApiBody({ schema: jsonSchema(putSecretSchema) })
@@ -68,7 +68,7 @@ export class ServerSecretsController {
   }
 
   @Delete(':name')
-  @RequiresPermission('admin:write')
+  @RequiresPermission('servers:write')
   @HttpCode(204)
   @ApiOperation({ summary: 'Delete a shared secret' })
   async remove(@Param('server') server: string, @Param('name') name: string): Promise<void> {

@@ -25,7 +25,7 @@ export class UpstreamServersController {
   }
 
   @Post()
-  @RequiresPermission('admin:write')
+  @RequiresPermission('servers:write')
   @HttpCode(201)
   @ApiOperation({ summary: 'Register an upstream MCP server' })
   @ApiBody({ schema: jsonSchema(createServerSchema) })
@@ -45,7 +45,7 @@ export class UpstreamServersController {
   }
 
   @Patch(':name')
-  @RequiresPermission('admin:write')
+  @RequiresPermission('servers:write')
   @ApiOperation({ summary: 'Change some fields of a server; it reconnects on every replica' })
   @ApiBody({ schema: jsonSchema(patchServerSchema) })
   @ApiResponse({ status: 400, ...ERROR })
@@ -55,7 +55,7 @@ export class UpstreamServersController {
   }
 
   @Delete(':name')
-  @RequiresPermission('admin:write')
+  @RequiresPermission('servers:write')
   @HttpCode(204)
   @ApiOperation({ summary: 'Remove a server; its processes are stopped on every replica' })
   async remove(@Param('name') name: string): Promise<void> {
@@ -63,7 +63,7 @@ export class UpstreamServersController {
   }
 
   @Post(':name/enable')
-  @RequiresPermission('admin:write')
+  @RequiresPermission('servers:write')
   @HttpCode(200)
   @ApiOperation({ summary: 'Enable a server' })
   enable(@Param('name') name: string): Promise<UpstreamServerView> {
@@ -71,7 +71,7 @@ export class UpstreamServersController {
   }
 
   @Post(':name/disable')
-  @RequiresPermission('admin:write')
+  @RequiresPermission('servers:write')
   @HttpCode(200)
   @ApiOperation({ summary: 'Disable a server (its connections and processes stop)' })
   disable(@Param('name') name: string): Promise<UpstreamServerView> {

@@ -9,7 +9,7 @@ import { isUuid } from '../common/validation/uuid.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
 import { ReplicatedCache } from '../database/replicated-cache.js';
 import { SessionsService } from '../sessions/sessions.service.js';
-import type { Principal } from '../auth/principal.js';
+import { holds, type Principal } from '../auth/principal.js';
 import { UserEntity } from './user.entity.js';
 import { listUsersQuery, patchUserSchema } from './users.schema.js';
 import { USERS_CHANGED } from './users.topics.js';
@@ -168,7 +168,7 @@ export class UsersService implements BeforeApplicationShutdown {
 
   /**
    * Changes roles or `disabled` (404 unknown id, 409 for disabling yourself or dropping your own
-   * admin role). The row and its `users.changed` event commit together, so no replica misses a
+   * admin role, 403 for granting `admin` without holding `servers:write`, which that role carries). The row and its `users.changed` event commit together, so no replica misses a
    * committed change. Disabling then ends the user's sessions (and their keys') everywhere; a
    * failure there is logged, not answered, since the change itself committed (and a disabled
    * user's credentials are refused anyway).
@@ -182,6 +182,12 @@ export class UsersService implements BeforeApplicationShutdown {
       if (actor.userId === id && (input.disabled === true || (input.roles && !input.roles.includes('admin') && user.roles.includes('admin')))) {
         throw new AppError(ErrorCode.Conflict, 'you cannot disable yourself or remove your own admin role; ask another admin', {
           details: { field: input.disabled === true ? 'disabled' : 'roles' },
+        });
+      }
+      // The admin role carries servers:write (running commands on the host): only a holder may grant it.
+      if (input.roles?.includes('admin') && !user.roles.includes('admin') && !holds(actor, 'servers:write')) {
+        throw new AppError(ErrorCode.Forbidden, 'roles: granting "admin" requires the "servers:write" permission, which you do not hold', {
+          details: { field: 'roles' },
         });
       }
       em.merge(UserEntity, user, input);

@@ -124,7 +124,7 @@ describe('bearer JWT (HS256) and API keys', () => {
       resource: 'https://mcp.example.com/mcp',
       resource_name: 'Gatehouse MCP gateway',
       bearer_methods_supported: ['header'],
-      scopes_supported: ['mcp', 'admin:read', 'admin:write'],
+      scopes_supported: ['mcp', 'admin:read', 'admin:write', 'servers:write'],
     });
     assert.equal((await call(app, '/.well-known/oauth-protected-resource')).body.resource, 'https://mcp.example.com/mcp');
   });

@@ -81,11 +81,13 @@ describe('who can reach what', () => {
     assert.deepEqual(await res.json(), { ...ANONYMOUS_PRINCIPAL });
   });
 
-  it('admin:write implies admin:read; the anonymous principal of strategy none holds every permission', () => {
+  it('admin:write implies admin:read but not servers:write; the anonymous principal of strategy none holds every permission', () => {
     const writer = { ...ANONYMOUS_PRINCIPAL, scopes: ['admin:write'] };
     assert.equal(holds(writer, 'admin:read'), true);
     assert.equal(holds(writer, 'mcp'), false);
+    assert.equal(holds(writer, 'servers:write'), false);
+    assert.equal(holds({ ...ANONYMOUS_PRINCIPAL, scopes: ['servers:write'] }, 'admin:write'), false);
     assert.equal(holds({ ...ANONYMOUS_PRINCIPAL, scopes: ['admin:read'] }, 'admin:write'), false);
-    for (const p of ['mcp', 'admin:read', 'admin:write'] as const) assert.equal(holds(ANONYMOUS_PRINCIPAL, p), true);
+    for (const p of ['mcp', 'admin:read', 'admin:write', 'servers:write'] as const) assert.equal(holds(ANONYMOUS_PRINCIPAL, p), true);
   });
 });

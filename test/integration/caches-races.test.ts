@@ -233,7 +233,7 @@ describe('per-replica caches: a read racing a change is never cached', () => {
     const tokens = new TokenAuthenticator(users, { verify: () => Promise.resolve(payload) } as unknown as JwtVerifier, 'bearer', { roles: 'roles', groups: 'groups', defaultIssuer: 'x' }, ANY_AUDIENCE, bus);
     reads.rows = [{ id: USER_ID, roles: ['member'], disabled: false, created: false }];
     assert.deepEqual((await tokens.authenticate('token-1', API)).roles, ['member']);
-    const admin = { userId: null, id: 'api_key:static-1', scopes: ['admin:write'] } as unknown as Parameters<UsersService['patch']>[2];
+    const admin = { userId: null, id: 'api_key:static-1', scopes: ['admin:write', 'servers:write'] } as unknown as Parameters<UsersService['patch']>[2];
     await users.patch(USER_ID, { roles: ['admin'] }, admin);
     assert.deepEqual(bus.published.map(({ topic, data }) => ({ topic, data })), [{ topic: 'users.changed', data: { id: USER_ID } }], 'published (in the transaction), not yet delivered');
     assert.deepEqual((await tokens.authenticate('token-1', API)).roles, ['admin'], 'the next request here sees the new role');

@@ -1,35 +1,29 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { validateHostHeader, validateOriginHeader } from '@modelcontextprotocol/server';
+import { HostOriginRules } from '../../common/http/host-origin.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { jsonRpcError } from './json-rpc.js';
 
 /**
- * DNS-rebinding protection for `/mcp`. MCP transports spec (2025-06-18+, "Security Warning"):
- * servers MUST validate the Origin header; an invalid Origin is answered 403. Host is checked
- * too, since a rebinding attack reaches us with the attacker's host name. Configured by
- * `HTTP_ALLOWED_HOSTS`, `HTTP_CORS_ORIGINS`, `MCP_DNS_REBINDING_PROTECTION`.
+ * DNS-rebinding protection as `/mcp` sees it. The check itself is global now: every request,
+ * `/mcp` included, meets {@link HostOriginRules} in a Fastify `onRequest` hook before routing
+ * (`common/http/host-origin.ts`, installed by `startGatehouse`). This provider applies the same
+ * rules, built from the same configuration, for code that serves `/mcp` outside that hook
+ * (defence in depth; with the hook in place it finds nothing to refuse). MCP transports spec
+ * (2025-06-18+, "Security Warning"): servers MUST validate the Origin header; an invalid Origin
+ * is answered 403.
  */
 @Injectable()
 export class HostOriginCheck {
-  private readonly allowedHosts: string[];
-  private readonly allowedOrigins: Set<string>;
+  private readonly rules: HostOriginRules;
 
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
-    this.allowedHosts = config.mcp.allowedHosts.map((h) => h.replace(/^\[|\]$/g, ''));
-    this.allowedOrigins = new Set(config.mcp.allowedOrigins);
+  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    this.rules = HostOriginRules.fromConfig(config);
   }
 
-  /** Why `host`/`origin` are refused, or undefined when they are fine. */
+  /** Why `host`/`origin` are refused, or undefined when they are fine (see {@link HostOriginRules.problem}). */
   problem(host: string | undefined, origin: string | undefined): string | undefined {
-    if (!this.config.mcp.dnsRebindingProtection) return undefined;
-    if (!validateHostHeader(host, this.allowedHosts).ok) return `Forbidden: Host ${JSON.stringify(host ?? '')} is not allowed (HTTP_ALLOWED_HOSTS)`;
-    // An Origin is accepted when configured exactly, or when its host name is an allowed host
-    // (any port): the SDK's rule and the conformance suite's — localhost, 127.0.0.1, [::1].
-    if (origin !== undefined && !this.allowedOrigins.has(origin) && !validateOriginHeader(origin, this.allowedHosts).ok) {
-      return `Forbidden: Origin ${JSON.stringify(origin)} is not allowed (HTTP_CORS_ORIGINS)`;
-    }
-    return undefined;
+    return this.rules.problem(host, origin);
   }
 
   /** The 403 JSON-RPC answer for a refused web `Request`, or undefined when it may pass. */

@@ -85,8 +85,9 @@ describe('change bus (LISTEN/NOTIFY)', () => {
     const b = bus();
     await Promise.all([a.start(), b.start()]);
     const resync = nextEvent(b, 'cache.x');
-    // Kill b's listening connection from outside, as a failover or idle-kill would.
-    await pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gatehouse-bus' AND datname = current_database()");
+    // Kill both listening connections from outside, as a failover or idle-kill would — only
+    // these two: other tests' buses on this database are still open (closed in after()).
+    await pool.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [[a.backendPid, b.backendPid]]);
     const event = await resync;
     assert.equal(event.topic, RESYNC_TOPIC, 'subscribers of any topic hear the resync');
     // After the reconnect, events flow again.

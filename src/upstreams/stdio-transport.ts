@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { ReadBuffer, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
+import { DescribedError } from './error-description.js';
 import { nodeSpawner, type ProcessSpawner } from './process-spawner.js';
 
 export interface StdioProcessOptions {
@@ -46,7 +47,7 @@ export class ProcessGroupStdioTransport implements Transport {
   }
 
   start(): Promise<void> {
-    if (this.child) throw new Error('ProcessGroupStdioTransport already started');
+    if (this.child) throw new DescribedError('ProcessGroupStdioTransport already started');
     // Host variables passed on to the child process, not configuration read by Gatehouse.
     // eslint-disable-next-line no-restricted-properties
     const inherited = Object.fromEntries(INHERITED_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
@@ -66,8 +67,8 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.once('spawn', () => resolve());
       child.once('exit', (code, signal) => {
-        this.failWrites(new Error(`process exited (${signal ?? `code ${code}`}) before reading the message`));
-        if (!this.closing) this.onerror?.(new Error(`process exited (${signal ?? `code ${code}`})`));
+        this.failWrites(new DescribedError(`process exited (${signal ?? `code ${code}`}) before reading the message`));
+        if (!this.closing) this.onerror?.(new DescribedError(`process exited (${signal ?? `code ${code}`})`));
         this.onclose?.();
       });
       child.stdout!.on('data', (chunk: Buffer) => {
@@ -88,7 +89,7 @@ export class ProcessGroupStdioTransport implements Transport {
         this.failWrites(error);
         this.onerror?.(error);
       });
-      child.stdin!.on('close', () => this.failWrites(new Error('process stdin closed before the message was read')));
+      child.stdin!.on('close', () => this.failWrites(new DescribedError('process stdin closed before the message was read')));
       let pending = '';
       child.stderr!.on('data', (chunk: Buffer) => {
         pending += chunk.toString('utf8');
@@ -108,7 +109,7 @@ export class ProcessGroupStdioTransport implements Transport {
     return new Promise((resolve, reject) => {
       const stdin = this.child?.stdin;
       if (this.gone || !stdin || stdin.destroyed || !stdin.writable) {
-        reject(this.gone ?? new Error('process is not running'));
+        reject(this.gone ?? new DescribedError('process is not running'));
         return;
       }
       let settled = false;
@@ -152,7 +153,7 @@ export class ProcessGroupStdioTransport implements Transport {
     const child = this.child;
     this.closing = true;
     this.buffer.clear();
-    this.failWrites(new Error('the connection is closing'));
+    this.failWrites(new DescribedError('the connection is closing'));
     if (child && child.exitCode === null && child.signalCode === null && child.pid) {
       child.stdin?.end();
       signalGroup(child.pid, 'SIGTERM');

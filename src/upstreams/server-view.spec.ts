@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { maskArgs, maskUrl, unmaskArgs, unmaskUrl } from './server-view.js';
+import { credentialsInArgs, maskArgs, maskUrl, unmaskArgs, unmaskUrl } from './server-view.js';
 
 const R = '[REDACTED]';
 
@@ -18,6 +18,10 @@ describe('admin view masking beyond key names', () => {
       maskArgs(['-y', 'srv', '--token', 't1', '--api-key=k1', '--password', 'p1', '--client-secret', 's1', '-e', 'GITHUB_TOKEN=g1', '--header', 'Authorization: Bearer b1', 'https://u:p@h/x?key=q', '--port', '3000', '--auth-token', '--verbose']),
       ['-y', 'srv', '--token', R, `--api-key=${R}`, '--password', R, '--client-secret', R, '-e', `GITHUB_TOKEN=${R}`, '--header', `Authorization: ${R}`, `https://${R}@h/x?key=${R}`, '--port', '3000', '--auth-token', '--verbose'],
     );
+  });
+
+  it('names the credentials it hides, for masking them elsewhere', () => {
+    assert.deepEqual(credentialsInArgs(['--token', 't1', '--api-key=k1', 'Authorization: Bearer b1', '--port', '3000']), ['t1', 'k1', 'Bearer b1']);
   });
 
   it('restores masked values a PATCH sends back, and takes new ones', () => {

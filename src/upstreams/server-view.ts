@@ -90,6 +90,21 @@ export function maskArgs(args: readonly string[]): string[] {
   });
 }
 
+/** The credentials {@link maskArgs} hides in `args` (for masking them wherever else they might show up). */
+export function credentialsInArgs(args: readonly string[]): string[] {
+  const masked = maskArgs(args);
+  const found: string[] = [];
+  masked.forEach((m, i) => {
+    const at = m.indexOf(REDACTED);
+    // One masked span: the original holds the credential between the same prefix and suffix.
+    if (at < 0 || m.indexOf(REDACTED, at + 1) >= 0) return;
+    const suffix = m.length - at - REDACTED.length;
+    const value = args[i].slice(at, args[i].length - suffix);
+    if (value) found.push(value);
+  });
+  return found;
+}
+
 /** A PATCH may send the masked `url` back unchanged: keep the stored one. */
 export function unmaskUrl(next: string | null | undefined, stored: string | null): string | null | undefined {
   return next != null && stored !== null && next.includes(REDACTED) && next === maskUrl(stored) ? stored : next;

@@ -14,6 +14,7 @@ import { ValueMasker, type MaskedValue } from '../common/logging/value-masker.js
 import { valueProblem } from '../secrets/value-rules.js';
 import { systemClock, type Clock, type Timer } from './clock.js';
 import { DescribedError, describeUpstreamError } from './error-description.js';
+import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
 import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
 import type { ProcessSpawner } from './process-spawner.js';
@@ -372,14 +373,14 @@ export class UpstreamConnection {
 
   /**
    * The masker for the values Gatehouse hands this upstream: its env, headers and inject
-   * literals (from 8 characters), the secret values among them (any length), and the
+   * literals and the credentials in its args (`--token VALUE`; from 8 characters), the secret values among them (any length), and the
    * injected secret values noted so far.
    */
   private buildMasker(): void {
     const s = this.current;
     const secrets = new Set([...(this.events.secretValues ?? []), ...this.noted]);
     const values: MaskedValue[] = [...secrets].map((value) => ({ value, secret: true }));
-    for (const value of [...Object.values(s.env), ...Object.values(s.headers), ...Object.values(s.inject ?? {})]) {
+    for (const value of [...Object.values(s.env), ...Object.values(s.headers), ...Object.values(s.inject ?? {}), ...credentialsInArgs(s.args ?? [])]) {
       if (!secrets.has(value)) values.push({ value, secret: false });
     }
     this.masker = new ValueMasker(values);

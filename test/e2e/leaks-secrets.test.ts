@@ -193,7 +193,7 @@ describe('secrets never leak: validation, errors by code, masked stderr and view
   it('masks credentials in admin views outside the key-name heuristic: url userinfo and query, args after --token-like flags', async () => {
     const url = `${echoUrl.replace('http://', `http://ada:${V.urlPassword}@`)}?api_key=${V.urlQuery}&page=2`;
     const args = [FIXTURE, '--token', V.argToken, `--api-key=${V.argKey}`, '--verbose'];
-    let r = await call('/api/v1/servers', { method: 'POST', headers: admin, body: { name: 'viewed', transport: 'stdio', command: process.execPath, args } });
+    let r = await call('/api/v1/servers', { method: 'POST', headers: admin, body: { name: 'viewed', transport: 'stdio', command: process.execPath, args, env: { ECHO_ARGS: '1' } } });
     assert.equal(r.status, 201, r.text);
     assert.deepEqual(r.json.args, [FIXTURE, '--token', '[REDACTED]', '--api-key=[REDACTED]', '--verbose']);
     r = await call('/api/v1/servers', { method: 'POST', headers: admin, body: { name: 'viewed-http', transport: 'streamable_http', url, enabled: false } });
@@ -207,6 +207,13 @@ describe('secrets never leak: validation, errors by code, masked stderr and view
     assert.equal((await call('/api/v1/servers/viewed', { method: 'PATCH', headers: admin, body: { args: view.args, description: 'edited' } })).status, 200);
     const httpView = (await call('/api/v1/servers/viewed-http', { headers: admin })).json;
     assert.equal((await call('/api/v1/servers/viewed-http', { method: 'PATCH', headers: admin, body: { url: httpView.url } })).status, 200);
+    // The process echoes its arguments to stderr: logged (debug) with the credentials masked.
+    const argLines = await eventually('viewed echoed its args', () => {
+      const found = app.logs.lines.filter((l) => l.msg === 'upstream stderr' && l.server === 'viewed' && String(l.stderr).startsWith('args'));
+      return found.length >= 6 ? found : undefined;
+    });
+    // (The base64 of the whole command line is another string: the sweep checks each value's own base64.)
+    for (const line of argLines.filter((l) => !/^args: [A-Za-z0-9+/=]+$/.test(String(l.stderr)))) assert.match(String(line.stderr), /\[REDACTED\]/);
     const rows = await db.query<{ name: string; args: string[]; url: string | null }>("SELECT name, args, url FROM upstream_servers WHERE name IN ('viewed', 'viewed-http') ORDER BY name");
     assert.deepEqual(rows[0].args, args);
     assert.equal(rows[1].url, url);

@@ -86,8 +86,11 @@ async function routeTo(upstreams: UpstreamServersService, secrets: SecretsServic
     if (invalid.user) return { problem: `Server "${server}" cannot pass your user ${invalid.user} in ${where}: it ${invalid.problem}`, missing: true };
     return { problem: `Server "${server}" is misconfigured: ${where} ${invalid.problem}; an administrator must fix it`, missing: true };
   }
-  if (inject.secretValues.length > 0) connection.maskAlso(inject.secretValues);
-  if (!plan.perCaller) return { connection, inject: inject.values, release: noop };
+  if (!plan.perCaller) {
+    // Secrets injected as arguments may come back in the upstream's stderr or errors: mask them there.
+    if (inject.secretValues.length > 0) connection.maskAlso(inject.secretValues);
+    return { connection, inject: inject.values, release: noop };
+  }
   try {
     const pooled = await upstreams.pooled(server, caller.owner ?? '', { env: env.values, headers: headers.values, secretValues: [...env.secretValues, ...headers.secretValues] });
     if (inject.secretValues.length > 0) pooled.connection.maskAlso(inject.secretValues);

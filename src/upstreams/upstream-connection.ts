@@ -395,9 +395,24 @@ export class UpstreamConnection {
     if (error instanceof UpstreamConnectionClosedError) return error;
     if (error instanceof ProtocolError) {
       const message = this.mask(error.message);
-      return message === error.message ? error : new ProtocolError(error.code, message, error.data);
+      const data = this.maskData(error.data);
+      return message === error.message && data === error.data ? error : new ProtocolError(error.code, message, data);
     }
     return new DescribedError(this.mask(describeUpstreamError(error)));
+  }
+
+  /** An upstream error's `data`, masked as JSON text; dropped if masking left it unparsable. */
+  private maskData(data: unknown): unknown {
+    if (data === undefined || this.masker.empty) return data;
+    const json = JSON.stringify(data);
+    if (json === undefined) return data;
+    const masked = this.mask(json);
+    if (masked === json) return data;
+    try {
+      return JSON.parse(masked) as unknown;
+    } catch {
+      return undefined;
+    }
   }
 
   /**

@@ -75,7 +75,7 @@ describe('secrets never leak: validation, errors by code, masked stderr and view
       if (result.isError === true) errors.push(text);
       return { text, isError: result.isError === true };
     } catch (error) {
-      const text = (error as Error).message;
+      const text = `${(error as Error).message} ${JSON.stringify((error as { data?: unknown }).data ?? null)}`;
       errors.push(text);
       return { text, isError: true };
     } finally {
@@ -176,7 +176,7 @@ describe('secrets never leak: validation, errors by code, masked stderr and view
     assert.equal((await put('/api/v1/me/secrets/inj/GREETING', V.greeting, users.bob)).status, 204);
     assert.equal((await tool(users.bob, 'inj__echo')).isError, false);
     const failed = await tool(users.bob, 'leaky__fail');
-    assert.match(failed.text, /Upstream MCP server "leaky": refused with \[REDACTED\]/);
+    assert.match(failed.text, /Upstream MCP server "leaky": refused with \[REDACTED\] \{"token":"\[REDACTED\]"\}$/);
 
     const stderr = () => app.logs.lines.filter((l) => l.msg === 'upstream stderr').map((l) => String(l.stderr));
     // The fixture writes 5 encodings + each line of TOKEN, SHORT and PEM, and of the injected message.

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { Client, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { Client, ProtocolError, SSEClientTransport, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { DescribedError, describeUpstreamError } from './error-description.js';
 
 const SECRET = 'tok"\\é-5ec7e7';
@@ -88,6 +88,14 @@ describe('describeUpstreamError: by code, never by the underlying message', () =
     const text = describeUpstreamError(error);
     assert.match(text, /HTTP 500 Internal Server Error|ERA_NEGOTIATION_FAILED/);
     assert.ok(!text.includes('5ec7e7'), text);
+    await client.close().catch(() => undefined);
+  });
+
+  it('a legacy SSE upstream answering 500 with the credential in its body: described by its status', async () => {
+    const client = new Client({ name: 't', version: '1' });
+    const sse = url.replace(/\/mcp$/, '/sse');
+    const error = await errorOf(() => client.connect(new SSEClientTransport(new URL(sse), { requestInit: { headers: { authorization: `Bearer ${SECRET.replace('é', 'e')}` } } })));
+    assert.equal(describeUpstreamError(error), 'HTTP 500 Internal Server Error (SSE stream)');
     await client.close().catch(() => undefined);
   });
 

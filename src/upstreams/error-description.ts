@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import { ProtocolError, SdkError, SdkHttpError } from '@modelcontextprotocol/client';
+import { ProtocolError, SdkError, SdkHttpError, SseError, UnauthorizedError } from '@modelcontextprotocol/client';
 
 /**
  * An error whose message Gatehouse wrote itself from fixed words, codes and numbers, and which
@@ -83,7 +83,8 @@ function statusOf(error: object): number | undefined {
  * - {@link DescribedError}: its own message (Gatehouse's words);
  * - `ProtocolError` (a JSON-RPC error the upstream sent): `upstream error <code>: <message>`
  *   (the upstream's words: mask them with the connection's values before showing them);
- * - SDK HTTP errors: `HTTP <status> <reason phrase>`, plus the SDK code;
+ * - SDK HTTP errors: `HTTP <status> <reason phrase>`, plus the SDK code (SSE stream errors and
+ *   `UnauthorizedError` likewise);
  * - errors with a code (`ENOENT`, `ECONNREFUSED`, `ERR_INVALID_ARG_VALUE`, `UND_ERR_*`, SDK
  *   codes): `<CODE>: <fixed words>` and the syscall (`spawn`, `connect`); a code-less wrapper
  *   (`fetch failed`) is described by its `cause`;
@@ -98,6 +99,12 @@ export function describeUpstreamError(error: unknown): string {
     if (current instanceof SdkHttpError || (status !== undefined && current instanceof SdkError)) {
       return `HTTP ${status ?? '?'}${status && STATUS_CODES[status] ? ` ${STATUS_CODES[status]}` : ''} (${String(current.code)})`;
     }
+    // The legacy SSE transport: `code` is the HTTP status of the event stream (undefined for a network error).
+    if (current instanceof SseError) {
+      const sse = (current as { code?: unknown }).code;
+      return typeof sse === 'number' && sse >= 100 && sse < 600 ? `HTTP ${sse}${STATUS_CODES[sse] ? ` ${STATUS_CODES[sse]}` : ''} (SSE stream)` : 'the SSE stream failed';
+    }
+    if (current instanceof UnauthorizedError) return 'HTTP 401 Unauthorized (the upstream requires authorization)';
     const code = codeOf(current);
     if (code) {
       const syscall = syscallOf(current);

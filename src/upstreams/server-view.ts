@@ -1,4 +1,4 @@
-import { isSensitiveKey, REDACTED } from '../common/logging/redact.js';
+import { isCredentialParam, isSensitiveKey, REDACTED } from '../common/logging/redact.js';
 import { blank, hasPlaceholders } from '../secrets/placeholders.js';
 import type { UpstreamStatus } from './upstream-connection.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -40,9 +40,6 @@ export function unmask(next: Record<string, string>, stored: Record<string, stri
   return Object.fromEntries(Object.entries(next).map(([k, v]) => [k, v === REDACTED && k in stored ? stored[k] : v]));
 }
 
-/** Query parameters whose values are credentials beyond the key-name heuristic (`?sig=…`, `?auth=…`, `?code=…`). */
-const CREDENTIAL_PARAM = /^(auth|sig|signature|code|jwt|access[-_]?token|id[-_]?token|client[-_]?secret|x-amz-(signature|credential|security-token))$/i;
-const isCredentialParam = (name: string) => isSensitiveKey(name) || CREDENTIAL_PARAM.test(name);
 
 /**
  * A URL with its credentials masked: the whole userinfo (`https://[REDACTED]@host/` — a

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { StringDecoder } from 'node:string_decoder';
 import { ReadBuffer, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
 import { DescribedError } from './error-description.js';
 import { nodeSpawner, type ProcessSpawner } from './process-spawner.js';
@@ -8,13 +9,16 @@ export interface StdioProcessOptions {
   args: string[];
   env: Record<string, string>;
   cwd?: string;
-  /** Lines the server writes to stderr (its logs), for diagnostics. */
+  /** Lines the server writes to stderr (its logs), for diagnostics: whole characters, at most {@link MAX_STDERR_LINE} each. */
   onStderr?: (line: string) => void;
   /** Grace period between SIGTERM and SIGKILL on close. */
   killAfterMs?: number;
   /** Starts the process (default: `node:child_process.spawn`). */
   spawner?: ProcessSpawner;
 }
+
+/** Longest stderr line handed to `onStderr` (characters); the rest of a longer line is dropped. */
+export const MAX_STDERR_LINE = 64 * 1024;
 
 /** Variables a stdio server inherits from Gatehouse; everything else it gets only from its config. */
 const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE'];
@@ -90,12 +94,30 @@ export class ProcessGroupStdioTransport implements Transport {
         this.onerror?.(error);
       });
       child.stdin!.on('close', () => this.failWrites(new DescribedError('process stdin closed before the message was read')));
+      // Lines are decoded across chunk boundaries (a character split between two chunks stays
+      // whole, so masking still recognizes a value holding it) and bounded: past
+      // MAX_STDERR_LINE characters the rest of a line is dropped, never emitted as a new line
+      // (which would start with the unmasked remainder of a value cut at the bound).
+      const decoder = new StringDecoder('utf8');
       let pending = '';
+      let overflow = false;
       child.stderr!.on('data', (chunk: Buffer) => {
-        pending += chunk.toString('utf8');
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) if (line.trim()) this.options.onStderr?.(line);
+        const text = decoder.write(chunk);
+        for (let start = 0; ; ) {
+          const newline = text.indexOf('\n', start);
+          if (!overflow) {
+            pending += text.slice(start, newline < 0 ? undefined : newline);
+            if (pending.length > MAX_STDERR_LINE) {
+              pending = pending.slice(0, MAX_STDERR_LINE);
+              overflow = true;
+            }
+          }
+          if (newline < 0) break;
+          if (pending.trim()) this.options.onStderr?.(pending);
+          pending = '';
+          overflow = false;
+          start = newline + 1;
+        }
       });
     });
   }

@@ -524,7 +524,7 @@ export class UpstreamConnection {
         env: s.env,
         cwd: s.cwd ?? undefined,
         spawner: this.events.spawner,
-        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line.slice(0, 2000)) }, 'upstream stderr'),
+        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line).slice(0, 2000) }, 'upstream stderr'),
       });
     }
     const url = new URL(s.url!);

@@ -62,9 +62,9 @@ async function routeTo(upstreams: UpstreamServersService, secrets: SecretsServic
   if (!plan.perCaller && !plan.injects) return { connection, inject: {}, release: noop };
 
   const { values, unreadable } = plan.names.length > 0 ? await secrets.forCaller(server, caller.owner) : { values: new Map<string, string>(), unreadable: new Map<string, string>() };
-  const env = resolve(template.env, values, caller);
-  const headers = resolve(template.headers, values, caller);
-  const inject = resolve(template.inject, values, caller);
+  const env = resolve(template.env, values, caller, template.transport === 'stdio' ? 'env' : undefined);
+  const headers = resolve(template.headers, values, caller, template.transport === 'stdio' ? undefined : 'header');
+  const inject = resolve(template.inject, values, caller, 'argument');
   const missingSecrets = [...new Set([...env.missingSecrets, ...headers.missingSecrets, ...inject.missingSecrets])];
   const missingUser = [...new Set([...env.missingUser, ...headers.missingUser, ...inject.missingUser])];
   if (missingSecrets.length > 0) {
@@ -78,9 +78,22 @@ async function routeTo(upstreams: UpstreamServersService, secrets: SecretsServic
   if (missingUser.length > 0) {
     return { problem: `Server "${server}" is configured per user and needs your user ${missingUser.join(' and ')}, which this principal does not have; call it as a signed-in user`, missing: true };
   }
-  if (!plan.perCaller) return { connection, inject: inject.values, release: noop };
+  // A value stored before validation existed, or a user claim, that its place cannot hold: named, never sent, never quoted.
+  const invalid = [...env.invalid.map((i) => ({ ...i, field: 'env' })), ...headers.invalid.map((i) => ({ ...i, field: 'headers' }))][0];
+  if (invalid) {
+    const where = `${invalid.field}.${invalid.key}`;
+    if (invalid.secret) return { problem: `Secret "${invalid.secret}" for server "${server}" cannot be used: it ${invalid.problem} (${where}). Set it again with: ${secrets.howToSet(server, invalid.secret)}`, missing: true };
+    if (invalid.user) return { problem: `Server "${server}" cannot pass your user ${invalid.user} in ${where}: it ${invalid.problem}`, missing: true };
+    return { problem: `Server "${server}" is misconfigured: ${where} ${invalid.problem}; an administrator must fix it`, missing: true };
+  }
+  if (!plan.perCaller) {
+    // Secrets injected as arguments may come back in the upstream's stderr or errors: mask them there.
+    if (inject.secretValues.length > 0) connection.maskAlso(inject.secretValues);
+    return { connection, inject: inject.values, release: noop };
+  }
   try {
-    const pooled = await upstreams.pooled(server, caller.owner ?? '', { env: env.values, headers: headers.values });
+    const pooled = await upstreams.pooled(server, caller.owner ?? '', { env: env.values, headers: headers.values, secretValues: [...env.secretValues, ...headers.secretValues] });
+    if (inject.secretValues.length > 0) pooled.connection.maskAlso(inject.secretValues);
     return { connection: pooled.connection, inject: inject.values, release: pooled.release };
   } catch (error) {
     if (error instanceof PoolExhaustedError) return { problem: error.message, missing: false };

@@ -7,7 +7,29 @@ const alice = { owner: 'u1', userId: 'u1', email: 'alice@example.com' };
 describe('secret and user placeholders', () => {
   it('resolves secrets and user fields inside larger values', () => {
     const r = resolve({ Authorization: 'Bearer ${secret:TOKEN}', 'X-User': '${user:id}/${user:email}', PLAIN: 'x' }, new Map([['TOKEN', 's3cr3t']]), alice);
-    assert.deepEqual(r, { values: { Authorization: 'Bearer s3cr3t', 'X-User': 'u1/alice@example.com', PLAIN: 'x' }, missingSecrets: [], missingUser: [] });
+    assert.deepEqual(r, { values: { Authorization: 'Bearer s3cr3t', 'X-User': 'u1/alice@example.com', PLAIN: 'x' }, missingSecrets: [], missingUser: [], invalid: [], secretValues: ['s3cr3t'] });
+  });
+
+  it('reports values their place cannot hold by key and secret or user field, never by value', () => {
+    const secrets = new Map([
+      ['NUL', 'a\u0000b'],
+      ['CRLF', 'x\r\ny'],
+      ['OK', 'fine'],
+    ]);
+    const caller = { owner: 'u1', userId: 'u1', email: 'eve@example.com\r\nX-Admin: 1' };
+    const env = resolve({ A: '${secret:NUL}', B: '${secret:CRLF}', C: '${secret:OK}' }, secrets, caller, 'env');
+    assert.deepEqual(env.invalid, [{ key: 'A', secret: 'NUL', problem: 'contains a NUL character (U+0000), which an environment variable cannot hold' }]);
+    const headers = resolve({ Authorization: 'Bearer ${secret:CRLF}', 'X-Email': '${user:email}', 'X-Ok': '${secret:OK}' }, secrets, caller, 'header');
+    assert.deepEqual(
+      headers.invalid.map((i) => [i.key, i.secret ?? i.user, i.problem]),
+      [
+        ['Authorization', 'CRLF', 'contains a line break (CR or LF), which an HTTP header value cannot hold'],
+        ['X-Email', 'email', 'contains a line break (CR or LF), which an HTTP header value cannot hold'],
+      ],
+    );
+    assert.ok(!JSON.stringify([env.invalid, headers.invalid]).includes('x\\r\\ny'));
+    assert.deepEqual(resolve({ message: '${secret:NUL}' }, secrets, caller, 'argument').invalid, [], 'a tool argument may hold any string');
+    assert.deepEqual(resolve({ A: '${secret:NUL}' }, secrets, caller).invalid, [], 'no place: no check');
   });
 
   it('reports what is missing, each name once', () => {

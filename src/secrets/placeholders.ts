@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { valueProblem, type ValuePlace } from './value-rules.js';
 
 /**
  * Placeholders in a server's `env` / `headers` values and `inject` arguments, resolved for the
@@ -23,6 +24,22 @@ export interface Resolved {
   missingSecrets: string[];
   /** `${user:…}` fields the caller cannot provide (e.g. not signed in, no email). */
   missingUser: string[];
+  /** Values that cannot go where they go (see {@link ValuePlace}): which key, which secret or user field, why. */
+  invalid: InvalidValue[];
+  /** The secret values substituted (for masking: they are masked at any length). */
+  secretValues: string[];
+}
+
+/** A resolved value its place cannot hold. Names only: never the value. */
+export interface InvalidValue {
+  /** The env variable, header or argument name. */
+  key: string;
+  /** Set when the offending characters came from this secret. */
+  secret?: string;
+  /** Set when they came from `${user:<field>}`. */
+  user?: string;
+  /** `contains a NUL character (U+0000), which an environment variable cannot hold`. */
+  problem: string;
 }
 
 /** Problems with placeholder syntax in one value, for field-named 400s. */
@@ -47,24 +64,48 @@ export function hasPlaceholders(maps: Record<string, string>[]): boolean {
   return maps.some((map) => Object.values(map).some((v) => v.includes('${secret:') || v.includes('${user:')));
 }
 
-/** Fills every placeholder for `caller` from `secrets` (name → value, already merged user-over-shared). */
-export function resolve(map: Record<string, string>, secrets: ReadonlyMap<string, string>, caller: Caller): Resolved {
+/** The keys of `map` whose value uses `${secret:name}`. */
+export function keysUsing(map: Record<string, string>, name: string): string[] {
+  return Object.entries(map)
+    .filter(([, value]) => [...value.matchAll(PLACEHOLDER)].some(([, kind, arg]) => kind === 'secret' && arg === name))
+    .map(([key]) => key);
+}
+
+/**
+ * Fills every placeholder for `caller` from `secrets` (name → value, already merged
+ * user-over-shared). With `place`, each substituted secret or user field, and the literal
+ * around it, is checked for what that place cannot hold ({@link valueProblem}): a value stored
+ * before validation existed, or a user claim, is reported in `invalid` by name, never sent.
+ */
+export function resolve(map: Record<string, string>, secrets: ReadonlyMap<string, string>, caller: Caller, place?: ValuePlace): Resolved {
   const missingSecrets = new Set<string>();
   const missingUser = new Set<string>();
+  const invalid: InvalidValue[] = [];
+  const secretValues = new Set<string>();
   const values: Record<string, string> = {};
   for (const [key, value] of Object.entries(map)) {
+    const check = (part: string, from: { secret?: string; user?: string }) => {
+      const problem = place && valueProblem(part, place);
+      if (problem && !invalid.some((i) => i.key === key && i.secret === from.secret && i.user === from.user)) invalid.push({ key, ...from, problem });
+    };
     values[key] = value.replace(PLACEHOLDER, (_all, kind: string, arg: string) => {
       if (kind === 'secret') {
         const secret = secrets.get(arg);
         if (secret === undefined) missingSecrets.add(arg);
+        else {
+          secretValues.add(secret);
+          check(secret, { secret: arg });
+        }
         return secret ?? '';
       }
       const field = arg === 'id' ? caller.userId : arg === 'email' ? caller.email : null;
       if (field === null) missingUser.add(arg);
+      else check(field, { user: arg });
       return field ?? '';
     });
+    check(value.replace(PLACEHOLDER, ''), {});
   }
-  return { values, missingSecrets: [...missingSecrets], missingUser: [...missingUser] };
+  return { values, missingSecrets: [...missingSecrets], missingUser: [...missingUser], invalid, secretValues: [...secretValues] };
 }
 
 /** Every placeholder replaced by '' — what the shared (catalog) connection of a per-user server runs with. */

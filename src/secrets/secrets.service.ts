@@ -2,6 +2,8 @@ import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/comm
 import { InjectRepository } from '@nestjs/typeorm';
 import { PinoLogger } from 'nestjs-pino';
 import { Repository } from 'typeorm';
+import { AppError } from '../common/errors/app-error.js';
+import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
@@ -13,7 +15,9 @@ import { isUnauthenticated } from '../auth/principal.js';
 import { KEY_RING } from './key-ring.provider.js';
 import { SecretDecryptError, UnknownKeyError, type KeyRing } from './secret-crypto.js';
 import { SecretEntity } from './secret.entity.js';
+import { keysUsing } from './placeholders.js';
 import { putSecretSchema, secretNameSchema } from './secrets.schema.js';
+import { valueProblem, type ValuePlace } from './value-rules.js';
 import { SECRETS_CHANGED } from './secrets.topics.js';
 
 /** `owner` of a server-wide secret, shared by every caller who has no own value. */
@@ -89,11 +93,17 @@ export class SecretsService implements BeforeApplicationShutdown {
     this.cache.dispose();
   }
 
-  /** Creates or replaces a secret (204). */
+  /**
+   * Creates or replaces a secret (204). The value is checked for every place the server uses
+   * it now (an `env` value cannot hold NUL, a header value no CR/LF/NUL…): a 400
+   * `validation_failed` naming `value`, the character class and the place, never the value.
+   * Places added later are checked again at call time.
+   */
   async put(owner: string, server: string, name: string, body: unknown): Promise<void> {
     parseBody(secretNameSchema, { name });
     const { value } = parseBody(putSecretSchema, body);
     await this.upstreams.get(server); // 404 for an unknown server
+    this.checkPlaces(server, name, value);
     const sealed = this.ring.seal(value, { owner, server, name });
     await this.repo.manager.transaction(async (em) => {
       await em.query(
@@ -163,6 +173,25 @@ export class SecretsService implements BeforeApplicationShutdown {
       }
     }
     return { values, unreadable };
+  }
+
+  /** Throws a 400 naming `value` when a place the server uses secret `name` in cannot hold it. */
+  private checkPlaces(server: string, name: string, value: string): void {
+    const template = this.upstreams.template(server);
+    if (!template) return;
+    const places: [ValuePlace, string, Record<string, string>][] = [
+      ['env', 'env', template.env],
+      ['header', 'headers', template.headers],
+      ['argument', 'inject', template.inject],
+    ];
+    for (const [place, field, map] of places) {
+      const problem = valueProblem(value, place);
+      const key = problem && keysUsing(map, name)[0];
+      if (problem && key) {
+        const message = `${problem}; server "${server}" passes ${name} in ${field}.${key}`;
+        throw new AppError(ErrorCode.ValidationFailed, `value: ${message}`, { details: { fields: [{ field: 'value', message }] } });
+      }
+    }
   }
 
   /** How a caller sets a missing secret: the exact request. */

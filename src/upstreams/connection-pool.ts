@@ -16,6 +16,8 @@ export interface PooledConnection {
 export interface ResolvedValues {
   env: Record<string, string>;
   headers: Record<string, string>;
+  /** The secret values among them (masked at any length in what the connection reports); not part of the key. */
+  secretValues?: string[];
 }
 
 export interface ConnectionPoolOptions {

@@ -1,5 +1,6 @@
 import { ProtocolError } from '@modelcontextprotocol/client';
 import { Pool } from 'undici';
+import { DescribedError } from './error-description.js';
 
 export interface ForwardOptions {
   signal?: AbortSignal;
@@ -8,7 +9,7 @@ export interface ForwardOptions {
 }
 
 /** The upstream answered 404 for our session: it ended it, and the connection must start over. */
-export class UpstreamSessionLostError extends Error {}
+export class UpstreamSessionLostError extends DescribedError {}
 
 interface RpcMessage {
   id?: number | string;
@@ -88,7 +89,7 @@ export class HttpForwarder {
         signal,
       });
     } catch (error) {
-      if (timeout.aborted) throw new Error(`timed out after ${options.timeoutMs} ms`, { cause: error });
+      if (timeout.aborted) throw new DescribedError(`timed out after ${options.timeoutMs} ms`, { cause: error });
       throw error;
     }
     const { statusCode, headers, body } = response;
@@ -100,10 +101,10 @@ export class HttpForwarder {
     try {
       if (type.startsWith('text/event-stream')) return await this.fromEventStream(body, id, options);
       const text = await body.text();
-      if (statusCode >= 400 && !type.includes('json')) throw new Error(`HTTP ${statusCode}`);
+      if (statusCode >= 400 && !type.includes('json')) throw new DescribedError(`HTTP ${statusCode}`);
       return this.settle(JSON.parse(text) as RpcMessage, id);
     } catch (error) {
-      if (timeout.aborted) throw new Error(`timed out after ${options.timeoutMs} ms`, { cause: error });
+      if (timeout.aborted) throw new DescribedError(`timed out after ${options.timeoutMs} ms`, { cause: error });
       throw error;
     }
   }
@@ -113,7 +114,7 @@ export class HttpForwarder {
   }
 
   private settle(message: RpcMessage, id: number): unknown {
-    if (message.id !== id) throw new Error('the upstream answered another request id');
+    if (message.id !== id) throw new DescribedError('the upstream answered another request id');
     if (message.error) throw new ProtocolError(message.error.code, message.error.message, message.error.data);
     return message.result;
   }
@@ -138,6 +139,6 @@ export class HttpForwarder {
         else if (message.id === id) return this.settle(message, id);
       }
     }
-    throw new Error('the upstream closed the stream without an answer');
+    throw new DescribedError('the upstream closed the stream without an answer');
   }
 }

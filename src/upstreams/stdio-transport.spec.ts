@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import type { JSONRPCMessage } from '@modelcontextprotocol/client';
 import type { ProcessSpawner } from './process-spawner.js';
-import { ProcessGroupStdioTransport } from './stdio-transport.js';
+import { MAX_STDERR_LINE, ProcessGroupStdioTransport } from './stdio-transport.js';
 
 /** 'resolved' | 'rejected: …' | 'pending', once every already-queued callback has run. */
 async function stateOf(promise: Promise<unknown>): Promise<string> {
@@ -83,5 +83,24 @@ describe('ProcessGroupStdioTransport: pending writes', () => {
     await assert.rejects(transport.start(), /ENOENT/);
     assert.equal(await stateOf(transport.close()), 'resolved');
     assert.equal(await stateOf(transport.close()), 'resolved');
+  });
+});
+
+describe('ProcessGroupStdioTransport: stderr lines', () => {
+  it('keeps a character split across chunks whole, and drops the rest of an over-long line instead of emitting it as a line', async () => {
+    const fake = stuckChild();
+    const lines: string[] = [];
+    const transport = new ProcessGroupStdioTransport({ command: 'fake', args: [], env: {}, spawner: fake.spawner, onStderr: (l) => lines.push(l) });
+    await transport.start();
+    const stderr = (await new Promise<ChildProcess>((resolve) => resolve(fake.spawner('fake', [], {})))).stderr as PassThrough;
+    const secret = Buffer.from('token é-tail\n');
+    const cut = secret.indexOf(0xc3) + 1; // inside the two bytes of é
+    stderr.write(secret.subarray(0, cut));
+    stderr.write(secret.subarray(cut));
+    stderr.write(`${'x'.repeat(MAX_STDERR_LINE - 3)}SECRET-VALUE\nnext\n`);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(lines.map((l) => (l.length > 100 ? `${l.length}:${l.slice(-3)}` : l)), ['token é-tail', `${MAX_STDERR_LINE}:SEC`, 'next']);
+    fake.exit(0);
+    await transport.close();
   });
 });

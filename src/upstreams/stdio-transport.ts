@@ -1,5 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
+import { StringDecoder } from 'node:string_decoder';
 import { ReadBuffer, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
+import { DescribedError } from './error-description.js';
 import { nodeSpawner, type ProcessSpawner } from './process-spawner.js';
 
 export interface StdioProcessOptions {
@@ -7,13 +9,16 @@ export interface StdioProcessOptions {
   args: string[];
   env: Record<string, string>;
   cwd?: string;
-  /** Lines the server writes to stderr (its logs), for diagnostics. */
+  /** Lines the server writes to stderr (its logs), for diagnostics: whole characters, at most {@link MAX_STDERR_LINE} each. */
   onStderr?: (line: string) => void;
   /** Grace period between SIGTERM and SIGKILL on close. */
   killAfterMs?: number;
   /** Starts the process (default: `node:child_process.spawn`). */
   spawner?: ProcessSpawner;
 }
+
+/** Longest stderr line handed to `onStderr` (characters); the rest of a longer line is dropped. */
+export const MAX_STDERR_LINE = 64 * 1024;
 
 /** Variables a stdio server inherits from Gatehouse; everything else it gets only from its config. */
 const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE'];
@@ -46,7 +51,7 @@ export class ProcessGroupStdioTransport implements Transport {
   }
 
   start(): Promise<void> {
-    if (this.child) throw new Error('ProcessGroupStdioTransport already started');
+    if (this.child) throw new DescribedError('ProcessGroupStdioTransport already started');
     // Host variables passed on to the child process, not configuration read by Gatehouse.
     // eslint-disable-next-line no-restricted-properties
     const inherited = Object.fromEntries(INHERITED_ENV.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
@@ -66,8 +71,8 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.once('spawn', () => resolve());
       child.once('exit', (code, signal) => {
-        this.failWrites(new Error(`process exited (${signal ?? `code ${code}`}) before reading the message`));
-        if (!this.closing) this.onerror?.(new Error(`process exited (${signal ?? `code ${code}`})`));
+        this.failWrites(new DescribedError(`process exited (${signal ?? `code ${code}`}) before reading the message`));
+        if (!this.closing) this.onerror?.(new DescribedError(`process exited (${signal ?? `code ${code}`})`));
         this.onclose?.();
       });
       child.stdout!.on('data', (chunk: Buffer) => {
@@ -88,13 +93,31 @@ export class ProcessGroupStdioTransport implements Transport {
         this.failWrites(error);
         this.onerror?.(error);
       });
-      child.stdin!.on('close', () => this.failWrites(new Error('process stdin closed before the message was read')));
+      child.stdin!.on('close', () => this.failWrites(new DescribedError('process stdin closed before the message was read')));
+      // Lines are decoded across chunk boundaries (a character split between two chunks stays
+      // whole, so masking still recognizes a value holding it) and bounded: past
+      // MAX_STDERR_LINE characters the rest of a line is dropped, never emitted as a new line
+      // (which would start with the unmasked remainder of a value cut at the bound).
+      const decoder = new StringDecoder('utf8');
       let pending = '';
+      let overflow = false;
       child.stderr!.on('data', (chunk: Buffer) => {
-        pending += chunk.toString('utf8');
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) if (line.trim()) this.options.onStderr?.(line);
+        const text = decoder.write(chunk);
+        for (let start = 0; ; ) {
+          const newline = text.indexOf('\n', start);
+          if (!overflow) {
+            pending += text.slice(start, newline < 0 ? undefined : newline);
+            if (pending.length > MAX_STDERR_LINE) {
+              pending = pending.slice(0, MAX_STDERR_LINE);
+              overflow = true;
+            }
+          }
+          if (newline < 0) break;
+          if (pending.trim()) this.options.onStderr?.(pending);
+          pending = '';
+          overflow = false;
+          start = newline + 1;
+        }
       });
     });
   }
@@ -108,7 +131,7 @@ export class ProcessGroupStdioTransport implements Transport {
     return new Promise((resolve, reject) => {
       const stdin = this.child?.stdin;
       if (this.gone || !stdin || stdin.destroyed || !stdin.writable) {
-        reject(this.gone ?? new Error('process is not running'));
+        reject(this.gone ?? new DescribedError('process is not running'));
         return;
       }
       let settled = false;
@@ -152,7 +175,7 @@ export class ProcessGroupStdioTransport implements Transport {
     const child = this.child;
     this.closing = true;
     this.buffer.clear();
-    this.failWrites(new Error('the connection is closing'));
+    this.failWrites(new DescribedError('the connection is closing'));
     if (child && child.exitCode === null && child.signalCode === null && child.pid) {
       child.stdin?.end();
       signalGroup(child.pid, 'SIGTERM');

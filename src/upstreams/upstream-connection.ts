@@ -9,7 +9,12 @@ import {
   type Tool,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { ProtocolError } from '@modelcontextprotocol/client';
+import { ValueMasker, type MaskedValue } from '../common/logging/value-masker.js';
+import { valueProblem } from '../secrets/value-rules.js';
 import { systemClock, type Clock, type Timer } from './clock.js';
+import { DescribedError, describeUpstreamError } from './error-description.js';
+import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
 import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
 import type { ProcessSpawner } from './process-spawner.js';
@@ -42,6 +47,11 @@ export interface ConnectionEvents {
   clock?: Clock;
   /** Starts stdio processes; default `node:child_process.spawn`. */
   spawner?: ProcessSpawner;
+  /**
+   * Values in this connection's env/headers that came from secrets: masked in everything it
+   * reports at any length (configured literals only from 8 characters).
+   */
+  secretValues?: readonly string[];
 }
 
 /**
@@ -49,7 +59,7 @@ export interface ConnectionEvents {
  * secret change, idle parking, eviction, shutdown): it fails at once, saying why, instead of
  * waiting out its timeout. Whether the upstream acted on it is unknown.
  */
-export class UpstreamConnectionClosedError extends Error {
+export class UpstreamConnectionClosedError extends DescribedError {
   constructor(
     readonly server: string,
     readonly reason: string,
@@ -67,11 +77,8 @@ const GATEHOUSE_CLIENT = { name: 'gatehouse', version: '0.1.0' };
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
 
-/** First line of an error, without anything that looks like a credential in a URL. */
-function describe(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split('\n')[0].replace(/\/\/[^/@\s]+@/g, '//[REDACTED]@').slice(0, 500);
-}
+/** Most secret values injected into calls that a connection keeps masking (see {@link UpstreamConnection.maskAlso}). */
+const MAX_NOTED_VALUES = 1_000;
 
 /**
  * One replica's live connection to one upstream MCP server, through the official SDK client
@@ -100,6 +107,8 @@ export class UpstreamConnection {
   private failedGeneration = -1;
   private idleTimer: Timer | undefined;
   private waking: Promise<void> | undefined;
+  private masker!: ValueMasker;
+  private readonly noted = new Set<string>();
 
   constructor(
     server: UpstreamServerEntity,
@@ -110,6 +119,7 @@ export class UpstreamConnection {
     this.lastUsed = this.clock.now();
     this.machine = new ConnectionStateMachine(server.enabled ? 'connecting' : 'disabled', () => this.touchStatus());
     this.status = { lastError: null, toolCount: 0, updatedAt: new Date(this.clock.now()).toISOString() };
+    this.buildMasker();
   }
 
   /** The server as this connection serves it. Replaced by {@link update} for changes that need no reconnect. */
@@ -139,6 +149,31 @@ export class UpstreamConnection {
   update(server: UpstreamServerEntity): void {
     if (connectionKey(server) !== connectionKey(this.current)) throw new Error(`server "${server.name}": a connection-relevant change needs a new connection`);
     this.current = server;
+    this.buildMasker();
+  }
+
+  /**
+   * Secret values a call sends through this connection as arguments (`inject`): masked from
+   * now on in what this connection reports (stderr, errors), at any length. Bounded (the
+   * oldest are forgotten past 1,000).
+   */
+  maskAlso(values: readonly string[]): void {
+    const fresh = values.filter((v) => !this.noted.has(v));
+    if (fresh.length === 0) return;
+    if (this.noted.size + fresh.length > MAX_NOTED_VALUES) {
+      this.noted.clear();
+      this.buildMasker();
+    }
+    for (const v of fresh) this.noted.add(v);
+    this.masker.add(fresh.map((value) => ({ value, secret: true })));
+  }
+
+  /**
+   * Text this connection reports (stderr lines, errors, `status.lastError`) with every value
+   * Gatehouse handed the upstream replaced, in every encoding (see {@link ValueMasker}).
+   */
+  mask(text: string): string {
+    return this.masker.mask(text);
   }
 
   /** The upstream's own tools, unfiltered and with its own names. */
@@ -190,7 +225,7 @@ export class UpstreamConnection {
         }
       }
       const client = await this.ready();
-      if (!client) throw new Error(this.status.lastError ?? `it is ${this.machine.state}`);
+      if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
       const progressToken = params._meta?.progressToken;
       return await client.callTool(
         { name: params.name, arguments: params.arguments },
@@ -213,7 +248,7 @@ export class UpstreamConnection {
   async withClient<T>(outer: AbortSignal | undefined, work: (client: Client, signal: AbortSignal) => Promise<T>): Promise<T> {
     return this.track(outer, async (signal) => {
       const client = await this.ready();
-      if (!client) throw new Error(this.status.lastError ?? `it is ${this.machine.state}`);
+      if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
       return work(client, signal);
     });
   }
@@ -242,6 +277,8 @@ export class UpstreamConnection {
     this.lastUsed = this.clock.now();
     try {
       return await Promise.race([run(controller.signal), stopped]);
+    } catch (error) {
+      throw this.sanitized(error);
     } finally {
       this.inflight.delete(call);
       outer?.removeEventListener('abort', forward);
@@ -261,6 +298,8 @@ export class UpstreamConnection {
     await this.dispose();
     if (generation !== this.generation) return;
     try {
+      const invalid = this.invalidValue();
+      if (invalid) throw new DescribedError(`${invalid}; not sent (fix the server's configuration)`);
       const transport = this.createTransport();
       const client = new Client(GATEHOUSE_CLIENT, {
         capabilities: {},
@@ -293,7 +332,7 @@ export class UpstreamConnection {
       this.client = client;
       this.transport = transport;
       transport.onclose = () => {
-        if (generation === this.generation) this.failed(new Error('connection closed'), generation);
+        if (generation === this.generation) this.failed(new DescribedError('connection closed'), generation);
       };
       // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
       // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
@@ -333,17 +372,68 @@ export class UpstreamConnection {
   }
 
   /**
-   * Replaces the values Gatehouse handed this upstream (its env and headers: tokens, often)
-   * wherever they reappear in text it produced — stderr lines, error messages — before that
-   * text is logged or shown in `status.lastError`. Short values are left alone (too common to mean
-   * anything, and replacing them would garble the text).
+   * The masker for the values Gatehouse hands this upstream: its env, headers and inject
+   * literals and the credentials in its args (`--token VALUE`; from 8 characters), the secret values among them (any length), and the
+   * injected secret values noted so far.
    */
-  private mask(text: string): string {
-    let out = text;
-    for (const value of [...Object.values(this.server.env), ...Object.values(this.server.headers)]) {
-      if (value.length >= 8 && out.includes(value)) out = out.split(value).join('[REDACTED]');
+  private buildMasker(): void {
+    const s = this.current;
+    const secrets = new Set([...(this.events.secretValues ?? []), ...this.noted]);
+    const values: MaskedValue[] = [...secrets].map((value) => ({ value, secret: true }));
+    for (const value of [...Object.values(s.env), ...Object.values(s.headers), ...Object.values(s.inject ?? {}), ...credentialsInArgs(s.args ?? [])]) {
+      if (!secrets.has(value)) values.push({ value, secret: false });
     }
-    return out;
+    this.masker = new ValueMasker(values);
+  }
+
+  /**
+   * What a call's error becomes for the caller: a JSON-RPC error from the upstream keeps its
+   * code and data, its message masked; Gatehouse's own errors pass; anything else is
+   * described by its code ({@link describeUpstreamError}), never by its message.
+   */
+  private sanitized(error: unknown): unknown {
+    if (error instanceof UpstreamConnectionClosedError) return error;
+    if (error instanceof ProtocolError) {
+      const message = this.mask(error.message);
+      const data = this.maskData(error.data);
+      return message === error.message && data === error.data ? error : new ProtocolError(error.code, message, data);
+    }
+    return new DescribedError(this.mask(describeUpstreamError(error)));
+  }
+
+  /** An upstream error's `data`, masked as JSON text; dropped if masking left it unparsable. */
+  private maskData(data: unknown): unknown {
+    if (data === undefined || this.masker.empty) return data;
+    const json = JSON.stringify(data);
+    if (json === undefined) return data;
+    const masked = this.mask(json);
+    if (masked === json) return data;
+    try {
+      return JSON.parse(masked) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A configured value its place cannot hold (stored before validation existed, or resolved
+   * from a secret): `env.NAME: contains a NUL character…`. Checked before anything is started
+   * or sent, so Node's or fetch's own error — which quotes the value — never happens.
+   */
+  private invalidValue(): string | undefined {
+    const s = this.current;
+    if (s.transport === 'stdio') {
+      for (const [key, value] of Object.entries(s.env)) {
+        const problem = valueProblem(value, 'env');
+        if (problem) return `env.${key}: ${problem}`;
+      }
+      return undefined;
+    }
+    for (const [key, value] of Object.entries(s.headers)) {
+      const problem = valueProblem(value, 'header');
+      if (problem) return `headers.${key}: ${problem}`;
+    }
+    return undefined;
   }
 
   private signature(): string {
@@ -395,7 +485,7 @@ export class UpstreamConnection {
     // A crash is reported twice (transport close, then the pending request): count it once.
     if (generation !== this.generation || !this.machine.can('error') || this.failedGeneration === generation) return;
     this.failedGeneration = generation;
-    const message = this.mask(describe(error));
+    const message = this.mask(describeUpstreamError(error));
     const hadTools = this.tools.length + this.prompts.length + this.resources.length + this.resourceTemplates.length > 0;
     this.tools = [];
     this.prompts = [];
@@ -434,7 +524,7 @@ export class UpstreamConnection {
         env: s.env,
         cwd: s.cwd ?? undefined,
         spawner: this.events.spawner,
-        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line.slice(0, 2000)) }, 'upstream stderr'),
+        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line).slice(0, 2000) }, 'upstream stderr'),
       });
     }
     const url = new URL(s.url!);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { placeholderProblems } from '../secrets/placeholders.js';
+import { valueProblem, type ValuePlace } from '../secrets/value-rules.js';
 
 /** `[a-z0-9][a-z0-9-]{0,62}`: safe in URLs (`/mcp/<name>`) and as a tool-name prefix. */
 export const SERVER_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -20,7 +21,7 @@ const transport = z.enum(['stdio', 'streamable_http', 'sse'], {
 });
 const text = (max: number, what = 'a string') =>
   z.string({ error: (i) => `expected ${what}, got ${show(i.input)}` }).max(max, { error: `expected at most ${max} characters` });
-const stringMap = (key: RegExp, what: string, reserved?: Set<string>) =>
+const stringMap = (key: RegExp, what: string, place: ValuePlace, reserved?: Set<string>) =>
   z
     .record(z.string(), z.string({ error: 'expected a string value' }).max(8192, { error: 'expected at most 8192 characters' }), {
       error: (i) => `expected an object of ${what} to string values, got ${show(i.input)}`,
@@ -30,6 +31,9 @@ const stringMap = (key: RegExp, what: string, reserved?: Set<string>) =>
         if (!key.test(k)) ctx.addIssue({ code: 'custom', path: [k], message: `expected ${what}, got ${show(k)}` });
         else if (reserved?.has(k.toLowerCase())) ctx.addIssue({ code: 'custom', path: [k], message: `is set by Gatehouse and cannot be configured` });
         for (const problem of placeholderProblems(v)) ctx.addIssue({ code: 'custom', path: [k], message: problem });
+        // What the value's place cannot hold (NUL in env, CR/LF in a header…): named, never quoted.
+        const bad = valueProblem(v, place, true);
+        if (bad) ctx.addIssue({ code: 'custom', path: [k], message: bad });
       }
     });
 const url = z
@@ -56,10 +60,10 @@ const fields = {
   transport,
   command: text(4096, 'a command').min(1, { error: 'expected a non-empty command' }).nullable(),
   args: z.array(text(8192), { error: 'expected an array of strings' }).max(256),
-  env: stringMap(ENV_NAME, 'environment variable names', undefined),
+  env: stringMap(ENV_NAME, 'environment variable names', 'env'),
   cwd: text(4096, 'a directory path').nullable(),
   url: url.nullable(),
-  headers: stringMap(HEADER_NAME, 'header names', RESERVED_HEADERS),
+  headers: stringMap(HEADER_NAME, 'header names', 'header', RESERVED_HEADERS),
   enabled: z.boolean({ error: (i) => `expected true or false, got ${show(i.input)}` }),
   description: text(2000).nullable(),
   timeoutMs: z
@@ -68,7 +72,7 @@ const fields = {
     .min(100, { error: 'expected an integer 100-3600000 (milliseconds)' })
     .max(3_600_000, { error: 'expected an integer 100-3600000 (milliseconds)' }),
   toolFilter,
-  inject: stringMap(ARGUMENT_NAME, 'tool argument names', undefined).refine((m) => Object.keys(m).length <= 50, { error: 'expected at most 50 arguments' }),
+  inject: stringMap(ARGUMENT_NAME, 'tool argument names', 'argument').refine((m) => Object.keys(m).length <= 50, { error: 'expected at most 50 arguments' }),
 };
 
 function requireTransportFields(server: { transport: string; command?: string | null; url?: string | null }, ctx: z.RefinementCtx) {

@@ -33,5 +33,6 @@ describe('redactUrl', () => {
     assert.equal(redactUrl('/cb?code=c&state=s'), `/cb?code=${encodeURIComponent(REDACTED)}&state=${encodeURIComponent(REDACTED)}`);
     assert.equal(redactUrl('/healthz'), '/healthz');
     assert.equal(redactUrl('/x?page=2'), '/x?page=2');
+    assert.equal(redactUrl('/mcp?sig=s&auth=a&page=2'), `/mcp?sig=${encodeURIComponent(REDACTED)}&auth=${encodeURIComponent(REDACTED)}&page=2`);
   });
 });

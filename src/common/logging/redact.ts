@@ -10,6 +10,12 @@ const SENSITIVE_KEY =
 
 export const isSensitiveKey = (key: string): boolean => SENSITIVE_KEY.test(key);
 
+/** Query parameters whose values are credentials beyond the key-name heuristic (`?sig=…`, `?auth=…`, `?code=…`). */
+const CREDENTIAL_PARAM = /^(auth|sig|signature|code|jwt|access[-_]?token|id[-_]?token|client[-_]?secret|x-amz-(signature|credential|security-token))$/i;
+
+/** Whether a query parameter, flag (without dashes) or `NAME=` prefix names a credential: {@link isSensitiveKey} or a known credential parameter. */
+export const isCredentialParam = (name: string): boolean => isSensitiveKey(name) || CREDENTIAL_PARAM.test(name);
+
 const MAX_DEPTH = 8;
 
 export function redactDeep(value: unknown, depth = 0): unknown {
@@ -32,7 +38,7 @@ export function redactUrl(url: string): string {
   const params = new URLSearchParams(url.slice(q + 1));
   let changed = false;
   for (const key of [...params.keys()]) {
-    if (isSensitiveKey(key) || /^(code|state|access_token|id_token|refresh_token)$/i.test(key)) {
+    if (isCredentialParam(key) || /^state$/i.test(key)) {
       params.set(key, REDACTED);
       changed = true;
     }

@@ -70,6 +70,19 @@ export const envSchema = z.object({
   HTTP_SESSION_TIMEOUT: envInt(1_000, 30 * 24 * 3_600_000).default(1_800_000),
   HTTP_MAX_CONCURRENT_SESSIONS: envInt(1, 1_000_000).default(100),
   HTTP_SESSION_CLEANUP_INTERVAL: envInt(1_000, 24 * 3_600_000).default(60_000),
+  HTTP_MAX_SESSIONS_PER_ADDRESS: envInt(1, 1_000_000).default(100),
+  HTTP_SESSION_RECLAIM_IDLE: envInt(0, 30 * 24 * 3_600_000).default(300_000),
+  MCP_MAX_STREAMS_PER_SESSION: envInt(1, 100).default(2),
+  MCP_MAX_STREAMS_PER_PRINCIPAL: envInt(1, 1_000_000).default(50),
+
+  HTTP_RATE_LIMIT_ENABLED: envBool().default(false),
+  HTTP_RATE_LIMIT_WINDOW: envInt(1_000, 24 * 3_600_000).default(60_000),
+  HTTP_RATE_LIMIT_MAX_REQUESTS: envInt(1, 100_000_000).default(600),
+  HTTP_RATE_LIMIT_MAX_UNAUTHENTICATED: envInt(1, 100_000_000).default(60),
+  HTTP_RATE_LIMIT_REPLICAS: envInt(1, 1_000).default(1),
+  HTTP_RATE_LIMIT_TOOLS: envList('a comma-separated list of <tool glob>=<max calls per window>, e.g. github__create_*=10', (s) =>
+    /^[A-Za-z0-9_.*?-]+=\d{1,9}$/.test(s) && Number(s.split('=')[1]) >= 1,
+  ).optional(),
 
   DATABASE_URL: envUrl(['postgres', 'postgresql']).optional(),
   DB_MIGRATE: envBool().default(true),
@@ -211,7 +224,28 @@ export interface AppConfig {
     fastPath: boolean;
     sessionTimeoutMs: number;
     maxSessionsPerPrincipal: number;
+    /** Open sessions opened without credentials (or by the anonymous principal of `none`) per client address. */
+    maxSessionsPerAddress: number;
+    /** A session unused this long (ms) may be closed to make room when a cap is reached; 0: never. */
+    sessionReclaimIdleMs: number;
     sessionSweepIntervalMs: number;
+    /** Legacy GET streams one session may hold open at once (per replica). */
+    maxStreamsPerSession: number;
+    /** Legacy GET plus `subscriptions/listen` streams one principal may hold open on a replica. */
+    maxStreamsPerPrincipal: number;
+  };
+  rateLimit: {
+    enabled: boolean;
+    /** Fixed window length in ms (whole seconds are used: rounded up). */
+    windowMs: number;
+    /** Requests per window per authenticated principal, across all replicas. */
+    maxRequests: number;
+    /** Requests per window per client address without credentials, and failed authentications. */
+    maxUnauthenticated: number;
+    /** Replicas sharing the limits: each enforces ceil(max / replicas). */
+    replicas: number;
+    /** Per-tool limits: `<namespaced tool glob>` → calls per window per principal. */
+    tools: { pattern: string; max: number }[];
   };
   policies: {
     /** The outcome when no policy matches an operation. */
@@ -324,7 +358,22 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       fastPath: e.MCP_FAST_PATH,
       sessionTimeoutMs: e.HTTP_SESSION_TIMEOUT,
       maxSessionsPerPrincipal: e.HTTP_MAX_CONCURRENT_SESSIONS,
+      maxSessionsPerAddress: e.HTTP_MAX_SESSIONS_PER_ADDRESS,
+      sessionReclaimIdleMs: e.HTTP_SESSION_RECLAIM_IDLE,
       sessionSweepIntervalMs: e.HTTP_SESSION_CLEANUP_INTERVAL,
+      maxStreamsPerSession: e.MCP_MAX_STREAMS_PER_SESSION,
+      maxStreamsPerPrincipal: e.MCP_MAX_STREAMS_PER_PRINCIPAL,
+    },
+    rateLimit: {
+      enabled: e.HTTP_RATE_LIMIT_ENABLED,
+      windowMs: e.HTTP_RATE_LIMIT_WINDOW,
+      maxRequests: e.HTTP_RATE_LIMIT_MAX_REQUESTS,
+      maxUnauthenticated: e.HTTP_RATE_LIMIT_MAX_UNAUTHENTICATED,
+      replicas: e.HTTP_RATE_LIMIT_REPLICAS,
+      tools: (e.HTTP_RATE_LIMIT_TOOLS ?? []).map((item) => {
+        const at = item.lastIndexOf('=');
+        return { pattern: item.slice(0, at), max: Number(item.slice(at + 1)) };
+      }),
     },
     policies: { defaultEffect: e.GATEHOUSE_POLICY_DEFAULT },
     upstreams: {

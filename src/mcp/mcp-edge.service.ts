@@ -74,9 +74,10 @@ export class McpEdgeService {
 
   /**
    * Serves one HTTP request to `/mcp` (scope `''`) or `/mcp/<scope>` the full way. `parsedBody`
-   * is the JSON body Fastify already parsed (undefined for GET/DELETE).
+   * is the JSON body Fastify already parsed (undefined for GET/DELETE); `clientAddress` the
+   * client's address (`request.ip`), which caps sessions opened without credentials.
    */
-  async handle(request: Request, parsedBody: unknown, scope: string, principal: Principal, abort?: AbortController): Promise<Response> {
+  async handle(request: Request, parsedBody: unknown, scope: string, principal: Principal, abort?: AbortController, clientAddress?: string): Promise<Response> {
     const rejected = this.hostOrigin.reject(request);
     if (rejected) return rejected;
     if (scope !== '' && !this.upstreams.catalog(scope)) {
@@ -88,7 +89,7 @@ export class McpEdgeService {
     if (request.method === 'POST' && !(await isLegacyRequest(request, parsedBody))) {
       return handlers.modern.fetch(request, { parsedBody, authInfo });
     }
-    return this.legacySessions.handle(request, parsedBody, scope, handlers.legacy, principal, authInfo, abort);
+    return this.legacySessions.handle(request, parsedBody, scope, handlers.legacy, principal, authInfo, abort, clientAddress);
   }
 
   /** The fast path's JSON answer, or undefined (see {@link McpFastPath.answer}); call {@link refuse} first. */

@@ -84,7 +84,7 @@ export class McpController {
         })
       : undefined;
     try {
-      const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, principal, abort);
+      const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, principal, abort, req.ip);
       await sendWebResponse(reply, response, req.id);
     } finally {
       release?.();

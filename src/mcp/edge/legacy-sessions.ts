@@ -50,6 +50,7 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
     principal: Principal,
     authInfo: McpHandlerRequestOptions['authInfo'],
     abort?: AbortController,
+    clientAddress?: string,
   ): Promise<Response> {
     const token = request.headers.get(SESSION_HEADER);
 
@@ -65,9 +66,15 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
           protocolVersion: params.protocolVersion,
           clientInfo: params.clientInfo,
           capabilities: params.capabilities,
+          // Without credentials, or as the anonymous principal of `none` (every client is that
+          // one principal): capped per client address, not per principal.
+          withoutCredentials: principal.method === 'none',
+          clientAddress,
         });
       } catch (error) {
-        if (error instanceof TooManySessionsError) return jsonRpcError(429, -32000, error.message);
+        if (error instanceof TooManySessionsError) {
+          return jsonRpcError(429, -32000, error.message, { 'retry-after': String(Math.ceil(error.retryAfterMs / 1000)) });
+        }
         throw error;
       }
       const response = await serve(request, { parsedBody: body, authInfo });

@@ -8,7 +8,7 @@ import { HostOriginCheck } from './edge/host-origin.js';
 import { jsonRpcError } from './edge/json-rpc.js';
 import { LegacySessions } from './edge/legacy-sessions.js';
 import { MCP_RETRY_AFTER_S, McpReadiness } from './edge/mcp-readiness.js';
-import { NotificationFanout } from './edge/notification-fanout.js';
+import { NotificationFanout, STREAM_RETRY_AFTER_S, streamOwner } from './edge/notification-fanout.js';
 import { SdkServing } from './edge/sdk-serving.js';
 
 export { jsonRpcError };
@@ -70,6 +70,21 @@ export class McpEdgeService {
   /** Registers a modern `subscriptions/listen` exchange so {@link endStreams} can end it. */
   holdListenStream(end: () => void): () => void {
     return this.fanout.holdListenStream(end);
+  }
+
+  /**
+   * Like {@link holdListenStream}, counted against MCP_MAX_STREAMS_PER_PRINCIPAL for `principal`
+   * (per client address without credentials): the release function, or the 429 answer when the
+   * principal already holds its maximum of notification streams on this replica.
+   */
+  holdListenStreamFor(principal: Principal, clientAddress: string, end: () => void): { release: () => void } | { refused: EarlyAnswer } {
+    const owner = streamOwner(principal, clientAddress);
+    const refused = this.fanout.ownerRefusal(owner);
+    if (refused) {
+      const body = JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: refused }, id: null });
+      return { refused: { status: 429, body, headers: { 'retry-after': String(STREAM_RETRY_AFTER_S) } } };
+    }
+    return { release: this.fanout.holdListenStream(end, owner) };
   }
 
   /**

@@ -4,7 +4,7 @@ import { ChangeBusService } from '../../database/change-bus.service.js';
 import { PENDING_PREFIX, PENDING_PRINCIPAL, SessionsService, TooManySessionsError, type LiveSession } from '../../sessions/sessions.service.js';
 import { isUnauthenticated, type Principal } from '../../auth/principal.js';
 import { jsonRpcError } from './json-rpc.js';
-import { NotificationFanout } from './notification-fanout.js';
+import { NotificationFanout, streamOwner } from './notification-fanout.js';
 
 export const SESSION_HEADER = 'mcp-session-id';
 /** Bus topic: a legacy client cancelled `{ key }` (session hash + request id) on some replica. */
@@ -105,7 +105,7 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
         await this.sessions.close(session);
         return new Response(null, { status: 200 });
       case 'GET':
-        return this.fanout.openStream(request, session);
+        return this.fanout.openStream(request, session, streamOwner(principal, clientAddress));
       default:
         return jsonRpcError(405, -32000, 'Method not allowed', { allow: 'GET, POST, DELETE' });
     }

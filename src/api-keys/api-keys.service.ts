@@ -236,6 +236,7 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
     if (beyondCreator.length > 0) {
       throw new AppError(ErrorCode.Forbidden, `scopes: you do not hold ${beyondCreator.join(', ')} yourself`, { details: { field: 'scopes' } });
     }
+    await this.assertRoomForKey(creator);
     const { key, row } = await insertApiKey(this.repo, this.config.auth.apiKeyPepper, {
       name: input.name,
       role: input.role,
@@ -246,6 +247,27 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
     });
     this.logger.info({ keyId: row.id, role: row.role, by: creator.id }, 'API key created');
     return { ...toView(row), key };
+  }
+
+  /**
+   * Bounds the keys one user can hold: with GATEHOUSE_MAX_API_KEYS_PER_USER active (unrevoked,
+   * unexpired) keys — owned by the creator's user, or for a creator without a user (static key,
+   * `none`) created by that principal — a new one is 409 naming the limit and the setting.
+   * Checked before the insert, not under a lock: concurrent creations by one user may overshoot
+   * by the number in flight (a bound on storage, not a security boundary).
+   */
+  private async assertRoomForKey(creator: Principal): Promise<void> {
+    const max = this.config.auth.maxApiKeysPerUser;
+    const [{ active }] = await this.repo.query<[{ active: number }]>(
+      `SELECT count(*)::int AS active FROM api_keys
+        WHERE ${creator.userId ? 'user_id = $1' : 'user_id IS NULL AND created_by = $1'} AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
+      [creator.userId ?? creator.id],
+    );
+    if (active >= max) {
+      throw new AppError(ErrorCode.Conflict, `you already have ${active} active API keys, the maximum (GATEHOUSE_MAX_API_KEYS_PER_USER=${max}); revoke one first`, {
+        details: { limit: max, setting: 'GATEHOUSE_MAX_API_KEYS_PER_USER' },
+      });
+    }
   }
 
   /** Keys visible to `viewer`: admins (admin:read) see all, everyone else their own. */

@@ -101,6 +101,8 @@ export const envSchema = z.object({
   GATEHOUSE_POOL_MAX: envInt(1, 10_000).default(100),
   GATEHOUSE_POOL_IDLE_TTL: envInt(1_000, 7 * 24 * 3_600_000).default(300_000),
   GATEHOUSE_ENCRYPTION_KEYS: envSecret(3).optional(),
+  GATEHOUSE_MAX_SECRETS_PER_USER: envInt(1, 1_000_000).default(200),
+  GATEHOUSE_MAX_API_KEYS_PER_USER: envInt(1, 1_000_000).default(50),
   GATEHOUSE_DATA_DIR: envString('a directory path').default('./.data'),
 
   SHUTDOWN_TIMEOUT: envInt(0, 600_000).default(25_000),
@@ -265,6 +267,8 @@ export interface AppConfig {
     /** GATEHOUSE_ENCRYPTION_KEYS as given (validated); undefined: a development key in dataDir. */
     keys: string | undefined;
     dataDir: string;
+    /** Secrets one user may store (their own, across servers; shared server secrets are not counted). */
+    maxPerUser: number;
   };
   auth: {
     strategies: AuthStrategyName[];
@@ -283,6 +287,8 @@ export interface AppConfig {
     };
     /** Static keys from MCP_API_KEYS (bootstrap; admin). */
     staticApiKeys: string[];
+    /** Active (unrevoked, unexpired) API keys one user — or one key-less creator — may hold. */
+    maxApiKeysPerUser: number;
     /** Key for the keyed hash API keys are stored as. */
     apiKeyPepper: string;
     oauth: { issuer: string | undefined; jwksUrl: string | undefined; audience: string[] };
@@ -382,7 +388,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       poolMax: e.GATEHOUSE_POOL_MAX,
       poolIdleTtlMs: e.GATEHOUSE_POOL_IDLE_TTL,
     },
-    secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR },
+    secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR, maxPerUser: e.GATEHOUSE_MAX_SECRETS_PER_USER },
     auth: {
       strategies: [...new Set(e.MCP_AUTH_STRATEGY)] as AuthStrategyName[],
       require: e.MCP_AUTH_REQUIRE ?? !e.MCP_AUTH_STRATEGY.includes('none'),
@@ -397,6 +403,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
         groupsClaim: e.MCP_JWT_GROUPS_CLAIM,
       },
       staticApiKeys: e.MCP_API_KEYS ?? [],
+      maxApiKeysPerUser: e.GATEHOUSE_MAX_API_KEYS_PER_USER,
       apiKeyPepper: e.GATEHOUSE_API_KEY_PEPPER ?? DEFAULT_API_KEY_PEPPER,
       oauth: {
         issuer: e.MCP_OAUTH_ISSUER?.toString().replace(/\/+$/, ''),

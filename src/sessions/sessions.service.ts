@@ -300,6 +300,20 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
   }
 
   /**
+   * Activity without a request: a replica holding a notification stream of session `id` calls
+   * this periodically, so a session whose client only listens is neither expired nor taken for
+   * idle (and reclaimed) while its stream is open. Writes at most once per touch interval.
+   * Resolves false when the session is no longer open (closed or expired anywhere).
+   */
+  async heartbeat(id: string): Promise<boolean> {
+    const session = this.cache.peek(id) ?? (await this.cache.get(id));
+    if (!session) return false;
+    const now = this.clock.now();
+    if (now - session.touchedAt < this.touchEveryMs && session.expiresAt > now) return true;
+    return this.touch(session, now);
+  }
+
+  /**
    * Binds a session opened without credentials (`MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false`)
    * to the first principal that authenticates on it. Returns false when another principal
    * got there first (on any replica): the caller then answers as for an unknown session.

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Global, Module } from '@nestjs/common';
+import { NotificationFanout } from '../../src/mcp/edge/notification-fanout.js';
+import { SESSION_CLOCK, type SessionClock } from '../../src/sessions/sessions.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
@@ -121,5 +124,50 @@ describe('sessions opened without credentials: per-address caps, idle reclaim, a
     assert.equal((await fetch(`${app.url}/api/v1/sessions/${all.items[0].id}`, { method: 'DELETE' })).status, 404);
     assert.equal((await fetch(`${app.url}/api/v1/sessions/not-a-session`, { method: 'DELETE' })).status, 404);
     assert.equal((await list('')).total, 1);
+  });
+});
+
+describe('a session whose client only listens on its GET stream is in use, not idle', () => {
+  let db: TestDatabase;
+  let app: TestApp;
+  let time = Date.now();
+  const clock: SessionClock = { now: () => time };
+  @Global()
+  @Module({ providers: [{ provide: SESSION_CLOCK, useValue: clock }], exports: [SESSION_CLOCK] })
+  class FakeSessionClock {}
+  before(async () => {
+    db = await createTestDatabase();
+    app = await startTestApp(db.url, { ...ENV, HTTP_MAX_SESSIONS_PER_ADDRESS: '1', SHUTDOWN_TIMEOUT: '500' }, { imports: [FakeSessionClock] });
+  });
+  after(async () => {
+    await app.shutdown('test done');
+    await db.drop();
+  });
+
+  const open = () => fetch(`${app.url}/mcp`, { method: 'POST', headers: { ...HEADERS, 'x-forwarded-for': '10.10.0.1' }, body: JSON.stringify(initialize) });
+
+  it('the stream keep-alive marks the session used, so it is not reclaimed while the stream is open', async () => {
+    const first = await open();
+    assert.equal(first.status, 200);
+    await first.text();
+    const session = first.headers.get('mcp-session-id')!;
+    const abort = new AbortController();
+    const stream = await fetch(`${app.url}/mcp`, {
+      headers: { accept: 'text/event-stream', 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18', 'x-forwarded-for': '10.10.0.1' },
+      signal: abort.signal,
+    });
+    assert.equal(stream.status, 200);
+    // Three minutes without a request, the stream open all along (its keep-alives ran).
+    time += 180_000;
+    await app.app.get(NotificationFanout).heartbeat();
+    const refused = await open();
+    assert.equal(refused.status, 429, 'the listening session is in use: not reclaimed');
+    await refused.text();
+    // Once the stream is gone and the session idle, it is reclaimed.
+    abort.abort();
+    time += 180_000;
+    const second = await open();
+    assert.equal(second.status, 200);
+    await second.text();
   });
 });

@@ -161,7 +161,10 @@ export class NotificationFanout implements OnApplicationBootstrap, BeforeApplica
         held = stream;
         this.streams.add(stream);
         this.countOwner(owner, 1);
-        keepalive = setInterval(() => stream.write(': keepalive\n\n'), KEEPALIVE_MS);
+        keepalive = setInterval(() => {
+          stream.write(': keepalive\n\n');
+          void this.heartbeat(stream);
+        }, KEEPALIVE_MS);
         keepalive.unref();
         stream.write(': stream open\n\n');
       },
@@ -172,6 +175,24 @@ export class NotificationFanout implements OnApplicationBootstrap, BeforeApplica
       status: 200,
       headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive' },
     });
+  }
+
+  /**
+   * Marks the sessions of the held GET streams (all, or one) as in use (`SessionsService.heartbeat`,
+   * written at most once per touch interval): a client that only listens keeps its session, which
+   * is then never reclaimed as idle; a stream whose session has ended meanwhile is closed. Runs
+   * with each keep-alive.
+   */
+  heartbeat(only?: HeldStream): Promise<void> {
+    const streams = only ? [only] : [...this.streams];
+    return Promise.all(
+      streams.map((stream) =>
+        this.sessions.heartbeat(stream.sessionId).then(
+          (open) => (open ? undefined : stream.close()),
+          () => undefined, // the database is unreachable: try again at the next keep-alive
+        ),
+      ),
+    ).then(() => undefined);
   }
 
   /** Something an upstream offers changed: tell the clients whose view includes it. */

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Client as LegacyClient } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { EVERYTHING, eventually } from '../support/upstreams.js';
 
 const KEYS = ['rate-limit-key-one-0123456789abcdef', 'rate-limit-key-two-0123456789abcdef', 'rate-limit-key-three-0123456789abcd'];
 const MCP_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
@@ -105,5 +109,49 @@ describe('rate limits (HTTP_RATE_LIMIT_*)', () => {
     const other = await open('10.4.0.2');
     assert.equal(other.status, 200);
     await other.text();
+  });
+});
+
+describe('per-tool rate limits (HTTP_RATE_LIMIT_TOOLS) through the MCP pipeline, both eras', () => {
+  let db: TestDatabase;
+  let app: TestApp;
+  before(async () => {
+    db = await createTestDatabase();
+    app = await startTestApp(db.url, { HTTP_RATE_LIMIT_ENABLED: 'true', HTTP_RATE_LIMIT_TOOLS: 'everything__ec*=3' });
+    const res = await fetch(`${app.url}/api/v1/servers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'everything', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'] }),
+    });
+    assert.equal(res.status, 201);
+    await eventually('connected', async () => {
+      const v = (await (await fetch(`${app.url}/api/v1/servers/everything`)).json()) as { status: { state: string } };
+      return v.status.state === 'connected' ? true : undefined;
+    });
+  });
+  after(async () => {
+    await app.shutdown('test done');
+    await db.drop();
+  });
+
+  it('refuses the call beyond the budget with JSON-RPC error -32029 naming the setting; other tools are not counted', async () => {
+    const legacy = new LegacyClient({ name: 'rate-legacy', version: '1' });
+    await legacy.connect(new LegacyTransport(new URL(`${app.url}/mcp`)));
+    const modern = new Client({ name: 'rate-modern', version: '1' }, { capabilities: {}, versionNegotiation: { mode: 'auto' } });
+    await modern.connect(new StreamableHTTPClientTransport(new URL(`${app.url}/mcp`)));
+    try {
+      const echo = { name: 'everything__echo', arguments: { message: 'hi' } };
+      // Both eras, the fast path and the SDK path (a progress token), share the principal's budget.
+      await legacy.callTool(echo);
+      await modern.callTool(echo);
+      await legacy.callTool({ ...echo, _meta: { progressToken: 'p1' } });
+      await assert.rejects(legacy.callTool(echo), (e: Error & { code?: number }) => e.code === -32029 && /HTTP_RATE_LIMIT_TOOLS/.test(e.message));
+      await assert.rejects(modern.callTool(echo), (e: Error & { code?: number }) => e.code === -32029);
+      const sum = await legacy.callTool({ name: 'everything__get-sum', arguments: { a: 1, b: 2 } });
+      assert.notEqual(sum.isError, true, 'a tool outside the rule is not limited');
+    } finally {
+      await legacy.close();
+      await modern.close();
+    }
   });
 });

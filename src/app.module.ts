@@ -14,6 +14,8 @@ import { HealthModule } from './health/health.module.js';
 import { McpModule } from './mcp/mcp.module.js';
 import { UpstreamsModule } from './upstreams/upstreams.module.js';
 import { UsersModule } from './users/users.module.js';
+import { RateLimitModule } from './rate-limit/rate-limit.module.js';
+import { RateLimitAddressGuard, RateLimitPrincipalGuard } from './rate-limit/rate-limit.guard.js';
 
 export interface AppModuleOptions {
   config: AppConfig;
@@ -39,11 +41,16 @@ export class AppModule {
         ApiKeysModule,
         UpstreamsModule,
         McpModule,
+        RateLimitModule,
         ...imports,
       ],
       providers: [
         { provide: APP_FILTER, useClass: AllExceptionsFilter },
+        // Global guards run in this order: the address budget before authenticating, then
+        // authentication and permissions, then the principal's budget.
+        { provide: APP_GUARD, useClass: RateLimitAddressGuard },
         { provide: APP_GUARD, useClass: AuthGuard },
+        { provide: APP_GUARD, useClass: RateLimitPrincipalGuard },
       ],
     };
   }

@@ -2,7 +2,7 @@ import { Inject, Injectable, type BeforeApplicationShutdown, type OnModuleInit }
 import { InjectRepository } from '@nestjs/typeorm';
 import { LRUCache } from 'lru-cache';
 import { PinoLogger } from 'nestjs-pino';
-import { Repository } from 'typeorm';
+import { Repository, type EntityManager } from 'typeorm';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
@@ -275,6 +275,7 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
     }
     const parent = creator.keyId !== null && isUuid(creator.keyId) ? creator.keyId : null;
     const { key, row } = await this.repo.manager.transaction(async (em) => {
+      await this.assertRoomForKey(em, creator);
       if (parent) {
         // The creating key and its ancestors, share-locked: a revocation of any of them either
         // committed before (refused here) or waits for this insert and then revokes it too.
@@ -299,6 +300,35 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
     });
     this.logger.info({ keyId: row.id, role: row.role, by: creator.id }, 'API key created');
     return { ...toView(row), key };
+  }
+
+  /**
+   * Bounds the keys one user can hold: with GATEHOUSE_MAX_API_KEYS_PER_USER active (unrevoked,
+   * unexpired) keys — owned by the creator's user, or for a creator without a user (static key,
+   * `none`) created by that principal — a new one is 409 naming the limit and the setting.
+   * Checked before the insert, not under a lock: concurrent creations by one user may overshoot
+   * by the number in flight (a bound on storage, not a security boundary).
+   */
+  /**
+   * Refuses (409) a key beyond GATEHOUSE_MAX_API_KEYS_PER_USER active keys of the creator's user
+   * (or, for keys without a user, of the creating principal). Runs in the inserting transaction
+   * under a transaction-scoped advisory lock on the owner, so concurrent creations cannot
+   * both pass the count.
+   */
+  private async assertRoomForKey(em: EntityManager, creator: Principal): Promise<void> {
+    const max = this.config.auth.maxApiKeysPerUser;
+    const owner = creator.userId ?? creator.id;
+    await em.query("SELECT pg_advisory_xact_lock(hashtext('gatehouse:api-keys:' || $1))", [owner]);
+    const [{ active }] = await em.query<[{ active: number }]>(
+      `SELECT count(*)::int AS active FROM api_keys
+        WHERE ${creator.userId ? 'user_id = $1' : 'user_id IS NULL AND created_by = $1'} AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
+      [owner],
+    );
+    if (active >= max) {
+      throw new AppError(ErrorCode.Conflict, `you already have ${active} active API keys, the maximum (GATEHOUSE_MAX_API_KEYS_PER_USER=${max}); revoke one first`, {
+        details: { limit: max, setting: 'GATEHOUSE_MAX_API_KEYS_PER_USER' },
+      });
+    }
   }
 
   /** Keys visible to `viewer`: admins (admin:read) see all, everyone else their own. */

@@ -70,6 +70,19 @@ export const envSchema = z.object({
   HTTP_SESSION_TIMEOUT: envInt(1_000, 30 * 24 * 3_600_000).default(1_800_000),
   HTTP_MAX_CONCURRENT_SESSIONS: envInt(1, 1_000_000).default(100),
   HTTP_SESSION_CLEANUP_INTERVAL: envInt(1_000, 24 * 3_600_000).default(60_000),
+  HTTP_MAX_SESSIONS_PER_ADDRESS: envInt(1, 1_000_000).optional(),
+  HTTP_SESSION_RECLAIM_IDLE: envInt(0, 30 * 24 * 3_600_000).default(300_000),
+  MCP_MAX_STREAMS_PER_SESSION: envInt(1, 100).default(2),
+  MCP_MAX_STREAMS_PER_PRINCIPAL: envInt(1, 1_000_000).default(50),
+
+  HTTP_RATE_LIMIT_ENABLED: envBool().default(false),
+  HTTP_RATE_LIMIT_WINDOW: envInt(1_000, 24 * 3_600_000).default(60_000),
+  HTTP_RATE_LIMIT_MAX_REQUESTS: envInt(1, 100_000_000).default(600),
+  HTTP_RATE_LIMIT_MAX_UNAUTHENTICATED: envInt(1, 100_000_000).default(60),
+  HTTP_RATE_LIMIT_REPLICAS: envInt(1, 1_000).default(1),
+  HTTP_RATE_LIMIT_TOOLS: envList('a comma-separated list of <tool glob>=<max calls per window>, e.g. github__create_*=10', (s) =>
+    /^[A-Za-z0-9_.*?-]+=\d{1,9}$/.test(s) && Number(s.split('=')[1]) >= 1,
+  ).optional(),
 
   DATABASE_URL: envUrl(['postgres', 'postgresql']).optional(),
   DB_MIGRATE: envBool().default(true),
@@ -88,6 +101,8 @@ export const envSchema = z.object({
   GATEHOUSE_POOL_MAX: envInt(1, 10_000).default(100),
   GATEHOUSE_POOL_IDLE_TTL: envInt(1_000, 7 * 24 * 3_600_000).default(300_000),
   GATEHOUSE_ENCRYPTION_KEYS: envSecret(3).optional(),
+  GATEHOUSE_MAX_SECRETS_PER_USER: envInt(1, 1_000_000).default(200),
+  GATEHOUSE_MAX_API_KEYS_PER_USER: envInt(1, 1_000_000).default(50),
   GATEHOUSE_DATA_DIR: envString('a directory path').default('./.data'),
 
   SHUTDOWN_TIMEOUT: envInt(0, 600_000).default(25_000),
@@ -213,7 +228,28 @@ export interface AppConfig {
     fastPath: boolean;
     sessionTimeoutMs: number;
     maxSessionsPerPrincipal: number;
+    /** Open sessions opened without credentials (or by the anonymous principal of `none`) per client address. */
+    maxSessionsPerAddress: number;
+    /** A session unused this long (ms) may be closed to make room when a cap is reached; 0: never. */
+    sessionReclaimIdleMs: number;
     sessionSweepIntervalMs: number;
+    /** Legacy GET streams one session may hold open at once (per replica). */
+    maxStreamsPerSession: number;
+    /** Legacy GET plus `subscriptions/listen` streams one principal may hold open on a replica. */
+    maxStreamsPerPrincipal: number;
+  };
+  rateLimit: {
+    enabled: boolean;
+    /** Fixed window length in ms (whole seconds are used: rounded up). */
+    windowMs: number;
+    /** Requests per window per authenticated principal, across all replicas. */
+    maxRequests: number;
+    /** Requests per window per client address without credentials, and failed authentications. */
+    maxUnauthenticated: number;
+    /** Replicas sharing the limits: each enforces ceil(max / replicas). */
+    replicas: number;
+    /** Per-tool limits: `<namespaced tool glob>` → calls per window per principal. */
+    tools: { pattern: string; max: number }[];
   };
   policies: {
     /** The outcome when no policy matches an operation. */
@@ -233,6 +269,8 @@ export interface AppConfig {
     /** GATEHOUSE_ENCRYPTION_KEYS as given (validated); undefined: a development key in dataDir. */
     keys: string | undefined;
     dataDir: string;
+    /** Secrets one user may store (their own, across servers; shared server secrets are not counted). */
+    maxPerUser: number;
   };
   auth: {
     strategies: AuthStrategyName[];
@@ -258,6 +296,8 @@ export interface AppConfig {
     };
     /** Static keys from MCP_API_KEYS (bootstrap; admin). */
     staticApiKeys: string[];
+    /** Active (unrevoked, unexpired) API keys one user — or one key-less creator — may hold. */
+    maxApiKeysPerUser: number;
     /** Key for the keyed hash API keys are stored as. */
     apiKeyPepper: string;
     /** `audience`: MCP_OAUTH_AUDIENCE, accepted on every route besides the request's own resource. */
@@ -334,7 +374,22 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       fastPath: e.MCP_FAST_PATH,
       sessionTimeoutMs: e.HTTP_SESSION_TIMEOUT,
       maxSessionsPerPrincipal: e.HTTP_MAX_CONCURRENT_SESSIONS,
+      maxSessionsPerAddress: e.HTTP_MAX_SESSIONS_PER_ADDRESS ?? e.HTTP_MAX_CONCURRENT_SESSIONS,
+      sessionReclaimIdleMs: e.HTTP_SESSION_RECLAIM_IDLE,
       sessionSweepIntervalMs: e.HTTP_SESSION_CLEANUP_INTERVAL,
+      maxStreamsPerSession: e.MCP_MAX_STREAMS_PER_SESSION,
+      maxStreamsPerPrincipal: e.MCP_MAX_STREAMS_PER_PRINCIPAL,
+    },
+    rateLimit: {
+      enabled: e.HTTP_RATE_LIMIT_ENABLED,
+      windowMs: e.HTTP_RATE_LIMIT_WINDOW,
+      maxRequests: e.HTTP_RATE_LIMIT_MAX_REQUESTS,
+      maxUnauthenticated: e.HTTP_RATE_LIMIT_MAX_UNAUTHENTICATED,
+      replicas: e.HTTP_RATE_LIMIT_REPLICAS,
+      tools: (e.HTTP_RATE_LIMIT_TOOLS ?? []).map((item) => {
+        const at = item.lastIndexOf('=');
+        return { pattern: item.slice(0, at), max: Number(item.slice(at + 1)) };
+      }),
     },
     policies: { defaultEffect: e.GATEHOUSE_POLICY_DEFAULT },
     upstreams: {
@@ -343,7 +398,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       poolMax: e.GATEHOUSE_POOL_MAX,
       poolIdleTtlMs: e.GATEHOUSE_POOL_IDLE_TTL,
     },
-    secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR },
+    secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR, maxPerUser: e.GATEHOUSE_MAX_SECRETS_PER_USER },
     auth: {
       strategies: [...new Set(e.MCP_AUTH_STRATEGY)] as AuthStrategyName[],
       require: e.MCP_AUTH_REQUIRE ?? !e.MCP_AUTH_STRATEGY.includes('none'),
@@ -360,6 +415,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
         groupsClaim: e.MCP_JWT_GROUPS_CLAIM,
       },
       staticApiKeys: e.MCP_API_KEYS ?? [],
+      maxApiKeysPerUser: e.GATEHOUSE_MAX_API_KEYS_PER_USER,
       apiKeyPepper: e.GATEHOUSE_API_KEY_PEPPER ?? DEFAULT_API_KEY_PEPPER,
       oauth: {
         issuer: e.MCP_OAUTH_ISSUER?.toString().replace(/\/+$/, ''),

@@ -8,7 +8,7 @@ import { HostOriginCheck } from './edge/host-origin.js';
 import { jsonRpcError } from './edge/json-rpc.js';
 import { LegacySessions } from './edge/legacy-sessions.js';
 import { MCP_RETRY_AFTER_S, McpReadiness } from './edge/mcp-readiness.js';
-import { NotificationFanout } from './edge/notification-fanout.js';
+import { NotificationFanout, STREAM_RETRY_AFTER_S, streamOwner } from './edge/notification-fanout.js';
 import { SdkServing } from './edge/sdk-serving.js';
 
 export { jsonRpcError };
@@ -73,10 +73,26 @@ export class McpEdgeService {
   }
 
   /**
-   * Serves one HTTP request to `/mcp` (scope `''`) or `/mcp/<scope>` the full way. `parsedBody`
-   * is the JSON body Fastify already parsed (undefined for GET/DELETE).
+   * Like {@link holdListenStream}, counted against MCP_MAX_STREAMS_PER_PRINCIPAL for `principal`
+   * (per client address without credentials): the release function, or the 429 answer when the
+   * principal already holds its maximum of notification streams on this replica.
    */
-  async handle(request: Request, parsedBody: unknown, scope: string, principal: Principal, abort?: AbortController): Promise<Response> {
+  holdListenStreamFor(principal: Principal, clientAddress: string, end: () => void): { release: () => void } | { refused: EarlyAnswer } {
+    const owner = streamOwner(principal, clientAddress);
+    const refused = this.fanout.ownerRefusal(owner);
+    if (refused) {
+      const body = JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: refused }, id: null });
+      return { refused: { status: 429, body, headers: { 'retry-after': String(STREAM_RETRY_AFTER_S) } } };
+    }
+    return { release: this.fanout.holdListenStream(end, owner) };
+  }
+
+  /**
+   * Serves one HTTP request to `/mcp` (scope `''`) or `/mcp/<scope>` the full way. `parsedBody`
+   * is the JSON body Fastify already parsed (undefined for GET/DELETE); `clientAddress` the
+   * client's address (`request.ip`), which caps sessions opened without credentials.
+   */
+  async handle(request: Request, parsedBody: unknown, scope: string, principal: Principal, abort?: AbortController, clientAddress?: string): Promise<Response> {
     const rejected = this.hostOrigin.reject(request);
     if (rejected) return rejected;
     if (scope !== '' && !this.upstreams.catalog(scope)) {
@@ -88,7 +104,7 @@ export class McpEdgeService {
     if (request.method === 'POST' && !(await isLegacyRequest(request, parsedBody))) {
       return handlers.modern.fetch(request, { parsedBody, authInfo });
     }
-    return this.legacySessions.handle(request, parsedBody, scope, handlers.legacy, principal, authInfo, abort);
+    return this.legacySessions.handle(request, parsedBody, scope, handlers.legacy, principal, authInfo, abort, clientAddress);
   }
 
   /** The fast path's JSON answer, or undefined (see {@link McpFastPath.answer}); call {@link refuse} first. */

@@ -77,14 +77,20 @@ export class McpController {
       return;
     }
     const isListen = (req.body as { method?: unknown } | null)?.method === 'subscriptions/listen';
-    const release = isListen
-      ? this.edge.holdListenStream(() => {
-          abort.abort();
-          reply.raw.end();
-        })
-      : undefined;
+    let release: (() => void) | undefined;
+    if (isListen) {
+      const held = this.edge.holdListenStreamFor(principal, req.ip, () => {
+        abort.abort();
+        reply.raw.end();
+      });
+      if ('refused' in held) {
+        await reply.status(held.refused.status).headers({ ...held.refused.headers, 'content-type': 'application/json' }).send(held.refused.body);
+        return;
+      }
+      release = held.release;
+    }
     try {
-      const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, principal, abort);
+      const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, principal, abort, req.ip);
       await sendWebResponse(reply, response, req.id);
     } finally {
       release?.();

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { PinoLogger } from 'nestjs-pino';
-import { Repository } from 'typeorm';
+import { Repository, type EntityManager } from 'typeorm';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
@@ -106,6 +106,7 @@ export class SecretsService implements BeforeApplicationShutdown {
     this.checkPlaces(server, name, value);
     const sealed = this.ring.seal(value, { owner, server, name });
     await this.repo.manager.transaction(async (em) => {
+      if (owner !== SHARED_OWNER) await this.assertRoomFor(em, owner, server, name);
       await em.query(
         `INSERT INTO secrets (owner, server, name, key_id, nonce, ciphertext) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (owner, server, name) DO UPDATE SET key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext, updated_at = now()`,
@@ -115,6 +116,26 @@ export class SecretsService implements BeforeApplicationShutdown {
     });
     this.forget(server, owner);
     this.logger.info({ server, name, owner: owner === SHARED_OWNER ? 'shared' : owner }, 'secret set');
+  }
+
+  /**
+   * Bounds what one user can make Gatehouse store: a new secret beyond
+   * GATEHOUSE_MAX_SECRETS_PER_USER (their own, across servers) is 409 naming the limit and the
+   * setting; replacing an existing one is always allowed. Counted under a transaction-scoped
+   * advisory lock on the owner, so concurrent PUTs on any replicas cannot overshoot it.
+   */
+  private async assertRoomFor(em: EntityManager, owner: string, server: string, name: string): Promise<void> {
+    await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gatehouse:secrets-cap:${owner}`]);
+    const [{ total, present }] = await em.query<[{ total: number; present: boolean }]>(
+      'SELECT count(*)::int AS total, coalesce(bool_or(server = $2 AND name = $3), false) AS present FROM secrets WHERE owner = $1',
+      [owner, server, name],
+    );
+    const max = this.config.secrets.maxPerUser;
+    if (!present && total >= max) {
+      throw new AppError(ErrorCode.Conflict, `you already store ${total} secrets, the maximum (GATEHOUSE_MAX_SECRETS_PER_USER=${max}); delete one first`, {
+        details: { limit: max, setting: 'GATEHOUSE_MAX_SECRETS_PER_USER' },
+      });
+    }
   }
 
   /** Deletes a secret (204 whether or not it existed; 404 only for an unknown server). */

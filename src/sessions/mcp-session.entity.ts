@@ -4,6 +4,7 @@ import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 @Entity({ name: 'mcp_sessions' })
 @Index('mcp_sessions_principal_open', ['principal'], { where: 'closed_at IS NULL' })
 @Index('mcp_sessions_expires_at', ['expiresAt'])
+@Index('mcp_sessions_address_open', ['clientAddress', 'lastSeenAt'], { where: 'closed_at IS NULL AND client_address IS NOT NULL' })
 export class McpSessionEntity {
   /** SHA-256 (hex) of the Mcp-Session-Id. */
   @PrimaryColumn({ type: 'text' })
@@ -24,6 +25,10 @@ export class McpSessionEntity {
 
   @Column({ type: 'jsonb', default: () => "'{}'" })
   capabilities!: Record<string, unknown>;
+
+  /** Client address of a session opened without credentials (capped per address); NULL otherwise. */
+  @Column({ name: 'client_address', type: 'text', nullable: true })
+  clientAddress!: string | null;
 
   @Column({ name: 'created_at', type: 'timestamptz', default: () => 'now()' })
   createdAt!: Date;

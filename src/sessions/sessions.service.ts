@@ -41,6 +41,29 @@ export interface SessionInit {
   protocolVersion: string;
   clientInfo: Record<string, unknown>;
   capabilities: Record<string, unknown>;
+  /**
+   * Opened without credentials, or by the one anonymous principal of `MCP_AUTH_STRATEGY=none`:
+   * capped per {@link clientAddress} (HTTP_MAX_SESSIONS_PER_ADDRESS) instead of per principal,
+   * since every such client is "the same principal". Absent: decided by `principal` (pending).
+   */
+  withoutCredentials?: boolean;
+  /** The client's address (`request.ip`, after HTTP_TRUST_PROXY), for the per-address cap. */
+  clientAddress?: string;
+}
+
+/** An open session as admins see it (`GET /api/v1/sessions`): never the session token. */
+export interface SessionView {
+  /** SHA-256 (hex) of the session token: names the session, cannot be used as one. */
+  id: string;
+  principal: string;
+  endpoint: string;
+  protocolVersion: string;
+  clientName: string | null;
+  clientVersion: string | null;
+  clientAddress: string | null;
+  createdAt: string;
+  lastSeenAt: string;
+  expiresAt: string;
 }
 
 export interface LiveSession {
@@ -62,7 +85,19 @@ export const PENDING_PREFIX = 'pending:';
  */
 export const PENDING_PRINCIPAL = PENDING_PREFIX;
 
-export class TooManySessionsError extends Error {}
+/**
+ * `initialize` refused: the principal (or, without credentials, the client address) already has
+ * its cap of open sessions and none was idle long enough to reclaim. `retryAfterMs`: when the
+ * oldest of them becomes reclaimable or expires, whichever is first.
+ */
+export class TooManySessionsError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+  }
+}
 
 const hash = (token: string) => createHash('sha256').update(token).digest('hex');
 
@@ -125,40 +160,121 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
   }
 
   /**
-   * Opens a session; returns the token for the `Mcp-Session-Id` header. Throws
-   * {@link TooManySessionsError} when the principal already has its cap of open sessions.
+   * Opens a session; returns the token for the `Mcp-Session-Id` header.
+   *
+   * Caps: a real principal has at most HTTP_MAX_CONCURRENT_SESSIONS open sessions; sessions
+   * opened without credentials (or by the anonymous `none` principal) at most
+   * HTTP_MAX_SESSIONS_PER_ADDRESS per client address. At the cap, the group's sessions idle for
+   * HTTP_SESSION_RECLAIM_IDLE (plus one touch interval, the precision of `last_seen_at`) are
+   * closed oldest-first to make room — clients that never send DELETE (Inspector CLI,
+   * mcporter) no longer lock everyone out until their sessions expire. Counting, reclaiming
+   * and inserting run in one transaction under an advisory lock on the group, so concurrent
+   * `initialize`s on any replicas cannot overshoot. Throws {@link TooManySessionsError} (with
+   * `retryAfterMs`) when nothing can be reclaimed.
    */
   async create(init: SessionInit): Promise<{ token: string; session: LiveSession }> {
-    // Sessions opened without credentials share one bound: ten times the per-principal one.
-    const pending = init.principal === PENDING_PRINCIPAL;
-    const limit = this.config.mcp.maxSessionsPerPrincipal * (pending ? 10 : 1);
+    const byAddress = init.withoutCredentials ?? init.principal === PENDING_PRINCIPAL;
+    const address = byAddress ? (init.clientAddress ?? 'unknown') : null;
+    const limit = byAddress ? this.config.mcp.maxSessionsPerAddress : this.config.mcp.maxSessionsPerPrincipal;
+    const group = byAddress ? { column: 'client_address', value: address! } : { column: 'principal', value: init.principal };
     const token = randomBytes(32).toString('base64url');
     const id = hash(token);
     const now = this.clock.now();
     const expiresAt = now + this.config.mcp.sessionTimeoutMs;
-    await this.dataSource.transaction(async (em) => {
-      // Count and insert as one step per principal, across replicas; released at commit.
-      await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gatehouse:session-cap:${init.principal}`]);
-      const [{ open }] = await em.query<[{ open: number }]>(
-        'SELECT count(*)::int AS open FROM mcp_sessions WHERE principal = $1 AND closed_at IS NULL AND expires_at > $2',
-        [init.principal, new Date(now)],
+    const reclaimIdleMs = this.config.mcp.sessionReclaimIdleMs;
+    // Used within HTTP_SESSION_RECLAIM_IDLE ⇒ last_seen_at is newer than this (it lags use by under one touch interval).
+    const idleBefore = now - reclaimIdleMs - this.touchEveryMs;
+    const reclaimed = await this.dataSource.transaction(async (em) => {
+      // Count and insert as one step per group, across replicas; released at commit.
+      await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gatehouse:session-cap:${group.column}:${group.value}`]);
+      const open = await em.query<{ id: string; last_seen_at: Date; expires_at: Date }[]>(
+        `SELECT id, last_seen_at, expires_at FROM mcp_sessions
+          WHERE ${group.column} = $1 AND closed_at IS NULL AND expires_at > $2 ORDER BY last_seen_at, id`,
+        [group.value, new Date(now)],
       );
-      if (open >= limit) {
-        throw new TooManySessionsError(
-          pending
-            ? `too many MCP sessions opened without credentials (${limit}: 10 × HTTP_MAX_CONCURRENT_SESSIONS); send credentials with initialize, or wait for idle ones to expire`
-            : `too many open MCP sessions for this principal (${limit}, HTTP_MAX_CONCURRENT_SESSIONS); end one with DELETE or wait for idle ones to expire`,
-        );
+      let closed: string[] = [];
+      if (open.length >= limit) {
+        const excess = open.length - limit + 1;
+        const idle = reclaimIdleMs > 0 ? open.filter((r) => r.last_seen_at.getTime() <= idleBefore).slice(0, excess) : [];
+        if (idle.length < excess) {
+          const busy = open.filter((r) => !idle.includes(r));
+          const waits = busy.map((r) => r.expires_at.getTime() - now);
+          if (reclaimIdleMs > 0) waits.push(...busy.map((r) => r.last_seen_at.getTime() - idleBefore));
+          const retryAfterMs = Math.max(1_000, Math.min(...waits));
+          throw new TooManySessionsError(
+            byAddress
+              ? `too many MCP sessions opened without credentials from this address (${limit}, HTTP_MAX_SESSIONS_PER_ADDRESS), none idle long enough to reclaim (HTTP_SESSION_RECLAIM_IDLE); send credentials with initialize, end a session with DELETE, or retry later`
+              : `too many open MCP sessions for this principal (${limit}, HTTP_MAX_CONCURRENT_SESSIONS), none idle long enough to reclaim (HTTP_SESSION_RECLAIM_IDLE); end one with DELETE or retry later`,
+            retryAfterMs,
+          );
+        }
+        const [rows] = await em.query<[{ id: string }[], number]>('UPDATE mcp_sessions SET closed_at = $2 WHERE id = ANY($1) AND closed_at IS NULL RETURNING id', [
+          idle.map((r) => r.id),
+          new Date(now),
+        ]);
+        closed = rows.map((r) => r.id);
+        await this.publishClosed(closed, em);
       }
       await em.query(
-        `INSERT INTO mcp_sessions (id, principal, endpoint, protocol_version, client_info, capabilities, last_seen_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [id, init.principal, init.endpoint, init.protocolVersion, init.clientInfo, init.capabilities, new Date(now), new Date(expiresAt)],
+        `INSERT INTO mcp_sessions (id, principal, endpoint, protocol_version, client_info, capabilities, last_seen_at, expires_at, client_address)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [id, init.principal, init.endpoint, init.protocolVersion, init.clientInfo, init.capabilities, new Date(now), new Date(expiresAt), address],
       );
+      return closed;
     });
+    for (const closedId of reclaimed) this.forget(closedId);
+    if (reclaimed.length > 0) this.logger.info({ sessions: reclaimed.length, group: group.column }, 'reclaimed idle MCP sessions to open a new one');
     const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion: init.protocolVersion, touchedAt: now, expiresAt };
     this.cache.set(id, session);
     return { token, session };
+  }
+
+  /**
+   * Open sessions, least recently used first, for the admin API: optionally of one principal;
+   * `limit` 1–500, `offset` ≥ 0. Never returns session tokens (only their hashes).
+   */
+  async list(filter: { principal?: string; limit: number; offset: number }): Promise<{ items: SessionView[]; total: number }> {
+    const now = new Date(this.clock.now());
+    const where = filter.principal === undefined ? '' : 'AND principal = $2';
+    const params: unknown[] = filter.principal === undefined ? [now] : [now, filter.principal];
+    const [{ total }] = await this.repo.query<[{ total: number }]>(`SELECT count(*)::int AS total FROM mcp_sessions WHERE closed_at IS NULL AND expires_at > $1 ${where}`, params);
+    const rows = await this.repo.query<
+      { id: string; principal: string; endpoint: string; protocol_version: string; client_info: Record<string, unknown>; client_address: string | null; created_at: Date; last_seen_at: Date; expires_at: Date }[]
+    >(
+      `SELECT id, principal, endpoint, protocol_version, client_info, client_address, created_at, last_seen_at, expires_at FROM mcp_sessions
+        WHERE closed_at IS NULL AND expires_at > $1 ${where} ORDER BY last_seen_at, id LIMIT ${filter.limit} OFFSET ${filter.offset}`,
+      params,
+    );
+    const str = (v: unknown) => (typeof v === 'string' ? v : null);
+    return {
+      total,
+      items: rows.map((r) => ({
+        id: r.id,
+        principal: r.principal,
+        endpoint: r.endpoint,
+        protocolVersion: r.protocol_version,
+        clientName: str(r.client_info?.name),
+        clientVersion: str(r.client_info?.version),
+        clientAddress: r.client_address,
+        createdAt: r.created_at.toISOString(),
+        lastSeenAt: r.last_seen_at.toISOString(),
+        expiresAt: r.expires_at.toISOString(),
+      })),
+    };
+  }
+
+  /** Ends the open session whose hashed id is `id`, on every replica; false when there is none. */
+  async closeById(id: string): Promise<boolean> {
+    const ids = await this.dataSource.transaction(async (em) => {
+      const [rows] = await em.query<[{ id: string }[], number]>('UPDATE mcp_sessions SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL RETURNING id', [
+        id,
+        new Date(this.clock.now()),
+      ]);
+      await this.publishClosed(rows.map((r) => r.id), em);
+      return rows.map((r) => r.id);
+    });
+    for (const closed of ids) this.forget(closed);
+    return ids.length > 0;
   }
 
   /**
@@ -184,13 +300,27 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
   }
 
   /**
+   * Activity without a request: a replica holding a notification stream of session `id` calls
+   * this periodically, so a session whose client only listens is neither expired nor taken for
+   * idle (and reclaimed) while its stream is open. Writes at most once per touch interval.
+   * Resolves false when the session is no longer open (closed or expired anywhere).
+   */
+  async heartbeat(id: string): Promise<boolean> {
+    const session = this.cache.peek(id) ?? (await this.cache.get(id));
+    if (!session) return false;
+    const now = this.clock.now();
+    if (now - session.touchedAt < this.touchEveryMs && session.expiresAt > now) return true;
+    return this.touch(session, now);
+  }
+
+  /**
    * Binds a session opened without credentials (`MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false`)
    * to the first principal that authenticates on it. Returns false when another principal
    * got there first (on any replica): the caller then answers as for an unknown session.
    */
   async bind(session: LiveSession, principal: string): Promise<boolean> {
     if (!session.principal.startsWith(PENDING_PREFIX)) return session.principal === principal;
-    const result = await this.repo.query<[unknown[], number]>('UPDATE mcp_sessions SET principal = $1 WHERE id = $2 AND principal = $3 AND closed_at IS NULL', [
+    const result = await this.repo.query<[unknown[], number]>('UPDATE mcp_sessions SET principal = $1, client_address = NULL WHERE id = $2 AND principal = $3 AND closed_at IS NULL', [
       principal,
       session.id,
       session.principal,

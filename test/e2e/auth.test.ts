@@ -525,15 +525,15 @@ describe('trusted_header and optional authentication', () => {
     }
   });
 
-  it('bounds sessions opened without credentials together (10 × HTTP_MAX_CONCURRENT_SESSIONS), apart from authenticated ones', async () => {
+  it('bounds sessions opened without credentials per client address (HTTP_MAX_SESSIONS_PER_ADDRESS), apart from authenticated ones', async () => {
     const key = 'bounded-bootstrap-key-0123456789';
     const own = await createTestDatabase(); // no sessions from earlier tests
-    const bounded = await startTestApp(own.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: key, HTTP_MAX_CONCURRENT_SESSIONS: '1' });
+    const bounded = await startTestApp(own.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: key, HTTP_MAX_CONCURRENT_SESSIONS: '1', HTTP_MAX_SESSIONS_PER_ADDRESS: '10' });
     try {
       for (let i = 0; i < 10; i++) assert.equal((await call(bounded, '/mcp', { headers: MCP_HEADERS, body: initialize })).status, 200, `pending session ${i + 1}`);
       const refused = await call(bounded, '/mcp', { headers: MCP_HEADERS, body: initialize });
       assert.equal(refused.status, 429);
-      assert.match(refused.body.error.message, /opened without credentials \(10: 10 × HTTP_MAX_CONCURRENT_SESSIONS\)/);
+      assert.match(refused.body.error.message, /opened without credentials from this address \(10, HTTP_MAX_SESSIONS_PER_ADDRESS\)/);
       assert.equal((await call(bounded, '/mcp', { headers: { ...MCP_HEADERS, 'x-api-key': key }, body: initialize })).status, 200, 'an authenticated client is not affected');
     } finally {
       await bounded.shutdown('test done');

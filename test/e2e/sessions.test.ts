@@ -32,7 +32,7 @@ describe('legacy session limits', () => {
       body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }),
     });
 
-  it('caps open sessions per principal (HTTP_MAX_CONCURRENT_SESSIONS) with 429 and a JSON-RPC error', async () => {
+  it('caps open sessions (strategy none: per client address, HTTP_MAX_SESSIONS_PER_ADDRESS defaulting to HTTP_MAX_CONCURRENT_SESSIONS) with 429 and a JSON-RPC error', async () => {
     const sessions: string[] = [];
     for (let i = 0; i < 3; i++) {
       const res = await open();
@@ -43,7 +43,7 @@ describe('legacy session limits', () => {
     const fourth = await open();
     assert.equal(fourth.status, 429);
     const body = (await fourth.json()) as { error: { message: string } };
-    assert.match(body.error.message, /too many open MCP sessions .*HTTP_MAX_CONCURRENT_SESSIONS/);
+    assert.match(body.error.message, /too many MCP sessions .*HTTP_MAX_SESSIONS_PER_ADDRESS/);
     // Ending one frees a place.
     await fetch(`${app.url}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': sessions[0] } });
     const again = await open();

@@ -4,7 +4,7 @@ import { ChangeBusService } from '../../database/change-bus.service.js';
 import { PENDING_PREFIX, PENDING_PRINCIPAL, SessionsService, TooManySessionsError, type LiveSession } from '../../sessions/sessions.service.js';
 import { isUnauthenticated, type Principal } from '../../auth/principal.js';
 import { jsonRpcError } from './json-rpc.js';
-import { NotificationFanout } from './notification-fanout.js';
+import { NotificationFanout, streamOwner } from './notification-fanout.js';
 
 export const SESSION_HEADER = 'mcp-session-id';
 /** Bus topic: a legacy client cancelled `{ key }` (session hash + request id) on some replica. */
@@ -50,6 +50,7 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
     principal: Principal,
     authInfo: McpHandlerRequestOptions['authInfo'],
     abort?: AbortController,
+    clientAddress?: string,
   ): Promise<Response> {
     const token = request.headers.get(SESSION_HEADER);
 
@@ -65,9 +66,15 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
           protocolVersion: params.protocolVersion,
           clientInfo: params.clientInfo,
           capabilities: params.capabilities,
+          // Without credentials, or as the anonymous principal of `none` (every client is that
+          // one principal): capped per client address, not per principal.
+          withoutCredentials: principal.method === 'none',
+          clientAddress,
         });
       } catch (error) {
-        if (error instanceof TooManySessionsError) return jsonRpcError(429, -32000, error.message);
+        if (error instanceof TooManySessionsError) {
+          return jsonRpcError(429, -32000, error.message, { 'retry-after': String(Math.ceil(error.retryAfterMs / 1000)) });
+        }
         throw error;
       }
       const response = await serve(request, { parsedBody: body, authInfo });
@@ -98,7 +105,7 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
         await this.sessions.close(session);
         return new Response(null, { status: 200 });
       case 'GET':
-        return this.fanout.openStream(request, session);
+        return this.fanout.openStream(request, session, streamOwner(principal, clientAddress));
       default:
         return jsonRpcError(405, -32000, 'Method not allowed', { allow: 'GET, POST, DELETE' });
     }

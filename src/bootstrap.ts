@@ -6,6 +6,7 @@ import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
 import { ConnectionDrainer } from './common/http/connection-drainer.js';
+import { clientErrorHandler, frameworkErrors, installInputLimits } from './common/http/input-limits.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { ErrorCode } from './common/errors/error-code.js';
 import { createRootLogger } from './common/logging/logger.js';
@@ -79,9 +80,13 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     trustProxy: config.http.trustProxy as boolean | string[],
     genReqId: requestIdFor,
     logger: false,
-    // During close: refuse new requests on kept-alive connections with 503, close idle ones.
-    return503OnClosing: true,
+    // During close, new requests on kept-alive connections get 503 in our envelope
+    // (installInputLimits) rather than Fastify's body; idle connections are closed.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Parser-level (431, 408, 400) and router-level (bad URL 400, long parameter 414) errors in our envelope.
+    clientErrorHandler,
+    frameworkErrors,
   });
 
   let app: NestFastifyApplication;
@@ -100,6 +105,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   const fastify = app.getHttpAdapter().getInstance();
   // Kept-alive connections close as soon as their last response is written once draining.
   const drainer = new ConnectionDrainer(fastify.server);
+  // JSON depth, body timeout, 503 while closing (see docs/operations.md, "Input limits").
+  installInputLimits(app, fastify, { maxJsonDepth: config.http.maxJsonDepth, bodyTimeoutMs: config.http.bodyTimeoutMs, isClosing: () => drainer.isDraining });
   const schema = app.get(SchemaStateService);
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header(REQUEST_ID_HEADER, request.id);

@@ -10,6 +10,7 @@ import { ChangeBusService } from '../database/change-bus.service.js';
 import { stringFields, topic, type Queryable } from '../database/change-bus.js';
 import { ReplicatedCache } from '../database/replicated-cache.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
+import { storedCapabilities, storedClientInfo, storedProtocolVersion } from './client-info.js';
 import { McpSessionEntity } from './mcp-session.entity.js';
 
 /** Bus topic: `{ id }` (hashed) of a session that was closed; every replica drops it. */
@@ -125,7 +126,9 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
   }
 
   /**
-   * Opens a session; returns the token for the `Mcp-Session-Id` header. Throws
+   * Opens a session; returns the token for the `Mcp-Session-Id` header. Of `clientInfo`,
+   * `capabilities` and `protocolVersion` only known fields, cleaned and bounded, are stored
+   * (`client-info.ts`). Throws
    * {@link TooManySessionsError} when the principal already has its cap of open sessions.
    */
   async create(init: SessionInit): Promise<{ token: string; session: LiveSession }> {
@@ -136,6 +139,8 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     const id = hash(token);
     const now = this.clock.now();
     const expiresAt = now + this.config.mcp.sessionTimeoutMs;
+    // Informational, client-chosen: stored cleaned and bounded (see client-info.ts).
+    const protocolVersion = storedProtocolVersion(init.protocolVersion);
     await this.dataSource.transaction(async (em) => {
       // Count and insert as one step per principal, across replicas; released at commit.
       await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gatehouse:session-cap:${init.principal}`]);
@@ -153,10 +158,10 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
       await em.query(
         `INSERT INTO mcp_sessions (id, principal, endpoint, protocol_version, client_info, capabilities, last_seen_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [id, init.principal, init.endpoint, init.protocolVersion, init.clientInfo, init.capabilities, new Date(now), new Date(expiresAt)],
+        [id, init.principal, init.endpoint, protocolVersion, storedClientInfo(init.clientInfo), storedCapabilities(init.capabilities), new Date(now), new Date(expiresAt)],
       );
     });
-    const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion: init.protocolVersion, touchedAt: now, expiresAt };
+    const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion, touchedAt: now, expiresAt };
     this.cache.set(id, session);
     return { token, session };
   }

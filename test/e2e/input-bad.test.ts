@@ -1,10 +1,39 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { Controller, Get, Module, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { Public } from '../../src/common/decorators/public.decorator.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { hsToken } from '../support/identity.js';
 import { ACCEPT, LEGACY } from '../support/mcp-raw.js';
+
+/** A latch the held route waits on; `entered` resolves when a request is inside it. */
+function latch(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+const hold = { entered: latch(), release: latch() };
+
+/** A streamed response already under way when shutdown starts (its connection stays open until it ends). */
+@Controller('test')
+@Public()
+class HoldController {
+  @Get('hold')
+  async held(@Res() reply: FastifyReply): Promise<void> {
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+    reply.raw.write('started;');
+    hold.entered.resolve();
+    await hold.release.promise;
+    reply.raw.end('done');
+  }
+}
+
+@Module({ controllers: [HoldController] })
+class HoldModule {}
 
 const SECRET = 'input-test-secret-0123456789abcdefghij';
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -211,5 +240,43 @@ describe('bad input never reaches a 500', () => {
     });
     assert.match(mcp.data, /^HTTP\/1\.1 408 /);
     assert.equal(httpBody(mcp.data).jsonrpc, '2.0');
+  });
+});
+
+describe('the 503 while shutting down', () => {
+  it('a request arriving (pipelined behind a response under way) during the drain gets 503 service_unavailable in the envelope', async () => {
+    const db = await createTestDatabase();
+    const app = await startTestApp(db.url, { SHUTDOWN_TIMEOUT: '10000' }, { imports: [HoldModule] });
+    try {
+      const port = Number(new URL(app.url).port);
+      const server = app.app.getHttpServer() as import('node:http').Server;
+      const socket = connect(port, '127.0.0.1');
+      let data = '';
+      socket.on('data', (d) => (data += d.toString('utf8')));
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.write('GET /test/hold HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      await hold.entered.promise;
+      while (!data.includes('started;')) await new Promise((r) => socket.once('data', r));
+      const stopped = app.shutdown('test');
+      // The second (pipelined) request reaches the server while it drains.
+      const second = new Promise<void>((resolve) => server.once('request', () => resolve()));
+      socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      await second;
+      hold.release.resolve();
+      await closed;
+      assert.equal(await stopped, 0);
+      const responses = data.split(/(?=HTTP\/1\.1 )/);
+      assert.equal(responses.length, 2, data);
+      assert.match(responses[0], /^HTTP\/1\.1 200 /);
+      assert.match(responses[1], /^HTTP\/1\.1 503 /);
+      const body = httpBody(responses[1]) as { error: { code: string; message: string; requestId: string } };
+      assert.equal(body.error.code, 'service_unavailable');
+      assert.match(body.error.message, /shutting down/);
+      assert.equal(typeof body.error.requestId, 'string');
+    } finally {
+      hold.release.resolve();
+      await app.shutdown('test');
+      await db.drop();
+    }
   });
 });

@@ -249,7 +249,7 @@ describe('the 503 while shutting down', () => {
     const app = await startTestApp(db.url, { SHUTDOWN_TIMEOUT: '10000' }, { imports: [HoldModule] });
     try {
       const port = Number(new URL(app.url).port);
-      const server = app.app.getHttpServer() as import('node:http').Server;
+      const server = app.app.getHttpServer();
       const socket = connect(port, '127.0.0.1');
       let data = '';
       socket.on('data', (d) => (data += d.toString('utf8')));

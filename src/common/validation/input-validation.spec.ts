@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
+import { DatabaseError } from 'pg';
+import { QueryFailedError } from 'typeorm';
+import { loggableError } from '../http/all-exceptions.filter.js';
 import { storedCapabilities, storedClientInfo, MAX_CAPABILITIES_BYTES } from '../../sessions/client-info.js';
 import { describeValue } from './describe-value.js';
 import { jsonDepthExceeds } from './json-depth.js';
@@ -97,5 +100,19 @@ describe('what a session stores of initialize', () => {
     const roots = storedCapabilities(JSON.parse('{"roots":{"__proto__":{"x":1}}}')).roots as Record<string, unknown>;
     assert.equal(Object.getPrototypeOf(roots), Object.prototype, 'a "__proto__" key is dropped, not assigned');
     assert.equal(roots.x, undefined);
+  });
+});
+
+describe('loggableError', () => {
+  it('keeps type, message, stack and codes, never the SQL parameters or the driver detail, and cuts long messages', () => {
+    const driver = Object.assign(new DatabaseError('unsupported Unicode escape sequence', 0, 'error'), { code: '22P05', severity: 'ERROR', detail: 'SECRET-DETAIL', where: 'SECRET-WHERE' });
+    const error = new QueryFailedError('INSERT INTO t VALUES ($1)', [{ name: 'SECRET-PARAM'.repeat(100_000) }], driver);
+    const logged = JSON.stringify(loggableError(error));
+    assert.doesNotMatch(logged, /SECRET-(PARAM|DETAIL|WHERE)|INSERT INTO/);
+    assert.match(logged, /"code":"22P05"/);
+    assert.ok(logged.length < 20_000, `${logged.length}`);
+    const long = JSON.stringify(loggableError(new Error('m'.repeat(1_000_000))));
+    assert.ok(long.length < 20_000);
+    assert.equal(typeof loggableError('a string thrown'), 'string');
   });
 });

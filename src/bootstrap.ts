@@ -8,6 +8,7 @@ import { AppModule, type AppModuleOptions } from './app.module.js';
 import { openAccessVerdict } from './auth/open-access.js';
 import { ConnectionDrainer } from './common/http/connection-drainer.js';
 import { HostOriginRules, hostOriginHook } from './common/http/host-origin.js';
+import { clientErrorHandler, frameworkErrors, installInputLimits } from './common/http/input-limits.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { ErrorCode } from './common/errors/error-code.js';
 import { createRootLogger } from './common/logging/logger.js';
@@ -87,9 +88,13 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     // A request without Host is answered by the Host/Origin hook (400 with the error envelope,
     // probes exempt) rather than by Node's bare 400.
     http: { requireHostHeader: false },
-    // During close: refuse new requests on kept-alive connections with 503, close idle ones.
-    return503OnClosing: true,
+    // During close, new requests on kept-alive connections get 503 in our envelope
+    // (installInputLimits) rather than Fastify's body; idle connections are closed.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Parser-level (431, 408, 400) and router-level (bad URL 400, long parameter 414) errors in our envelope.
+    clientErrorHandler,
+    frameworkErrors,
   });
 
   let app: NestFastifyApplication;
@@ -108,6 +113,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   const fastify = app.getHttpAdapter().getInstance();
   // Kept-alive connections close as soon as their last response is written once draining.
   const drainer = new ConnectionDrainer(fastify.server);
+  // JSON depth, body timeout, 503 while closing (see docs/operations.md, "Input limits").
+  installInputLimits(app, fastify, { maxJsonDepth: config.http.maxJsonDepth, bodyTimeoutMs: config.http.bodyTimeoutMs, isClosing: () => drainer.isDraining });
   const schema = app.get(SchemaStateService);
   // Host and Origin on every route, before anything else looks at the request (docs/auth.md, "Browsers").
   fastify.addHook('onRequest', hostOriginHook(HostOriginRules.fromConfig(config)));

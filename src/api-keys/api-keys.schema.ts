@@ -1,16 +1,20 @@
 import { z } from 'zod';
 import { PERMISSIONS, ROLES } from '../auth/principal.js';
+import { describeValue } from '../common/validation/describe-value.js';
+import { pgSafe } from '../common/validation/pg-safe.js';
 
-const show = (v: unknown) => JSON.stringify(v)?.slice(0, 80) ?? String(v);
+const show = (v: unknown) => describeValue(v);
 
 /** `POST /api/v1/api-keys`. */
 export const createApiKeySchema = z
   .object({
-    name: z
-      .string({ error: 'expected a string such as "ci-bot"' })
-      .trim()
-      .min(1, { error: 'expected a non-empty name such as "ci-bot"' })
-      .max(100, { error: 'expected at most 100 characters' }),
+    name: pgSafe(
+      z
+        .string({ error: 'expected a string such as "ci-bot"' })
+        .trim()
+        .min(1, { error: 'expected a non-empty name such as "ci-bot"' })
+        .max(100, { error: 'expected at most 100 characters' }),
+    ),
     role: z.enum(ROLES, { error: (i) => `expected ${ROLES.join(' or ')}, got ${show(i.input)}` }).default('member'),
     scopes: z
       .array(z.enum(PERMISSIONS, { error: (i) => `expected one of ${PERMISSIONS.join(', ')}, got ${show(i.input)}` }), {

@@ -35,6 +35,8 @@ export const envSchema = z.object({
   HTTP_REQUEST_TIMEOUT: envInt(0, 3_600_000).default(300_000),
   HTTP_KEEP_ALIVE_TIMEOUT: envInt(1_000, 600_000).default(72_000),
   HTTP_MAX_REQUEST_SIZE: envSize(1024, 1024 ** 3).default(10 * 1024 ** 2),
+  HTTP_BODY_TIMEOUT: envInt(0, 3_600_000).default(30_000),
+  HTTP_MAX_JSON_DEPTH: envInt(8, 1_000).default(64),
   HTTP_ENABLE_CORS: envBool().default(false),
   HTTP_CORS_ORIGINS: envList('* or a comma-separated list of origins such as https://app.example.com', (s) =>
     s === '*' || /^https?:\/\/[^/\s]+$/.test(s),
@@ -195,6 +197,10 @@ export interface AppConfig {
     requestTimeoutMs: number;
     keepAliveTimeoutMs: number;
     maxRequestBytes: number;
+    /** Time allowed to receive a request body once its headers are in (ms); 0: only `requestTimeoutMs` bounds it. */
+    bodyTimeoutMs: number;
+    /** Deepest nesting of objects/arrays accepted in a JSON request body. */
+    maxJsonDepth: number;
     trustProxy: boolean | number | string[];
     cors: { enabled: boolean; origins: string[]; methods: string[]; headers: string[]; credentials: boolean };
   };
@@ -337,6 +343,8 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT,
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT,
       maxRequestBytes: e.HTTP_MAX_REQUEST_SIZE,
+      bodyTimeoutMs: e.HTTP_BODY_TIMEOUT,
+      maxJsonDepth: e.HTTP_MAX_JSON_DEPTH,
       trustProxy: parseTrustProxy(e.HTTP_TRUST_PROXY),
       cors: {
         enabled: e.HTTP_ENABLE_CORS,

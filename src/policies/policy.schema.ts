@@ -1,12 +1,14 @@
 import { z } from 'zod';
+import { describeValue } from '../common/validation/describe-value.js';
+import { pgSafe } from '../common/validation/pg-safe.js';
 import { POLICY_OPERATIONS } from './policy-evaluator.js';
 
-const show = (v: unknown) => JSON.stringify(v)?.slice(0, 80) ?? String(v);
+const show = (v: unknown) => describeValue(v);
 const TARGET = /^[A-Za-z0-9_.*?/:@%+=&~#-]{1,500}$/;
 const SUBJECT_KEYS = ['role', 'userId', 'apiKeyId', 'group'] as const;
 
 const subject = z
-  .record(z.string(), z.string().min(1, { error: 'expected a non-empty string' }).max(200), {
+  .record(z.string(), pgSafe(z.string().min(1, { error: 'expected a non-empty string' }).max(200)), {
     error: 'expected exactly one of { role }, { userId }, { apiKeyId }, { group }',
   })
   .superRefine((value, ctx) => {
@@ -28,7 +30,7 @@ const targets = z
   })
   .min(1, { error: 'expected at least one target glob (use * for everything)' })
   .max(200);
-const description = z.string({ error: 'expected a string' }).max(2000, { error: 'expected at most 2000 characters' }).nullable();
+const description = pgSafe(z.string({ error: 'expected a string' }).max(2000, { error: 'expected at most 2000 characters' })).nullable();
 
 /** `POST /api/v1/policies`. */
 export const createPolicySchema = z.object({ subject, effect, operations, targets, description: description.optional() }).strict();

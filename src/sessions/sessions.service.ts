@@ -10,6 +10,7 @@ import { ChangeBusService } from '../database/change-bus.service.js';
 import { stringFields, topic, type Queryable } from '../database/change-bus.js';
 import { ReplicatedCache } from '../database/replicated-cache.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
+import { storedCapabilities, storedClientInfo, storedProtocolVersion } from './client-info.js';
 import { McpSessionEntity } from './mcp-session.entity.js';
 
 /** Bus topic: `{ id }` (hashed) of a session that was closed; every replica drops it. */
@@ -160,7 +161,9 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
   }
 
   /**
-   * Opens a session; returns the token for the `Mcp-Session-Id` header.
+   * Opens a session; returns the token for the `Mcp-Session-Id` header. Of `clientInfo`,
+   * `capabilities` and `protocolVersion` only known fields, cleaned and bounded, are stored
+   * (`client-info.ts`).
    *
    * Caps: a real principal has at most HTTP_MAX_CONCURRENT_SESSIONS open sessions; sessions
    * opened without credentials (or by the anonymous `none` principal) at most
@@ -181,6 +184,8 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     const id = hash(token);
     const now = this.clock.now();
     const expiresAt = now + this.config.mcp.sessionTimeoutMs;
+    // Informational, client-chosen: stored cleaned and bounded (see client-info.ts).
+    const protocolVersion = storedProtocolVersion(init.protocolVersion);
     const reclaimIdleMs = this.config.mcp.sessionReclaimIdleMs;
     // Used within HTTP_SESSION_RECLAIM_IDLE ⇒ last_seen_at is newer than this (it lags use by under one touch interval).
     const idleBefore = now - reclaimIdleMs - this.touchEveryMs;
@@ -218,13 +223,13 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
       await em.query(
         `INSERT INTO mcp_sessions (id, principal, endpoint, protocol_version, client_info, capabilities, last_seen_at, expires_at, client_address)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [id, init.principal, init.endpoint, init.protocolVersion, init.clientInfo, init.capabilities, new Date(now), new Date(expiresAt), address],
+        [id, init.principal, init.endpoint, protocolVersion, storedClientInfo(init.clientInfo), storedCapabilities(init.capabilities), new Date(now), new Date(expiresAt), address],
       );
       return closed;
     });
     for (const closedId of reclaimed) this.forget(closedId);
     if (reclaimed.length > 0) this.logger.info({ sessions: reclaimed.length, group: group.column }, 'reclaimed idle MCP sessions to open a new one');
-    const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion: init.protocolVersion, touchedAt: now, expiresAt };
+    const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion, touchedAt: now, expiresAt };
     this.cache.set(id, session);
     return { token, session };
   }

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { describeValue } from '../common/validation/describe-value.js';
+import { pgSafe } from '../common/validation/pg-safe.js';
 import { placeholderProblems } from '../secrets/placeholders.js';
 import { valueProblem, type ValuePlace } from '../secrets/value-rules.js';
 
@@ -11,7 +13,7 @@ const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 const RESERVED_HEADERS = new Set(['host', 'content-length', 'content-type', 'accept', 'connection', 'mcp-session-id', 'mcp-protocol-version', 'transfer-encoding']);
 const GLOB = /^[A-Za-z0-9_.*?/:-]{1,200}$/;
 
-const show = (v: unknown) => JSON.stringify(v)?.slice(0, 80) ?? String(v);
+const show = (v: unknown) => describeValue(v);
 
 const name = z.string({ error: 'expected a slug [a-z0-9][a-z0-9-]{0,62}' }).refine((v) => SERVER_NAME.test(v), {
   error: (i) => `expected a slug [a-z0-9][a-z0-9-]{0,62}, got ${show(i.input)}`,
@@ -20,10 +22,10 @@ const transport = z.enum(['stdio', 'streamable_http', 'sse'], {
   error: (i) => `expected one of stdio, streamable_http, sse, got ${show(i.input)}`,
 });
 const text = (max: number, what = 'a string') =>
-  z.string({ error: (i) => `expected ${what}, got ${show(i.input)}` }).max(max, { error: `expected at most ${max} characters` });
+  pgSafe(z.string({ error: (i) => `expected ${what}, got ${show(i.input)}` }).max(max, { error: `expected at most ${max} characters` }));
 const stringMap = (key: RegExp, what: string, place: ValuePlace, reserved?: Set<string>) =>
   z
-    .record(z.string(), z.string({ error: 'expected a string value' }).max(8192, { error: 'expected at most 8192 characters' }), {
+    .record(z.string(), pgSafe(z.string({ error: 'expected a string value' }).max(8192, { error: 'expected at most 8192 characters' })), {
       error: (i) => `expected an object of ${what} to string values, got ${show(i.input)}`,
     })
     .superRefine((map, ctx) => {
@@ -36,8 +38,7 @@ const stringMap = (key: RegExp, what: string, place: ValuePlace, reserved?: Set<
         if (bad) ctx.addIssue({ code: 'custom', path: [k], message: bad });
       }
     });
-const url = z
-  .string({ error: (i) => `expected an http or https URL, got ${show(i.input)}` })
+const url = pgSafe(z.string({ error: (i) => `expected an http or https URL, got ${show(i.input)}` }))
   .refine(
     (v) => {
       try {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import { describeValue } from '../common/validation/describe-value.js';
 
-const show = (v: unknown) => JSON.stringify(v)?.slice(0, 80) ?? String(v);
+const show = (v: unknown) => describeValue(v);
 const ROLE = /^[a-z][a-z0-9_-]{0,62}$/;
 
 const roles = z

@@ -5,6 +5,7 @@ import { Repository } from 'typeorm';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
+import { pgUnsafeReason, toPgSafe } from '../common/validation/pg-safe.js';
 import { isUuid } from '../common/validation/uuid.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
 import { ReplicatedCache } from '../database/replicated-cache.js';
@@ -49,6 +50,18 @@ export type PrincipalSource = (userId: string) => Promise<string[]>;
 
 /** The identity cache's key: everything the upsert writes, so changed claims are a new key (and a new write). */
 const identityKey = (i: Identity): string => JSON.stringify([i.issuer, i.subject, i.email, i.displayName, i.groups]);
+
+/**
+ * `identity` as the users table can hold it: `email`, `displayName` and `groups` (informational)
+ * with NUL and unpaired surrogates replaced by U+FFFD; throws `AppError` unauthorized when
+ * `issuer` or `subject` (the identity itself) holds one.
+ */
+export function storableIdentity(identity: Identity): Identity {
+  const bad = pgUnsafeReason(identity.issuer) ?? pgUnsafeReason(identity.subject);
+  if (bad) throw new AppError(ErrorCode.Unauthorized, `the credential's issuer or subject ${bad}`);
+  const clean = (s: string | null) => (s === null ? null : toPgSafe(s));
+  return { ...identity, email: clean(identity.email), displayName: clean(identity.displayName), groups: identity.groups.map((g) => toPgSafe(String(g))) };
+}
 
 export const userPrincipalId = (userId: string) => `user:${userId}`;
 export const apiKeyPrincipalId = (keyId: string) => `api_key:${keyId}`;
@@ -129,10 +142,13 @@ export class UsersService implements BeforeApplicationShutdown {
 
   /**
    * The user behind `identity`, created on first sight; claims written when they change and at
-   * most once a minute otherwise (`last_seen_at`). Throws the database's error if it fails.
+   * most once a minute otherwise (`last_seen_at`). The informational claims (email, name,
+   * groups) are stored with NUL and unpaired surrogates replaced by U+FFFD; an issuer or
+   * subject holding one (PostgreSQL cannot store it, and changing it would change who the user
+   * is) is refused with `401 unauthorized`. Throws the database's error if it fails.
    */
   async resolve(identity: Identity): Promise<UserEntity> {
-    const key = identityKey(identity);
+    const key = identityKey(storableIdentity(identity));
     // A cached entry is current (invalidation deletes it): the hot path skips the loader's bookkeeping.
     return this.identities.peek(key) ?? this.identities.get(key);
   }

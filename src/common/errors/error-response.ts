@@ -26,6 +26,8 @@ const FASTIFY_ERRORS: Record<string, { code: ErrorCode; message: (e: Error) => s
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: ErrorCode.UnsupportedMediaType, message: () => 'Unsupported Content-Type; send application/json' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: ErrorCode.BadRequest, message: () => 'Content-Length does not match the body' },
   FST_ERR_CTP_INVALID_TYPE: { code: ErrorCode.BadRequest, message: () => 'Content-Type header is malformed' },
+  FST_ERR_BAD_URL: { code: ErrorCode.BadRequest, message: () => 'The request URL is not valid percent-encoded UTF-8' },
+  FST_ERR_MAX_PARAM_LENGTH: { code: ErrorCode.UriTooLong, message: () => 'A path segment of the request URL is too long' },
 };
 
 function isFastifyError(e: unknown): e is Error & { code: string; statusCode?: number } {

@@ -45,7 +45,7 @@ export async function measureInProcess(env, { apiKey, jwt }) {
   const gh = await startGatehouse(result.config, { logger });
   try {
     const auth = gh.app.get(AuthenticationService);
-    const request = (headers) => ({ method: 'POST', url: '/mcp', headers, query: {}, raw: { socket: { remoteAddress: '127.0.0.1' } } });
+    const request = (headers) => ({ method: 'POST', url: '/mcp', headers, query: {}, raw: { socket: { remoteAddress: '127.0.0.1' }, rawHeaders: Object.entries(headers).flat() } });
     const none = request({});
     const key = request({ 'x-api-key': apiKey });
     const bearer = request({ authorization: `Bearer ${jwt}` });

@@ -82,4 +82,11 @@ describe('McpOperationPipeline hooks', () => {
     await assert.rejects(pipeline.run(call), /Unknown tool "gh__nope"/);
     assert.deepEqual(refused, [['tools/call', -32602]]);
   });
+
+  it('echoes at most 200 characters of an unknown name back to the client', async () => {
+    const pipeline = pipelineWith([]);
+    const long = `gh__${'x'.repeat(200_000)}`;
+    const call: McpOperationRequest<'tools/call'> = { kind: 'tools/call', scope: '', principal: ANONYMOUS_PRINCIPAL, params: { name: long }, era: 'legacy', path: 'sdk' };
+    await assert.rejects(pipeline.run(call), (e: unknown) => e instanceof ProtocolError && e.message.length < 400 && e.message.includes('(200004 characters)'));
+  });
 });

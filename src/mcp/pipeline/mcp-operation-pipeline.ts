@@ -12,6 +12,9 @@ import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } 
 import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClassifiedOperation, McpOperationKind, McpOperationRequest, McpOutcome } from './mcp-operation.js';
 
+/** A client-sent name as echoed in an error: at most 200 characters (a 200 KB name is not sent back whole). */
+const echoed = (name: string): string => (name.length > 200 ? `${name.slice(0, 200)}… (${name.length} characters)` : name);
+
 /**
  * A result may carry its JSON text already serialized under this key (not enumerable on the
  * wire: symbols are skipped by JSON.stringify): `{ field, json }`, the value of `result[field]`
@@ -126,7 +129,7 @@ export class McpOperationPipeline implements OnModuleInit {
         const target = catalog.resolveTool(name);
         if (!target) {
           const hint = request.scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
-          throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${name}".${hint}`);
+          throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${echoed(name)}".${hint}`);
         }
         op.target = target;
         op.policy = { operation: 'tools/call', name: ns(target) };
@@ -135,7 +138,7 @@ export class McpOperationPipeline implements OnModuleInit {
       case 'prompts/get': {
         const { name } = request.params as McpOperationRequest<'prompts/get'>['params'];
         const target = catalog.resolvePrompt(name);
-        if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown prompt "${name}"`);
+        if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown prompt "${echoed(name)}"`);
         op.target = target;
         op.policy = { operation: 'prompts/get', name: ns(target) };
         break;
@@ -143,7 +146,7 @@ export class McpOperationPipeline implements OnModuleInit {
       case 'resources/read': {
         const { uri } = request.params as McpOperationRequest<'resources/read'>['params'];
         const target = catalog.resolveResource(uri);
-        if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown resource "${uri}"`);
+        if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown resource "${echoed(uri)}"`);
         op.target = target;
         op.policy = { operation: 'resources/read', name: ns(target) };
         break;

@@ -1,0 +1,50 @@
+// Same-run comparison of several Gatehouse builds on the legacy fast path: each build (a directory
+// with dist/, e.g. a git worktree of an earlier commit built with `npm run build`) runs on its own
+// database against one fast HTTP upstream; alternating 5 s rounds of tools/call at 16 connections;
+// medians of req/s and of Gatehouse CPU per request (utime+stime from /proc).
+// Usage: node bench/compare-builds.mjs /path/a:label-a /path/b:label-b …   (ROUNDS=4, TEST_DATABASE_URL)
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import autocannon from 'autocannon';
+import pg from 'pg';
+const ADMIN_URL = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+const dbUrl = (name) => { const u = new URL(ADMIN_URL); u.pathname = `/${name}`; return u.toString(); };
+const builds = process.argv.slice(2); // dir:label
+const up = spawn(process.execPath, ['bench/echo-upstream.mjs'], { env: { ...process.env, PORT: '4400', TOOLS: '5' }, stdio: 'ignore' });
+const cpuUs = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
+const targets = [];
+let port = 4410;
+for (const spec of builds) {
+  const [dir, label] = spec.split(':');
+  const db = `gh_three_${label}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect(); await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`); await admin.query(`CREATE DATABASE ${db}`); await admin.end();
+  const p = port++;
+  const child = spawn(process.execPath, [`${dir}/dist/main.js`], { cwd: dir, env: { ...process.env, DATABASE_URL: dbUrl(db), PORT: String(p), NODE_ENV: 'production', LOG_LEVEL: 'warn', MCP_AUTH_STRATEGY: 'none,api_key', MCP_API_KEYS: 'k'.repeat(40), HTTP_MAX_CONCURRENT_SESSIONS: '100000', GATEHOUSE_ENCRYPTION_KEYS: `k:${Buffer.alloc(32, 1).toString('base64')}` }, stdio: ['ignore', 'ignore', 'inherit'] });
+  targets.push({ label, child, url: `http://127.0.0.1:${p}` });
+}
+for (const t of targets) {
+  for (;;) { const r = await fetch(`${t.url}/readyz`).catch(() => undefined); if (r?.status === 200) break; await new Promise((r) => setTimeout(r, 200)); }
+  const A = { 'x-api-key': 'k'.repeat(40), 'content-type': 'application/json' };
+  await fetch(`${t.url}/api/v1/servers`, { method: 'POST', headers: A, body: JSON.stringify({ name: 'echo', transport: 'streamable_http', url: 'http://127.0.0.1:4400/mcp' }) });
+  for (let i = 0; i < 100; i++) { const v = await (await fetch(`${t.url}/api/v1/servers/echo`, { headers: A })).json(); if (v.status?.state === 'connected') break; await new Promise((r) => setTimeout(r, 100)); }
+  const init = await fetch(`${t.url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'b', version: '1' } } }) });
+  await init.text();
+  t.headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': init.headers.get('mcp-session-id') };
+  t.runs = [];
+}
+const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo__echo', arguments: { message: 'hello' } } });
+const ROUNDS = Number(process.env.ROUNDS ?? 4);
+for (let round = 0; round < ROUNDS; round++) {
+  for (let k = 0; k < targets.length; k++) {
+    const t = targets[(round + k) % targets.length];
+    await autocannon({ url: `${t.url}/mcp`, method: 'POST', headers: t.headers, body, connections: 16, duration: 1 });
+    const before = cpuUs(t.child.pid);
+    const r = await autocannon({ url: `${t.url}/mcp`, method: 'POST', headers: t.headers, body, connections: 16, duration: 5 });
+    t.runs.push({ rps: r.requests.average, cpu: (cpuUs(t.child.pid) - before) / r.requests.total, bad: r.non2xx + r.errors });
+  }
+}
+const median = (v) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
+for (const t of targets) console.log(t.label.padEnd(10), 'median', Math.round(median(t.runs.map((r) => r.rps))), 'req/s', median(t.runs.map((r) => r.cpu)).toFixed(0), 'µs CPU/req', 'bad', t.runs.reduce((a, r) => a + r.bad, 0));
+for (const t of targets) t.child.kill('SIGTERM');
+up.kill();

@@ -5,7 +5,7 @@ import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextp
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { EVERYTHING, eventually } from '../support/upstreams.js';
+import { registerConnected } from '../support/upstreams.js';
 
 const KEYS = ['rate-limit-key-one-0123456789abcdef', 'rate-limit-key-two-0123456789abcdef', 'rate-limit-key-three-0123456789abcd'];
 const MCP_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
@@ -118,16 +118,7 @@ describe('per-tool rate limits (HTTP_RATE_LIMIT_TOOLS) through the MCP pipeline,
   before(async () => {
     db = await createTestDatabase();
     app = await startTestApp(db.url, { HTTP_RATE_LIMIT_ENABLED: 'true', HTTP_RATE_LIMIT_TOOLS: 'everything__ec*=3' });
-    const res = await fetch(`${app.url}/api/v1/servers`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'everything', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'] }),
-    });
-    assert.equal(res.status, 201);
-    await eventually('connected', async () => {
-      const v = (await (await fetch(`${app.url}/api/v1/servers/everything`)).json()) as { status: { state: string } };
-      return v.status.state === 'connected' ? true : undefined;
-    });
+    await registerConnected(app.url);
   });
   after(async () => {
     await app.shutdown('test done');

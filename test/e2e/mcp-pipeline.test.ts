@@ -7,7 +7,7 @@ import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextp
 import { ReadinessGates } from '../../src/database/readiness-gates.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { EVERYTHING, eventually } from '../support/upstreams.js';
+import { eventually, registerConnected } from '../support/upstreams.js';
 import { RecordingHook, RecordingHookModule, legacyRequest, legacySession, modernRequest, rpc } from '../support/mcp-raw.js';
 
 const PROMPT = 'everything__completable-prompt';
@@ -45,16 +45,7 @@ describe('the MCP operation pipeline', () => {
     db = await createTestDatabase();
     app = await startTestApp(db.url, {}, { imports: [RecordingHookModule] });
     hook = app.app.get(RecordingHook);
-    const res = await fetch(`${app.url}/api/v1/servers`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'everything', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'] }),
-    });
-    assert.equal(res.status, 201);
-    await eventually('connected', async () => {
-      const v = (await (await fetch(`${app.url}/api/v1/servers/everything`)).json()) as { status: { state: string } };
-      return v.status.state === 'connected' ? true : undefined;
-    });
+    await registerConnected(app.url);
   });
   after(async () => {
     await app.shutdown('test done');

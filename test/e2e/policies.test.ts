@@ -5,7 +5,7 @@ import { Client as LegacyClient } from '@modelcontextprotocol/sdk/client/index.j
 import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { EVERYTHING, eventually } from '../support/upstreams.js';
+import { eventually, registerConnected } from '../support/upstreams.js';
 
 interface PolicyView {
   id: string;
@@ -14,16 +14,7 @@ interface PolicyView {
 }
 
 async function withEverything(app: TestApp): Promise<void> {
-  const res = await fetch(`${app.url}/api/v1/servers`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'everything', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'] }),
-  });
-  assert.equal(res.status, 201);
-  await eventually('connected', async () => {
-    const v = (await (await fetch(`${app.url}/api/v1/servers/everything`)).json()) as { status: { state: string } };
-    return v.status.state === 'connected' ? true : undefined;
-  });
+  await registerConnected(app.url);
 }
 
 const api = async (app: TestApp, method: string, path: string, body?: unknown) => {

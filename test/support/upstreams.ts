@@ -63,3 +63,19 @@ export function readStreamUntil(response: Response, text: string, timeoutMs = 10
   })();
   return Promise.race([read, new Promise<string>((_, reject) => setTimeout(() => reject(new Error(`"${text}" not seen on the stream within ${timeoutMs} ms`)), timeoutMs))]);
 }
+
+/** The reference upstream over stdio, as registered by most end-to-end tests. */
+export const EVERYTHING_STDIO = { name: 'everything', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'] };
+
+/**
+ * Registers `server` on the Gatehouse at `baseUrl` (`POST /api/v1/servers`, 201 asserted) and
+ * resolves once this replica reports it `connected`. `headers` carry the admin credentials.
+ */
+export async function registerConnected(baseUrl: string, server: { name: string } & Record<string, unknown> = EVERYTHING_STDIO, headers: Record<string, string> = {}): Promise<void> {
+  const res = await fetch(`${baseUrl}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(server) });
+  if (res.status !== 201) throw new Error(`registering ${server.name}: HTTP ${res.status} ${await res.text()}`);
+  await eventually(`${server.name} connected`, async () => {
+    const v = (await (await fetch(`${baseUrl}/api/v1/servers/${server.name}`, { headers })).json()) as { status: { state: string } };
+    return v.status.state === 'connected' ? true : undefined;
+  });
+}

@@ -5,12 +5,13 @@ import { RequiresPermission } from '../auth/auth.decorators.js';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
+import { pgSafe } from '../common/validation/pg-safe.js';
 import { SessionsService, type SessionView } from './sessions.service.js';
 
 /** `GET /api/v1/sessions` query: `principal` (exact id, e.g. `api_key:…`, `none:anonymous`), `limit` 1–500 (100), `offset` ≥ 0. */
 export const listSessionsQuery = z
   .object({
-    principal: z.string({ error: 'expected a principal id' }).min(1, { error: 'expected a principal id' }).max(500, { error: 'expected at most 500 characters' }).optional(),
+    principal: pgSafe(z.string({ error: 'expected a principal id' }).min(1, { error: 'expected a principal id' }).max(500, { error: 'expected at most 500 characters' })).optional(),
     limit: z.coerce.number({ error: 'expected an integer 1-500' }).int({ error: 'expected an integer 1-500' }).min(1).max(500).default(100),
     offset: z.coerce.number({ error: 'expected an integer ≥ 0' }).int({ error: 'expected an integer ≥ 0' }).min(0).default(0),
   })

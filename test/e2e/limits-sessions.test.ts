@@ -116,6 +116,12 @@ describe('sessions opened without credentials: per-address caps, idle reclaim, a
     const bad = await fetch(`${app.url}/api/v1/sessions?limit=0`);
     assert.equal(bad.status, 400);
     assert.match(((await bad.json()) as { error: { message: string } }).error.message, /^limit: /);
+    // A NUL in the filter is a 400 naming the field, not a 500 from PostgreSQL (found trying it as a new user).
+    for (const principal of ['%00', 'a%00b']) {
+      const nul = await fetch(`${app.url}/api/v1/sessions?principal=${principal}`);
+      assert.equal(nul.status, 400, principal);
+      assert.match(((await nul.json()) as { error: { message: string } }).error.message, /^principal: .*NUL/);
+    }
 
     const del = await fetch(`${app.url}/api/v1/sessions/${all.items[0].id}`, { method: 'DELETE' });
     assert.equal(del.status, 204);

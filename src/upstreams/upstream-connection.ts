@@ -331,13 +331,20 @@ export class UpstreamConnection {
       });
       this.client = client;
       this.transport = transport;
+      // While the handshake runs, its own rejection carries the real cause (ECONNREFUSED, HTTP
+      // 404…); a close reported first would hide it behind "connection closed".
+      let handshaking = true;
       transport.onclose = () => {
-        if (generation === this.generation) this.failed(new DescribedError('connection closed'), generation);
+        if (generation === this.generation && !handshaking) this.failed(new DescribedError('connection closed'), generation);
       };
       // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
       // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
       const timeout = { timeout: Math.max(this.server.timeoutMs, HANDSHAKE_TIMEOUT_MS) };
-      await client.connect(transport, timeout);
+      try {
+        await client.connect(transport, timeout);
+      } finally {
+        handshaking = false;
+      }
       const caps = client.getServerCapabilities() ?? {};
       const [tools, prompts, resources, resourceTemplates] = await Promise.all([
         caps.tools ? client.listTools(undefined, timeout).then((r) => r.tools) : [],

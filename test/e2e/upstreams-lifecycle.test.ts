@@ -62,6 +62,17 @@ describe('upstream connection lifecycle', () => {
     assert.deepEqual(processesWith(marker), []);
   });
 
+  it('names the HTTP status of an upstream that refuses the handshake, not "connection closed"', async () => {
+    // Gatehouse itself answers 404 on an unknown path: an HTTP upstream URL that is not an MCP endpoint.
+    assert.equal((await api('POST', '', { name: 'not-mcp', transport: 'streamable_http', url: `${app.url}/not-an-mcp-endpoint` })).status, 201);
+    const status = await eventually('the failure recorded', async () => {
+      const view = (await api('GET', '/not-mcp')).body as ServerView;
+      return view.status.state === 'error' ? view.status : undefined;
+    });
+    assert.match(status.lastError ?? '', /HTTP 404/, 'the transport\'s close no longer hides the handshake\'s own error');
+    assert.equal((await api('DELETE', '/not-mcp')).status, 204);
+  });
+
   it('a description PATCH does not restart the server; a config PATCH fails the running call at once, saying why', { timeout: 30_000 }, async () => {
     const body = { name: 'slow', transport: 'stdio', command: process.execPath, args: [SLOW], env: { [marker]: 'slow', CANCEL_LOG: '/dev/null' }, timeoutMs: 120_000 };
     assert.equal((await api('POST', '', body)).status, 201);

@@ -70,7 +70,7 @@ async function load(title, url, headers, body, connections = CONNECTIONS, second
  * gateway, upstream and load generator share two cores). So variants are measured in
  * alternation, ROUNDS times each, and compared by their medians.
  */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
 async function interleaved(variants, pid, { rounds = ROUNDS, connections = CONNECTIONS } = {}) {
   const runs = variants.map(() => []);
   for (let round = 0; round < rounds; round++) {

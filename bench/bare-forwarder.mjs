@@ -5,7 +5,9 @@ import { Pool } from 'undici';
 
 const upstream = new URL(process.env.UPSTREAM);
 const pool = new Pool(upstream.origin, { connections: 64, pipelining: 1 });
-const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'content-length']);
+// Hop-by-hop headers (RFC 9110 §7.6.1) and Host stay behind; Content-Length is end to end, so
+// bodies go through unchunked, as they came.
+const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host']);
 createServer((req, res) => {
   const headers = {};
   for (const [k, v] of Object.entries(req.headers)) if (!HOP.has(k)) headers[k] = v;

@@ -1,12 +1,11 @@
-import { Module, RequestMethod, type DynamicModule, type ModuleMetadata } from '@nestjs/common';
+import { Module, type DynamicModule, type ModuleMetadata } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { AuthGuard } from './auth/auth.guard.js';
 import { ApiKeysModule } from './api-keys/api-keys.module.js';
 import { AuthModule } from './auth/auth.module.js';
-import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AllExceptionsFilter } from './common/http/all-exceptions.filter.js';
-import { httpLoggerOptions } from './common/logging/logger.js';
+import { RequestLoggingModule } from './common/logging/request-logging.js';
 import { ConfigModule } from './config/config.module.js';
 import type { AppConfig } from './config/config.schema.js';
 import { DatabaseModule } from './database/database.module.js';
@@ -31,9 +30,9 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
-        // nestjs-pino's default route pattern ('{/*splat}') matches nothing on the Fastify
-        // adapter of Nest 12; '{*path}' matches every path, unknown ones included.
-        LoggerModule.forRoot({ pinoHttp: httpLoggerOptions(logger), forRoutes: [{ path: '{*path}', method: RequestMethod.ALL }] }),
+        // PinoLogger for every service; the request scope and access log are Fastify hooks
+        // installed by bootstrap (installRequestLogging).
+        RequestLoggingModule.forRoot(logger),
         DatabaseModule,
         HealthModule,
         AuthModule,

@@ -8,6 +8,7 @@ import { AppModule, type AppModuleOptions } from './app.module.js';
 import { openAccessVerdict } from './auth/open-access.js';
 import { ConnectionDrainer } from './common/http/connection-drainer.js';
 import { HostOriginRules, hostOriginHook } from './common/http/host-origin.js';
+import { installRequestLogging } from './common/logging/request-logging.js';
 import { clientErrorHandler, frameworkErrors, installInputLimits } from './common/http/input-limits.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { ErrorCode } from './common/errors/error-code.js';
@@ -111,6 +112,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   app.flushLogs();
 
   const fastify = app.getHttpAdapter().getInstance();
+  // First hook: every later hook and handler runs in the request's logging scope.
+  installRequestLogging(fastify, logger);
   // Kept-alive connections close as soon as their last response is written once draining.
   const drainer = new ConnectionDrainer(fastify.server);
   // JSON depth, body timeout, 503 while closing (see docs/operations.md, "Input limits").

@@ -35,24 +35,51 @@ function isSessionSetup(request: FastifyRequest): boolean {
  * endpoint is open to an unauthenticated principal; otherwise 401 — except that on the MCP
  * endpoint `MCP_SESSION_AUTH_REQUIRE_FOR_SESSION` / `…_FOR_OPERATIONS` decide per method.
  */
+/** What a route declares about access, read once per (controller, handler) instead of per request. */
+interface RouteAccess {
+  isPublic: boolean;
+  permission: Permission | undefined;
+  anyPrincipal: boolean;
+  isMcp: boolean;
+}
+
 @Injectable()
 export class AuthGuard implements CanActivate {
+  /** Route metadata is fixed once the app is built: four reflector lookups per request become one map read. */
+  private readonly routes = new WeakMap<object, WeakMap<object, RouteAccess>>();
+
   constructor(
     private readonly reflector: Reflector,
     private readonly authentication: AuthenticationService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
+  private access(context: ExecutionContext): RouteAccess {
+    const handler = context.getHandler();
+    const controller = context.getClass();
+    let byHandler = this.routes.get(controller);
+    if (!byHandler) this.routes.set(controller, (byHandler = new WeakMap()));
+    let access = byHandler.get(handler);
+    if (!access) {
+      const targets = [handler, controller];
+      access = {
+        isPublic: this.reflector.getAllAndOverride<boolean>(IS_PUBLIC_KEY, targets) === true,
+        permission: this.reflector.getAllAndOverride<Permission | undefined>(PERMISSION_KEY, targets),
+        anyPrincipal: this.reflector.getAllAndOverride<boolean>(AUTHENTICATED_KEY, targets) === true,
+        isMcp: this.reflector.getAllAndOverride<boolean>(MCP_ENDPOINT_KEY, targets) === true,
+      };
+      byHandler.set(handler, access);
+    }
+    return access;
+  }
+
   async canActivate(context: ExecutionContext): Promise<boolean> {
-    const targets = [context.getHandler(), context.getClass()];
-    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC_KEY, targets)) return true;
+    const { isPublic, permission, anyPrincipal, isMcp } = this.access(context);
+    if (isPublic) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest & { principal?: Principal }>();
-    const permission = this.reflector.getAllAndOverride<Permission | undefined>(PERMISSION_KEY, targets);
-    const anyPrincipal = this.reflector.getAllAndOverride<boolean>(AUTHENTICATED_KEY, targets);
     if (!permission && !anyPrincipal) {
       throw new AppError(ErrorCode.Forbidden, `${request.method} ${request.routeOptions.url ?? request.url} declares no permission and is closed`);
     }
-    const isMcp = this.reflector.getAllAndOverride<boolean>(MCP_ENDPOINT_KEY, targets) === true;
     const principal = (await this.authentication.authenticate(request)) ?? this.withoutCredentials(request, isMcp);
     request.principal = principal;
     if (!permission) {

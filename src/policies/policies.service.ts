@@ -15,6 +15,8 @@ import { RESYNC_TOPIC, topic } from '../database/change-bus.js';
 import { ReadinessGates, type ReadinessGate } from '../database/readiness-gates.js';
 import { SchemaStateService } from '../database/schema-state.service.js';
 import { NAME_SEPARATOR, type Catalog, type Target } from '../upstreams/catalog.js';
+import type { Principal } from '../auth/principal.js';
+import { DecisionMemo } from './decision-memo.js';
 import { PolicyEntity } from './policy.entity.js';
 import { evaluate, type Decision, type PolicyOperation, type PolicyPrincipal, type PolicyRule, type PolicySubject } from './policy-evaluator.js';
 import { createPolicySchema, patchPolicySchema } from './policy.schema.js';
@@ -89,6 +91,7 @@ export class PoliciesService implements OnApplicationBootstrap, BeforeApplicatio
   private readonly gate: ReadinessGate;
   private readonly timers: Timers;
   private readonly views = new WeakMap<Catalog, Map<string, View>>();
+  private readonly memo = new DecisionMemo();
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(
@@ -140,6 +143,17 @@ export class PoliciesService implements OnApplicationBootstrap, BeforeApplicatio
   decide(principal: PolicyPrincipal, operation: PolicyOperation, target: string): Decision {
     if (!this.isLoaded) return { allowed: false, by: 'default' };
     return evaluate(this.rules, principal, operation, target, this.config.policies.defaultEffect);
+  }
+
+  /**
+   * {@link decide} for an authenticated principal, remembered per (principal object, operation,
+   * target, policy-set version) ({@link DecisionMemo}): the MCP pipeline's per-call check.
+   */
+  decideFor(principal: Principal, operation: PolicyOperation, target: string): Decision {
+    if (!this.isLoaded) return { allowed: false, by: 'default' };
+    return this.memo.decide(principal, this.version, operation, target, () =>
+      evaluate(this.rules, { userId: principal.userId, apiKeyId: principal.keyId, roles: principal.roles, groups: principal.groups }, operation, target, this.config.policies.defaultEffect),
+    );
   }
 
   /** The catalog as `principal` may use it (tools, prompts, resources), cached until anything changes. */

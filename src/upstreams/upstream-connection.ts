@@ -265,18 +265,19 @@ export class UpstreamConnection {
     const forward = () => controller.abort(outer?.reason);
     if (outer?.aborted) forward();
     else outer?.addEventListener('abort', forward, { once: true });
-    let stop: (error: Error) => void = () => undefined;
-    const stopped = new Promise<never>((_, reject) => (stop = reject));
-    const call: InflightCall = {
-      fail: (error) => {
-        controller.abort(error);
-        stop(error);
-      },
-    };
+    const call: InflightCall = { fail: (error) => controller.abort(error) };
     this.inflight.add(call);
     this.lastUsed = this.clock.now();
     try {
-      return await Promise.race([run(controller.signal), stopped]);
+      // One promise settled by whichever comes first, the call or fail() (no Promise.race and
+      // second promise per call: this is the hot path).
+      return await new Promise<T>((resolve, reject) => {
+        call.fail = (error) => {
+          controller.abort(error);
+          reject(error);
+        };
+        run(controller.signal).then(resolve, reject);
+      });
     } catch (error) {
       throw this.sanitized(error);
     } finally {

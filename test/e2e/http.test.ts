@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setImmediate as tick } from 'node:timers/promises';
+import { Body, Controller, Module, Post } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
+import { Authenticated } from '../../src/auth/auth.decorators.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { waitForStatus } from '../support/process.js';
@@ -8,12 +12,30 @@ interface ErrorBody {
   error: { code: string; message: string; requestId: string };
 }
 
+/** Logs through the injected PinoLogger after reading a body and after an await: both must carry the request id. */
+@Controller('test')
+class LoggingProbeController {
+  constructor(private readonly logger: PinoLogger) {}
+
+  @Post('log')
+  @Authenticated()
+  async log(@Body() body: { n: number }): Promise<{ ok: true }> {
+    this.logger.info({ n: body.n }, 'probe before await');
+    await tick();
+    this.logger.info({ n: body.n }, 'probe after await');
+    return { ok: true };
+  }
+}
+
+@Module({ controllers: [LoggingProbeController] })
+class LoggingProbeModule {}
+
 describe('HTTP surface', () => {
   let db: TestDatabase;
   let app: TestApp;
   before(async () => {
     db = await createTestDatabase();
-    app = await startTestApp(db.url, { HTTP_MAX_REQUEST_SIZE: '2kb' });
+    app = await startTestApp(db.url, { HTTP_MAX_REQUEST_SIZE: '2kb' }, { imports: [LoggingProbeModule] });
   });
   after(async () => {
     await app.shutdown('test done');
@@ -91,6 +113,26 @@ describe('HTTP surface', () => {
     assert.ok(line, 'a request log line with the request id');
     assert.equal((line.res as { statusCode: number }).statusCode, 404);
     assert.ok(!app.logs.raw.includes(secret), 'the secret appears nowhere in the log output');
+  });
+
+  it('binds the request id to every line logged while serving a request, and the principal id to its access line', async () => {
+    const answers = await Promise.all(
+      [1, 2, 3].map((n) =>
+        fetch(`${app.url}/test/log`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': `rid-scope-${n}` }, body: JSON.stringify({ n }) }),
+      ),
+    );
+    assert.deepEqual(answers.map((r) => r.status), [201, 201, 201]);
+    await new Promise((r) => setTimeout(r, 50));
+    for (const n of [1, 2, 3]) {
+      const lines = app.logs.lines.filter((l) => l.requestId === `rid-scope-${n}`);
+      assert.deepEqual(lines.map((l) => [l.msg, l.n]), [['probe before await', n], ['probe after await', n], ['request completed', undefined]]);
+      const access = lines[2];
+      assert.equal(access.principalId, 'none:anonymous');
+      assert.equal(typeof access.responseTime, 'number');
+      assert.deepEqual(access.res, { statusCode: 201 });
+      assert.equal((access.req as { method: string; url: string }).method, 'POST');
+      assert.equal((access.req as { method: string; url: string }).url, '/test/log');
+    }
   });
 
   it('keeps health probes out of the request log', async () => {

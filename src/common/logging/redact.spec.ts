@@ -27,6 +27,29 @@ describe('redactDeep', () => {
   });
 });
 
+describe('redactDeep without anything to redact', () => {
+  it('returns plain objects and arrays as they are, and copies only the branch that changes', () => {
+    const clean = { requestId: 'r', req: { method: 'POST', headers: { accept: 'x' } }, list: [1, { a: 2 }] };
+    assert.equal(redactDeep(clean), clean);
+    const mixed = { keep: { a: 1 }, change: { token: 't', b: 2 }, arr: [{ ok: 1 }, { secret: 's' }] };
+    const out = redactDeep(mixed) as typeof mixed;
+    assert.equal(out.keep, mixed.keep);
+    assert.deepEqual(out, { keep: { a: 1 }, change: { token: REDACTED, b: 2 }, arr: [{ ok: 1 }, { secret: REDACTED }] });
+    assert.equal(out.arr[0], mixed.arr[0]);
+    assert.equal(mixed.change.token, 't');
+  });
+
+  it('still turns class instances into plain objects of their own fields', () => {
+    class Holder {
+      constructor(readonly visible: string) {}
+      toJSON() {
+        return { leaked: true };
+      }
+    }
+    assert.deepEqual(redactDeep({ h: new Holder('v') }), { h: { visible: 'v' } });
+  });
+});
+
 describe('redactUrl', () => {
   it('masks sensitive query parameters only', () => {
     assert.equal(redactUrl('/mcp?token=abc&x=1'), `/mcp?token=${encodeURIComponent(REDACTED)}&x=1`);

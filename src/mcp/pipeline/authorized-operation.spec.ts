@@ -24,10 +24,10 @@ const op = (): ClassifiedOperation<'tools/call'> => ({
 
 describe('authorize', () => {
   it('returns the only value routing accepts when the policy allows, and throws -32003 naming the policy when not', () => {
-    const allow = { decide: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
+    const allow = { decide: () => ({ allowed: true, by: 'default' }), decideFor: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
     const authorized = authorize(allow, op());
     assert.doesNotThrow(() => assertAuthorized(authorized));
-    const deny = { decide: () => ({ allowed: false, by: { id: 'p-1', description: 'no' } }) } as unknown as PoliciesService;
+    const deny = { decideFor: () => ({ allowed: false, by: { id: 'p-1', description: 'no' } }) } as unknown as PoliciesService;
     assert.throws(
       () => authorize(deny, op()),
       (e: unknown) => e instanceof ProtocolError && e.code === POLICY_DENIED && /denied by policy p-1 \(no\)/.test(e.message) && (e.data as { policyId: string }).policyId === 'p-1',

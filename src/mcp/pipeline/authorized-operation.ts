@@ -43,7 +43,7 @@ export function assertAuthorized(value: unknown): asserts value is AuthorizedOpe
 export function authorize<K extends McpOperationKind>(policies: PoliciesService, operation: ClassifiedOperation<K>): AuthorizedOperation<K> {
   const check = operation.policy;
   if (check) {
-    const decision = policies.decide(policySubject(operation.principal), check.operation, check.name);
+    const decision = policies.decideFor(operation.principal, check.operation, check.name);
     if (!decision.allowed) {
       const why =
         decision.by === 'default'

@@ -1,0 +1,135 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Global, Inject, Injectable, Module, Scope, type DynamicModule } from '@nestjs/common';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Logger as NestPinoLogger, PARAMS_PROVIDER_TOKEN, PinoLogger, type Params } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { redactUrl } from './redact.js';
+
+/*
+ * Why not nestjs-pino's LoggerModule with pino-http (as before): per request it ran a Nest
+ * middleware through middie, built two or three pino child loggers eagerly (request id, the
+ * serialized request, custom props), attached three listeners to the response, and handed the
+ * raw `ServerResponse` to the record formatter, whose redaction walked it eight levels deep.
+ * Together about a fifth of a fast-path `tools/call`'s CPU at `LOG_LEVEL=info`
+ * (docs/benchmarks.md, issue 12). Here: one Fastify hook pair, a request-scoped child logger
+ * built only if something inside the request logs, and the access line built from plain fields.
+ * nestjs-pino's `PinoLogger` stays the injectable every service logs through.
+ */
+
+const PROBE_PATHS = new Set(['/healthz', '/readyz']);
+
+/** Headers worth having in an access log line; everything else is left out, not redacted. */
+const LOGGED_HEADERS = ['user-agent', 'content-type', 'content-length', 'mcp-protocol-version', 'mcp-method', 'accept'] as const;
+
+/** The logging scope of one HTTP request: its id, and a child logger carrying it, built on first use. */
+export class RequestLogScope {
+  private child: Logger | undefined;
+
+  constructor(
+    private readonly root: Logger,
+    readonly requestId: string,
+  ) {}
+
+  /** The root logger with `requestId` bound (created on first access; most requests log only their access line). */
+  get logger(): Logger {
+    return (this.child ??= this.root.child({ requestId: this.requestId }));
+  }
+}
+
+const scopes = new AsyncLocalStorage<RequestLogScope>();
+
+/** The logger of the request being served (with its `requestId`), or undefined outside one. */
+export function requestLogger(): Logger | undefined {
+  return scopes.getStore()?.logger;
+}
+
+/**
+ * nestjs-pino's `PinoLogger` (what every service injects), reading the request scope of
+ * {@link installRequestLogging} instead of the one pino-http's middleware used to set.
+ * Outside a request it logs through the root logger given to {@link RequestLoggingModule}.
+ */
+@Injectable({ scope: Scope.TRANSIENT })
+export class RequestScopedPinoLogger extends PinoLogger {
+  private readonly root: Logger;
+
+  constructor(@Inject(PARAMS_PROVIDER_TOKEN) params: Params) {
+    super(params);
+    this.root = (params.pinoHttp as { logger: Logger }).logger;
+  }
+
+  override get logger(): Logger {
+    return scopes.getStore()?.logger ?? this.root;
+  }
+}
+
+/**
+ * Provides `PinoLogger` (request-scoped, see {@link RequestScopedPinoLogger}) and nestjs-pino's
+ * Nest `Logger` over the given root logger, globally. No middleware: the request scope and
+ * the access log come from {@link installRequestLogging}.
+ */
+@Global()
+@Module({})
+export class RequestLoggingModule {
+  static forRoot(logger: Logger): DynamicModule {
+    const params: Params = { pinoHttp: { logger } };
+    return {
+      module: RequestLoggingModule,
+      providers: [{ provide: PARAMS_PROVIDER_TOKEN, useValue: params }, { provide: PinoLogger, useClass: RequestScopedPinoLogger }, NestPinoLogger],
+      exports: [PARAMS_PROVIDER_TOKEN, PinoLogger, NestPinoLogger],
+    };
+  }
+}
+
+type LoggedRequest = FastifyRequest & { principal?: { id: string } };
+
+/** The request fields of an access log line: id, method, URL (credentials in the query masked), a few headers, peer address. */
+function requestFields(request: FastifyRequest): Record<string, unknown> {
+  const headers: Record<string, unknown> = {};
+  for (const name of LOGGED_HEADERS) {
+    const value = request.headers[name];
+    if (value !== undefined) headers[name] = value;
+  }
+  return { id: request.id, method: request.method, url: redactUrl(request.url), headers, remoteAddress: request.raw.socket?.remoteAddress };
+}
+
+/**
+ * Installs, as the first `onRequest` hook, the request logging scope (every line logged while
+ * serving a request carries its `requestId`), and one access log line per request when its
+ * response is written (`onResponse`) or the client goes away first (`onRequestAbort`):
+ * `{ requestId, req: { id, method, url, headers, remoteAddress }, res: { statusCode },
+ * responseTime (ms), principalId }`, message `request completed` at info (warn at 4xx),
+ * `request errored` at error (5xx), `request aborted` at info (no `res`). `/healthz` and `/readyz` are not
+ * logged (probes every few seconds). Call before any other hook is added.
+ */
+export function installRequestLogging(fastify: FastifyInstance, logger: Logger): void {
+  const started = Symbol('started');
+  type Timed = LoggedRequest & { [started]?: number };
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    (request as Timed)[started] = performance.now();
+    scopes.run(new RequestLogScope(logger, request.id), done);
+  });
+  /** The access line; `statusCode` undefined when the client went away before the response. */
+  const line = (request: FastifyRequest, statusCode: number | undefined): void => {
+    if (PROBE_PATHS.has(request.url.split('?', 1)[0])) return;
+    const begun = (request as Timed)[started];
+    const record = {
+      requestId: request.id,
+      req: requestFields(request),
+      res: statusCode === undefined ? undefined : { statusCode },
+      responseTime: begun === undefined ? undefined : Math.round(performance.now() - begun),
+      principalId: (request as LoggedRequest).principal?.id,
+    };
+    if (statusCode === undefined) logger.info(record, 'request aborted');
+    else if (statusCode >= 500) logger.error(record, 'request errored');
+    else if (statusCode >= 400) logger.warn(record, 'request completed');
+    else logger.info(record, 'request completed');
+  };
+  fastify.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
+    line(request, reply.raw.statusCode);
+    done();
+  });
+  fastify.addHook('onRequestAbort', (request: FastifyRequest, done) => {
+    line(request, undefined);
+    done();
+  });
+}

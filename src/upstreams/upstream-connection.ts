@@ -9,7 +9,7 @@ import {
   type Tool,
   type Transport,
 } from '@modelcontextprotocol/client';
-import { ProtocolError } from '@modelcontextprotocol/client';
+import { ProtocolError, SdkError, SdkErrorCode } from '@modelcontextprotocol/client';
 import { ValueMasker, type MaskedValue } from '../common/logging/value-masker.js';
 import { valueProblem } from '../secrets/value-rules.js';
 import { systemClock, type Clock, type Timer } from './clock.js';
@@ -52,6 +52,8 @@ export interface ConnectionEvents {
    * reports at any length (configured literals only from 8 characters).
    */
   secretValues?: readonly string[];
+  /** Longest message a stdio upstream may write, in bytes (GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE). */
+  maxMessageBytes?: number;
 }
 
 /**
@@ -109,6 +111,8 @@ export class UpstreamConnection {
   private waking: Promise<void> | undefined;
   private masker!: ValueMasker;
   private readonly noted = new Set<string>();
+  /** Why the current generation's transport ended on its own (stdio exit, stdout closed): what its calls in flight fail with. */
+  private endedBecause: Error | undefined;
 
   constructor(
     server: UpstreamServerEntity,
@@ -295,6 +299,7 @@ export class UpstreamConnection {
     const offeredBefore = this.signature();
     this.retryTimer?.cancel();
     this.machine.to('connecting');
+    this.endedBecause = undefined;
     await this.dispose();
     if (generation !== this.generation) return;
     try {
@@ -335,7 +340,9 @@ export class UpstreamConnection {
       // 404…); a close reported first would hide it behind "connection closed".
       let handshaking = true;
       transport.onclose = () => {
-        if (generation === this.generation && !handshaking) this.failed(new DescribedError('connection closed'), generation);
+        if (generation !== this.generation) return;
+        this.endedBecause = endReasonOf(transport);
+        if (!handshaking) this.failed(this.endedBecause ?? new DescribedError('connection closed'), generation);
       };
       // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
       // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
@@ -374,7 +381,8 @@ export class UpstreamConnection {
       this.lastUsed = this.clock.now();
       this.scheduleIdleCheck(generation);
     } catch (error) {
-      this.failed(error, generation);
+      // A process that exited during the handshake: its exit code and stderr, not "connection closed".
+      this.failed((generation === this.generation && endReasonOf(this.transport)) || error, generation);
     }
   }
 
@@ -400,6 +408,8 @@ export class UpstreamConnection {
    */
   private sanitized(error: unknown): unknown {
     if (error instanceof UpstreamConnectionClosedError) return error;
+    // The SDK's "Connection closed" for a call whose stdio process ended: say why it ended.
+    if (this.endedBecause && error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed) return new DescribedError(this.mask(this.endedBecause.message));
     if (error instanceof ProtocolError) {
       const message = this.mask(error.message);
       const data = this.maskData(error.data);
@@ -531,6 +541,8 @@ export class UpstreamConnection {
         env: s.env,
         cwd: s.cwd ?? undefined,
         spawner: this.events.spawner,
+        maxMessageBytes: this.events.maxMessageBytes,
+        serverName: s.name,
         onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line).slice(0, 2000) }, 'upstream stderr'),
       });
     }
@@ -546,6 +558,11 @@ export class UpstreamConnection {
   private touchStatus(): void {
     this.setStatus({});
   }
+}
+
+/** Why a stdio transport ended on its own (exit code and stderr, stdout closed), if it did. */
+function endReasonOf(transport: Transport | undefined): Error | undefined {
+  return transport instanceof ProcessGroupStdioTransport ? transport.endReason : undefined;
 }
 
 /**

@@ -162,6 +162,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       idleTtlMs: this.config.upstreams.stdioIdleTtlMs,
       clock: this.clock,
       spawner: this.spawner,
+      maxMessageBytes: this.config.upstreams.maxMessageBytes,
     });
     this.connections.set(name, next);
     this.catalog.invalidate();

@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Client, StreamableHTTPClientTransport, type CallToolResult } from '@modelcontextprotocol/client';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { EVERYTHING_STDIO, eventually, processesWith, registerConnected } from '../support/upstreams.js';
+
+const FAULT = resolve('test/fixtures/fault-upstream.mjs');
+
+interface ServerView {
+  status: { state: string; lastError: string | null };
+}
+
+/**
+ * Issue 11, "nothing from an upstream can take Gatehouse down", stdio side: an upstream that
+ * writes garbage, truncated, huge or endless frames, invalid UTF-8, floods, non-JSON-RPC JSON
+ * or answers to unknown ids, closes its stdout or exits, leaves the gateway running and other
+ * servers' calls unaffected; every failure says why, at once.
+ */
+describe('upstream faults (stdio)', () => {
+  let db: TestDatabase;
+  let app: TestApp;
+  const marker = `GH_FAULT_${randomUUID().replaceAll('-', '')}`;
+  const clients: Client[] = [];
+
+  const view = async (name: string) => (await (await fetch(`${app.url}/api/v1/servers/${name}`)).json()) as ServerView;
+  const connect = async (server: string) => {
+    const client = new Client({ name: 'faults', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${app.url}/mcp/${server}`)));
+    clients.push(client);
+    return client;
+  };
+  const fault = (name: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    transport: 'stdio',
+    command: process.execPath,
+    args: [FAULT],
+    env: { [marker]: name },
+    timeoutMs: 60_000,
+    ...extra,
+  });
+  const textOf = (result: unknown) => ((result as CallToolResult).content[0] as { text: string }).text;
+
+  before(async () => {
+    db = await createTestDatabase();
+    app = await startTestApp(db.url, { GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE: '1mb' });
+    await registerConnected(app.url, { ...EVERYTHING_STDIO, env: { [marker]: 'everything' } });
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+    await app.shutdown('test done');
+    await db.drop();
+    assert.deepEqual(processesWith(marker), [], 'no upstream process outlives the gateway');
+  });
+
+  it('survives every malformed frame kind; the server keeps answering, other servers too', async () => {
+    await registerConnected(app.url, fault('fuzz'));
+    const client = await connect('fuzz');
+    const other = await connect('everything');
+    for (const kind of ['garbage', 'truncated', 'split', 'invalid-utf8', 'non-jsonrpc', 'unknown-id', 'huge-notice']) {
+      const result = await client.callTool({ name: 'fault', arguments: { kind, bytes: 2 * 1024 * 1024 } });
+      assert.equal(textOf(result), `survived ${kind}`, kind);
+      assert.equal(textOf(await other.callTool({ name: 'echo', arguments: { message: kind } })), `Echo: ${kind}`);
+    }
+    assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { message: 'still here' } })), 'still here');
+    assert.equal((await view('fuzz')).status.state, 'connected');
+  });
+
+  it('a notification flood neither stalls the call nor other servers', async () => {
+    const client = await connect('fuzz');
+    const other = await connect('everything');
+    const flood = client.callTool({ name: 'fault', arguments: { kind: 'flood', count: 5_000 } }, { onprogress: () => undefined });
+    const started = Date.now();
+    assert.equal(textOf(await other.callTool({ name: 'echo', arguments: { message: 'during the flood' } })), 'Echo: during the flood');
+    assert.ok(Date.now() - started < 5_000, 'the other server answered during the flood');
+    assert.equal(textOf(await flood), 'survived flood');
+  });
+
+  it('a message over GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE fails its call at once, naming the server and the limit (was: an uncaught exception exiting the gateway past 10 MiB)', async () => {
+    const client = await connect('fuzz');
+    for (const kind of ['huge', 'huge-head']) {
+      const started = Date.now();
+      await assert.rejects(client.callTool({ name: 'fault', arguments: { kind, bytes: 12 * 1024 * 1024 } }), (error: Error) => {
+        assert.match(error.message, /server "fuzz" sent a message of more than 1 MiB .*GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE/);
+        return true;
+      });
+      assert.ok(Date.now() - started < 20_000, `${kind}: failed at once, not at the 60 s timeout`);
+    }
+    assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { message: 'after huge' } })), 'after huge', 'the connection stays up');
+  });
+
+  it('a tools/list over the limit leaves the server in error with the limit named, and the gateway up', async () => {
+    const res = await fetch(`${app.url}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(fault('biglist', { env: { [marker]: 'biglist', HUGE_LIST_BYTES: String(12 * 1024 * 1024) } })) });
+    assert.equal(res.status, 201);
+    const failed = await eventually('biglist in error', async () => ((await view('biglist')).status.state === 'error' ? await view('biglist') : undefined));
+    assert.match(failed.status.lastError ?? '', /server "biglist" sent a message of more than 1 MiB/);
+    const other = await connect('everything');
+    assert.equal(textOf(await other.callTool({ name: 'echo', arguments: { message: 'fine' } })), 'Echo: fine');
+    assert.equal((await fetch(`${app.url}/api/v1/servers/biglist`, { method: 'DELETE' })).status, 204);
+  });
+
+  it('a server that closes its stdout but keeps running: its call fails at once, the process is killed and restarted', async () => {
+    await registerConnected(app.url, fault('mute'));
+    const client = await connect('mute');
+    const started = Date.now();
+    const result = (await client.callTool({ name: 'fault', arguments: { kind: 'close-stdout' } }));
+    assert.equal(result.isError, true);
+    assert.match(textOf(result), /closed its stdout/);
+    assert.ok(Date.now() - started < 10_000, 'failed at once, not at the 60 s timeout');
+    assert.match((await view('mute')).status.lastError ?? '', /process closed its stdout but kept running \(killed\); last stderr: "fault upstream starting" \| "closing stdout now"$/);
+    await eventually('mute reconnected', async () => ((await view('mute')).status.state === 'connected' ? true : undefined));
+    assert.equal(processesWith(`${marker}=mute`).length, 1, 'the muted process was killed: one process, the new one');
+    assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { message: 'back' } })), 'back');
+  });
+
+  it('a process that exits: status.lastError has its exit code and last stderr lines', async () => {
+    await registerConnected(app.url, fault('quitter'));
+    const client = await connect('quitter');
+    const result = (await client.callTool({ name: 'fault', arguments: { kind: 'exit' } }));
+    assert.equal(result.isError, true);
+    const status = await eventually('quitter failed', async () => ((await view('quitter')).status.lastError ? (await view('quitter')).status : undefined));
+    assert.match(status.lastError ?? '', /^process exited \(code 7\); last stderr: "fault upstream starting" \| "fatal: the fault upstream gives up"$/);
+  });
+});

@@ -20,6 +20,8 @@ import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
+import type { ServerLog, ServerLogSource } from './server-log.js';
+import { recordLogNotifications } from './server-log-tap.js';
 
 /** Time allowed for a server to start, answer `initialize` and list what it offers. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -54,6 +56,8 @@ export interface ConnectionEvents {
   secretValues?: readonly string[];
   /** Longest message a stdio upstream may write, in bytes (GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE). */
   maxMessageBytes?: number;
+  /** The server's ring of recent log lines (stderr, notifications/message, events), written masked. */
+  serverLog?: ServerLog;
 }
 
 /**
@@ -347,11 +351,15 @@ export class UpstreamConnection {
       // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
       // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
       const timeout = { timeout: Math.max(this.server.timeoutMs, HANDSHAKE_TIMEOUT_MS) };
+      // Problems the transport or the SDK report without failing a request (a line that is not
+      // JSON-RPC, an oversized message, an answer to an unknown id): logged, never thrown.
+      client.onerror = (error) => this.note('event', 'warning', describeUpstreamError(error));
       try {
         await client.connect(transport, timeout);
       } finally {
         handshaking = false;
       }
+      recordLogNotifications(transport, (level, text) => generation === this.generation && this.note('notification', level, text));
       const caps = client.getServerCapabilities() ?? {};
       const [tools, prompts, resources, resourceTemplates] = await Promise.all([
         caps.tools ? client.listTools(undefined, timeout).then((r) => r.tools) : [],
@@ -373,7 +381,8 @@ export class UpstreamConnection {
       this.attempt = 0;
       this.machine.to('connected');
       this.setStatus({ lastError: null, toolCount: tools.length });
-      this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: client.getNegotiatedProtocolVersion() }, 'upstream connected');
+      this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: negotiated }, 'upstream connected');
+      this.note('event', 'info', `connected (protocol ${negotiated ?? 'unknown'}, ${tools.length} tools)`);
       // A restart after parking usually offers the same things: no list_changed for nothing.
       if (this.signature() !== offeredBefore) this.events.onToolsChanged(this.server.name);
       // The idle TTL counts from when the process is up, not from when it was asked for: a
@@ -473,6 +482,7 @@ export class UpstreamConnection {
       this.generation++; // the process exit that follows is not a failure
       this.events.log.info({ server: this.server.name, idleMs: this.clock.now() - this.lastUsed }, 'stopping idle stdio upstream');
       this.machine.to('idle');
+      this.note('event', 'info', 'stopped after GATEHOUSE_STDIO_IDLE_TTL without calls; the next call starts it');
       void this.dispose();
     }, wait);
   }
@@ -492,6 +502,7 @@ export class UpstreamConnection {
     this.machine.to('closed');
     // Whoever still holds this connection learns why it is gone (`status.lastError`).
     this.setStatus({ lastError: `the connection was closed (${reason})` });
+    this.note('event', 'info', `closed (${reason})`);
     const error = new UpstreamConnectionClosedError(this.server.name, reason);
     for (const call of [...this.inflight]) call.fail(error);
     this.closing = this.dispose();
@@ -513,6 +524,7 @@ export class UpstreamConnection {
     if (hadTools) this.events.onToolsChanged(this.server.name);
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);
     this.events.log.warn({ server: this.server.name, error: message, retryInMs: delay }, 'upstream unavailable');
+    this.note('event', 'error', `unavailable: ${message}; retrying in ${delay} ms`);
     void this.dispose();
     this.retryTimer?.cancel();
     this.retryTimer = this.clock.setTimer(() => void this.connect(), delay);
@@ -543,12 +555,21 @@ export class UpstreamConnection {
         spawner: this.events.spawner,
         maxMessageBytes: this.events.maxMessageBytes,
         serverName: s.name,
-        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line).slice(0, 2000) }, 'upstream stderr'),
+        onStderr: (line) => {
+          const masked = this.mask(line);
+          this.events.log.debug({ server: s.name, stderr: masked.slice(0, 2000) }, 'upstream stderr');
+          this.events.serverLog?.add('stderr', 'info', masked);
+        },
       });
     }
     const url = new URL(s.url!);
     const requestInit = { headers: s.headers };
     return s.transport === 'sse' ? new SSEClientTransport(url, { requestInit }) : new StreamableHTTPClientTransport(url, { requestInit });
+  }
+
+  /** Records a line in the server's log ring, masked. */
+  private note(source: ServerLogSource, level: string, text: string): void {
+    this.events.serverLog?.add(source, level, this.mask(text));
   }
 
   private setStatus(patch: Partial<Omit<UpstreamStatus, 'state'>>): void {

@@ -8,6 +8,7 @@ import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { blank, hasPlaceholders } from '../secrets/placeholders.js';
 import { UPSTREAM_CLOCK, type Clock } from './clock.js';
 import { KeyedSerializer } from './keyed-serializer.js';
+import { ServerLog, type ServerLogEntry } from './server-log.js';
 import { PROCESS_SPAWNER, type ProcessSpawner } from './process-spawner.js';
 import { UpstreamCatalog } from './upstream-catalog.service.js';
 import { connectionKey, UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
@@ -44,6 +45,8 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
   /** Servers as configured (placeholders intact), for per-caller resolution. */
   private readonly templates = new Map<string, UpstreamServerEntity>();
   private readonly serializer = new KeyedSerializer<string>();
+  /** Each server's ring of recent log lines; it outlives reconnects and configuration changes, not deletion. */
+  private readonly logs = new Map<string, ServerLog>();
   private readonly detached = new AsyncResource('gatehouse.upstreams');
   private readonly unsubscribe: (() => void)[] = [];
   private stopped = false;
@@ -104,6 +107,11 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     return [...this.connections.values()].filter((c) => c.state === 'connected').map((c) => c.server.name);
   }
 
+  /** The newest `limit` lines of the server's log on this replica, newest last (empty: nothing yet, or unknown). */
+  recentLogs(name: string, limit: number): ServerLogEntry[] {
+    return this.logs.get(name)?.recent(limit) ?? [];
+  }
+
   /** This replica's status of the server stored as `row`. */
   statusOf(row: UpstreamServerEntity): UpstreamStatus {
     if (!row.enabled) return { state: 'disabled', lastError: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
@@ -138,6 +146,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     if (!row) {
       this.templates.delete(name);
       this.connections.delete(name);
+      this.logs.delete(name);
       if (current) this.catalog.changed(name);
       await Promise.all([current?.close('the server was deleted'), this.pool.retire(name, undefined, 'the server was deleted')]);
       return;
@@ -163,6 +172,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       clock: this.clock,
       spawner: this.spawner,
       maxMessageBytes: this.config.upstreams.maxMessageBytes,
+      serverLog: this.serverLog(name),
     });
     this.connections.set(name, next);
     this.catalog.invalidate();
@@ -180,6 +190,12 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     // Connections live longer than the request that created them: run them in the context
     // captured at start, so their log lines do not carry that request's id.
     if (row.enabled) this.detached.runInAsyncScope(() => void next.connect());
+  }
+
+  private serverLog(name: string): ServerLog {
+    let log = this.logs.get(name);
+    if (!log) this.logs.set(name, (log = new ServerLog(() => this.clock.now())));
+    return log;
   }
 
   private background(work: Promise<void>): void {

@@ -8,6 +8,7 @@ import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { EVERYTHING_STDIO, eventually, processesWith, registerConnected } from '../support/upstreams.js';
 
 const FAULT = resolve('test/fixtures/fault-upstream.mjs');
+const ECHO = resolve('test/fixtures/stderr-echo-upstream.mjs');
 
 interface ServerView {
   status: { state: string; lastError: string | null };
@@ -47,6 +48,7 @@ describe('upstream faults (stdio)', () => {
     db = await createTestDatabase();
     app = await startTestApp(db.url, { GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE: '1mb' });
     await registerConnected(app.url, { ...EVERYTHING_STDIO, env: { [marker]: 'everything' } });
+    await registerConnected(app.url, fault('fuzz'));
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
@@ -56,7 +58,6 @@ describe('upstream faults (stdio)', () => {
   });
 
   it('survives every malformed frame kind; the server keeps answering, other servers too', async () => {
-    await registerConnected(app.url, fault('fuzz'));
     const client = await connect('fuzz');
     const other = await connect('everything');
     for (const kind of ['garbage', 'truncated', 'split', 'invalid-utf8', 'non-jsonrpc', 'unknown-id', 'huge-notice']) {
@@ -71,7 +72,7 @@ describe('upstream faults (stdio)', () => {
   it('a notification flood neither stalls the call nor other servers', async () => {
     const client = await connect('fuzz');
     const other = await connect('everything');
-    const flood = client.callTool({ name: 'fault', arguments: { kind: 'flood', count: 5_000 } }, { onprogress: () => undefined });
+    const flood = client.callTool({ name: 'fault', arguments: { kind: 'flood', count: 2_000 } }, { onprogress: () => undefined });
     const started = Date.now();
     assert.equal(textOf(await other.callTool({ name: 'echo', arguments: { message: 'during the flood' } })), 'Echo: during the flood');
     assert.ok(Date.now() - started < 5_000, 'the other server answered during the flood');
@@ -122,5 +123,37 @@ describe('upstream faults (stdio)', () => {
     assert.equal(result.isError, true);
     const status = await eventually('quitter failed', async () => ((await view('quitter')).status.lastError ? (await view('quitter')).status : undefined));
     assert.match(status.lastError ?? '', /^process exited \(code 7\); last stderr: "fault upstream starting" \| "fatal: the fault upstream gives up"$/);
+  });
+
+  it('GET /api/v1/servers/:name/logs: stderr, notifications and events, masked, newest last; 404 and 400 as JSON', async () => {
+    const token = `tok-${randomUUID()}`;
+    await registerConnected(app.url, { name: 'chatty', transport: 'stdio', command: process.execPath, args: [ECHO], env: { [marker]: 'chatty', API_TOKEN: token, ECHO_VARS: 'API_TOKEN' } });
+    await (await connect('fuzz')).callTool({ name: 'fault', arguments: { kind: 'flood', count: 3 } });
+    await (await connect('fuzz')).callTool({ name: 'fault', arguments: { kind: 'garbage' } });
+    const logs = async (name: string, query = '') => {
+      const res = await fetch(`${app.url}/api/v1/servers/${name}/logs${query}`);
+      return { status: res.status, body: (await res.json()) as { server: string; items: { at: string; source: string; level: string; text: string }[]; error?: { code: string; message: string } } };
+    };
+    const chatty = await eventually('chatty stderr in its log', async () => {
+      const got = await logs('chatty');
+      return got.body.items.filter((i) => i.source === 'stderr').length >= 6 ? got : undefined;
+    });
+    assert.equal(chatty.status, 200);
+    assert.ok(!JSON.stringify(chatty.body).includes(token), 'the token is masked');
+    assert.ok(!JSON.stringify(chatty.body).includes(Buffer.from(token).toString('base64')), 'in every encoding');
+    assert.ok(chatty.body.items.some((i) => i.source === 'event' && /^connected \(protocol /.test(i.text)));
+    const fuzz = (await logs('fuzz', '?limit=500')).body.items;
+    assert.deepEqual(fuzz.filter((i) => i.source === 'notification').slice(-3).map((i) => i.text), ['flood 0', 'flood 1', 'flood 2']);
+    assert.ok(fuzz.some((i) => i.source === 'event' && i.level === 'warning' && /not JSON/.test(i.text)), 'the garbage lines are noted');
+    assert.ok(fuzz.some((i) => /sent a message of more than 1 MiB/.test(i.text)), 'so is the oversized message');
+    const times = fuzz.map((i) => i.at);
+    assert.deepEqual([...times].sort(), times, 'newest last');
+    assert.equal((await logs('fuzz', '?limit=2')).body.items.length, 2);
+    const unknown = await logs('nope');
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.error?.code, 'not_found');
+    const bad = await logs('fuzz', '?limit=0');
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error?.message ?? '', /^limit: expected an integer 1-500/);
   });
 });

@@ -23,5 +23,5 @@ export function recordLogNotifications(transport: Transport, record: (level: str
       record(level, typeof params.logger === 'string' ? `[${params.logger.slice(0, 100)}] ${text}` : text);
     }
     (deliver as (message: JSONRPCMessage, ...rest: unknown[]) => void).call(transport, message, ...rest);
-  }) as Transport['onmessage'];
+  });
 }

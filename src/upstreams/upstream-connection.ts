@@ -117,6 +117,9 @@ export class UpstreamConnection {
   private readonly noted = new Set<string>();
   /** Why the current generation's transport ended on its own (stdio exit, stdout closed): what its calls in flight fail with. */
   private endedBecause: Error | undefined;
+  private attempted = false;
+  private markAttempted: () => void = () => undefined;
+  private readonly firstAttempt = new Promise<void>((resolve) => (this.markAttempted = resolve));
 
   constructor(
     server: UpstreamServerEntity,
@@ -125,7 +128,11 @@ export class UpstreamConnection {
     this.current = server;
     this.clock = events.clock ?? systemClock;
     this.lastUsed = this.clock.now();
-    this.machine = new ConnectionStateMachine(server.enabled ? 'connecting' : 'disabled', () => this.touchStatus());
+    this.machine = new ConnectionStateMachine(server.enabled ? 'connecting' : 'disabled', (_, to) => {
+      this.touchStatus();
+      if (to !== 'connecting') this.attemptDone();
+    });
+    if (!server.enabled) this.attemptDone();
     this.status = { lastError: null, toolCount: 0, updatedAt: new Date(this.clock.now()).toISOString() };
     this.buildMasker();
   }
@@ -143,6 +150,21 @@ export class UpstreamConnection {
   /** Calls being served right now (`callTool`). */
   get inflightCount(): number {
     return this.inflight.size;
+  }
+
+  /** True until the first connection attempt has ended (connected, failed, closed): the server is starting. */
+  get starting(): boolean {
+    return !this.attempted;
+  }
+
+  /** Resolves once the first connection attempt has ended, whatever its outcome. */
+  whenAttempted(): Promise<void> {
+    return this.firstAttempt;
+  }
+
+  private attemptDone(): void {
+    this.attempted = true;
+    this.markAttempted();
   }
 
   getStatus(): UpstreamStatus {

@@ -103,6 +103,15 @@ export class UpstreamServersService {
     return { server: row.name, items: this.supervisor.recentLogs(row.name, limit) };
   }
 
+  /**
+   * Names of the servers of `scope` (`''`: all) still on their first connection attempt, after
+   * waiting up to `maxWaitMs` (ms) for them: a call naming a tool they may offer should say
+   * "starting", not "Unknown tool".
+   */
+  stillStarting(scope: string, maxWaitMs: number): Promise<string[]> {
+    return this.supervisor.stillStarting(scope, maxWaitMs);
+  }
+
   /** Names of the servers this replica is connected to. */
   connectedServers(): string[] {
     return this.supervisor.connectedServers();

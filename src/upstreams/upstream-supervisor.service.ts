@@ -4,6 +4,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
+import { ReadinessGates, type ReadinessGate } from '../database/readiness-gates.js';
 import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { blank, hasPlaceholders } from '../secrets/placeholders.js';
 import { UPSTREAM_CLOCK, type Clock } from './clock.js';
@@ -50,6 +51,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
   private readonly detached = new AsyncResource('gatehouse.upstreams');
   private readonly unsubscribe: (() => void)[] = [];
   private stopped = false;
+  private readonly gate: ReadinessGate;
 
   constructor(
     private readonly registry: UpstreamRegistry,
@@ -60,8 +62,10 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     @Inject(UPSTREAM_CLOCK) private readonly clock: Clock,
     @Inject(PROCESS_SPAWNER) private readonly spawner: ProcessSpawner,
     private readonly logger: PinoLogger,
+    gates: ReadinessGates,
   ) {
     logger.setContext('Upstreams');
+    this.gate = gates.register('upstreams');
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -74,7 +78,40 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       }),
     );
     // The tables may not exist yet (the app listens before it migrates): the registry waits.
-    void this.registry.firstLoad((rows) => this.reconcileAll(rows));
+    void this.registry.firstLoad((rows) => this.reconcileAll(rows)).then(() => this.firstAttempts());
+  }
+
+  /**
+   * The `upstreams` readiness gate: ok once every enabled server has had its first connection
+   * attempt (connected or failed), or GATEHOUSE_READY_UPSTREAMS_TIMEOUT after the first load,
+   * whichever comes first — a replica does not take traffic while its servers' tools are still
+   * unknown, and a hung server cannot keep it out of service.
+   */
+  private async firstAttempts(): Promise<void> {
+    const waitMs = this.config.upstreams.readyUpstreamsTimeoutMs;
+    const pending = [...this.connections.values()].filter((c) => c.starting);
+    if (waitMs > 0 && pending.length > 0) {
+      this.gate.set('pending', `waiting for the first connection attempt of ${pending.map((c) => c.server.name).join(', ')}`);
+      let timer: { cancel(): void } | undefined;
+      await Promise.race([Promise.all(pending.map((c) => c.whenAttempted())), new Promise<void>((resolve) => (timer = this.clock.setTimer(resolve, waitMs)))]);
+      timer?.cancel();
+    }
+    this.gate.set('ok');
+  }
+
+  /**
+   * Connections for `scope` (`''`: every server; else the named one) whose first connection
+   * attempt is still running, after waiting up to `maxWaitMs` for them. Resolves at once when
+   * none is starting.
+   */
+  async stillStarting(scope: string, maxWaitMs: number): Promise<string[]> {
+    const starting = () => [...this.connections.values()].filter((c) => c.starting && (scope === '' || c.server.name === scope));
+    const now = starting();
+    if (now.length === 0) return [];
+    let timer: { cancel(): void } | undefined;
+    await Promise.race([Promise.all(now.map((c) => c.whenAttempted())), new Promise<void>((resolve) => (timer = this.clock.setTimer(resolve, maxWaitMs)))]);
+    timer?.cancel();
+    return starting().map((c) => c.server.name);
   }
 
   /** Before the database pool closes: stop reacting to changes, stop every upstream. */

@@ -82,6 +82,17 @@ describe('describeUpstreamError: by code, never by the underlying message', () =
     assert.equal(describeUpstreamError(invalid), 'unexpected TypeError (details withheld: they may quote configured values)');
   });
 
+  it('refused HTTP upstreams name the refusal on every transport (was: "unexpected TypeError", "the SSE stream failed")', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
+    const port = (closed.address() as { port: number }).port;
+    await new Promise((r) => closed.close(r));
+    const sse = await errorOf(() => new Client({ name: 't', version: '1' }).connect(new SSEClientTransport(new URL(`http://127.0.0.1:${port}/sse`))));
+    assert.equal(describeUpstreamError(sse), 'ECONNREFUSED: connection refused (SSE stream)');
+    const badPort = await errorOf(() => new Client({ name: 't', version: '1' }, { versionNegotiation: { mode: 'auto' } }).connect(new StreamableHTTPClientTransport(new URL('http://127.0.0.1:1/mcp'))));
+    assert.match(describeUpstreamError(badPort), /: the HTTP request failed \(the port is one fetch refuses to connect to/);
+  });
+
   it('an SDK HTTP error whose body echoes the credential: described by its status', async () => {
     const client = new Client({ name: 't', version: '1' }, { versionNegotiation: { mode: 'auto' } });
     const error = await errorOf(() => client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${SECRET.replace('é', 'e')}` } } })));

@@ -55,6 +55,14 @@ const CODES: Record<string, string> = {
   CLIENT_HTTP_UNEXPECTED_CONTENT: 'the upstream answered with an unexpected content type',
 };
 
+/** Fixed messages of undici's code-less network errors (the cause of fetch's "fetch failed"), in words. */
+const FETCH_PHRASES: Record<string, string> = {
+  'bad port': 'the port is one fetch refuses to connect to (a "bad port" of the Fetch standard, e.g. 1, 25, 6000)',
+  'unknown scheme': 'the URL scheme is not supported',
+  'redirect count exceeded': 'too many redirects',
+  'URL scheme must be a HTTP(S) scheme': 'the URL scheme is not http or https',
+};
+
 const CODE = /^[A-Z][A-Z0-9_]{1,63}$/;
 const MAX_CAUSES = 5;
 
@@ -102,7 +110,18 @@ export function describeUpstreamError(error: unknown): string {
     // The legacy SSE transport: `code` is the HTTP status of the event stream (undefined for a network error).
     if (current instanceof SseError) {
       const sse = (current as { code?: unknown }).code;
-      return typeof sse === 'number' && sse >= 100 && sse < 600 ? `HTTP ${sse}${STATUS_CODES[sse] ? ` ${STATUS_CODES[sse]}` : ''} (SSE stream)` : 'the SSE stream failed';
+      if (typeof sse === 'number' && sse >= 100 && sse < 600) return `HTTP ${sse}${STATUS_CODES[sse] ? ` ${STATUS_CODES[sse]}` : ''} (SSE stream)`;
+      // A network failure reaches it only as text ("SSE error: TypeError: fetch failed: connect
+      // ECONNREFUSED 127.0.0.1:9"): take a known code from it, nothing else.
+      const known = /\b([A-Z][A-Z0-9_]{2,63})\b/g;
+      for (const [, word] of current.message.matchAll(known)) if (CODES[word]) return `${word}: ${CODES[word]} (SSE stream)`;
+      return 'the SSE stream failed';
+    }
+    // fetch's own network error: its cause is a code-less undici error with a fixed phrase.
+    if (current instanceof TypeError && current.message === 'fetch failed') {
+      const cause = (current as { cause?: unknown }).cause;
+      const phrase = cause instanceof Error && !codeOf(cause) ? FETCH_PHRASES[cause.message] : undefined;
+      if (phrase || cause === undefined || cause === null) return `the HTTP request failed (${phrase ?? 'fetch failed'})`;
     }
     if (current instanceof UnauthorizedError) return 'HTTP 401 Unauthorized (the upstream requires authorization)';
     const code = codeOf(current);

@@ -1,8 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
-import { ReadBuffer, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
+import { deserializeMessage, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
 import { DescribedError } from './error-description.js';
 import { nodeSpawner, type ProcessSpawner } from './process-spawner.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, LineFramer, oversizedResponseId, type Frame } from './stdio-framing.js';
 
 export interface StdioProcessOptions {
   command: string;
@@ -15,6 +16,44 @@ export interface StdioProcessOptions {
   killAfterMs?: number;
   /** Starts the process (default: `node:child_process.spawn`). */
   spawner?: ProcessSpawner;
+  /** Longest message accepted from the process, in bytes (GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE; default 32 MiB). */
+  maxMessageBytes?: number;
+  /** The server's name, for errors the caller sees ("server X sent…"). */
+  serverName?: string;
+  /** ms between the process closing its stdout and the transport ending, if the process has not exited by then. */
+  stdoutGraceMs?: number;
+}
+
+/** Stderr lines kept for {@link ProcessEndedError} (the last ones before the end). */
+const LAST_STDERR_LINES = 3;
+/** Characters of each kept stderr line. */
+const LAST_STDERR_CHARS = 300;
+
+/**
+ * Why an stdio upstream's connection ended on its own: the process exited (code or signal), or
+ * it closed its stdout while still running. Its message carries the process's last stderr
+ * lines — the upstream's words, which may quote configured values: the connection masks it
+ * (`UpstreamConnection.mask`) before it is shown anywhere.
+ */
+export class ProcessEndedError extends DescribedError {}
+
+/** An stdio upstream wrote one message larger than the configured bound; it was dropped. */
+export class MessageTooLargeError extends DescribedError {
+  constructor(
+    readonly bytes: number,
+    readonly maxBytes: number,
+    server: string | undefined,
+  ) {
+    super(`${server ? `server "${server}"` : 'the server'} sent a message of more than ${formatBytes(maxBytes)} (${bytes} bytes), over GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE; dropped`);
+  }
+}
+
+/** `32 MiB`, `1.5 KiB`, `100 bytes`. */
+export function formatBytes(bytes: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes >= size) return `${Number((bytes / size).toFixed(1))} ${unit}`;
+  }
+  return `${bytes} bytes`;
 }
 
 /** Longest stderr line handed to `onStderr` (characters); the rest of a longer line is dropped. */
@@ -36,7 +75,12 @@ export class ProcessGroupStdioTransport implements Transport {
   onmessage?: (message: JSONRPCMessage) => void;
 
   private child: ChildProcess | undefined;
-  private readonly buffer = new ReadBuffer();
+  private readonly framer: LineFramer;
+  private readonly lastStderr: string[] = [];
+  private ended = false;
+  private stdoutTimer: NodeJS.Timeout | undefined;
+  /** Why the connection ended on its own (exit, stdout closed); undefined while running or after {@link close}. */
+  endReason: Error | undefined;
   private exited: Promise<void> | undefined;
   private closing = false;
   private closed: Promise<void> | undefined;
@@ -44,7 +88,9 @@ export class ProcessGroupStdioTransport implements Transport {
   private readonly pendingWrites = new Set<(error: Error) => void>();
   private gone: Error | undefined;
 
-  constructor(private readonly options: StdioProcessOptions) {}
+  constructor(private readonly options: StdioProcessOptions) {
+    this.framer = new LineFramer(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+  }
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -71,23 +117,24 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.once('spawn', () => resolve());
       child.once('exit', (code, signal) => {
+        clearTimeout(this.stdoutTimer);
         this.failWrites(new DescribedError(`process exited (${signal ?? `code ${code}`}) before reading the message`));
-        if (!this.closing) this.onerror?.(new DescribedError(`process exited (${signal ?? `code ${code}`})`));
-        this.onclose?.();
+        this.end(new ProcessEndedError(`process exited (${signal ? `signal ${signal}` : `code ${code}`})${this.stderrTail()}`));
       });
       child.stdout!.on('data', (chunk: Buffer) => {
-        this.buffer.append(chunk);
-        for (;;) {
-          let message: JSONRPCMessage | null;
-          try {
-            message = this.buffer.readMessage();
-          } catch (error) {
-            this.onerror?.(error as Error);
-            continue;
-          }
-          if (!message) break;
-          this.onmessage?.(message);
-        }
+        for (const frame of this.framer.push(chunk)) this.deliver(frame);
+      });
+      // stdout EOF is the connection's end (MCP stdio: the server talks only there), even if
+      // the process keeps running: it is killed and reconnected rather than left `connected`
+      // with every call waiting out its timeout. A process that is exiting anyway closes its
+      // stdout first: the grace lets its exit code be the reported cause.
+      child.stdout!.once('end', () => {
+        if (this.closing || this.ended) return;
+        this.stdoutTimer = setTimeout(() => {
+          this.end(new ProcessEndedError(`process closed its stdout but kept running (killed)${this.stderrTail()}`));
+          if (child.pid) signalGroup(child.pid, 'SIGKILL');
+        }, this.options.stdoutGraceMs ?? 250);
+        this.stdoutTimer.unref?.();
       });
       child.stdin!.on('error', (error) => {
         this.failWrites(error);
@@ -113,7 +160,7 @@ export class ProcessGroupStdioTransport implements Transport {
             }
           }
           if (newline < 0) break;
-          if (pending.trim()) this.options.onStderr?.(pending);
+          if (pending.trim()) this.noteStderr(pending);
           pending = '';
           overflow = false;
           start = newline + 1;
@@ -155,6 +202,53 @@ export class ProcessGroupStdioTransport implements Transport {
     });
   }
 
+  /**
+   * Hands one frame to the client: a message; nothing (with `onerror`) for a line that is not
+   * JSON-RPC; for a line over the bound, `onerror` and — when it was a response whose id can be
+   * told — an error response to that request, so its caller fails at once, not at its timeout.
+   */
+  private deliver(frame: Frame): void {
+    if (frame.kind === 'oversized') {
+      const error = new MessageTooLargeError(frame.bytes, this.framer.maxBytes, this.options.serverName);
+      this.onerror?.(error);
+      const id = oversizedResponseId(frame.head, frame.tail);
+      if (id !== undefined) this.onmessage?.({ jsonrpc: '2.0', id, error: { code: -32603, message: error.message } });
+      return;
+    }
+    const text = frame.line.toString('utf8').replace(/\r$/, '');
+    if (!text.trim()) return;
+    let message: JSONRPCMessage;
+    try {
+      message = deserializeMessage(text);
+    } catch (error) {
+      this.onerror?.(new DescribedError(error instanceof SyntaxError ? `the server wrote a line that is not JSON (${frame.line.length} bytes); ignored` : `the server wrote JSON that is not a JSON-RPC message (${frame.line.length} bytes); ignored`));
+      return;
+    }
+    this.onmessage?.(message);
+  }
+
+  private noteStderr(line: string): void {
+    this.lastStderr.push(line.length > LAST_STDERR_CHARS ? `${line.slice(0, LAST_STDERR_CHARS)}…` : line);
+    if (this.lastStderr.length > LAST_STDERR_LINES) this.lastStderr.shift();
+    this.options.onStderr?.(line);
+  }
+
+  private stderrTail(): string {
+    return this.lastStderr.length ? `; last stderr: ${this.lastStderr.map((l) => JSON.stringify(l)).join(' | ')}` : '';
+  }
+
+  /** Ends the connection once: records why (unless it is being closed on purpose) and reports the close. */
+  private end(reason: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.framer.clear();
+    if (!this.closing) {
+      this.endReason = reason;
+      this.onerror?.(reason);
+    }
+    this.onclose?.();
+  }
+
   /** Rejects every write still waiting for the child: it will never read them. */
   private failWrites(error: Error): void {
     this.gone ??= error;
@@ -174,7 +268,8 @@ export class ProcessGroupStdioTransport implements Transport {
   private async stop(): Promise<void> {
     const child = this.child;
     this.closing = true;
-    this.buffer.clear();
+    clearTimeout(this.stdoutTimer);
+    this.framer.clear();
     this.failWrites(new DescribedError('the connection is closing'));
     if (child && child.exitCode === null && child.signalCode === null && child.pid) {
       child.stdin?.end();

@@ -9,7 +9,7 @@ import {
   type Tool,
   type Transport,
 } from '@modelcontextprotocol/client';
-import { ProtocolError } from '@modelcontextprotocol/client';
+import { ProtocolError, SdkError, SdkErrorCode } from '@modelcontextprotocol/client';
 import { ValueMasker, type MaskedValue } from '../common/logging/value-masker.js';
 import { valueProblem } from '../secrets/value-rules.js';
 import { systemClock, type Clock, type Timer } from './clock.js';
@@ -20,6 +20,8 @@ import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
+import type { ServerLog, ServerLogSource } from './server-log.js';
+import { recordLogNotifications } from './server-log-tap.js';
 
 /** Time allowed for a server to start, answer `initialize` and list what it offers. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -52,6 +54,10 @@ export interface ConnectionEvents {
    * reports at any length (configured literals only from 8 characters).
    */
   secretValues?: readonly string[];
+  /** Longest message a stdio upstream may write, in bytes (GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE). */
+  maxMessageBytes?: number;
+  /** The server's ring of recent log lines (stderr, notifications/message, events), written masked. */
+  serverLog?: ServerLog;
 }
 
 /**
@@ -109,6 +115,11 @@ export class UpstreamConnection {
   private waking: Promise<void> | undefined;
   private masker!: ValueMasker;
   private readonly noted = new Set<string>();
+  /** Why the current generation's transport ended on its own (stdio exit, stdout closed): what its calls in flight fail with. */
+  private endedBecause: Error | undefined;
+  private attempted = false;
+  private markAttempted: () => void = () => undefined;
+  private readonly firstAttempt = new Promise<void>((resolve) => (this.markAttempted = resolve));
 
   constructor(
     server: UpstreamServerEntity,
@@ -117,7 +128,11 @@ export class UpstreamConnection {
     this.current = server;
     this.clock = events.clock ?? systemClock;
     this.lastUsed = this.clock.now();
-    this.machine = new ConnectionStateMachine(server.enabled ? 'connecting' : 'disabled', () => this.touchStatus());
+    this.machine = new ConnectionStateMachine(server.enabled ? 'connecting' : 'disabled', (_, to) => {
+      this.touchStatus();
+      if (to !== 'connecting') this.attemptDone();
+    });
+    if (!server.enabled) this.attemptDone();
     this.status = { lastError: null, toolCount: 0, updatedAt: new Date(this.clock.now()).toISOString() };
     this.buildMasker();
   }
@@ -135,6 +150,21 @@ export class UpstreamConnection {
   /** Calls being served right now (`callTool`). */
   get inflightCount(): number {
     return this.inflight.size;
+  }
+
+  /** True until the first connection attempt has ended (connected, failed, closed): the server is starting. */
+  get starting(): boolean {
+    return !this.attempted;
+  }
+
+  /** Resolves once the first connection attempt has ended, whatever its outcome. */
+  whenAttempted(): Promise<void> {
+    return this.firstAttempt;
+  }
+
+  private attemptDone(): void {
+    this.attempted = true;
+    this.markAttempted();
   }
 
   getStatus(): UpstreamStatus {
@@ -296,6 +326,7 @@ export class UpstreamConnection {
     const offeredBefore = this.signature();
     this.retryTimer?.cancel();
     this.machine.to('connecting');
+    this.endedBecause = undefined;
     await this.dispose();
     if (generation !== this.generation) return;
     try {
@@ -336,16 +367,22 @@ export class UpstreamConnection {
       // 404…); a close reported first would hide it behind "connection closed".
       let handshaking = true;
       transport.onclose = () => {
-        if (generation === this.generation && !handshaking) this.failed(new DescribedError('connection closed'), generation);
+        if (generation !== this.generation) return;
+        this.endedBecause = endReasonOf(transport);
+        if (!handshaking) this.failed(this.endedBecause ?? new DescribedError('connection closed'), generation);
       };
       // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
       // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
       const timeout = { timeout: Math.max(this.server.timeoutMs, HANDSHAKE_TIMEOUT_MS) };
+      // Problems the transport or the SDK report without failing a request (a line that is not
+      // JSON-RPC, an oversized message, an answer to an unknown id): logged, never thrown.
+      client.onerror = (error) => this.note('event', 'warning', describeUpstreamError(error));
       try {
         await client.connect(transport, timeout);
       } finally {
         handshaking = false;
       }
+      recordLogNotifications(transport, (level, text) => generation === this.generation && this.note('notification', level, text));
       const caps = client.getServerCapabilities() ?? {};
       const [tools, prompts, resources, resourceTemplates] = await Promise.all([
         caps.tools ? client.listTools(undefined, timeout).then((r) => r.tools) : [],
@@ -367,7 +404,8 @@ export class UpstreamConnection {
       this.attempt = 0;
       this.machine.to('connected');
       this.setStatus({ lastError: null, toolCount: tools.length });
-      this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: client.getNegotiatedProtocolVersion() }, 'upstream connected');
+      this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: negotiated }, 'upstream connected');
+      this.note('event', 'info', `connected (protocol ${negotiated ?? 'unknown'}, ${tools.length} tools)`);
       // A restart after parking usually offers the same things: no list_changed for nothing.
       if (this.signature() !== offeredBefore) this.events.onToolsChanged(this.server.name);
       // The idle TTL counts from when the process is up, not from when it was asked for: a
@@ -375,7 +413,8 @@ export class UpstreamConnection {
       this.lastUsed = this.clock.now();
       this.scheduleIdleCheck(generation);
     } catch (error) {
-      this.failed(error, generation);
+      // A process that exited during the handshake: its exit code and stderr, not "connection closed".
+      this.failed((generation === this.generation && endReasonOf(this.transport)) || error, generation);
     }
   }
 
@@ -401,6 +440,8 @@ export class UpstreamConnection {
    */
   private sanitized(error: unknown): unknown {
     if (error instanceof UpstreamConnectionClosedError) return error;
+    // The SDK's "Connection closed" for a call whose stdio process ended: say why it ended.
+    if (this.endedBecause && error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed) return new DescribedError(this.mask(this.endedBecause.message));
     if (error instanceof ProtocolError) {
       const message = this.mask(error.message);
       const data = this.maskData(error.data);
@@ -464,6 +505,7 @@ export class UpstreamConnection {
       this.generation++; // the process exit that follows is not a failure
       this.events.log.info({ server: this.server.name, idleMs: this.clock.now() - this.lastUsed }, 'stopping idle stdio upstream');
       this.machine.to('idle');
+      this.note('event', 'info', 'stopped after GATEHOUSE_STDIO_IDLE_TTL without calls; the next call starts it');
       void this.dispose();
     }, wait);
   }
@@ -483,6 +525,7 @@ export class UpstreamConnection {
     this.machine.to('closed');
     // Whoever still holds this connection learns why it is gone (`status.lastError`).
     this.setStatus({ lastError: `the connection was closed (${reason})` });
+    this.note('event', 'info', `closed (${reason})`);
     const error = new UpstreamConnectionClosedError(this.server.name, reason);
     for (const call of [...this.inflight]) call.fail(error);
     this.closing = this.dispose();
@@ -504,6 +547,7 @@ export class UpstreamConnection {
     if (hadTools) this.events.onToolsChanged(this.server.name);
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);
     this.events.log.warn({ server: this.server.name, error: message, retryInMs: delay }, 'upstream unavailable');
+    this.note('event', 'error', `unavailable: ${message}; retrying in ${delay} ms`);
     void this.dispose();
     this.retryTimer?.cancel();
     this.retryTimer = this.clock.setTimer(() => void this.connect(), delay);
@@ -532,12 +576,23 @@ export class UpstreamConnection {
         env: s.env,
         cwd: s.cwd ?? undefined,
         spawner: this.events.spawner,
-        onStderr: (line) => this.events.log.debug({ server: s.name, stderr: this.mask(line).slice(0, 2000) }, 'upstream stderr'),
+        maxMessageBytes: this.events.maxMessageBytes,
+        serverName: s.name,
+        onStderr: (line) => {
+          const masked = this.mask(line);
+          this.events.log.debug({ server: s.name, stderr: masked.slice(0, 2000) }, 'upstream stderr');
+          this.events.serverLog?.add('stderr', 'info', masked);
+        },
       });
     }
     const url = new URL(s.url!);
     const requestInit = { headers: s.headers };
     return s.transport === 'sse' ? new SSEClientTransport(url, { requestInit }) : new StreamableHTTPClientTransport(url, { requestInit });
+  }
+
+  /** Records a line in the server's log ring, masked. */
+  private note(source: ServerLogSource, level: string, text: string): void {
+    this.events.serverLog?.add(source, level, this.mask(text));
   }
 
   private setStatus(patch: Partial<Omit<UpstreamStatus, 'state'>>): void {
@@ -547,6 +602,11 @@ export class UpstreamConnection {
   private touchStatus(): void {
     this.setStatus({});
   }
+}
+
+/** Why a stdio transport ended on its own (exit code and stderr, stdout closed), if it did. */
+function endReasonOf(transport: Transport | undefined): Error | undefined {
+  return transport instanceof ProcessGroupStdioTransport ? transport.endReason : undefined;
 }
 
 /**

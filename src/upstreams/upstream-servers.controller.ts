@@ -1,11 +1,20 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query } from '@nestjs/common';
+import { ApiBody, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
 import { RequiresPermission } from '../auth/auth.decorators.js';
 import { jsonSchema } from '../common/validation/json-schema.js';
+import { parseBody } from '../common/validation/parse-body.js';
+import { SERVER_LOG_CAPACITY, type ServerLogEntry } from './server-log.js';
 import { createServerSchema, patchServerSchema } from './upstream-server.schema.js';
 import { UpstreamServersService, type UpstreamServerView } from './upstream-servers.service.js';
 
 const ERROR = { description: 'JSON error `{ error: { code, message, requestId } }`' };
+
+const LIMIT = `expected an integer 1-${SERVER_LOG_CAPACITY}`;
+/** `GET /api/v1/servers/:name/logs` query: `limit` 1–500 (100). */
+export const serverLogsQuery = z
+  .object({ limit: z.coerce.number({ error: LIMIT }).int({ error: LIMIT }).min(1, { error: LIMIT }).max(SERVER_LOG_CAPACITY, { error: LIMIT }).default(100) })
+  .strict();
 
 /**
  * Admin API for upstream MCP servers. Authentication and the `admin` role are enforced by the
@@ -76,6 +85,21 @@ export class UpstreamServersController {
   @ApiOperation({ summary: 'Disable a server (its connections and processes stop)' })
   disable(@Param('name') name: string): Promise<UpstreamServerView> {
     return this.servers.setEnabled(name, false);
+  }
+
+  @Get(':name/logs')
+  @RequiresPermission('admin:read')
+  @ApiOperation({
+    summary: "The server's recent log lines on this replica, newest last (?limit=1-500, default 100)",
+    description:
+      'Its stdio stderr, the notifications/message it sent on the shared connection, and connection events (connected, failed and why, closed), masked like every other output. Each replica keeps its own last 500 lines, in memory; per-user connections are not included.',
+  })
+  @ApiQuery({ name: 'limit', required: false, description: 'lines to return, 1-500 (default 100)' })
+  @ApiResponse({ status: 200, description: '`{ server, items: [{ at, source: stderr|notification|event, level, text }] }`' })
+  @ApiResponse({ status: 400, ...ERROR })
+  @ApiResponse({ status: 404, ...ERROR })
+  logs(@Param('name') name: string, @Query() query: unknown): Promise<{ server: string; items: ServerLogEntry[] }> {
+    return this.servers.logs(name, parseBody(serverLogsQuery, query).limit);
   }
 
   @Get(':name/tools')

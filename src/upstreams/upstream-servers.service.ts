@@ -4,6 +4,7 @@ import { PinoLogger } from 'nestjs-pino';
 import type { Catalog } from './catalog.js';
 import { nameWarnings, type NameWarning } from './tool-names.js';
 import type { PooledConnection, ResolvedValues } from './connection-pool.js';
+import type { ServerLogEntry } from './server-log.js';
 import { toView, type UpstreamServerView } from './server-view.js';
 import { UpstreamCatalog } from './upstream-catalog.service.js';
 import type { UpstreamConnection, UpstreamStatus } from './upstream-connection.js';
@@ -91,6 +92,24 @@ export class UpstreamServersService {
     const own = this.catalog(name);
     const warnings = [...(aggregated ? nameWarnings(aggregated, name) : []), ...(own ? nameWarnings(own) : [])];
     return { server: row.name, status: this.supervisor.statusOf(row), tools: this.supervisor.connection(name)?.listTools() ?? [], nameWarnings: warnings };
+  }
+
+  /**
+   * The server's recent log lines on this replica (stdio stderr, its notifications/message,
+   * connection events), masked, newest last, at most `limit`. Throws `not_found` (404).
+   */
+  async logs(name: string, limit: number): Promise<{ server: string; items: ServerLogEntry[] }> {
+    const row = await this.registry.find(name);
+    return { server: row.name, items: this.supervisor.recentLogs(row.name, limit) };
+  }
+
+  /**
+   * Names of the servers of `scope` (`''`: all) still on their first connection attempt, after
+   * waiting up to `maxWaitMs` (ms) for them: a call naming a tool they may offer should say
+   * "starting", not "Unknown tool".
+   */
+  stillStarting(scope: string, maxWaitMs: number): Promise<string[]> {
+    return this.supervisor.stillStarting(scope, maxWaitMs);
   }
 
   /** Names of the servers this replica is connected to. */

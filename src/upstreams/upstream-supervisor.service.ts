@@ -4,10 +4,12 @@ import { PinoLogger } from 'nestjs-pino';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { ChangeBusService } from '../database/change-bus.service.js';
+import { ReadinessGates, type ReadinessGate } from '../database/readiness-gates.js';
 import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { blank, hasPlaceholders } from '../secrets/placeholders.js';
 import { UPSTREAM_CLOCK, type Clock } from './clock.js';
 import { KeyedSerializer } from './keyed-serializer.js';
+import { ServerLog, type ServerLogEntry } from './server-log.js';
 import { PROCESS_SPAWNER, type ProcessSpawner } from './process-spawner.js';
 import { UpstreamCatalog } from './upstream-catalog.service.js';
 import { connectionKey, UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
@@ -44,9 +46,12 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
   /** Servers as configured (placeholders intact), for per-caller resolution. */
   private readonly templates = new Map<string, UpstreamServerEntity>();
   private readonly serializer = new KeyedSerializer<string>();
+  /** Each server's ring of recent log lines; it outlives reconnects and configuration changes, not deletion. */
+  private readonly logs = new Map<string, ServerLog>();
   private readonly detached = new AsyncResource('gatehouse.upstreams');
   private readonly unsubscribe: (() => void)[] = [];
   private stopped = false;
+  private readonly gate: ReadinessGate;
 
   constructor(
     private readonly registry: UpstreamRegistry,
@@ -57,8 +62,10 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     @Inject(UPSTREAM_CLOCK) private readonly clock: Clock,
     @Inject(PROCESS_SPAWNER) private readonly spawner: ProcessSpawner,
     private readonly logger: PinoLogger,
+    gates: ReadinessGates,
   ) {
     logger.setContext('Upstreams');
+    this.gate = gates.register('upstreams');
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -71,7 +78,40 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       }),
     );
     // The tables may not exist yet (the app listens before it migrates): the registry waits.
-    void this.registry.firstLoad((rows) => this.reconcileAll(rows));
+    void this.registry.firstLoad((rows) => this.reconcileAll(rows)).then(() => this.firstAttempts());
+  }
+
+  /**
+   * The `upstreams` readiness gate: ok once every enabled server has had its first connection
+   * attempt (connected or failed), or GATEHOUSE_READY_UPSTREAMS_TIMEOUT after the first load,
+   * whichever comes first — a replica does not take traffic while its servers' tools are still
+   * unknown, and a hung server cannot keep it out of service.
+   */
+  private async firstAttempts(): Promise<void> {
+    const waitMs = this.config.upstreams.readyUpstreamsTimeoutMs;
+    const pending = [...this.connections.values()].filter((c) => c.starting);
+    if (waitMs > 0 && pending.length > 0) {
+      this.gate.set('pending', `waiting for the first connection attempt of ${pending.map((c) => c.server.name).join(', ')}`);
+      let timer: { cancel(): void } | undefined;
+      await Promise.race([Promise.all(pending.map((c) => c.whenAttempted())), new Promise<void>((resolve) => (timer = this.clock.setTimer(resolve, waitMs)))]);
+      timer?.cancel();
+    }
+    this.gate.set('ok');
+  }
+
+  /**
+   * Connections for `scope` (`''`: every server; else the named one) whose first connection
+   * attempt is still running, after waiting up to `maxWaitMs` for them. Resolves at once when
+   * none is starting.
+   */
+  async stillStarting(scope: string, maxWaitMs: number): Promise<string[]> {
+    const starting = () => [...this.connections.values()].filter((c) => c.starting && (scope === '' || c.server.name === scope));
+    const now = starting();
+    if (now.length === 0) return [];
+    let timer: { cancel(): void } | undefined;
+    await Promise.race([Promise.all(now.map((c) => c.whenAttempted())), new Promise<void>((resolve) => (timer = this.clock.setTimer(resolve, maxWaitMs)))]);
+    timer?.cancel();
+    return starting().map((c) => c.server.name);
   }
 
   /** Before the database pool closes: stop reacting to changes, stop every upstream. */
@@ -102,6 +142,11 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
   /** Names of the servers this replica is connected to. */
   connectedServers(): string[] {
     return [...this.connections.values()].filter((c) => c.state === 'connected').map((c) => c.server.name);
+  }
+
+  /** The newest `limit` lines of the server's log on this replica, newest last (empty: nothing yet, or unknown). */
+  recentLogs(name: string, limit: number): ServerLogEntry[] {
+    return this.logs.get(name)?.recent(limit) ?? [];
   }
 
   /** This replica's status of the server stored as `row`. */
@@ -138,6 +183,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     if (!row) {
       this.templates.delete(name);
       this.connections.delete(name);
+      this.logs.delete(name);
       if (current) this.catalog.changed(name);
       await Promise.all([current?.close('the server was deleted'), this.pool.retire(name, undefined, 'the server was deleted')]);
       return;
@@ -162,6 +208,8 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       idleTtlMs: this.config.upstreams.stdioIdleTtlMs,
       clock: this.clock,
       spawner: this.spawner,
+      maxMessageBytes: this.config.upstreams.maxMessageBytes,
+      serverLog: this.serverLog(name),
     });
     this.connections.set(name, next);
     this.catalog.invalidate();
@@ -179,6 +227,12 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     // Connections live longer than the request that created them: run them in the context
     // captured at start, so their log lines do not carry that request's id.
     if (row.enabled) this.detached.runInAsyncScope(() => void next.connect());
+  }
+
+  private serverLog(name: string): ServerLog {
+    let log = this.logs.get(name);
+    if (!log) this.logs.set(name, (log = new ServerLog(() => this.clock.now())));
+    return log;
   }
 
   private background(work: Promise<void>): void {

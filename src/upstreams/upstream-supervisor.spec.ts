@@ -1,3 +1,4 @@
+import { ReadinessGates } from '../database/readiness-gates.js';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -87,7 +88,7 @@ describe('UpstreamSupervisor', () => {
     const pool = { retire: () => Promise.resolve() } as unknown as UpstreamPoolService;
     const config = { upstreams: { stdioIdleTtlMs: 0 } } as AppConfig;
     const logger = { setContext: () => undefined, info: () => undefined, warn: () => undefined, debug: () => undefined, error: () => undefined } as unknown as PinoLogger;
-    const supervisor = new UpstreamSupervisor(registry, pool, new UpstreamCatalog(logger), config, {} as ChangeBusService, new FakeClock(), spawner, logger);
+    const supervisor = new UpstreamSupervisor(registry, pool, new UpstreamCatalog(logger), config, {} as ChangeBusService, new FakeClock(), spawner, logger, new ReadinessGates());
 
     await supervisor.reconcile('x', row(['v1']));
     const first = supervisor.connection('x')!;

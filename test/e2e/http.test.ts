@@ -62,7 +62,7 @@ describe('HTTP surface', () => {
     await waitForStatus(`${app.url}/readyz`, 200); // the server registry loads just after migrating
     const res = await fetch(`${app.url}/readyz`);
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { status: 'ready', checks: { database: 'ok', migrations: 'ok', servers: 'ok', changeBus: 'ok', policies: 'ok', lifecycle: 'running' } });
+    assert.deepEqual(await res.json(), { status: 'ready', checks: { database: 'ok', migrations: 'ok', servers: 'ok', upstreams: 'ok', changeBus: 'ok', policies: 'ok', lifecycle: 'running' } });
   });
 
   it('echoes a caller’s X-Request-Id and generates one otherwise', async () => {

@@ -55,7 +55,7 @@ describe('lifecycle', () => {
       const before = await readyz(app.url);
       assert.equal(before.status, 503);
       assert.equal(before.body.status, 'not_ready');
-      assert.deepEqual(before.body.checks, { database: 'ok', migrations: 'pending', servers: 'pending', changeBus: 'ok', policies: 'pending', lifecycle: 'running' });
+      assert.deepEqual(before.body.checks, { database: 'ok', migrations: 'pending', servers: 'pending', upstreams: 'pending', changeBus: 'ok', policies: 'pending', lifecycle: 'running' });
       assert.deepEqual(before.body.reasons, { servers: 'the upstream server registry has not loaded yet', policies: 'not loaded yet (loads once the schema is current)' });
       assert.equal((await fetch(`${app.url}/healthz`)).status, 200, 'liveness holds meanwhile');
       const early = await fetch(`${app.url}/api/v1/servers`);

@@ -17,7 +17,7 @@ const warnings: unknown[] = [];
 
 /** A pipeline over fakes: one catalog, policies that allow everything, the given hooks as discovered providers. */
 function pipelineWith(hooks: { hook: McpOperationHook; order?: number }[]): McpOperationPipeline {
-  const upstreams = { catalog: () => catalog, connection: () => undefined, template: () => undefined } as unknown as UpstreamServersService;
+  const upstreams = { catalog: () => catalog, connection: () => undefined, template: () => undefined, stillStarting: () => Promise.resolve([]) } as unknown as UpstreamServersService;
   const policies = { decide: () => ({ allowed: true, by: 'default' }), decideFor: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
   const wrappers = hooks.map((h) => ({ instance: h.hook, order: h.order }));
   const discovery = {

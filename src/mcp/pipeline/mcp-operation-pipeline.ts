@@ -1,6 +1,7 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
+import { startingError, waitForStarting } from './starting-servers.js';
 import type { Client } from '@modelcontextprotocol/client';
 import { PinoLogger } from 'nestjs-pino';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
@@ -107,10 +108,17 @@ export class McpOperationPipeline implements OnModuleInit {
    * gets (unknown name `-32602`, denied `-32003`, upstream protocol errors with their code).
    */
   run<K extends McpOperationKind>(request: McpOperationRequest<K>): Promise<Record<string, unknown>> {
+    // A tool not listed yet while its server is still starting: wait briefly, then say so.
+    const starting = waitForStarting(this.upstreams, request);
+    return starting ? starting.then((servers) => this.runNow(request, servers)) : this.runNow(request, []);
+  }
+
+  private runNow<K extends McpOperationKind>(request: McpOperationRequest<K>, starting: string[]): Promise<Record<string, unknown>> {
     let authorized: AuthorizedOperation<K>;
     try {
       authorized = authorize(this.policies, this.classify(request));
-    } catch (error) {
+    } catch (unknown) {
+      const error = starting.length > 0 && unknown instanceof ProtocolError && Number(unknown.code) === Number(ProtocolErrorCode.InvalidParams) ? startingError(starting) : unknown;
       if (this.hooks.length > 0) this.refused(request, error);
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }

@@ -102,6 +102,8 @@ export const envSchema = z.object({
   GATEHOUSE_STDIO_IDLE_TTL: envInt(0, 7 * 24 * 3_600_000).default(0),
   GATEHOUSE_POOL_MAX: envInt(1, 10_000).default(100),
   GATEHOUSE_POOL_IDLE_TTL: envInt(1_000, 7 * 24 * 3_600_000).default(300_000),
+  GATEHOUSE_HTTP_MAX_EVENT_SIZE: envSize(1024, 1024 ** 3).default(32 * 1024 ** 2),
+  GATEHOUSE_HTTP_MAX_RESPONSE_BYTES: envSize(1024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
   GATEHOUSE_ENCRYPTION_KEYS: envSecret(3).optional(),
   GATEHOUSE_MAX_SECRETS_PER_USER: envInt(1, 1_000_000).default(200),
   GATEHOUSE_MAX_API_KEYS_PER_USER: envInt(1, 1_000_000).default(50),
@@ -270,6 +272,10 @@ export interface AppConfig {
     poolMax: number;
     /** A per-user connection unused this long is closed. */
     poolIdleTtlMs: number;
+    /** Most characters one SSE event from an HTTP upstream may buffer before it ends. */
+    httpMaxEventChars: number;
+    /** Most bytes one HTTP upstream response body may carry. */
+    httpMaxResponseBytes: number;
   };
   secrets: {
     /** GATEHOUSE_ENCRYPTION_KEYS as given (validated); undefined: a development key in dataDir. */
@@ -405,6 +411,8 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       stdioIdleTtlMs: e.GATEHOUSE_STDIO_IDLE_TTL,
       poolMax: e.GATEHOUSE_POOL_MAX,
       poolIdleTtlMs: e.GATEHOUSE_POOL_IDLE_TTL,
+      httpMaxEventChars: e.GATEHOUSE_HTTP_MAX_EVENT_SIZE,
+      httpMaxResponseBytes: e.GATEHOUSE_HTTP_MAX_RESPONSE_BYTES,
     },
     secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR, maxPerUser: e.GATEHOUSE_MAX_SECRETS_PER_USER },
     auth: {

@@ -10,13 +10,15 @@ import {
   type Transport,
 } from '@modelcontextprotocol/client';
 import { ProtocolError } from '@modelcontextprotocol/client';
+import type { AppConfig } from '../config/config.schema.js';
 import { ValueMasker, type MaskedValue } from '../common/logging/value-masker.js';
 import { valueProblem } from '../secrets/value-rules.js';
 import { systemClock, type Clock, type Timer } from './clock.js';
 import { DescribedError, describeUpstreamError } from './error-description.js';
 import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
-import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
+import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
+import { isSessionLost } from './session-recovery.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
@@ -33,6 +35,8 @@ export type UpstreamState = ConnectionState;
 export interface UpstreamStatus {
   state: UpstreamState;
   lastError: string | null;
+  /** The last thing the connection recovered from by itself (a forgotten session renewed), with when; null if none. */
+  lastRecovery: string | null;
   toolCount: number;
   updatedAt: string;
 }
@@ -52,6 +56,8 @@ export interface ConnectionEvents {
    * reports at any length (configured literals only from 8 characters).
    */
   secretValues?: readonly string[];
+  /** Size caps, retries and redirect origins for HTTP upstreams (see {@link HttpForwarder}). */
+  http?: HttpForwarderOptions;
 }
 
 /**
@@ -109,6 +115,7 @@ export class UpstreamConnection {
   private waking: Promise<void> | undefined;
   private masker!: ValueMasker;
   private readonly noted = new Set<string>();
+  private renewing: Promise<void> | undefined;
 
   constructor(
     server: UpstreamServerEntity,
@@ -118,7 +125,7 @@ export class UpstreamConnection {
     this.clock = events.clock ?? systemClock;
     this.lastUsed = this.clock.now();
     this.machine = new ConnectionStateMachine(server.enabled ? 'connecting' : 'disabled', () => this.touchStatus());
-    this.status = { lastError: null, toolCount: 0, updatedAt: new Date(this.clock.now()).toISOString() };
+    this.status = { lastError: null, lastRecovery: null, toolCount: 0, updatedAt: new Date(this.clock.now()).toISOString() };
     this.buildMasker();
   }
 
@@ -217,11 +224,16 @@ export class UpstreamConnection {
       const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
       if (forwarder) {
         const generation = this.generation;
+        const send = (f: HttpForwarder) => f.request('tools/call', params, { signal, timeoutMs, onProgress: options.onProgress }) as Promise<CallToolResult>;
         try {
-          return (await forwarder.request('tools/call', params, { signal, timeoutMs, onProgress: options.onProgress })) as CallToolResult;
+          return await send(forwarder);
         } catch (error) {
-          if (error instanceof UpstreamSessionLostError) this.failed(error, generation);
-          throw error;
+          // Refused, not run (see UpstreamSessionLostError): safe to send once more on a new session.
+          if (!isSessionLost(error, true)) throw error;
+          await this.renewSession(generation, error);
+          const renewed = this.machine.state === 'connected' ? this.forwarder : undefined;
+          if (!renewed) throw error;
+          return await send(renewed);
         }
       }
       const client = await this.ready();
@@ -249,8 +261,33 @@ export class UpstreamConnection {
     return this.track(outer, async (signal) => {
       const client = await this.ready();
       if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
-      return work(client, signal);
+      const generation = this.generation;
+      try {
+        return await work(client, signal);
+      } catch (error) {
+        if (!isSessionLost(error, this.transport instanceof StreamableHTTPClientTransport && this.transport.sessionId !== undefined)) throw error;
+        await this.renewSession(generation, error);
+        const renewed = this.getClient();
+        if (!renewed) throw error;
+        return await work(renewed, signal);
+      }
     });
+  }
+
+  /**
+   * The upstream forgot the session of connection `generation` (it restarted): starts a new
+   * one — initialize, list — once for every call that noticed (single-flight), and notes it
+   * in `status.lastRecovery`. Resolves when the connection is usable again or has failed.
+   */
+  private async renewSession(generation: number, cause: unknown): Promise<void> {
+    if (generation === this.generation && this.machine.state === 'connected') {
+      const what = this.mask(describeUpstreamError(cause));
+      this.events.log.warn({ server: this.server.name, cause: what }, 'upstream forgot its session; re-initializing');
+      this.renewing = this.connect().then(() => {
+        if (this.machine.state === 'connected') this.setStatus({ lastRecovery: `${new Date(this.clock.now()).toISOString()}: ${what}; re-initialized the session and retried` });
+      });
+    }
+    await this.renewing;
   }
 
   /**
@@ -357,7 +394,7 @@ export class UpstreamConnection {
       // The pooled fast path covers 2025-era sessions; modern upstreams stay on the SDK client,
       // which builds the per-request _meta envelope.
       if (transport instanceof StreamableHTTPClientTransport && negotiated && negotiated < '2026-07-28') {
-        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId);
+        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, { clock: this.clock, ...this.events.http });
       }
       this.tools = tools;
       this.prompts = prompts;
@@ -546,6 +583,11 @@ export class UpstreamConnection {
   private touchStatus(): void {
     this.setStatus({});
   }
+}
+
+/** The HTTP upstream settings of `config` as {@link ConnectionEvents.http}. */
+export function httpOptions(config: AppConfig): HttpForwarderOptions {
+  return { limits: { maxEventChars: config.upstreams.httpMaxEventChars, maxResponseBytes: config.upstreams.httpMaxResponseBytes } };
 }
 
 /**

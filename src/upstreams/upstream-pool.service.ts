@@ -7,7 +7,7 @@ import { ChangeBusService } from '../database/change-bus.service.js';
 import { UPSTREAM_CLOCK, type Clock } from './clock.js';
 import { ConnectionPool, type PooledConnection, type ResolvedValues } from './connection-pool.js';
 import { PROCESS_SPAWNER, type ProcessSpawner } from './process-spawner.js';
-import { UpstreamConnection } from './upstream-connection.js';
+import { httpOptions, UpstreamConnection } from './upstream-connection.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
 // The secrets module owns its topic; importing the declaration (not the module) keeps Nest's graph acyclic.
 import { SECRETS_CHANGED } from '../secrets/secrets.topics.js';
@@ -43,7 +43,7 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
       clock,
       create: (template: UpstreamServerEntity, _owner: string, resolved: ResolvedValues) => {
         const row = Object.assign(new UpstreamServerEntity(), template, { env: resolved.env, headers: resolved.headers });
-        return new UpstreamConnection(row, { log, onToolsChanged: () => undefined, clock, spawner, secretValues: resolved.secretValues });
+        return new UpstreamConnection(row, { log, onToolsChanged: () => undefined, clock, spawner, secretValues: resolved.secretValues, http: httpOptions(config) });
       },
       // Connections outlive the request that started them: no request context in their logs.
       start: (connection) => this.detached.runInAsyncScope(() => connection.connect()),

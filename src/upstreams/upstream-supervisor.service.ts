@@ -10,7 +10,7 @@ import { UPSTREAM_CLOCK, type Clock } from './clock.js';
 import { KeyedSerializer } from './keyed-serializer.js';
 import { PROCESS_SPAWNER, type ProcessSpawner } from './process-spawner.js';
 import { UpstreamCatalog } from './upstream-catalog.service.js';
-import { connectionKey, UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
+import { connectionKey, httpOptions, UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
 import { UpstreamPoolService } from './upstream-pool.service.js';
 import { UPSTREAMS_CHANGED, UpstreamRegistry } from './upstream-registry.service.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -106,8 +106,8 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
 
   /** This replica's status of the server stored as `row`. */
   statusOf(row: UpstreamServerEntity): UpstreamStatus {
-    if (!row.enabled) return { state: 'disabled', lastError: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
-    return this.connections.get(row.name)?.getStatus() ?? { state: 'connecting', lastError: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
+    if (!row.enabled) return { state: 'disabled', lastError: null, lastRecovery: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
+    return this.connections.get(row.name)?.getStatus() ?? { state: 'connecting', lastError: null, lastRecovery: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
   }
 
   /**
@@ -162,6 +162,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       idleTtlMs: this.config.upstreams.stdioIdleTtlMs,
       clock: this.clock,
       spawner: this.spawner,
+      http: httpOptions(this.config),
     });
     this.connections.set(name, next);
     this.catalog.invalidate();

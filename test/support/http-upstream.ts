@@ -184,7 +184,15 @@ export class HttpUpstream {
     const block = Buffer.alloc(64 * 1024, 'x');
     while (!res.destroyed) {
       this.endlessBytes += block.length;
-      if (!res.write(block)) await new Promise((r) => res.once('drain', r).once('close', r));
+      if (!res.write(block)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done).off('close', done);
+            resolve();
+          };
+          res.on('drain', done).on('close', done);
+        });
+      }
     }
   }
 }

@@ -6,6 +6,8 @@ import { StreamableHTTPClientTransport as LegacyTransport } from '@modelcontextp
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { HttpUpstream } from '../support/http-upstream.js';
+import { legacyRequest, legacySession, modernRequest, rpc } from '../support/mcp-raw.js';
+import { until } from '../support/until.js';
 import { registerConnected } from '../support/upstreams.js';
 
 type Caller = { callTool(p: { name: string; arguments?: Record<string, unknown> }): Promise<unknown>; listTools(): Promise<{ tools: { name: string }[] }>; close(): Promise<void> };
@@ -81,4 +83,58 @@ describe('streamable-HTTP upstreams end to end', () => {
       }
     });
   }
+});
+
+describe('cancellation towards streamable-HTTP upstreams', () => {
+  let db: TestDatabase;
+  let app: TestApp;
+  let upstream: HttpUpstream;
+  before(async () => {
+    db = await createTestDatabase();
+    app = await startTestApp(db.url);
+    upstream = await HttpUpstream.start();
+    await registerConnected(app.url, { name: 'remote', transport: 'streamable_http', url: upstream.url });
+  });
+  after(async () => {
+    await app.shutdown('test done');
+    await upstream.close();
+    await db.drop();
+  });
+
+  /** POSTs `body` and drops the connection once the upstream has the call. */
+  async function postThenDisconnect(body: unknown, headers: Record<string, string>): Promise<void> {
+    const abort = new AbortController();
+    const before = upstream.calls('wait').length;
+    const sent = fetch(`${app.url}/mcp`, { method: 'POST', headers, body: JSON.stringify(body), signal: abort.signal }).catch(() => undefined);
+    await until(() => upstream.calls('wait').length > before);
+    abort.abort();
+    await sent;
+  }
+
+  it('a 2026-07-28 client closing its request stream cancels the call upstream (notifications/cancelled to a 2025 upstream)', async () => {
+    const { body, headers } = modernRequest('tools/call', { name: 'remote__wait', arguments: { ms: 30_000 } }, 41);
+    await postThenDisconnect(body, headers);
+    await until(() => upstream.cancelled.length === 1, 5_000, 'the upstream told to cancel');
+    assert.equal(upstream.cancelled[0].requestId, upstream.calls('wait').at(-1)!.id);
+  });
+
+  it('a 2025 client disconnecting is not a cancellation: the call runs to its end upstream', async () => {
+    const headers = await legacySession(`${app.url}/mcp`);
+    const cancelledBefore = upstream.cancelled.length;
+    await postThenDisconnect(legacyRequest('tools/call', { name: 'remote__wait', arguments: { ms: 300 } }, 42), headers);
+    const upstreamId = upstream.calls('wait').at(-1)!.id;
+    await until(() => upstream.completed.includes(upstreamId), 5_000, 'the call completed upstream');
+    assert.equal(upstream.cancelled.length, cancelledBefore);
+  });
+
+  it('a 2025 client that sends notifications/cancelled does cancel upstream', async () => {
+    const headers = await legacySession(`${app.url}/mcp`);
+    const cancelledBefore = upstream.cancelled.length;
+    const call = rpc(`${app.url}/mcp`, legacyRequest('tools/call', { name: 'remote__wait', arguments: { ms: 30_000 } }, 43), headers);
+    const before = upstream.calls('wait').length;
+    await until(() => upstream.calls('wait').length > before);
+    await rpc(`${app.url}/mcp`, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 43, reason: 'stop' } }, headers);
+    await until(() => upstream.cancelled.length > cancelledBefore, 5_000, 'the upstream told to cancel');
+    await call.catch(() => undefined);
+  });
 });

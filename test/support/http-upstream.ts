@@ -44,6 +44,8 @@ export class HttpUpstream {
   readonly behaviour: Behaviour = { eol: '\n', sse: true, sliceBytes: 0, refusals: [], lostSession: { status: 404, body: '' } };
   readonly received: RpcMessage[] = [];
   readonly cancelled: Record<string, unknown>[] = [];
+  /** Ids of `wait` calls that ran to their end (not cancelled). */
+  readonly completed: (number | string | null | undefined)[] = [];
   readonly sessions = new Set<string>();
   /** Requests by path (redirect checks). */
   readonly paths: string[] = [];
@@ -146,6 +148,7 @@ export class HttpUpstream {
           });
         });
         this.waiting.delete(key);
+        if (done) this.completed.push(message.id);
         if (!done) return void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
         return this.reply(res, answer('waited'));
       }

@@ -33,7 +33,12 @@ const HANDSHAKE_TIMEOUT_MS = 30_000;
 export type UpstreamState = ConnectionState;
 
 export interface UpstreamStatus {
-  state: UpstreamState;
+  /**
+   * The connection's state; `needs_user_credentials`: a server configured per user whose
+   * shared (blank-valued) connection the upstream refuses (401/403) — it is listed and called
+   * through callers' own connections (see CallerListing).
+   */
+  state: UpstreamState | 'needs_user_credentials';
   lastError: string | null;
   /** The last thing the connection recovered from by itself (a forgotten session renewed), with when; null if none. */
   lastRecovery: string | null;

@@ -23,6 +23,7 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
   private readonly pool: ConnectionPool;
   private readonly detached = new AsyncResource('gatehouse.upstreams.pool');
   private unsubscribe: (() => void) | undefined;
+  private readonly listed = new Set<(server: string, connection: UpstreamConnection) => void>();
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -43,7 +44,17 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
       clock,
       create: (template: UpstreamServerEntity, _owner: string, resolved: ResolvedValues) => {
         const row = Object.assign(new UpstreamServerEntity(), template, { env: resolved.env, headers: resolved.headers });
-        return new UpstreamConnection(row, { log, onToolsChanged: () => undefined, clock, spawner, secretValues: resolved.secretValues, http: httpOptions(config) });
+        const connection: UpstreamConnection = new UpstreamConnection(row, {
+          log,
+          onToolsChanged: (name) => {
+            for (const listener of this.listed) listener(name, connection);
+          },
+          clock,
+          spawner,
+          secretValues: resolved.secretValues,
+          http: httpOptions(config),
+        });
+        return connection;
       },
       // Connections outlive the request that started them: no request context in their logs.
       start: (connection) => this.detached.runInAsyncScope(() => connection.connect()),
@@ -56,6 +67,12 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
       const data = event.data as { server: string; owner: string } | null;
       void (data ? this.retire(data.server, data.owner === '*' ? undefined : data.owner, 'its secrets changed') : this.pool.retireIdle('its secrets may have changed'));
     });
+  }
+
+  /** Calls `listener` when a per-caller connection has listed (new) offerings; returns the unsubscribe function. */
+  onListed(listener: (server: string, connection: UpstreamConnection) => void): () => void {
+    this.listed.add(listener);
+    return () => this.listed.delete(listener);
   }
 
   /** See {@link ConnectionPool.acquire}. */

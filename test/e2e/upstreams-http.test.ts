@@ -8,7 +8,8 @@ import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { HttpUpstream } from '../support/http-upstream.js';
 import { legacyRequest, legacySession, modernRequest, rpc } from '../support/mcp-raw.js';
 import { until } from '../support/until.js';
-import { registerConnected } from '../support/upstreams.js';
+import { hsToken } from '../support/identity.js';
+import { eventually, registerConnected } from '../support/upstreams.js';
 
 type Caller = { callTool(p: { name: string; arguments?: Record<string, unknown> }): Promise<unknown>; listTools(): Promise<{ tools: { name: string }[] }>; close(): Promise<void> };
 
@@ -136,5 +137,56 @@ describe('cancellation towards streamable-HTTP upstreams', () => {
     await rpc(`${app.url}/mcp`, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 43, reason: 'stop' } }, headers);
     await until(() => upstream.cancelled.length > cancelledBefore, 5_000, 'the upstream told to cancel');
     await call.catch(() => undefined);
+  });
+});
+
+describe('a per-user HTTP upstream that refuses a blank credential', () => {
+  const JWT_SECRET = 'upstreams-http-jwt-secret-0123456789abcdef';
+  const ADMIN_KEY = 'admin-upstreams-http-0123456789';
+  const admin = { 'x-api-key': ADMIN_KEY };
+  const json = { 'content-type': 'application/json' };
+  let db: TestDatabase;
+  let app: TestApp;
+  let upstream: HttpUpstream;
+  before(async () => {
+    db = await createTestDatabase();
+    app = await startTestApp(db.url, { MCP_AUTH_STRATEGY: 'bearer,api_key', MCP_JWT_SECRET: JWT_SECRET, MCP_API_KEYS: ADMIN_KEY });
+    upstream = await HttpUpstream.start();
+    upstream.behaviour.token = 'dora-token';
+  });
+  after(async () => {
+    await app.shutdown('test done');
+    await upstream.close();
+    await db.drop();
+  });
+
+  it('is listed through the caller who set the secret, and its status says needs_user_credentials (was: error, no tools, ever)', async () => {
+    const created = await fetch(`${app.url}/api/v1/servers`, {
+      method: 'POST',
+      headers: { ...json, ...admin },
+      body: JSON.stringify({ name: 'vault', transport: 'streamable_http', url: upstream.url, headers: { Authorization: 'Bearer ${secret:TOKEN}' } }),
+    });
+    assert.equal(created.status, 201);
+    const status = async () => ((await (await fetch(`${app.url}/api/v1/servers/vault`, { headers: admin })).json()) as { status: { state: string; toolCount: number; lastError: string | null } }).status;
+    await eventually('the blank connection refused', async () => ((await status()).state === 'needs_user_credentials' ? true : undefined));
+    assert.match((await status()).lastError ?? '', /HTTP 401/);
+
+    const dora = { authorization: `Bearer ${await hsToken(JWT_SECRET, { sub: 'dora' })}` };
+    const set = await fetch(`${app.url}/api/v1/me/secrets/vault/TOKEN`, { method: 'PUT', headers: { ...json, ...dora }, body: JSON.stringify({ value: 'dora-token' }) });
+    assert.ok(set.status < 300, `secret set: ${set.status}`);
+
+    const client = new Client({ name: 'dora', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${app.url}/mcp`), { requestInit: { headers: dora } }));
+    try {
+      const names = (await client.listTools()).tools.map((t) => t.name);
+      assert.ok(names.includes('vault__echo'), names.join(', '));
+      const result = await client.callTool({ name: 'vault__echo', arguments: { text: 'through dora' } });
+      assert.equal(textOf(result), 'through dora');
+    } finally {
+      await client.close();
+    }
+    const after = await status();
+    assert.equal(after.state, 'needs_user_credentials');
+    assert.equal(after.toolCount, 5);
   });
 });

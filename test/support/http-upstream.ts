@@ -24,6 +24,8 @@ export interface Behaviour {
   lostSession: { status: number; body: string };
   /** `/mcp` answers this redirect status to `/mcp/` (or `redirectTo`), which serves. */
   redirect?: { status: 307 | 308; to?: string };
+  /** Every request must carry `Authorization: Bearer <token>`, else 401 (an API that refuses a blank credential). */
+  token?: string;
 }
 
 const TOOLS = [
@@ -84,6 +86,10 @@ export class HttpUpstream {
     const redirect = this.behaviour.redirect;
     if (redirect && req.url === '/mcp') {
       res.writeHead(redirect.status, { location: redirect.to ?? '/mcp/' }).end();
+      return;
+    }
+    if (this.behaviour.token !== undefined && req.headers.authorization !== `Bearer ${this.behaviour.token}`) {
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end('{"error":"invalid_token"}');
       return;
     }
     if (req.method === 'DELETE') {

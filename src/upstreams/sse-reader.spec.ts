@@ -12,7 +12,7 @@ function chunked(text: string, size: number): AsyncIterable<Uint8Array> & { pull
     async *[Symbol.asyncIterator]() {
       for (let at = 0; at < bytes.length; at += size) {
         body.pulled++;
-        yield bytes.subarray(at, at + size);
+        yield await Promise.resolve(bytes.subarray(at, at + size));
       }
     },
   };

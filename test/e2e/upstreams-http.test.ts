@@ -19,11 +19,11 @@ async function clientOn(app: TestApp, path: string, era: 'modern' | 'legacy'): P
   if (era === 'modern') {
     const client = new Client({ name: 'e2e', version: '1' }, { versionNegotiation: { mode: 'auto' } });
     await client.connect(new StreamableHTTPClientTransport(url));
-    return client as unknown as Caller;
+    return client;
   }
   const client = new LegacyClient({ name: 'e2e-v1', version: '1' });
   await client.connect(new LegacyTransport(url));
-  return client as unknown as Caller;
+  return client;
 }
 
 const textOf = (result: unknown) => ((result as { content: { text: string }[] }).content[0]).text;

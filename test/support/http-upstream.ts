@@ -161,7 +161,7 @@ export class HttpUpstream {
       case 'big':
         return this.reply(res, answer('é'.repeat(Number(args.chars ?? 0))));
       default:
-        return this.reply(res, answer(String(args.text ?? '')));
+        return this.reply(res, answer(typeof args.text === 'string' ? args.text : ''));
     }
   }
 

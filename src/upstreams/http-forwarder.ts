@@ -4,6 +4,7 @@ import { Pool } from 'undici';
 import { systemClock, type Clock } from './clock.js';
 import { DescribedError } from './error-description.js';
 import { DEFAULT_RETRY, neverSent, parseRetryAfter, retryDelay, UpstreamRefusedError, type RetryOptions } from './http-retry.js';
+import { MAX_REDIRECTS } from './redirects.js';
 import { DEFAULT_RESPONSE_LIMITS, readSseEvents, readText, type ResponseLimits } from './sse-reader.js';
 
 export interface ForwardOptions {
@@ -41,8 +42,6 @@ interface RpcMessage {
   error?: { code: number; message: string; data?: unknown };
 }
 
-/** Redirects followed per request, at most (as fetch's own limit of 20 is for browsing, not APIs). */
-const MAX_REDIRECTS = 5;
 /** Time allowed to deliver a notifications/cancelled to the upstream. */
 const CANCEL_TIMEOUT_MS = 2_000;
 

@@ -18,6 +18,7 @@ import { DescribedError, describeUpstreamError } from './error-description.js';
 import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
 import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
+import { fetchWithinOrigins } from './redirects.js';
 import { isSessionLost } from './session-recovery.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -399,7 +400,7 @@ export class UpstreamConnection {
       // The pooled fast path covers 2025-era sessions; modern upstreams stay on the SDK client,
       // which builds the per-request _meta envelope.
       if (transport instanceof StreamableHTTPClientTransport && negotiated && negotiated < '2026-07-28') {
-        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, { clock: this.clock, ...this.events.http });
+        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, { clock: this.clock, ...this.events.http, redirectOrigins: this.server.redirectOrigins ?? [] });
       }
       this.tools = tools;
       this.prompts = prompts;
@@ -578,7 +579,9 @@ export class UpstreamConnection {
     }
     const url = new URL(s.url!);
     const requestInit = { headers: s.headers };
-    return s.transport === 'sse' ? new SSEClientTransport(url, { requestInit }) : new StreamableHTTPClientTransport(url, { requestInit });
+    // Redirects to other origins only where the server's config allows them (else the SDK's same-origin rule).
+    const redirects = s.redirectOrigins?.length ? { fetch: fetchWithinOrigins(new Set(s.redirectOrigins)), redirectPolicy: 'follow' as const } : {};
+    return s.transport === 'sse' ? new SSEClientTransport(url, { requestInit, ...redirects }) : new StreamableHTTPClientTransport(url, { requestInit, ...redirects });
   }
 
   private setStatus(patch: Partial<Omit<UpstreamStatus, 'state'>>): void {
@@ -601,5 +604,5 @@ export function httpOptions(config: AppConfig): HttpForwarderOptions {
  * taken by {@link UpstreamConnection.update} in place.
  */
 export function connectionKey(s: UpstreamServerEntity): string {
-  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled]);
+  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? []]);
 }

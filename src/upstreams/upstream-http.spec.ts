@@ -157,6 +157,25 @@ describe('UpstreamConnection to a streamable-HTTP upstream (2025 session, pooled
     }
   });
 
+  it('refuses a redirect to another origin unless the server lists it in redirectOrigins', async () => {
+    const other = await HttpUpstream.start();
+    try {
+      const c = await connect();
+      upstream.behaviour.redirect = { status: 307, to: other.url };
+      await assert.rejects(c.callTool({ name: 'echo' }, {}), /HTTP 307 redirect to http:\/\/127\.0\.0\.1:\d+\/mcp not followed: another origin \(list it in the server's redirectOrigins/);
+      assert.equal(other.calls().length, 0);
+
+      // Allowed: the handshake (SDK client) and the calls (forwarder) both go there.
+      const allowed = await connect({ redirectOrigins: [new URL(other.url).origin] });
+      assert.equal(text(await allowed.callTool({ name: 'echo', arguments: { text: 'over there' } }, {})), 'over there');
+      assert.equal(other.calls('echo').length, 1);
+      assert.equal(other.received.filter((m) => m.method === 'initialize').length, 1);
+    } finally {
+      upstream.behaviour.redirect = undefined;
+      await other.close();
+    }
+  });
+
   it('remembers a 308 for later calls', async () => {
     upstream.behaviour.redirect = { status: 308 };
     try {

@@ -71,6 +71,20 @@ describe('streamable-HTTP upstreams end to end', () => {
     assert.match(view.status.lastRecovery ?? '', /HTTP 404.*re-initialized the session and retried/);
   });
 
+  it('validates redirectOrigins: origins only, named in the error', async () => {
+    for (const bad of [['https://mcp.example.com/path'], ['ftp://mcp.example.com'], 'https://mcp.example.com', ['https://user:pw@mcp.example.com']]) {
+      const res = await fetch(`${app.url}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'redir', transport: 'streamable_http', url: upstream.url, redirectOrigins: bad }) });
+      const body = await res.text();
+      assert.equal(res.status, 400, body);
+      assert.match(body, /redirectOrigins/);
+      assert.match(body, /expected an (array of )?origins?/);
+    }
+    const ok = await fetch(`${app.url}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'redir', transport: 'streamable_http', url: upstream.url, redirectOrigins: ['https://MCP.example.com:443/'] }) });
+    assert.equal(ok.status, 201);
+    assert.deepEqual(((await ok.json()) as { redirectOrigins: string[] }).redirectOrigins, ['https://mcp.example.com']);
+    await fetch(`${app.url}/api/v1/servers/redir`, { method: 'DELETE' });
+  });
+
   for (const path of ['/mcp/', '/mcp/py/', '/mcp/?x=1']) {
     it(`serves ${path} like the path without its trailing slash`, async () => {
       for (const era of ['modern', 'legacy'] as const) {

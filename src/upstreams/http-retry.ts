@@ -76,3 +76,37 @@ export function neverSent(error: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * A `fetch` for the SDK client transports that sends a request the upstream refused (429/503,
+ * see {@link UpstreamRefusedError}) again as {@link retryDelay} says, honouring `Retry-After`,
+ * within `budgetMs` from the first attempt (the server's timeout: the SDK's own deadline for
+ * the request). Covers what the forwarder does not: the handshake, lists, and every request
+ * to 2026-07-28 and SSE upstreams. Bodies are JSON strings, so sending again is exact; the
+ * request's signal aborts a wait.
+ */
+export function fetchRetryingRefusals(base: typeof fetch, options: RetryOptions, budgetMs: number, now: () => number = Date.now): typeof fetch {
+  return async (input, init) => {
+    const started = now();
+    for (let attempt = 0; ; attempt++) {
+      const response = await base(input, init);
+      if (response.status !== 429 && response.status !== 503) return response;
+      const wait = retryDelay(options, attempt, parseRetryAfter(response.headers.get('retry-after') ?? undefined, now()), started + budgetMs - now());
+      if (wait === undefined) return response;
+      await response.body?.cancel().catch(() => undefined);
+      await new Promise<void>((resolve, reject) => {
+        const signal = init?.signal;
+        const timer = setTimeout(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        }, wait);
+        const onAbort = () => {
+          clearTimeout(timer);
+          reject(signal?.reason instanceof Error ? signal.reason : new DescribedError('aborted'));
+        };
+        if (signal?.aborted) onAbort();
+        else signal?.addEventListener('abort', onAbort, { once: true });
+      });
+    }
+  };
+}

@@ -19,6 +19,7 @@ import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
 import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
 import { fetchWithinOrigins } from './redirects.js';
+import { DEFAULT_RETRY, fetchRetryingRefusals } from './http-retry.js';
 import { isSessionLost } from './session-recovery.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -579,9 +580,12 @@ export class UpstreamConnection {
     }
     const url = new URL(s.url!);
     const requestInit = { headers: s.headers };
-    // Redirects to other origins only where the server's config allows them (else the SDK's same-origin rule).
-    const redirects = s.redirectOrigins?.length ? { fetch: fetchWithinOrigins(new Set(s.redirectOrigins)), redirectPolicy: 'follow' as const } : {};
-    return s.transport === 'sse' ? new SSEClientTransport(url, { requestInit, ...redirects }) : new StreamableHTTPClientTransport(url, { requestInit, ...redirects });
+    // Redirects to other origins only where the server's config allows them (else the SDK's
+    // same-origin rule); refusals (429/503) sent again within the server's timeout.
+    const retry = this.events.http?.retry ?? DEFAULT_RETRY;
+    const fetchFn = fetchRetryingRefusals(s.redirectOrigins?.length ? fetchWithinOrigins(new Set(s.redirectOrigins)) : fetch, retry, s.timeoutMs);
+    const options = { requestInit, fetch: fetchFn, ...(s.redirectOrigins?.length ? { redirectPolicy: 'follow' as const } : {}) };
+    return s.transport === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
   }
 
   private setStatus(patch: Partial<Omit<UpstreamStatus, 'state'>>): void {

@@ -103,6 +103,26 @@ describe('UpstreamConnection to a streamable-HTTP upstream (2025 session, pooled
     assert.equal(upstream.calls('echo').length, 3);
   });
 
+  it('retries refusals on the SDK client too: a refused tools/list at connect still connects', async () => {
+    upstream.behaviour.refusalMethod = 'tools/list';
+    upstream.behaviour.refusals = [{ status: 503, retryAfter: '0' }, { status: 429 }];
+    try {
+      const c = await connect();
+      assert.equal(c.listTools().length, 5);
+      assert.equal(upstream.behaviour.refusals.length, 0);
+    } finally {
+      upstream.behaviour.refusalMethod = undefined;
+    }
+  });
+
+  it('renews a forgotten session for requests on the SDK client (prompts/get) too, once', async () => {
+    const c = await connect();
+    upstream.forgetSessions();
+    const result = await c.withClient(undefined, (client, signal) => client.getPrompt({ name: 'greet' }, { signal }));
+    assert.equal(result.messages.length, 1);
+    assert.match(c.getStatus().lastRecovery ?? '', /HTTP 404.*re-initialized/);
+  });
+
   it('gives up on a refusal whose Retry-After ends past the call deadline, at once', async () => {
     const c = await connect({ timeoutMs: 2_000 });
     upstream.behaviour.refusals = [{ status: 429, retryAfter: '60' }];

@@ -18,8 +18,9 @@ export interface Behaviour {
   sse: boolean;
   /** Write SSE answers in slices of this many bytes (splitting multi-byte characters), each flushed. */
   sliceBytes: number;
-  /** Answers tools/call takes first, one per call: a refusal status with its Retry-After. */
+  /** Answers `refusalMethod` (default tools/call) takes first, one per request: a refusal status with its Retry-After. */
   refusals: { status: number; retryAfter?: string }[];
+  refusalMethod?: string;
   /** Status and body for a request carrying an unknown session id (404 per spec; some servers 400). */
   lostSession: { status: number; body: string };
   /** `/mcp` answers this redirect status to `/mcp/` (or `redirectTo`), which serves. */
@@ -108,7 +109,7 @@ export class HttpUpstream {
     if (message.method === 'initialize') {
       const id = randomUUID();
       this.sessions.add(id);
-      const result = { protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'http-fault', version: '1' } };
+      const result = { protocolVersion: '2025-06-18', capabilities: { tools: {}, prompts: {} }, serverInfo: { name: 'http-fault', version: '1' } };
       res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': id }).end(JSON.stringify({ jsonrpc: '2.0', id: message.id, result }));
       return;
     }
@@ -125,13 +126,17 @@ export class HttpUpstream {
       res.writeHead(202).end();
       return;
     }
-    if (message.method === 'tools/list') return this.json(res, { jsonrpc: '2.0', id: message.id, result: { tools: TOOLS } });
-    if (message.method !== 'tools/call') return this.json(res, { jsonrpc: '2.0', id: message.id, error: { code: -32601, message: 'Method not found' } });
-    const refusal = this.behaviour.refusals.shift();
+    const refusal = message.method === (this.behaviour.refusalMethod ?? 'tools/call') ? this.behaviour.refusals.shift() : undefined;
     if (refusal) {
       res.writeHead(refusal.status, { 'content-type': 'text/plain', ...(refusal.retryAfter ? { 'retry-after': refusal.retryAfter } : {}) }).end('busy');
       return;
     }
+    if (message.method === 'tools/list') return this.json(res, { jsonrpc: '2.0', id: message.id, result: { tools: TOOLS } });
+    if (message.method === 'prompts/list') return this.json(res, { jsonrpc: '2.0', id: message.id, result: { prompts: [{ name: 'greet' }] } });
+    if (message.method === 'prompts/get') {
+      return this.json(res, { jsonrpc: '2.0', id: message.id, result: { messages: [{ role: 'user', content: { type: 'text', text: 'hello' } }] } });
+    }
+    if (message.method !== 'tools/call') return this.json(res, { jsonrpc: '2.0', id: message.id, error: { code: -32601, message: 'Method not found' } });
     await this.call(message, res);
   }
 

@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
+import { withoutMcpTrailingSlash } from './mcp/edge/trailing-slash.js';
 import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
 import { openAccessVerdict } from './auth/open-access.js';
@@ -93,6 +94,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     // (installInputLimits) rather than Fastify's body; idle connections are closed.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // `/mcp/` and `/mcp/<server>/` serve like `/mcp` and `/mcp/<server>`.
+    rewriteUrl: (req: { url?: string }) => withoutMcpTrailingSlash(req.url ?? '/'),
     // Parser-level (431, 408, 400) and router-level (bad URL 400, long parameter 414) errors in our envelope.
     clientErrorHandler,
     frameworkErrors,

@@ -104,6 +104,8 @@ export const envSchema = z.object({
   GATEHOUSE_POOL_IDLE_TTL: envInt(1_000, 7 * 24 * 3_600_000).default(300_000),
   GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE: envSize(1024, 1024 ** 3).default(32 * 1024 ** 2),
   GATEHOUSE_READY_UPSTREAMS_TIMEOUT: envInt(0, 600_000).default(10_000),
+  GATEHOUSE_HTTP_MAX_EVENT_SIZE: envSize(1024, 1024 ** 3).default(32 * 1024 ** 2),
+  GATEHOUSE_HTTP_MAX_RESPONSE_BYTES: envSize(1024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
   GATEHOUSE_ENCRYPTION_KEYS: envSecret(3).optional(),
   GATEHOUSE_MAX_SECRETS_PER_USER: envInt(1, 1_000_000).default(200),
   GATEHOUSE_MAX_API_KEYS_PER_USER: envInt(1, 1_000_000).default(50),
@@ -276,6 +278,10 @@ export interface AppConfig {
     maxMessageBytes: number;
     /** /readyz waits at most this many ms for every enabled server's first connection attempt (0: no wait). */
     readyUpstreamsTimeoutMs: number;
+    /** Most characters one SSE event from an HTTP upstream may buffer before it ends. */
+    httpMaxEventChars: number;
+    /** Most bytes one HTTP upstream response body may carry. */
+    httpMaxResponseBytes: number;
   };
   secrets: {
     /** GATEHOUSE_ENCRYPTION_KEYS as given (validated); undefined: a development key in dataDir. */
@@ -413,6 +419,8 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       poolIdleTtlMs: e.GATEHOUSE_POOL_IDLE_TTL,
       maxMessageBytes: e.GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE,
       readyUpstreamsTimeoutMs: e.GATEHOUSE_READY_UPSTREAMS_TIMEOUT,
+      httpMaxEventChars: e.GATEHOUSE_HTTP_MAX_EVENT_SIZE,
+      httpMaxResponseBytes: e.GATEHOUSE_HTTP_MAX_RESPONSE_BYTES,
     },
     secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR, maxPerUser: e.GATEHOUSE_MAX_SECRETS_PER_USER },
     auth: {

@@ -37,6 +37,21 @@ async function sendWebResponse(reply: FastifyReply, response: Response, requestI
 }
 
 /**
+ * A 2025-era (session) POST: it carries `Mcp-Session-Id`, or is the `initialize` that opens
+ * one. Its client going away is not a cancellation — MCP 2025-06-18 basic/transports,
+ * "Sending Messages to the Server": "Disconnection SHOULD NOT be interpreted as the client
+ * cancelling its request. To cancel, the client SHOULD explicitly send an MCP
+ * CancelledNotification" — so the call runs on (and the upstream is not told to stop).
+ * A 2026-07-28 request is the opposite: "Closing the SSE response stream MUST be treated by
+ * the server as cancellation of that request" (2026-07-28 basic/transports/streamable-http,
+ * "Cancellation"). GET streams end with their connection in both eras.
+ */
+function isLegacyPost(req: FastifyRequest): boolean {
+  if (req.method !== 'POST') return false;
+  return req.headers['mcp-session-id'] !== undefined || (req.body as { method?: unknown } | null)?.method === 'initialize';
+}
+
+/**
  * `/mcp` (every upstream, names namespaced) and `/mcp/<server>` (one upstream, its own names),
  * for both protocol eras. Authentication wraps these routes through the global guard.
  */
@@ -63,8 +78,9 @@ export class McpController {
 
   private async serve(req: FastifyRequest, reply: FastifyReply, scope: string, principal: Principal): Promise<void> {
     const abort = new AbortController();
+    const disconnectCancels = !isLegacyPost(req);
     reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) abort.abort();
+      if (!reply.raw.writableFinished && disconnectCancels) abort.abort();
     });
     const early = this.edge.refuse(req.headers, scope);
     if (early) {

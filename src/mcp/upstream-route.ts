@@ -4,6 +4,7 @@ import { PoolExhaustedError, type UpstreamServersService } from '../upstreams/up
 import { hasPlaceholders, resolve, secretNames, type Caller } from '../secrets/placeholders.js';
 import { secretOwner, type SecretsService } from '../secrets/secrets.service.js';
 import { assertAuthorized, type AuthorizedOperation } from './pipeline/authorized-operation.js';
+import type { Principal } from '../auth/principal.js';
 
 /** Where one call to one upstream goes, for one caller. */
 export type Route =
@@ -45,6 +46,31 @@ export function routeCall(upstreams: UpstreamServersService, secrets: SecretsSer
   if (!target) throw new Error('BUG: routeCall on an operation without a target');
   const caller: Caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
   return routeTo(upstreams, secrets, caller, target.server);
+}
+
+/** How long a list waits for callers' connections to list (`listThroughCaller`); a slower one lists for later lists. */
+const CALLER_LISTING_WAIT_MS = 5_000;
+
+/**
+ * Starts (or reuses) `principal`'s own connections to `servers` — per-user servers whose
+ * shared connection the upstream refuses (see CallerListing) — so that what they list stands
+ * in for the servers' offerings, and waits up to 5 s for them. A principal lacking a value the
+ * server needs is skipped: nothing is sent for them. Never throws.
+ *
+ * Policies are not consulted here: nothing is called on the principal's behalf but the
+ * handshake and the lists their first call would make anyway; what the lists show is filtered
+ * per principal as always.
+ */
+export async function listThroughCaller(upstreams: UpstreamServersService, secrets: SecretsService, principal: Principal, servers: string[]): Promise<void> {
+  const caller: Caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
+  const started = servers.map(async (server) => {
+    const route = await routeTo(upstreams, secrets, caller, server).catch(() => undefined);
+    if (route && 'release' in route) route.release();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, CALLER_LISTING_WAIT_MS).unref()));
+  await Promise.race([Promise.all(started), waited]);
+  clearTimeout(timer);
 }
 
 /**

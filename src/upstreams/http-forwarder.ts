@@ -1,6 +1,11 @@
+import { STATUS_CODES } from 'node:http';
 import { ProtocolError } from '@modelcontextprotocol/client';
 import { Pool } from 'undici';
+import { systemClock, type Clock } from './clock.js';
 import { DescribedError } from './error-description.js';
+import { DEFAULT_RETRY, neverSent, parseRetryAfter, retryDelay, UpstreamRefusedError, type RetryOptions } from './http-retry.js';
+import { MAX_REDIRECTS } from './redirects.js';
+import { DEFAULT_RESPONSE_LIMITS, readSseEvents, readText, type ResponseLimits } from './sse-reader.js';
 
 export interface ForwardOptions {
   signal?: AbortSignal;
@@ -8,21 +13,51 @@ export interface ForwardOptions {
   onProgress?: (params: Record<string, unknown>) => void;
 }
 
-/** The upstream answered 404 for our session: it ended it, and the connection must start over. */
+/** How an {@link HttpForwarder} reads, retries and redirects; every field has a default. */
+export interface HttpForwarderOptions {
+  /** Size caps on each response (GATEHOUSE_HTTP_MAX_EVENT_SIZE, GATEHOUSE_HTTP_MAX_RESPONSE_BYTES). */
+  limits?: ResponseLimits;
+  /** Backoff for requests the upstream refused (429/503) or that never reached it. */
+  retry?: RetryOptions;
+  /** Origins (`https://host:port`) besides the server URL's own that a 307/308 may lead to (the server's `redirectOrigins`). */
+  redirectOrigins?: readonly string[];
+  /** Waits between retries. */
+  clock?: Clock;
+}
+
+/**
+ * The upstream no longer knows our session: HTTP 404 to a request carrying its
+ * `Mcp-Session-Id` (MCP 2025-06-18 basic/transports §Session Management: "MUST respond …
+ * with HTTP 404"), or HTTP 400 that is not a JSON-RPC answer to the request (servers that
+ * restarted and forgot every session say "Bad Request: No valid session ID" / "Server not
+ * initialized"). The request was refused, not run: re-initialize and send it again.
+ */
 export class UpstreamSessionLostError extends DescribedError {}
 
 interface RpcMessage {
-  id?: number | string;
+  id?: number | string | null;
   method?: string;
   params?: Record<string, unknown>;
   result?: unknown;
   error?: { code: number; message: string; data?: unknown };
 }
 
+/** Time allowed to deliver a notifications/cancelled to the upstream. */
+const CANCEL_TIMEOUT_MS = 2_000;
+
 /**
  * The hot path to a streamable-HTTP upstream that speaks a 2025 (session) revision: one
  * keep-alive connection pool per upstream, a JSON-RPC POST per call on the session the SDK
- * client negotiated, JSON or SSE answers parsed as they stream.
+ * client negotiated, JSON or SSE answers parsed as they stream ({@link readSseEvents}, within
+ * the size caps).
+ *
+ * Around each request: 307/308 redirects are followed within the server's origin (or the
+ * configured `redirectOrigins`), a 308 remembered for later calls; 429/503 refusals and
+ * failures to connect are retried with backoff, jitter and `Retry-After` within the call's
+ * deadline ({@link retryDelay}) — never another failure, since a `tools/call` the upstream
+ * may have run must not run twice; a request aborted after it was sent (the caller's
+ * cancellation or Gatehouse's own timeout) is followed by `notifications/cancelled` (MCP
+ * 2025-06-18 basic/utilities/cancellation).
  *
  * Why not the SDK client for every call: its HTTP transport routes every fetch through one
  * long-lived AbortSignal, and under load the abort listeners pile up (Node warns past 1,500
@@ -31,9 +66,13 @@ interface RpcMessage {
  * protocol logic: era negotiation, initialize, listing, list-changed notifications.
  */
 export class HttpForwarder {
-  private readonly pool: Pool;
-  private readonly path: string;
+  private readonly pools = new Map<string, Pool>();
+  private target: URL;
+  private readonly origins: Set<string>;
   private readonly headers: Record<string, string>;
+  private readonly limits: ResponseLimits;
+  private readonly retry: RetryOptions;
+  private readonly clock: Clock;
   private nextId = 1;
 
   constructor(
@@ -41,9 +80,13 @@ export class HttpForwarder {
     configuredHeaders: Record<string, string>,
     private readonly protocolVersion: string,
     sessionId: string | undefined,
+    options: HttpForwarderOptions = {},
   ) {
-    this.pool = new Pool(url.origin, { connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
-    this.path = `${url.pathname}${url.search}`;
+    this.target = new URL(url);
+    this.origins = new Set([url.origin, ...(options.redirectOrigins ?? [])]);
+    this.limits = options.limits ?? DEFAULT_RESPONSE_LIMITS;
+    this.retry = options.retry ?? DEFAULT_RETRY;
+    this.clock = options.clock ?? systemClock;
     this.headers = {
       ...configuredHeaders,
       'content-type': 'application/json',
@@ -53,91 +96,158 @@ export class HttpForwarder {
     };
   }
 
-  /** Sends one request and resolves with its result; JSON-RPC errors reject as ProtocolError. */
+  /**
+   * Sends one request and resolves with its result; JSON-RPC errors reject as ProtocolError,
+   * a lost session as {@link UpstreamSessionLostError}, refusals past the retries as
+   * {@link UpstreamRefusedError}, oversized answers as `UpstreamResponseTooLargeError`.
+   */
   async request(method: string, params: Record<string, unknown> | undefined, options: ForwardOptions): Promise<unknown> {
-    const id = this.nextId++;
+    const deadline = this.clock.now() + options.timeoutMs;
     // One controller, cleared when the call settles: AbortSignal.timeout()/any() would keep a
     // timer and its signal alive for the whole timeout after every fast call.
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new Error('timeout')), options.timeoutMs);
     const cancel = () => controller.abort(options.signal?.reason);
-    options.signal?.addEventListener('abort', cancel, { once: true });
-    const timeout = { get aborted() { return controller.signal.aborted && !options.signal?.aborted; } };
+    if (options.signal?.aborted) cancel();
+    else options.signal?.addEventListener('abort', cancel, { once: true });
+    const timedOut = () => controller.signal.aborted && !options.signal?.aborted;
     try {
-      return await this.exchange(id, method, params, controller.signal, timeout, options);
+      for (let attempt = 0; ; attempt++) {
+        const id = this.nextId++;
+        let wait: number | undefined;
+        try {
+          return await this.exchange(id, method, params, controller.signal, options);
+        } catch (error) {
+          if (controller.signal.aborted) {
+            void this.notifyCancelled(id, timedOut() ? `timed out after ${options.timeoutMs} ms (Gatehouse's timeout for this server)` : 'cancelled by the client');
+            if (timedOut()) throw new DescribedError(`timed out after ${options.timeoutMs} ms`, { cause: error });
+            throw error;
+          }
+          const refused = error instanceof UpstreamRefusedError || neverSent(error);
+          wait = refused ? retryDelay(this.retry, attempt, (error as Partial<UpstreamRefusedError>).retryAfterMs, deadline - this.clock.now()) : undefined;
+          if (wait === undefined) throw error;
+        }
+        try {
+          await this.sleep(wait, controller.signal);
+        } catch (error) {
+          if (timedOut()) throw new DescribedError(`timed out after ${options.timeoutMs} ms (waiting to retry)`, { cause: error });
+          throw error;
+        }
+      }
     } finally {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', cancel);
     }
   }
 
-  private async exchange(
-    id: number,
-    method: string,
-    params: Record<string, unknown> | undefined,
-    signal: AbortSignal,
-    timeout: { aborted: boolean },
-    options: ForwardOptions,
-  ): Promise<unknown> {
-    let response;
-    try {
-      response = await this.pool.request({
-        method: 'POST',
-        path: this.path,
-        headers: this.headers,
-        body: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
-        signal,
-      });
-    } catch (error) {
-      if (timeout.aborted) throw new DescribedError(`timed out after ${options.timeoutMs} ms`, { cause: error });
-      throw error;
-    }
-    const { statusCode, headers, body } = response;
-    if (statusCode === 404 && this.headers['mcp-session-id']) {
-      await body.dump();
-      throw new UpstreamSessionLostError('the upstream ended its session');
-    }
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
+  }
+
+  /** Sends one POST, following allowed redirects; resolves with the answer to `id`. */
+  private async exchange(id: number, method: string, params: Record<string, unknown> | undefined, signal: AbortSignal, options: ForwardOptions): Promise<unknown> {
+    const { statusCode, headers, body } = await this.post({ jsonrpc: '2.0', id, method, params }, signal);
     const type = String(headers['content-type'] ?? '');
+    if (statusCode === 429 || statusCode === 503) {
+      await body.dump().catch(() => undefined);
+      throw new UpstreamRefusedError(statusCode, parseRetryAfter(headers['retry-after'], this.clock.now()));
+    }
+    if (statusCode === 404 && this.headers['mcp-session-id']) {
+      await body.dump().catch(() => undefined);
+      throw new UpstreamSessionLostError('the upstream ended its session (HTTP 404)');
+    }
+    if (type.startsWith('text/event-stream')) return this.fromEventStream(body, id, options);
+    const text = await readText(body, this.limits);
+    let message: RpcMessage | undefined;
     try {
-      if (type.startsWith('text/event-stream')) return await this.fromEventStream(body, id, options);
-      const text = await body.text();
-      if (statusCode >= 400 && !type.includes('json')) throw new DescribedError(`HTTP ${statusCode}`);
-      return this.settle(JSON.parse(text) as RpcMessage, id);
+      message = JSON.parse(text) as RpcMessage;
     } catch (error) {
-      if (timeout.aborted) throw new DescribedError(`timed out after ${options.timeoutMs} ms`, { cause: error });
+      if (statusCode === 400 && this.headers['mcp-session-id']) throw new UpstreamSessionLostError('the upstream no longer knows its session (HTTP 400)');
+      if (statusCode >= 400) throw new DescribedError(`HTTP ${statusCode}${STATUS_CODES[statusCode] ? ` ${STATUS_CODES[statusCode]}` : ''}`);
       throw error;
+    }
+    if (statusCode >= 400 && message?.id !== id) {
+      if (statusCode === 400 && this.headers['mcp-session-id']) throw new UpstreamSessionLostError('the upstream no longer knows its session (HTTP 400)');
+      throw new DescribedError(`HTTP ${statusCode}${STATUS_CODES[statusCode] ? ` ${STATUS_CODES[statusCode]}` : ''}`);
+    }
+    return this.settle(message, id);
+  }
+
+  /** POSTs `message` to the target, following 307/308 within the allowed origins (RFC 9110 §15.4.8/9: method and body kept). */
+  private async post(message: object, signal: AbortSignal) {
+    const body = JSON.stringify(message);
+    let url = this.target;
+    for (let hops = 0; ; hops++) {
+      const response = await this.poolFor(url.origin).request({ method: 'POST', path: `${url.pathname}${url.search}`, headers: this.headers, body, signal });
+      if (response.statusCode !== 307 && response.statusCode !== 308) return response;
+      await response.body.dump().catch(() => undefined);
+      const location = response.headers.location;
+      let next: URL;
+      try {
+        next = new URL(String(Array.isArray(location) ? location[0] : location), url);
+      } catch {
+        throw new DescribedError(`HTTP ${response.statusCode} redirect without a valid Location`);
+      }
+      if (!this.origins.has(next.origin)) {
+        throw new DescribedError(`HTTP ${response.statusCode} redirect to ${next.origin}${next.pathname} not followed: another origin (list it in the server's redirectOrigins to allow it)`);
+      }
+      if (hops + 1 >= MAX_REDIRECTS) throw new DescribedError(`more than ${MAX_REDIRECTS} redirects`);
+      // A permanent redirect holds for every later call too.
+      if (response.statusCode === 308 && url === this.target) this.target = next;
+      url = next;
     }
   }
 
-  async close(): Promise<void> {
-    await this.pool.close().catch(() => undefined);
+  private poolFor(origin: string): Pool {
+    let pool = this.pools.get(origin);
+    if (!pool) {
+      pool = new Pool(origin, { connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
+      this.pools.set(origin, pool);
+    }
+    return pool;
+  }
+
+  /** Tells the upstream to stop working on `requestId` (best effort, bounded, never throws). */
+  private async notifyCancelled(requestId: number, reason: string): Promise<void> {
+    if (this.pools.size === 0) return; // closed
+    try {
+      const signal = AbortSignal.timeout(CANCEL_TIMEOUT_MS);
+      const { body } = await this.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason } }, signal);
+      await body.dump().catch(() => undefined);
+    } catch {
+      // The upstream may be gone; a cancellation is advisory anyway.
+    }
+  }
+
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        timer.cancel();
+        reject(signal.reason instanceof Error ? signal.reason : new DescribedError('aborted'));
+      };
+      const timer = this.clock.setTimer(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private settle(message: RpcMessage, id: number): unknown {
-    if (message.id !== id) throw new DescribedError('the upstream answered another request id');
+    if (message?.id !== id) throw new DescribedError('the upstream answered another request id');
     if (message.error) throw new ProtocolError(message.error.code, message.error.message, message.error.data);
     return message.result;
   }
 
   /** Reads SSE events until the response to `id`, passing progress notifications on. */
-  private async fromEventStream(body: AsyncIterable<Buffer>, id: number, options: ForwardOptions): Promise<unknown> {
-    let buffer = '';
-    for await (const chunk of body) {
-      buffer += chunk.toString('utf8');
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const data = event
-          .split('\n')
-          .filter((line) => line.startsWith('data:'))
-          .map((line) => line.slice(5).trimStart())
-          .join('\n');
-        if (!data) continue;
-        const message = JSON.parse(data) as RpcMessage;
-        if (message.method === 'notifications/progress' && message.params) options.onProgress?.(message.params);
-        else if (message.id === id) return this.settle(message, id);
-      }
+  private async fromEventStream(body: AsyncIterable<Uint8Array>, id: number, options: ForwardOptions): Promise<unknown> {
+    for await (const event of readSseEvents(body, this.limits)) {
+      if (!event.data || (event.event !== undefined && event.event !== 'message')) continue;
+      const message = JSON.parse(event.data) as RpcMessage;
+      if (message.method === 'notifications/progress' && message.params) options.onProgress?.(message.params);
+      else if (message.id === id) return this.settle(message, id);
     }
     throw new DescribedError('the upstream closed the stream without an answer');
   }

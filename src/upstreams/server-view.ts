@@ -19,6 +19,7 @@ export interface UpstreamServerView {
   timeoutMs: number;
   toolFilter: UpstreamServerEntity['toolFilter'];
   inject: Record<string, string>;
+  redirectOrigins: string[];
   source: UpstreamServerEntity['source'];
   createdAt: string;
   updatedAt: string;
@@ -139,6 +140,7 @@ export function toView(row: UpstreamServerEntity, status: UpstreamStatus): Upstr
     timeoutMs: row.timeoutMs,
     toolFilter: { allow: row.toolFilter.allow ?? [], deny: row.toolFilter.deny ?? [] },
     inject: mask(row.inject),
+    redirectOrigins: row.redirectOrigins ?? [],
     source: row.source,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),

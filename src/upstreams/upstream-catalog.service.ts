@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import { buildCatalog, type Catalog } from './catalog.js';
 import { NameWarningLog } from './tool-names.js';
-import type { UpstreamConnection } from './upstream-connection.js';
+import type { CatalogSource } from './caller-listing.js';
 
 /**
  * The catalogs clients of `/mcp` see, built from this replica's connections and cached until
@@ -26,7 +26,7 @@ export class UpstreamCatalog {
    * from `connections`; `undefined` for an unknown or disabled server. Cached until
    * {@link invalidate} or {@link changed}.
    */
-  get(scope: string, connections: Iterable<UpstreamConnection>): Catalog | undefined {
+  get(scope: string, connections: Iterable<CatalogSource>): Catalog | undefined {
     let catalog = this.built.get(scope);
     if (catalog === undefined) {
       const sources = [...connections]

@@ -10,13 +10,17 @@ import {
   type Transport,
 } from '@modelcontextprotocol/client';
 import { ProtocolError, SdkError, SdkErrorCode } from '@modelcontextprotocol/client';
+import type { AppConfig } from '../config/config.schema.js';
 import { ValueMasker, type MaskedValue } from '../common/logging/value-masker.js';
 import { valueProblem } from '../secrets/value-rules.js';
 import { systemClock, type Clock, type Timer } from './clock.js';
 import { DescribedError, describeUpstreamError } from './error-description.js';
 import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
-import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
+import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
+import { fetchWithinOrigins } from './redirects.js';
+import { DEFAULT_RETRY, fetchRetryingRefusals } from './http-retry.js';
+import { isSessionLost } from './session-recovery.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
@@ -33,8 +37,15 @@ const HANDSHAKE_TIMEOUT_MS = 30_000;
 export type UpstreamState = ConnectionState;
 
 export interface UpstreamStatus {
-  state: UpstreamState;
+  /**
+   * The connection's state; `needs_user_credentials`: a server configured per user whose
+   * shared (blank-valued) connection the upstream refuses (401/403) — it is listed and called
+   * through callers' own connections (see CallerListing).
+   */
+  state: UpstreamState | 'needs_user_credentials';
   lastError: string | null;
+  /** The last thing the connection recovered from by itself (a forgotten session renewed), with when; null if none. */
+  lastRecovery: string | null;
   toolCount: number;
   updatedAt: string;
 }
@@ -58,6 +69,8 @@ export interface ConnectionEvents {
   maxMessageBytes?: number;
   /** The server's ring of recent log lines (stderr, notifications/message, events), written masked. */
   serverLog?: ServerLog;
+  /** Size caps, retries and redirect origins for HTTP upstreams (see {@link HttpForwarder}). */
+  http?: HttpForwarderOptions;
 }
 
 /**
@@ -120,6 +133,7 @@ export class UpstreamConnection {
   private attempted = false;
   private markAttempted: () => void = () => undefined;
   private readonly firstAttempt = new Promise<void>((resolve) => (this.markAttempted = resolve));
+  private renewing: Promise<void> | undefined;
 
   constructor(
     server: UpstreamServerEntity,
@@ -133,7 +147,7 @@ export class UpstreamConnection {
       if (to !== 'connecting') this.attemptDone();
     });
     if (!server.enabled) this.attemptDone();
-    this.status = { lastError: null, toolCount: 0, updatedAt: new Date(this.clock.now()).toISOString() };
+    this.status = { lastError: null, lastRecovery: null, toolCount: 0, updatedAt: new Date(this.clock.now()).toISOString() };
     this.buildMasker();
   }
 
@@ -247,11 +261,16 @@ export class UpstreamConnection {
       const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
       if (forwarder) {
         const generation = this.generation;
+        const send = (f: HttpForwarder) => f.request('tools/call', params, { signal, timeoutMs, onProgress: options.onProgress }) as Promise<CallToolResult>;
         try {
-          return (await forwarder.request('tools/call', params, { signal, timeoutMs, onProgress: options.onProgress })) as CallToolResult;
+          return await send(forwarder);
         } catch (error) {
-          if (error instanceof UpstreamSessionLostError) this.failed(error, generation);
-          throw error;
+          // Refused, not run (see UpstreamSessionLostError): safe to send once more on a new session.
+          if (!isSessionLost(error, true)) throw error;
+          await this.renewSession(generation, error);
+          const renewed = this.machine.state === 'connected' ? this.forwarder : undefined;
+          if (!renewed) throw error;
+          return await send(renewed);
         }
       }
       const client = await this.ready();
@@ -279,8 +298,33 @@ export class UpstreamConnection {
     return this.track(outer, async (signal) => {
       const client = await this.ready();
       if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
-      return work(client, signal);
+      const generation = this.generation;
+      try {
+        return await work(client, signal);
+      } catch (error) {
+        if (!isSessionLost(error, this.transport instanceof StreamableHTTPClientTransport && this.transport.sessionId !== undefined)) throw error;
+        await this.renewSession(generation, error);
+        const renewed = this.getClient();
+        if (!renewed) throw error;
+        return await work(renewed, signal);
+      }
     });
+  }
+
+  /**
+   * The upstream forgot the session of connection `generation` (it restarted): starts a new
+   * one — initialize, list — once for every call that noticed (single-flight), and notes it
+   * in `status.lastRecovery`. Resolves when the connection is usable again or has failed.
+   */
+  private async renewSession(generation: number, cause: unknown): Promise<void> {
+    if (generation === this.generation && this.machine.state === 'connected') {
+      const what = this.mask(describeUpstreamError(cause));
+      this.events.log.warn({ server: this.server.name, cause: what }, 'upstream forgot its session; re-initializing');
+      this.renewing = this.connect().then(() => {
+        if (this.machine.state === 'connected') this.setStatus({ lastRecovery: `${new Date(this.clock.now()).toISOString()}: ${what}; re-initialized the session and retried` });
+      });
+    }
+    await this.renewing;
   }
 
   /**
@@ -395,7 +439,7 @@ export class UpstreamConnection {
       // The pooled fast path covers 2025-era sessions; modern upstreams stay on the SDK client,
       // which builds the per-request _meta envelope.
       if (transport instanceof StreamableHTTPClientTransport && negotiated && negotiated < '2026-07-28') {
-        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId);
+        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, { clock: this.clock, ...this.events.http, redirectOrigins: this.server.redirectOrigins ?? [] });
       }
       this.tools = tools;
       this.prompts = prompts;
@@ -587,7 +631,12 @@ export class UpstreamConnection {
     }
     const url = new URL(s.url!);
     const requestInit = { headers: s.headers };
-    return s.transport === 'sse' ? new SSEClientTransport(url, { requestInit }) : new StreamableHTTPClientTransport(url, { requestInit });
+    // Redirects to other origins only where the server's config allows them (else the SDK's
+    // same-origin rule); refusals (429/503) sent again within the server's timeout.
+    const retry = this.events.http?.retry ?? DEFAULT_RETRY;
+    const fetchFn = fetchRetryingRefusals(s.redirectOrigins?.length ? fetchWithinOrigins(new Set(s.redirectOrigins)) : fetch, retry, s.timeoutMs);
+    const options = { requestInit, fetch: fetchFn, ...(s.redirectOrigins?.length ? { redirectPolicy: 'follow' as const } : {}) };
+    return s.transport === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
   }
 
   /** Records a line in the server's log ring, masked. */
@@ -609,11 +658,16 @@ function endReasonOf(transport: Transport | undefined): Error | undefined {
   return transport instanceof ProcessGroupStdioTransport ? transport.endReason : undefined;
 }
 
+/** The HTTP upstream settings of `config` as {@link ConnectionEvents.http}. */
+export function httpOptions(config: AppConfig): HttpForwarderOptions {
+  return { limits: { maxEventChars: config.upstreams.httpMaxEventChars, maxResponseBytes: config.upstreams.httpMaxResponseBytes } };
+}
+
 /**
  * What a live connection depends on: a change to any of these needs a new connection (a new
  * process, a new HTTP session); anything else (description, timeout, tool filter, inject) is
  * taken by {@link UpstreamConnection.update} in place.
  */
 export function connectionKey(s: UpstreamServerEntity): string {
-  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled]);
+  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? []]);
 }

@@ -7,7 +7,7 @@ import { ChangeBusService } from '../database/change-bus.service.js';
 import { UPSTREAM_CLOCK, type Clock } from './clock.js';
 import { ConnectionPool, type PooledConnection, type ResolvedValues } from './connection-pool.js';
 import { PROCESS_SPAWNER, type ProcessSpawner } from './process-spawner.js';
-import { UpstreamConnection } from './upstream-connection.js';
+import { httpOptions, UpstreamConnection } from './upstream-connection.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
 // The secrets module owns its topic; importing the declaration (not the module) keeps Nest's graph acyclic.
 import { SECRETS_CHANGED } from '../secrets/secrets.topics.js';
@@ -23,6 +23,7 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
   private readonly pool: ConnectionPool;
   private readonly detached = new AsyncResource('gatehouse.upstreams.pool');
   private unsubscribe: (() => void) | undefined;
+  private readonly listed = new Set<(server: string, connection: UpstreamConnection) => void>();
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -43,7 +44,18 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
       clock,
       create: (template: UpstreamServerEntity, _owner: string, resolved: ResolvedValues) => {
         const row = Object.assign(new UpstreamServerEntity(), template, { env: resolved.env, headers: resolved.headers });
-        return new UpstreamConnection(row, { log, onToolsChanged: () => undefined, clock, spawner, secretValues: resolved.secretValues, maxMessageBytes: config.upstreams.maxMessageBytes });
+        const connection: UpstreamConnection = new UpstreamConnection(row, {
+          log,
+          onToolsChanged: (name) => {
+            for (const listener of this.listed) listener(name, connection);
+          },
+          clock,
+          spawner,
+          secretValues: resolved.secretValues,
+          http: httpOptions(config),
+          maxMessageBytes: config.upstreams.maxMessageBytes,
+        });
+        return connection;
       },
       // Connections outlive the request that started them: no request context in their logs.
       start: (connection) => this.detached.runInAsyncScope(() => connection.connect()),
@@ -56,6 +68,12 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
       const data = event.data as { server: string; owner: string } | null;
       void (data ? this.retire(data.server, data.owner === '*' ? undefined : data.owner, 'its secrets changed') : this.pool.retireIdle('its secrets may have changed'));
     });
+  }
+
+  /** Calls `listener` when a per-caller connection has listed (new) offerings; returns the unsubscribe function. */
+  onListed(listener: (server: string, connection: UpstreamConnection) => void): () => void {
+    this.listed.add(listener);
+    return () => this.listed.delete(listener);
   }
 
   /** See {@link ConnectionPool.acquire}. */

@@ -63,6 +63,13 @@ export class UpstreamServerEntity {
   @Column({ type: 'jsonb', default: () => "'{}'" })
   inject!: Record<string, string>;
 
+  /**
+   * Origins (`https://host[:port]`) besides the URL's own that the server's 307/308 redirects
+   * may lead to; empty: redirects are followed within the URL's origin only.
+   */
+  @Column({ name: 'redirect_origins', type: 'text', array: true, default: () => "'{}'" })
+  redirectOrigins!: string[];
+
   /** `file` when declared in GATEHOUSE_SERVERS_FILE (upserted at every start), else `api`. */
   @Column({ type: 'text', default: 'api' })
   source!: 'api' | 'file';

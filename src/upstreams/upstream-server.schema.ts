@@ -49,6 +49,22 @@ const url = pgSafe(z.string({ error: (i) => `expected an http or https URL, got 
     },
     { error: (i) => `expected an http or https URL, got ${show(i.input)}` },
   );
+/** An origin a redirect may lead to: `http(s)://host[:port]`, nothing else (no path, credentials, query). */
+const origin = pgSafe(z.string({ error: (i) => `expected an origin such as https://mcp.example.com, got ${show(i.input)}` })).refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      return ['http:', 'https:'].includes(u.protocol) && u.pathname === '/' && !u.search && !u.hash && !u.username && !u.password && !/[?#]/.test(v);
+    } catch {
+      return false;
+    }
+  },
+  { error: (i) => `expected an origin such as https://mcp.example.com (scheme, host and port only), got ${show(i.input)}` },
+);
+const redirectOrigins = z
+  .array(origin, { error: 'expected an array of origins such as ["https://mcp.example.com"]' })
+  .max(20, { error: 'expected at most 20 origins' })
+  .transform((list) => [...new Set(list.map((v) => new URL(v).origin))]);
 const globs = z.array(z.string().regex(GLOB, { error: (i) => `expected a tool-name glob (letters, digits, _.-/:, * and ?), got ${show(i.input)}` }), {
   error: 'expected an array of glob strings',
 }).max(200);
@@ -74,6 +90,7 @@ const fields = {
     .max(3_600_000, { error: 'expected an integer 100-3600000 (milliseconds)' }),
   toolFilter,
   inject: stringMap(ARGUMENT_NAME, 'tool argument names', 'argument').refine((m) => Object.keys(m).length <= 50, { error: 'expected at most 50 arguments' }),
+  redirectOrigins,
 };
 
 function requireTransportFields(server: { transport: string; command?: string | null; url?: string | null }, ctx: z.RefinementCtx) {
@@ -101,6 +118,7 @@ export const createServerSchema = z
     timeoutMs: fields.timeoutMs.default(60_000),
     toolFilter: toolFilter.default({ allow: [], deny: [] }),
     inject: fields.inject.default({}),
+    redirectOrigins: fields.redirectOrigins.default([]),
   })
   .strict()
   .superRefine(requireTransportFields);
@@ -120,6 +138,7 @@ export const patchServerSchema = z
     timeoutMs: fields.timeoutMs,
     toolFilter,
     inject: fields.inject,
+    redirectOrigins: fields.redirectOrigins,
   })
   .partial()
   .strict();

@@ -43,7 +43,12 @@ export class UpstreamServersService {
    * Cached until something changes.
    */
   catalog(scope: string): Catalog | undefined {
-    return this.catalogs.get(scope, this.supervisor.all());
+    return this.catalogs.get(scope, this.supervisor.catalogSources());
+  }
+
+  /** See {@link UpstreamSupervisor.awaitingCallerListing}. */
+  awaitingCallerListing(scope: string): string[] {
+    return this.supervisor.awaitingCallerListing(scope);
   }
 
   /** Called with a server's name whenever what it offers (tools, prompts, resources) may have changed. */

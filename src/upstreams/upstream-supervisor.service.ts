@@ -8,11 +8,12 @@ import { ReadinessGates, type ReadinessGate } from '../database/readiness-gates.
 import { RESYNC_TOPIC } from '../database/change-bus.js';
 import { blank, hasPlaceholders } from '../secrets/placeholders.js';
 import { UPSTREAM_CLOCK, type Clock } from './clock.js';
+import { CallerListing, type CatalogSource } from './caller-listing.js';
 import { KeyedSerializer } from './keyed-serializer.js';
 import { ServerLog, type ServerLogEntry } from './server-log.js';
 import { PROCESS_SPAWNER, type ProcessSpawner } from './process-spawner.js';
 import { UpstreamCatalog } from './upstream-catalog.service.js';
-import { connectionKey, UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
+import { connectionKey, httpOptions, UpstreamConnection, type UpstreamStatus } from './upstream-connection.js';
 import { UpstreamPoolService } from './upstream-pool.service.js';
 import { UPSTREAMS_CHANGED, UpstreamRegistry } from './upstream-registry.service.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -48,6 +49,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
   private readonly serializer = new KeyedSerializer<string>();
   /** Each server's ring of recent log lines; it outlives reconnects and configuration changes, not deletion. */
   private readonly logs = new Map<string, ServerLog>();
+  private readonly callerListing = new CallerListing();
   private readonly detached = new AsyncResource('gatehouse.upstreams');
   private readonly unsubscribe: (() => void)[] = [];
   private stopped = false;
@@ -75,6 +77,14 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       this.bus.subscribe(UPSTREAMS_CHANGED, (event) => {
         if (event.topic === RESYNC_TOPIC) this.background(this.reconcileAll());
         else this.background(this.reconcile(event.data.name));
+      }),
+    );
+    this.unsubscribe.push(
+      this.pool.onListed((name, connection) => {
+        if (this.callerListing.adopt(name, this.refused(name), connection.offerings())) {
+          this.logger.info({ server: name }, 'listing a per-user server through a caller\'s connection (its shared one is refused)');
+          this.catalog.changed(name);
+        }
       }),
     );
     // The tables may not exist yet (the app listens before it migrates): the registry waits.
@@ -129,6 +139,28 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     return this.connections.values();
   }
 
+  /** What the catalog lists: every connection, with a caller's listing standing in for a refused one (see {@link CallerListing}). */
+  *catalogSources(): Generator<CatalogSource> {
+    for (const [name, connection] of this.connections) yield this.callerListing.source(connection, this.refused(name));
+  }
+
+  /**
+   * Servers of `scope` ('' = all) whose shared connection is refused and that no caller's
+   * connection has listed yet: a caller listing them should list through their own.
+   */
+  awaitingCallerListing(scope: string): string[] {
+    const names: string[] = [];
+    for (const [name, connection] of this.connections) {
+      if (connection.state !== 'error' || (scope !== '' && scope !== name)) continue;
+      if (!this.callerListing.has(name) && this.refused(name)) names.push(name);
+    }
+    return names;
+  }
+
+  private refused(name: string): boolean {
+    return CallerListing.refused(this.templates.get(name), this.connections.get(name));
+  }
+
   /** The connection to `name` (any state), or undefined for an unknown server. */
   connection(name: string): UpstreamConnection | undefined {
     return this.connections.get(name);
@@ -151,8 +183,11 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
 
   /** This replica's status of the server stored as `row`. */
   statusOf(row: UpstreamServerEntity): UpstreamStatus {
-    if (!row.enabled) return { state: 'disabled', lastError: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
-    return this.connections.get(row.name)?.getStatus() ?? { state: 'connecting', lastError: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
+    if (!row.enabled) return { state: 'disabled', lastError: null, lastRecovery: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
+    const status = this.connections.get(row.name)?.getStatus() ?? { state: 'connecting', lastError: null, lastRecovery: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
+    if (!this.refused(row.name)) return status;
+    const listed = [...this.catalogSources()].find((s) => s.server.name === row.name)?.offerings().tools.length ?? 0;
+    return { ...status, state: 'needs_user_credentials', toolCount: listed };
   }
 
   /**
@@ -210,8 +245,10 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       spawner: this.spawner,
       maxMessageBytes: this.config.upstreams.maxMessageBytes,
       serverLog: this.serverLog(name),
+      http: httpOptions(this.config),
     });
     this.connections.set(name, next);
+    this.callerListing.forget(name);
     this.catalog.invalidate();
     if (current) {
       const reason = row.enabled ? 'the server configuration changed' : 'the server was disabled';

@@ -8,7 +8,9 @@ import { UpstreamServersService } from '../../upstreams/upstream-servers.service
 import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
 import { SecretsService } from '../../secrets/secrets.service.js';
-import { routeCall } from '../upstream-route.js';
+import { listThroughCaller, routeCall } from '../upstream-route.js';
+
+const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
 import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClassifiedOperation, McpOperationKind, McpOperationRequest, McpOutcome } from './mcp-operation.js';
@@ -114,6 +116,15 @@ export class McpOperationPipeline implements OnModuleInit {
   }
 
   private runNow<K extends McpOperationKind>(request: McpOperationRequest<K>, starting: string[]): Promise<Record<string, unknown>> {
+    // A per-user server its blank connection cannot list is listed through the caller's (rare: one cheap check).
+    if (LISTS.has(request.kind)) {
+      const servers = this.upstreams.awaitingCallerListing(request.scope);
+      if (servers.length > 0) return listThroughCaller(this.upstreams, this.secrets, request.principal, servers).then(() => this.runListed(request, starting));
+    }
+    return this.runListed(request, starting);
+  }
+
+  private runListed<K extends McpOperationKind>(request: McpOperationRequest<K>, starting: string[]): Promise<Record<string, unknown>> {
     let authorized: AuthorizedOperation<K>;
     try {
       authorized = authorize(this.policies, this.classify(request));

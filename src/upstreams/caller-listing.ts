@@ -1,0 +1,55 @@
+import { hasPlaceholders } from '../secrets/placeholders.js';
+import type { UpstreamConnection } from './upstream-connection.js';
+import type { UpstreamServerEntity } from './upstream-server.entity.js';
+
+type Offerings = ReturnType<UpstreamConnection['offerings']>;
+
+/** What the catalog reads from a connection. */
+export type CatalogSource = Pick<UpstreamConnection, 'server' | 'offerings'>;
+
+/** `HTTP 401 …` / `HTTP 403 …` as {@link describeUpstreamError} words an upstream's refusal. */
+const REFUSED = /^HTTP 40[13]\b/;
+
+/**
+ * Listing through a caller's connection, for an HTTP server configured per user
+ * (`Authorization: Bearer ${secret:TOKEN}`) whose shared connection — started with blanks in
+ * the placeholders' place, to list what it offers — is refused (HTTP 401/403): such a server
+ * would otherwise list nothing, and no one could call it. Once a caller who has the values
+ * connects, what their connection listed stands in for the server's offerings (a server lists
+ * the same tools to every user it admits; policies still filter them per principal), and the
+ * server's status says `needs_user_credentials` rather than `error`.
+ */
+export class CallerListing {
+  private readonly borrowed = new Map<string, Offerings>();
+
+  /** Whether `shared`, the listing connection of `template`, is refused for want of a user's values. */
+  static refused(template: UpstreamServerEntity | undefined, shared: UpstreamConnection | undefined): boolean {
+    if (!template || !shared || template.transport === 'stdio' || shared.state !== 'error') return false;
+    return REFUSED.test(shared.getStatus().lastError ?? '') && hasPlaceholders([template.env, template.headers]);
+  }
+
+  /** A caller's connection to `server` listed `offerings`: adopt them if the shared one is refused. Returns whether it did. */
+  adopt(server: string, refused: boolean, offerings: Offerings): boolean {
+    if (!refused) return false;
+    const count = offerings.tools.length + offerings.prompts.length + offerings.resources.length + offerings.resourceTemplates.length;
+    if (count === 0) return false;
+    this.borrowed.set(server, offerings);
+    return true;
+  }
+
+  /** Forgets what was adopted for `server` (its configuration changed, or it is gone). */
+  forget(server: string): void {
+    this.borrowed.delete(server);
+  }
+
+  /** Whether offerings were adopted for `server`. */
+  has(server: string): boolean {
+    return this.borrowed.has(server);
+  }
+
+  /** `connection` as the catalog reads it: with the adopted offerings while it is `refused`. */
+  source(connection: UpstreamConnection, refused: boolean): CatalogSource {
+    const adopted = refused ? this.borrowed.get(connection.server.name) : undefined;
+    return adopted ? { server: connection.server, offerings: () => adopted } : connection;
+  }
+}

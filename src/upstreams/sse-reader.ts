@@ -1,0 +1,89 @@
+import { createParser, type EventSourceMessage, type ParseError } from 'eventsource-parser';
+import { DescribedError } from './error-description.js';
+
+/** Size caps on what one HTTP upstream response may make Gatehouse hold (see docs/configuration.md). */
+export interface ResponseLimits {
+  /**
+   * Most characters one SSE event may buffer before it ends (its unterminated line plus its
+   * `data:` lines so far; GATEHOUSE_HTTP_MAX_EVENT_SIZE). A UTF-8 byte decodes to at most one
+   * character, so this also bounds the event's bytes from below.
+   */
+  maxEventChars: number;
+  /** Most bytes one response body may carry in total, all its events together (GATEHOUSE_HTTP_MAX_RESPONSE_BYTES). */
+  maxResponseBytes: number;
+}
+
+/** Defaults sized for real use: a 32 Mi-character event, 64 MiB per response. */
+export const DEFAULT_RESPONSE_LIMITS: ResponseLimits = { maxEventChars: 32 * 1024 * 1024, maxResponseBytes: 64 * 1024 * 1024 };
+
+/** An upstream response went over one of the {@link ResponseLimits}; reading stopped there and the request was dropped. */
+export class UpstreamResponseTooLargeError extends DescribedError {}
+
+/**
+ * Decodes a response body as UTF-8 as it streams, a multi-byte character split across chunks
+ * kept whole (`TextDecoder` with `stream: true`; invalid bytes become U+FFFD, never an error).
+ * Counts the body's bytes against `maxResponseBytes` and throws
+ * {@link UpstreamResponseTooLargeError} the moment they go over, before decoding the chunk.
+ *
+ * Backpressure: a chunk is pulled from `body` only when the consumer asks for the next piece
+ * of text, so a slow consumer stops undici reading the socket (its body stream pauses past its
+ * high-water mark and TCP flow control reaches the upstream).
+ */
+export async function* decodeUtf8(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes'>): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8');
+  let bytes = 0;
+  for await (const chunk of body) {
+    bytes += chunk.byteLength;
+    if (bytes > limits.maxResponseBytes) {
+      throw new UpstreamResponseTooLargeError(`the upstream's response exceeded ${limits.maxResponseBytes} bytes (GATEHOUSE_HTTP_MAX_RESPONSE_BYTES)`);
+    }
+    const text = decoder.decode(chunk, { stream: true });
+    if (text) yield text;
+  }
+  const rest = decoder.decode();
+  if (rest) yield rest;
+}
+
+/** A whole (non-streamed) response body as text, within `maxResponseBytes` (see {@link decodeUtf8}). */
+export async function readText(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes'>): Promise<string> {
+  const parts: string[] = [];
+  for await (const text of decodeUtf8(body, limits)) parts.push(text);
+  return parts.join('');
+}
+
+/**
+ * The events of a `text/event-stream` body, in order, as they complete. Framing is the HTML
+ * Living Standard's "Server-sent events" parsing (§9.2.6): lines end in CRLF, LF or a lone CR
+ * (the Python SDK frames with CRLF), a leading BOM is dropped, multi-line `data:` is joined
+ * with LF, an event without a terminating blank line at the end of the stream is discarded.
+ * Parsing is `eventsource-parser` (linear in the body's size), over {@link decodeUtf8}.
+ *
+ * Memory is bounded by `limits`: an event still open after `maxEventChars` characters, or a
+ * body past `maxResponseBytes`, throws {@link UpstreamResponseTooLargeError}; the caller
+ * dropping the request (ending the iteration) releases the socket.
+ */
+export async function* readSseEvents(body: AsyncIterable<Uint8Array>, limits: ResponseLimits): AsyncGenerator<EventSourceMessage> {
+  const ready: EventSourceMessage[] = [];
+  let failure: ParseError | undefined;
+  const parser = createParser({
+    maxBufferSize: limits.maxEventChars,
+    onEvent: (event) => ready.push(event),
+    onError: (error) => {
+      // Unknown fields and bad `retry:` values are ignored, as the standard says; only the cap is fatal.
+      if (error.type === 'max-buffer-size-exceeded') failure = error;
+    },
+  });
+  let endsInCr = false;
+  for await (const text of decodeUtf8(body, limits)) {
+    parser.feed(text);
+    endsInCr = text.endsWith('\r');
+    if (failure) {
+      throw new UpstreamResponseTooLargeError(`an SSE event from the upstream exceeded ${limits.maxEventChars} characters (GATEHOUSE_HTTP_MAX_EVENT_SIZE)`, { cause: failure });
+    }
+    while (ready.length > 0) yield ready.shift()!;
+  }
+  // A CR as the stream's last byte ends its line; the parser waits to see whether an LF
+  // follows, so complete the pair (the same line end) to dispatch the last event.
+  if (endsInCr) parser.feed('\n');
+  while (ready.length > 0) yield ready.shift()!;
+}

@@ -102,6 +102,8 @@ export const envSchema = z.object({
   GATEHOUSE_STDIO_IDLE_TTL: envInt(0, 7 * 24 * 3_600_000).default(0),
   GATEHOUSE_POOL_MAX: envInt(1, 10_000).default(100),
   GATEHOUSE_POOL_IDLE_TTL: envInt(1_000, 7 * 24 * 3_600_000).default(300_000),
+  GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT: envInt(0, 24 * 3_600_000).default(600_000),
+  GATEHOUSE_INPUT_REQUIRED_TTL: envInt(1_000, 24 * 3_600_000).default(300_000),
   GATEHOUSE_ENCRYPTION_KEYS: envSecret(3).optional(),
   GATEHOUSE_MAX_SECRETS_PER_USER: envInt(1, 1_000_000).default(200),
   GATEHOUSE_MAX_API_KEYS_PER_USER: envInt(1, 1_000_000).default(50),
@@ -270,6 +272,10 @@ export interface AppConfig {
     poolMax: number;
     /** A per-user connection unused this long is closed. */
     poolIdleTtlMs: number;
+    /** Progress restarts a call's timeout, up to this many ms in all; 0: progress does not extend it. */
+    maxTotalTimeoutMs: number;
+    /** A 2026-07-28 client has this many ms to retry an `input_required` answer before the upstream's request is refused. */
+    inputRequiredTtlMs: number;
   };
   secrets: {
     /** GATEHOUSE_ENCRYPTION_KEYS as given (validated); undefined: a development key in dataDir. */
@@ -405,6 +411,8 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       stdioIdleTtlMs: e.GATEHOUSE_STDIO_IDLE_TTL,
       poolMax: e.GATEHOUSE_POOL_MAX,
       poolIdleTtlMs: e.GATEHOUSE_POOL_IDLE_TTL,
+      maxTotalTimeoutMs: e.GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT,
+      inputRequiredTtlMs: e.GATEHOUSE_INPUT_REQUIRED_TTL,
     },
     secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR, maxPerUser: e.GATEHOUSE_MAX_SECRETS_PER_USER },
     auth: {

@@ -20,6 +20,7 @@ import { HttpForwarder, UpstreamSessionLostError } from './http-forwarder.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
+import { deliverNotificationsFirst } from './ordered-delivery.js';
 import { UPSTREAM_CLIENT_CAPABILITIES, UpstreamCallers, serveClientRequests, type UpstreamCaller } from './upstream-callers.js';
 
 /** Time allowed for a server to start, answer `initialize` and list what it offers. */
@@ -367,6 +368,7 @@ export class UpstreamConnection {
       } finally {
         handshaking = false;
       }
+      deliverNotificationsFirst(transport);
       const caps = client.getServerCapabilities() ?? {};
       const [tools, prompts, resources, resourceTemplates] = await Promise.all([
         caps.tools ? client.listTools(undefined, timeout).then((r) => r.tools) : [],

@@ -6,26 +6,18 @@ import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { EVERYTHING, eventually, everythingOverHttp } from '../support/upstreams.js';
+import { EVERYTHING, everythingOverHttp, registerConnected, toolText } from '../support/upstreams.js';
 
 /** Progress from upstreams: every notification arrives, before the result; progress extends the call's timeout, within a total cap. */
 
-const text = (result: unknown): string =>
-  ((result as { content?: { type: string; text?: string }[] }).content ?? []).map((c) => c.text ?? '').join('\n');
+const text = toolText;
 
 describe('progress through the gateway', () => {
   let db: TestDatabase;
   let app: TestApp;
   const children: ChildProcess[] = [];
 
-  const register = async (body: Record<string, unknown>) => {
-    const res = await fetch(`${app.url}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    assert.equal(res.status, 201, await res.text());
-    await eventually(`${String(body.name)} connected`, async () => {
-      const v = (await (await fetch(`${app.url}/api/v1/servers/${String(body.name)}`)).json()) as { status: { state: string } };
-      return v.status.state === 'connected' ? true : undefined;
-    });
-  };
+  const register = (body: { name: string } & Record<string, unknown>) => registerConnected(app.url, body);
 
   before(async () => {
     db = await createTestDatabase();

@@ -7,7 +7,7 @@ import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextproto
 import { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { EVERYTHING, eventually, everythingOverHttp } from '../support/upstreams.js';
+import { EVERYTHING, everythingOverHttp, registerConnected, toolText } from '../support/upstreams.js';
 
 /**
  * Server-initiated requests (sampling, elicitation, roots) from real upstreams reach the client
@@ -68,25 +68,14 @@ async function v1Client(url: string): Promise<{ client: V1Client; answers: Answe
   return { client, answers };
 }
 
-const text = (result: unknown): string =>
-  ((result as { content?: { type: string; text?: string }[] }).content ?? []).map((c) => c.text ?? '').join('\n');
+const text = toolText;
 
 describe('server-initiated requests through the gateway', () => {
   let db: TestDatabase;
   let app: TestApp;
   const children: ChildProcess[] = [];
 
-  const register = async (body: Record<string, unknown>) => {
-    const res = await fetch(`${app.url}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    assert.equal(res.status, 201, await res.text());
-    await eventually(`${String(body.name)} offers trigger-sampling-request`, async () => {
-      const v = (await (await fetch(`${app.url}/api/v1/servers/${String(body.name)}`)).json()) as { status: { state: string }; tools?: { name: string }[] };
-      if (v.status.state !== 'connected') return undefined;
-      const tools = (await (await fetch(`${app.url}/api/v1/servers/${String(body.name)}/tools`)).json()) as { name: string }[] | { tools: { name: string }[] };
-      const names = (Array.isArray(tools) ? tools : tools.tools).map((t) => t.name);
-      return names.includes('trigger-sampling-request') ? true : undefined;
-    });
-  };
+  const register = (body: { name: string } & Record<string, unknown>) => registerConnected(app.url, body);
 
   before(async () => {
     db = await createTestDatabase();

@@ -64,6 +64,13 @@ export function missingCapability(method: ServerRequestMethod, params: Record<st
  */
 export class UpstreamCallers {
   private readonly callers = new Set<UpstreamCaller>();
+  /**
+   * Set while calls go through a streamable-HTTP forwarder: their requests arrive on their own
+   * response streams, so anything the SDK client receives (the session's GET stream) serves no
+   * call (MCP spec 2025-11-25, basic/transports: such messages SHOULD be unrelated to any
+   * request) and is refused rather than given to the sole caller.
+   */
+  linkedOnly = false;
 
   /** Registers `caller` for the duration of one call; returns its removal. */
   add(caller: UpstreamCaller | undefined): () => void {
@@ -113,9 +120,9 @@ export class UpstreamCallers {
 export function serveClientRequests(client: Client, callers: UpstreamCallers, server: string): void {
   for (const method of SERVER_REQUEST_METHODS) {
     client.setRequestHandler(method, ((request: { params?: Record<string, unknown> }, ctx: { mcpReq: { signal: AbortSignal } }) =>
-      callers.request(server, method, request.params, ctx.mcpReq.signal)) as never);
+      callers.request(server, method, request.params, ctx.mcpReq.signal, callers.linkedOnly ? null : undefined)) as never);
   }
   client.setNotificationHandler('notifications/message', (notification) => {
-    callers.sole()?.notify?.(notification.method, notification.params);
+    if (!callers.linkedOnly) callers.sole()?.notify?.(notification.method, notification.params);
   });
 }

@@ -383,6 +383,7 @@ export class UpstreamConnection {
       if (transport instanceof StreamableHTTPClientTransport && negotiated && negotiated < '2026-07-28') {
         this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId);
       }
+      this.callers.linkedOnly = this.forwarder !== undefined;
       this.tools = tools;
       this.prompts = prompts;
       this.resources = resources;

@@ -132,6 +132,11 @@ describe('server-initiated requests through the gateway', () => {
       assert.match(text(elicited), /Ada from v2/);
       const sampled = await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'x' } });
       assert.match(text(sampled), new RegExp(SAMPLED));
+      // The upstream's own roots/list at start-up came outside any call and was refused; asked
+      // during this call, it reaches this client.
+      const roots = await client.callTool({ name: 'get-roots-list', arguments: {} });
+      assert.equal(answers.roots, 1);
+      assert.match(text(roots), /file:\/\/\/work\/project-x/);
     } finally {
       await client.close();
     }

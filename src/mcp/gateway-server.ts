@@ -70,7 +70,7 @@ export function createGatewayServer({ scope, pipeline, principal, era, session }
         path: 'sdk',
         signal: ctx.mcpReq.signal,
         notify: (params) => ctx.mcpReq.notify({ method: 'notifications/progress', params: params }),
-        client: kind === 'tools/call' ? callingClient(server, ctx, era, session) : undefined,
+        client: kind === 'tools/call' || kind === 'logging/setLevel' ? callingClient(server, ctx, era, session) : undefined,
       })) as never);
   }
   return server;
@@ -93,6 +93,7 @@ function callingClient(server: Server, ctx: ServerContext, era: McpEra, session:
         if (!transport) throw new Error('the response stream is closed');
         await transport.send(message as JSONRPCMessage, { relatedRequestId });
       },
+      notify: (method, params) => void ctx.mcpReq.notify({ method, params } as never).catch(() => undefined),
     };
   }
   const state = ctx.mcpReq.requestState<unknown>();
@@ -100,5 +101,6 @@ function callingClient(server: Server, ctx: ServerContext, era: McpEra, session:
     capabilities: ctx.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY as never],
     inputResponses: ctx.mcpReq.inputResponses,
     requestState: typeof state === 'string' ? state : undefined,
+    notify: (method, params) => void ctx.mcpReq.notify({ method, params } as never).catch(() => undefined),
   };
 }

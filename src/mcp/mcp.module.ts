@@ -14,6 +14,7 @@ import { McpController } from './mcp.controller.js';
 import { McpEdgeService } from './mcp-edge.service.js';
 import { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
 import { ClientRequests, InputRequiredBroker } from './pipeline/server-requests.js';
+import { LogLevels } from './pipeline/log-levels.js';
 
 /**
  * The MCP endpoints: the edge (readiness, Host/Origin, fast path, legacy sessions, SDK serving,
@@ -23,7 +24,7 @@ import { ClientRequests, InputRequiredBroker } from './pipeline/server-requests.
 @Module({
   imports: [DiscoveryModule, UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule],
   controllers: [McpController],
-  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
+  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
   exports: [McpEdgeService, McpOperationPipeline],
 })
 export class McpModule {}

@@ -1,14 +1,20 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { until } from '../support/until.js';
 import { EVERYTHING, everythingOverHttp, registerConnected, toolText } from '../support/upstreams.js';
 
-/** Progress from upstreams: every notification arrives, before the result; progress extends the call's timeout, within a total cap. */
+/**
+ * Progress from upstreams: every notification arrives, before the result; progress extends the
+ * call's timeout, within a total cap. Log messages: to the session that caused them, at its level.
+ */
 
 const text = toolText;
 
@@ -99,4 +105,51 @@ describe('progress through the gateway', () => {
       }
     });
   }
+});
+
+describe('logging through the gateway', () => {
+  let db: TestDatabase;
+  let app: TestApp;
+  const FIXTURE = resolve('test/fixtures/logging-upstream.mjs');
+
+  before(async () => {
+    db = await createTestDatabase();
+    app = await startTestApp(db.url);
+    await registerConnected(app.url, { name: 'logfix', transport: 'stdio', command: process.execPath, args: [FIXTURE] });
+  });
+  after(async () => {
+    await app.shutdown('test done');
+    await db.drop();
+  });
+
+  /** A v1 session that records the log messages it receives. */
+  const session = async (path: string) => {
+    const client = new V1Client({ name: 'v1', version: '1' });
+    const messages: string[] = [];
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+      messages.push(String(n.params.data));
+    });
+    await client.connect(new V1Transport(new URL(`${app.url}${path}`)));
+    return { client, messages };
+  };
+
+  it('log messages reach the session whose call caused them, filtered by that session’s own level', async () => {
+    const a = await session('/mcp');
+    const b = await session('/mcp/logfix');
+    try {
+      await a.client.setLoggingLevel('error');
+      await b.client.setLoggingLevel('debug'); // the last setter: it must not decide for A
+      // Without a progress token (fast path): the session's GET stream.
+      await a.client.callTool({ name: 'logfix__emit', arguments: { tag: 'A' } });
+      await until(() => a.messages.includes('emergency from A'));
+      assert.deepEqual(a.messages, ['error from A', 'critical from A', 'alert from A', 'emergency from A']);
+      // With a progress token (SDK path): the call's own response stream, before the result.
+      await b.client.callTool({ name: 'emit', arguments: { tag: 'B' } }, undefined, { onprogress: () => undefined });
+      assert.deepEqual(b.messages, ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'].map((l) => `${l} from B`));
+      assert.ok(!a.messages.some((m) => m.endsWith('from B')), 'A never sees B’s messages');
+    } finally {
+      await a.client.close();
+      await b.client.close();
+    }
+  });
 });

@@ -12,6 +12,7 @@ import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } 
 import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClassifiedOperation, McpOperationKind, McpOperationRequest, McpOutcome } from './mcp-operation.js';
 import { ClientRequests, InputRequiredBroker } from './server-requests.js';
+import { LogLevels, type LogLevel } from './log-levels.js';
 import type { UpstreamCaller } from '../../upstreams/upstream-callers.js';
 
 /** Capabilities that let a client answer an upstream's requests; a 2026-07-28 client with none never needs the MRTR broker. */
@@ -94,6 +95,7 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly logger: PinoLogger,
     private readonly clientRequests: ClientRequests,
     private readonly inputs: InputRequiredBroker,
+    private readonly logLevels: LogLevels,
   ) {
     logger.setContext('McpPipeline');
   }
@@ -335,7 +337,7 @@ export class McpOperationPipeline implements OnModuleInit {
           forward(caller, signal).finally(() => route.release()),
         )) as CallToolResult;
       }
-      const caller = client === undefined ? undefined : op.era === 'legacy' ? this.clientRequests.callerFor(client) : { capabilities: client.capabilities, request: refuseRequest };
+      const caller = client === undefined ? undefined : op.era === 'legacy' ? this.clientRequests.callerFor(client) : { capabilities: client.capabilities, request: refuseRequest, notify: client.notify };
       return await forward(caller, op.signal);
     } finally {
       if (!handedOver) route?.release();
@@ -364,10 +366,16 @@ export class McpOperationPipeline implements OnModuleInit {
     }
   }
 
-  /** `logging/setLevel`: passed to every upstream of the scope that supports logging. */
+  /**
+   * `logging/setLevel`: applies to the calling session only — its level filters the log
+   * messages Gatehouse delivers to it ({@link LogLevels}) — and every upstream of the scope that
+   * supports logging is set to the most verbose level any session wants.
+   */
   private async setLevel(op: ClassifiedOperation<'logging/setLevel'>): Promise<Record<string, unknown>> {
     const servers = op.scope === '' ? this.upstreams.connectedServers() : [op.scope];
-    const level = op.params.level as Parameters<Client['setLoggingLevel']>[0];
+    const asked = op.params.level as LogLevel;
+    if (op.client?.sessionId) this.logLevels.set(op.client.sessionId, asked);
+    const level = this.logLevels.mostVerbose(op.client?.sessionId ? undefined : asked);
     await Promise.all(
       servers.map(async (name) => {
         const client = this.upstreams.connection(name)?.getClient();

@@ -5,6 +5,7 @@ import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { ChangeBusService } from '../../database/change-bus.service.js';
 import type { ServerRequestMethod, UpstreamCaller } from '../../upstreams/upstream-callers.js';
+import { LogLevels } from './log-levels.js';
 
 /**
  * The client an operation is served for, as far as talking back to it goes: what it declared
@@ -20,6 +21,8 @@ export interface CallingClient {
   capabilities?: Record<string, unknown>;
   sessionId?: string;
   send?: (message: Record<string, unknown>) => Promise<void>;
+  /** Writes a notification on this call's response stream (SDK path, both eras); without it, 2025 era: the session's GET stream. */
+  notify?: (method: string, params: Record<string, unknown> | undefined) => void;
   inputResponses?: Record<string, unknown>;
   requestState?: string;
 }
@@ -60,7 +63,10 @@ export class ClientRequests implements OnApplicationBootstrap, BeforeApplication
   private sessionStream: (sessionId: string, event: string) => boolean = () => false;
   private unsubscribe: (() => void) | undefined;
 
-  constructor(private readonly bus: ChangeBusService) {}
+  constructor(
+    private readonly bus: ChangeBusService,
+    private readonly logLevels: LogLevels,
+  ) {}
 
   onApplicationBootstrap(): void {
     this.unsubscribe = this.bus.subscribe<{ key?: string; message?: RpcAnswer }>(CLIENT_ANSWER, (event) => {
@@ -144,9 +150,21 @@ export class ClientRequests implements OnApplicationBootstrap, BeforeApplication
     return true;
   }
 
-  /** The upstream caller for a 2025-era client: requests go through {@link ask}. */
-  callerFor(client: CallingClient, notify?: UpstreamCaller['notify']): UpstreamCaller {
-    return { capabilities: client.capabilities, request: (method, params, signal) => this.ask(client, method, params, signal), notify };
+  /**
+   * The upstream caller for a 2025-era client: requests go through {@link ask}; notifications
+   * (log messages at or above the session's level, {@link LogLevels}) on the call's stream, else
+   * the session's GET stream.
+   */
+  callerFor(client: CallingClient): UpstreamCaller {
+    return {
+      capabilities: client.capabilities,
+      request: (method, params, signal) => this.ask(client, method, params, signal),
+      notify: (method, params) => {
+        if (method === 'notifications/message' && !this.logLevels.allows(client.sessionId, params?.level)) return;
+        if (client.notify) client.notify(method, params);
+        else if (client.sessionId) this.sessionStream(client.sessionId, `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method, ...(params === undefined ? {} : { params }) })}\n\n`);
+      },
+    };
   }
 }
 
@@ -223,6 +241,7 @@ export class InputRequiredBroker implements BeforeApplicationShutdown {
     const call: ParkedCall = { owner, target, inputs: new Map(), wake: undefined, outcome: undefined!, settled: false, abort: new AbortController(), expiry: undefined, next: 0 };
     const caller: UpstreamCaller = {
       capabilities: client.capabilities,
+      notify: client.notify,
       request: (method, params, signal) =>
         new Promise((resolve, reject) => {
           const key = `${method.split('/')[0]}-${++call.next}`;

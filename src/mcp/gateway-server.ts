@@ -93,7 +93,7 @@ function callingClient(server: Server, ctx: ServerContext, era: McpEra, session:
         if (!transport) throw new Error('the response stream is closed');
         await transport.send(message as JSONRPCMessage, { relatedRequestId });
       },
-      notify: (method, params) => void ctx.mcpReq.notify({ method, params } as never).catch(() => undefined),
+      notify: (method, params) => void ctx.mcpReq.notify({ method, params }).catch(() => undefined),
     };
   }
   const state = ctx.mcpReq.requestState<unknown>();
@@ -101,6 +101,6 @@ function callingClient(server: Server, ctx: ServerContext, era: McpEra, session:
     capabilities: ctx.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY as never],
     inputResponses: ctx.mcpReq.inputResponses,
     requestState: typeof state === 'string' ? state : undefined,
-    notify: (method, params) => void ctx.mcpReq.notify({ method, params } as never).catch(() => undefined),
+    notify: (method, params) => void ctx.mcpReq.notify({ method, params }).catch(() => undefined),
   };
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -84,6 +85,7 @@ describe('server-initiated requests through the gateway', () => {
     const http = await everythingOverHttp('streamableHttp');
     children.push(http.child);
     await register({ name: 'remote', transport: 'streamable_http', url: http.url });
+    await register({ name: 'mrtr', transport: 'stdio', command: process.execPath, args: [resolve('test/fixtures/mrtr-upstream.mjs')] });
   });
   after(async () => {
     await app.shutdown('test done');
@@ -210,5 +212,21 @@ describe('server-initiated requests through the gateway', () => {
     const body = (await res.json()) as { error?: { code: number; message: string } };
     assert.equal(body.error?.code, -32602, JSON.stringify(body));
     assert.match(body.error.message, /requestState/);
+  });
+
+  it('a 2026-07-28 upstream’s input_required reaches clients of both eras: a 2025 client as a request, a 2026 client as input_required', async () => {
+    const v1 = await v1Client(`${app.url}/mcp`);
+    const modern = await v2Client(`${app.url}/mcp/mrtr`, 'auto');
+    try {
+      const legacyAnswer = await v1.client.callTool({ name: 'mrtr__confirm', arguments: { what: 'deploy' } });
+      assert.equal(v1.answers.elicitation, 1);
+      assert.match(text(legacyAnswer), /confirmed deploy by Ada from v1/);
+      const modernAnswer = await modern.client.callTool({ name: 'confirm', arguments: { what: 'release' } });
+      assert.equal(modern.answers.elicitation, 1);
+      assert.match(text(modernAnswer), /confirmed release by Ada from v2/);
+    } finally {
+      await v1.client.close();
+      await modern.client.close();
+    }
   });
 });

@@ -106,6 +106,8 @@ export const envSchema = z.object({
   GATEHOUSE_READY_UPSTREAMS_TIMEOUT: envInt(0, 600_000).default(10_000),
   GATEHOUSE_HTTP_MAX_EVENT_SIZE: envSize(1024, 1024 ** 3).default(32 * 1024 ** 2),
   GATEHOUSE_HTTP_MAX_RESPONSE_BYTES: envSize(1024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
+  GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT: envInt(0, 24 * 3_600_000).default(600_000),
+  GATEHOUSE_INPUT_REQUIRED_TTL: envInt(1_000, 24 * 3_600_000).default(300_000),
   GATEHOUSE_ENCRYPTION_KEYS: envSecret(3).optional(),
   GATEHOUSE_MAX_SECRETS_PER_USER: envInt(1, 1_000_000).default(200),
   GATEHOUSE_MAX_API_KEYS_PER_USER: envInt(1, 1_000_000).default(50),
@@ -282,6 +284,10 @@ export interface AppConfig {
     httpMaxEventChars: number;
     /** Most bytes one HTTP upstream response body may carry. */
     httpMaxResponseBytes: number;
+    /** Progress restarts a call's timeout, up to this many ms in all; 0: progress does not extend it. */
+    maxTotalTimeoutMs: number;
+    /** A 2026-07-28 client has this many ms to retry an `input_required` answer before the upstream's request is refused. */
+    inputRequiredTtlMs: number;
   };
   secrets: {
     /** GATEHOUSE_ENCRYPTION_KEYS as given (validated); undefined: a development key in dataDir. */
@@ -421,6 +427,8 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       readyUpstreamsTimeoutMs: e.GATEHOUSE_READY_UPSTREAMS_TIMEOUT,
       httpMaxEventChars: e.GATEHOUSE_HTTP_MAX_EVENT_SIZE,
       httpMaxResponseBytes: e.GATEHOUSE_HTTP_MAX_RESPONSE_BYTES,
+      maxTotalTimeoutMs: e.GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT,
+      inputRequiredTtlMs: e.GATEHOUSE_INPUT_REQUIRED_TTL,
     },
     secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR, maxPerUser: e.GATEHOUSE_MAX_SECRETS_PER_USER },
     auth: {

@@ -1,7 +1,14 @@
-import { Server } from '@modelcontextprotocol/server';
+import { CLIENT_CAPABILITIES_META_KEY, Server, type JSONRPCMessage, type ServerContext } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
 import type { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
 import { MCP_OPERATION_KINDS, type McpEra, type McpParams } from './pipeline/mcp-operation.js';
+import type { CallingClient } from './pipeline/server-requests.js';
+
+/** The legacy session an SDK-served 2025-era request belongs to (passed as `authInfo.extra.session`). */
+export interface ServedSession {
+  id: string;
+  capabilities?: Record<string, unknown>;
+}
 
 export const GATEWAY_INFO = { name: 'gatehouse', title: 'Gatehouse MCP gateway', version: '0.1.0' };
 
@@ -30,6 +37,8 @@ export interface GatewayScope {
   pipeline: McpOperationPipeline;
   principal: Principal;
   era: McpEra;
+  /** 2025 era: the request's session (its id and the capabilities its client declared). */
+  session?: ServedSession;
 }
 
 
@@ -38,7 +47,7 @@ export interface GatewayScope {
  * POST). It holds no state: every handler hands its request to the {@link McpOperationPipeline}
  * (classify → authorize → hooks → route → call), so both eras and the fast path decide alike.
  */
-export function createGatewayServer({ scope, pipeline, principal, era }: GatewayScope): Server {
+export function createGatewayServer({ scope, pipeline, principal, era, session }: GatewayScope): Server {
   const server = new Server(GATEWAY_INFO, {
     capabilities: GATEWAY_CAPABILITIES,
     instructions:
@@ -51,7 +60,7 @@ export function createGatewayServer({ scope, pipeline, principal, era }: Gateway
   // the SDK's own, so hooks see it too).
   for (const kind of MCP_OPERATION_KINDS) {
     // The SDK has validated `request.params` against the method's schema.
-    server.setRequestHandler(kind, ((request: { params?: unknown }, ctx: { mcpReq: { signal: AbortSignal; notify(n: unknown): Promise<void> } }) =>
+    server.setRequestHandler(kind, ((request: { params?: unknown }, ctx: ServerContext) =>
       pipeline.run({
         kind,
         scope,
@@ -60,8 +69,38 @@ export function createGatewayServer({ scope, pipeline, principal, era }: Gateway
         era,
         path: 'sdk',
         signal: ctx.mcpReq.signal,
-        notify: (params) => void ctx.mcpReq.notify({ method: 'notifications/progress', params }),
+        notify: (params) => ctx.mcpReq.notify({ method: 'notifications/progress', params: params }),
+        client: kind === 'tools/call' || kind === 'logging/setLevel' ? callingClient(server, ctx, era, session) : undefined,
       })) as never);
   }
   return server;
+}
+
+/**
+ * The calling client of one SDK-served request: 2025 era — its session, and `send`, which writes
+ * a request on this request's own SSE response stream (the transport routes it by
+ * `relatedRequestId`; MCP spec 2025-11-25, basic/transports); 2026-07-28 — the capabilities of
+ * the request's `_meta` envelope and the MRTR answers the SDK lifted out of its params.
+ */
+function callingClient(server: Server, ctx: ServerContext, era: McpEra, session: ServedSession | undefined): CallingClient {
+  if (era === 'legacy') {
+    const relatedRequestId = ctx.mcpReq.id;
+    return {
+      capabilities: session?.capabilities,
+      sessionId: session?.id,
+      send: async (message) => {
+        const transport = server.transport;
+        if (!transport) throw new Error('the response stream is closed');
+        await transport.send(message as JSONRPCMessage, { relatedRequestId });
+      },
+      notify: (method, params) => void ctx.mcpReq.notify({ method, params }).catch(() => undefined),
+    };
+  }
+  const state = ctx.mcpReq.requestState<unknown>();
+  return {
+    capabilities: ctx.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY as never],
+    inputResponses: ctx.mcpReq.inputResponses,
+    requestState: typeof state === 'string' ? state : undefined,
+    notify: (method, params) => void ctx.mcpReq.notify({ method, params }).catch(() => undefined),
+  };
 }

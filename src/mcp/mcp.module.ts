@@ -13,6 +13,8 @@ import { SdkServing } from './edge/sdk-serving.js';
 import { McpController } from './mcp.controller.js';
 import { McpEdgeService } from './mcp-edge.service.js';
 import { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
+import { ClientRequests, InputRequiredBroker } from './pipeline/server-requests.js';
+import { LogLevels } from './pipeline/log-levels.js';
 
 /**
  * The MCP endpoints: the edge (readiness, Host/Origin, fast path, legacy sessions, SDK serving,
@@ -22,7 +24,7 @@ import { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
 @Module({
   imports: [DiscoveryModule, UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule],
   controllers: [McpController],
-  providers: [McpOperationPipeline, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
+  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
   exports: [McpEdgeService, McpOperationPipeline],
 })
 export class McpModule {}

@@ -72,6 +72,8 @@ export interface LiveSession {
   principal: string;
   endpoint: string;
   protocolVersion: string;
+  /** The client's capabilities as stored at `initialize` (what server-to-client requests it answers). */
+  capabilities?: Record<string, unknown>;
   /** When the replica last wrote last_seen_at / expires_at. */
   touchedAt: number;
   expiresAt: number;
@@ -229,7 +231,7 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     });
     for (const closedId of reclaimed) this.forget(closedId);
     if (reclaimed.length > 0) this.logger.info({ sessions: reclaimed.length, group: group.column }, 'reclaimed idle MCP sessions to open a new one');
-    const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion, touchedAt: now, expiresAt };
+    const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion, capabilities: storedCapabilities(init.capabilities), touchedAt: now, expiresAt };
     this.cache.set(id, session);
     return { token, session };
   }
@@ -401,6 +403,7 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
       principal: row.principal,
       endpoint: row.endpoint,
       protocolVersion: row.protocolVersion,
+      capabilities: row.capabilities,
       touchedAt: row.lastSeenAt.getTime(),
       expiresAt: row.expiresAt.getTime(),
     };

@@ -6,11 +6,21 @@ import { DescribedError } from './error-description.js';
 import { DEFAULT_RETRY, neverSent, parseRetryAfter, retryDelay, UpstreamRefusedError, type RetryOptions } from './http-retry.js';
 import { MAX_REDIRECTS } from './redirects.js';
 import { DEFAULT_RESPONSE_LIMITS, readSseEvents, readText, type ResponseLimits } from './sse-reader.js';
+import { SERVER_REQUEST_METHODS, type ServerRequestMethod } from './upstream-callers.js';
+
+const isServerRequest = (method: string): method is ServerRequestMethod => (SERVER_REQUEST_METHODS as readonly string[]).includes(method);
 
 export interface ForwardOptions {
   signal?: AbortSignal;
+  /** No answer (and, with `maxTotalTimeoutMs`, no progress) within this many ms: the call fails. */
   timeoutMs: number;
+  /** Each progress notification restarts `timeoutMs`, up to this many ms in all (MCP spec, basic/utilities/progress). */
+  maxTotalTimeoutMs?: number;
   onProgress?: (params: Record<string, unknown>) => void;
+  /** A request the upstream sent on this call's response stream (sampling, elicitation, roots): its answer is posted back. */
+  onRequest?: (method: ServerRequestMethod, params: Record<string, unknown> | undefined, signal: AbortSignal) => Promise<Record<string, unknown>>;
+  /** Any other notification on this call's response stream (e.g. `notifications/message`). */
+  onNotification?: (method: string, params: Record<string, unknown> | undefined) => void;
 }
 
 /** How an {@link HttpForwarder} reads, retries and redirects; every field has a default. */
@@ -106,17 +116,32 @@ export class HttpForwarder {
     // One controller, cleared when the call settles: AbortSignal.timeout()/any() would keep a
     // timer and its signal alive for the whole timeout after every fast call.
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error('timeout')), options.timeoutMs);
+    const expire = () => controller.abort(new Error('timeout'));
+    let timer = setTimeout(expire, options.timeoutMs);
     const cancel = () => controller.abort(options.signal?.reason);
     if (options.signal?.aborted) cancel();
     else options.signal?.addEventListener('abort', cancel, { once: true });
     const timedOut = () => controller.signal.aborted && !options.signal?.aborted;
+    const { maxTotalTimeoutMs, onProgress } = options;
+    let legOptions = options;
+    if (maxTotalTimeoutMs && onProgress) {
+      // resetTimeoutOnProgress semantics: each progress restarts the timeout, never past the total cap.
+      const cap = Date.now() + Math.max(options.timeoutMs, maxTotalTimeoutMs);
+      legOptions = {
+        ...options,
+        onProgress: (progress) => {
+          clearTimeout(timer);
+          if (!controller.signal.aborted) timer = setTimeout(expire, Math.max(0, Math.min(options.timeoutMs, cap - Date.now())));
+          onProgress(progress);
+        },
+      };
+    }
     try {
       for (let attempt = 0; ; attempt++) {
         const id = this.nextId++;
         let wait: number | undefined;
         try {
-          return await this.exchange(id, method, params, controller.signal, options);
+          return await this.exchange(id, method, params, controller.signal, legOptions);
         } catch (error) {
           if (controller.signal.aborted) {
             void this.notifyCancelled(id, timedOut() ? `timed out after ${options.timeoutMs} ms (Gatehouse's timeout for this server)` : 'cancelled by the client');
@@ -235,6 +260,29 @@ export class HttpForwarder {
     });
   }
 
+  /**
+   * Answers a request the upstream sent on a call's response stream (MCP spec, basic/transports:
+   * the client POSTs its JSON-RPC response on the session). The answer comes from
+   * `options.onRequest`; without one, or for a method a client does not serve, -32601.
+   */
+  private async answer(message: RpcMessage & { method: string; id: number | string }, options: ForwardOptions): Promise<void> {
+    let reply: Record<string, unknown>;
+    try {
+      if (!options.onRequest || !isServerRequest(message.method)) throw new ProtocolError(-32601, `Method not found: ${message.method}`);
+      const result = await options.onRequest(message.method, message.params, options.signal ?? new AbortController().signal);
+      reply = { jsonrpc: '2.0', id: message.id, result };
+    } catch (error) {
+      const e = error instanceof ProtocolError ? error : new ProtocolError(-32603, error instanceof Error ? error.message : String(error));
+      reply = { jsonrpc: '2.0', id: message.id, error: { code: e.code, message: e.message, ...(e.data === undefined ? {} : { data: e.data }) } };
+    }
+    try {
+      const response = await this.post(reply, AbortSignal.timeout(CANCEL_TIMEOUT_MS));
+      await response.body.dump();
+    } catch {
+      // the upstream is gone: the call itself fails on its own stream
+    }
+  }
+
   private settle(message: RpcMessage, id: number): unknown {
     if (message?.id !== id) throw new DescribedError('the upstream answered another request id');
     if (message.error) throw new ProtocolError(message.error.code, message.error.message, message.error.data);
@@ -247,6 +295,8 @@ export class HttpForwarder {
       if (!event.data || (event.event !== undefined && event.event !== 'message')) continue;
       const message = JSON.parse(event.data) as RpcMessage;
       if (message.method === 'notifications/progress' && message.params) options.onProgress?.(message.params);
+      else if (message.method !== undefined && message.id !== undefined) void this.answer(message as RpcMessage & { method: string; id: number | string }, options);
+      else if (message.method !== undefined) options.onNotification?.(message.method, message.params);
       else if (message.id === id) return this.settle(message, id);
     }
     throw new DescribedError('the upstream closed the stream without an answer');

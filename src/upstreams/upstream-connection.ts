@@ -26,6 +26,8 @@ import type { UpstreamServerEntity } from './upstream-server.entity.js';
 import { ProcessGroupStdioTransport } from './stdio-transport.js';
 import type { ServerLog, ServerLogSource } from './server-log.js';
 import { recordLogNotifications } from './server-log-tap.js';
+import { deliverNotificationsFirst } from './ordered-delivery.js';
+import { UPSTREAM_CLIENT_CAPABILITIES, UpstreamCallers, serveClientRequests, type UpstreamCaller } from './upstream-callers.js';
 
 /** Time allowed for a server to start, answer `initialize` and list what it offers. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -71,6 +73,13 @@ export interface ConnectionEvents {
   serverLog?: ServerLog;
   /** Size caps, retries and redirect origins for HTTP upstreams (see {@link HttpForwarder}). */
   http?: HttpForwarderOptions;
+  /**
+   * A call whose upstream reports progress has its timeout restarted by each progress
+   * notification, up to this many ms in all (GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT; MCP spec,
+   * basic/utilities/progress and the SDK's `resetTimeoutOnProgress` / `maxTotalTimeout`).
+   * Undefined: the server's own timeout is the whole budget.
+   */
+  maxTotalTimeoutMs?: number;
 }
 
 /**
@@ -109,6 +118,8 @@ export class UpstreamConnection {
   private readonly machine: ConnectionStateMachine;
   private readonly clock: Clock;
   private readonly inflight = new Set<InflightCall>();
+  /** The clients the calls in flight are made for: where upstream requests and log messages go. */
+  private readonly callers = new UpstreamCallers();
   private closeReason: string | undefined;
   private closing: Promise<void> | undefined;
   private client: Client | undefined;
@@ -254,14 +265,24 @@ export class UpstreamConnection {
    */
   async callTool(
     params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
-    options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void },
+    options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
   ): Promise<CallToolResult> {
+    const release = this.callers.add(options.caller);
     return this.track(options.signal, async (signal) => {
       const timeoutMs = this.server.timeoutMs;
       const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
       if (forwarder) {
         const generation = this.generation;
-        const send = (f: HttpForwarder) => f.request('tools/call', params, { signal, timeoutMs, onProgress: options.onProgress }) as Promise<CallToolResult>;
+        const send = (f: HttpForwarder) =>
+          f.request('tools/call', params, {
+            signal,
+            timeoutMs,
+            maxTotalTimeoutMs: this.events.maxTotalTimeoutMs,
+            onProgress: options.onProgress,
+            // The request came on this call's own response stream: it is this caller's.
+            onRequest: (method, requestParams, requestSignal) => this.callers.request(this.server.name, method, requestParams, requestSignal, options.caller ?? null),
+            onNotification: (method, notificationParams) => options.caller?.notify?.(method, notificationParams),
+          }) as Promise<CallToolResult>;
         try {
           return await send(forwarder);
         } catch (error) {
@@ -282,9 +303,11 @@ export class UpstreamConnection {
           signal,
           timeout: timeoutMs,
           onprogress: progressToken === undefined || !options.onProgress ? undefined : (p) => options.onProgress!({ ...p, progressToken }),
+          // Progress restarts the timeout, within GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT in all.
+          ...(progressToken !== undefined && this.events.maxTotalTimeoutMs ? { resetTimeoutOnProgress: true, maxTotalTimeout: Math.max(timeoutMs, this.events.maxTotalTimeoutMs) } : {}),
         },
       );
-    });
+    }).finally(release);
   }
 
   /**
@@ -378,7 +401,7 @@ export class UpstreamConnection {
       if (invalid) throw new DescribedError(`${invalid}; not sent (fix the server's configuration)`);
       const transport = this.createTransport();
       const client = new Client(GATEHOUSE_CLIENT, {
-        capabilities: {},
+        capabilities: UPSTREAM_CLIENT_CAPABILITIES,
         versionNegotiation: { mode: 'auto' },
         listChanged: {
           tools: {
@@ -405,6 +428,7 @@ export class UpstreamConnection {
           },
         },
       });
+      serveClientRequests(client, this.callers, this.server.name);
       this.client = client;
       this.transport = transport;
       // While the handshake runs, its own rejection carries the real cause (ECONNREFUSED, HTTP
@@ -427,6 +451,7 @@ export class UpstreamConnection {
         handshaking = false;
       }
       recordLogNotifications(transport, (level, text) => generation === this.generation && this.note('notification', level, text));
+      deliverNotificationsFirst(transport);
       const caps = client.getServerCapabilities() ?? {};
       const [tools, prompts, resources, resourceTemplates] = await Promise.all([
         caps.tools ? client.listTools(undefined, timeout).then((r) => r.tools) : [],
@@ -441,6 +466,7 @@ export class UpstreamConnection {
       if (transport instanceof StreamableHTTPClientTransport && negotiated && negotiated < '2026-07-28') {
         this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, { clock: this.clock, ...this.events.http, redirectOrigins: this.server.redirectOrigins ?? [] });
       }
+      this.callers.linkedOnly = this.forwarder !== undefined;
       this.tools = tools;
       this.prompts = prompts;
       this.resources = resources;

@@ -54,6 +54,7 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
           secretValues: resolved.secretValues,
           http: httpOptions(config),
           maxMessageBytes: config.upstreams.maxMessageBytes,
+          maxTotalTimeoutMs: config.upstreams.maxTotalTimeoutMs,
         });
         return connection;
       },

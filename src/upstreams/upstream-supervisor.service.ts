@@ -241,6 +241,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       },
       onToolsChanged: (server) => this.catalog.changed(server),
       idleTtlMs: this.config.upstreams.stdioIdleTtlMs,
+      maxTotalTimeoutMs: this.config.upstreams.maxTotalTimeoutMs,
       clock: this.clock,
       spawner: this.spawner,
       maxMessageBytes: this.config.upstreams.maxMessageBytes,

@@ -79,3 +79,7 @@ export async function registerConnected(baseUrl: string, server: { name: string 
     return v.status.state === 'connected' ? true : undefined;
   });
 }
+
+/** The text of a tool result's content blocks, one per line. */
+export const toolText = (result: unknown): string =>
+  ((result as { content?: { type: string; text?: string }[] }).content ?? []).map((c) => c.text ?? '').join('\n');

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import type { IncomingHttpHeaders } from 'node:http';
-import { PROTOCOL_VERSION_META_KEY, SUPPORTED_PROTOCOL_VERSIONS, classifyInboundRequest } from '@modelcontextprotocol/server';
+import { CLIENT_CAPABILITIES_META_KEY, PROTOCOL_VERSION_META_KEY, SUPPORTED_PROTOCOL_VERSIONS, classifyInboundRequest } from '@modelcontextprotocol/server';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import type { Principal } from '../../auth/principal.js';
@@ -10,6 +10,7 @@ import { canWrapLikeSdk, responseJson } from '../pipeline/era.js';
 import type { Catalog } from '../../upstreams/catalog.js';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import type { McpEra, McpOperationKind, McpParams } from '../pipeline/mcp-operation.js';
+import type { CallingClient } from '../pipeline/server-requests.js';
 import { LegacySessions, SESSION_HEADER } from './legacy-sessions.js';
 
 /** 2025-era revisions a session may name in MCP-Protocol-Version. */
@@ -41,7 +42,20 @@ interface Params {
   name?: unknown;
   arguments?: unknown;
   task?: unknown;
+  /** MRTR retry (2026-07-28): the answers to an input_required round, and its state. */
+  inputResponses?: unknown;
+  requestState?: unknown;
   _meta?: Record<string, unknown>;
+}
+
+/** The calling client of a modern fast-path tools/call: envelope capabilities and MRTR answers (see {@link CallingClient}). */
+function modernClient(params: Params): CallingClient {
+  const responses = params.inputResponses;
+  return {
+    capabilities: params._meta?.[CLIENT_CAPABILITIES_META_KEY] as Record<string, unknown> | undefined,
+    inputResponses: typeof responses === 'object' && responses !== null && !Array.isArray(responses) ? (responses as Record<string, unknown>) : undefined,
+    requestState: typeof params.requestState === 'string' ? params.requestState : undefined,
+  };
 }
 
 /**
@@ -107,7 +121,8 @@ export class McpFastPath {
       if (message.method === 'tools/list' && this.wrapsTools(scope)) return undefined;
       const session = await this.sessions.sessionFor(token, scope, principal);
       if (!session) return undefined;
-      return this.sessions.tracked(session, message, abort, () => this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal));
+      const client = message.method === 'tools/call' ? { capabilities: session.capabilities, sessionId: session.id } : undefined;
+      return this.sessions.tracked(session, message, abort, () => this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal, client));
     }
 
     if (MODERN_VERSIONS.has(version)) {
@@ -120,7 +135,7 @@ export class McpFastPath {
       if (message.method === 'tools/call' && (mcpName !== params.name || (mcpName as string).startsWith(BASE64_SENTINEL))) return undefined;
       if (message.method !== 'tools/call' && mcpName !== undefined) return undefined;
       if (!this.modernEnvelope(params._meta, body, version, mcpMethod, mcpName as string | undefined)) return undefined;
-      return this.run('modern', message.method as McpOperationKind, message.id, params, scope, abort, principal);
+      return this.run('modern', message.method as McpOperationKind, message.id, params, scope, abort, principal, message.method === 'tools/call' ? modernClient(params) : undefined);
     }
     return undefined;
   }
@@ -149,9 +164,9 @@ export class McpFastPath {
     return wraps;
   }
 
-  private async run(era: McpEra, kind: McpOperationKind, id: string | number, params: Params, scope: string, abort: AbortController, principal: Principal): Promise<string> {
+  private async run(era: McpEra, kind: McpOperationKind, id: string | number, params: Params, scope: string, abort: AbortController, principal: Principal, client?: CallingClient): Promise<string> {
     try {
-      const result = await this.pipeline.run({ kind, scope, principal, params: params as McpParams[typeof kind], era, path: 'fast', signal: abort.signal });
+      const result = await this.pipeline.run({ kind, scope, principal, params: params as McpParams[typeof kind], era, path: 'fast', signal: abort.signal, client });
       return responseJson(era, kind, id, result);
     } catch (error) {
       if (abort.signal.aborted) return JSON.stringify({ jsonrpc: '2.0', id, error: { code: -32603, message: 'Request cancelled by the client' } });

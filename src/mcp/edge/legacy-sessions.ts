@@ -5,6 +5,7 @@ import { PENDING_PREFIX, PENDING_PRINCIPAL, SessionsService, TooManySessionsErro
 import { isUnauthenticated, type Principal } from '../../auth/principal.js';
 import { jsonRpcError } from './json-rpc.js';
 import { NotificationFanout, streamOwner } from './notification-fanout.js';
+import { ClientRequests, isClientAnswer } from '../pipeline/server-requests.js';
 
 export const SESSION_HEADER = 'mcp-session-id';
 /** Bus topic: a legacy client cancelled `{ key }` (session hash + request id) on some replica. */
@@ -27,6 +28,7 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
     private readonly sessions: SessionsService,
     private readonly bus: ChangeBusService,
     private readonly fanout: NotificationFanout,
+    private readonly clientRequests: ClientRequests,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -97,9 +99,16 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
 
     switch (request.method) {
       case 'POST': {
+        // The client's answer to a request Gatehouse sent it (sampling, elicitation, roots).
+        if (isClientAnswer(body)) {
+          this.clientRequests.answer(session.id, body);
+          return new Response(null, { status: 202 });
+        }
         const cancelled = this.cancellation(session, body);
         if (cancelled) return cancelled;
-        return this.tracked(session, body, abort, () => serve(request, { parsedBody: body, authInfo }));
+        // The SDK-served handlers reach the session (for requests back to this client) through authInfo.
+        const withSession = { ...authInfo!, extra: { ...authInfo?.extra, session: { id: session.id, capabilities: session.capabilities } } };
+        return this.tracked(session, body, abort, () => serve(request, { parsedBody: body, authInfo: withSession }));
       }
       case 'DELETE':
         await this.sessions.close(session);

@@ -6,6 +6,7 @@ import { SessionsService, type LiveSession } from '../../sessions/sessions.servi
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import { jsonRpcError } from './json-rpc.js';
 import { SdkServing } from './sdk-serving.js';
+import { ClientRequests } from '../pipeline/server-requests.js';
 
 /**
  * Who a notification stream is counted against (MCP_MAX_STREAMS_PER_PRINCIPAL): the principal,
@@ -56,7 +57,9 @@ export class NotificationFanout implements OnApplicationBootstrap, BeforeApplica
     private readonly sessions: SessionsService,
     private readonly sdk: SdkServing,
     @Inject(APP_CONFIG) config: AppConfig,
+    clientRequests: ClientRequests,
   ) {
+    clientRequests.useSessionStreams((sessionId, event) => this.writeToSession(sessionId, event));
     this.maxPerSession = config.mcp.maxStreamsPerSession;
     this.maxPerOwner = config.mcp.maxStreamsPerPrincipal;
   }
@@ -193,6 +196,17 @@ export class NotificationFanout implements OnApplicationBootstrap, BeforeApplica
         ),
       ),
     ).then(() => undefined);
+  }
+
+  /** Writes an SSE event to one GET stream of `sessionId` held here; false when there is none. */
+  writeToSession(sessionId: string, event: string): boolean {
+    for (const stream of this.streams) {
+      if (stream.sessionId === sessionId) {
+        stream.write(event);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Something an upstream offers changed: tell the clients whose view includes it. */

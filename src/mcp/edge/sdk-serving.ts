@@ -4,7 +4,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { UNAUTHENTICATED_PRINCIPAL, type Principal } from '../../auth/principal.js';
-import { createGatewayServer } from '../gateway-server.js';
+import { createGatewayServer, type ServedSession } from '../gateway-server.js';
 import { McpOperationPipeline } from '../pipeline/mcp-operation-pipeline.js';
 
 export interface SdkHandlers {
@@ -42,6 +42,7 @@ export class SdkServing implements BeforeApplicationShutdown {
           // No principal (never the case behind the guard): the most restricted one.
           principal: (ctx.authInfo?.extra?.principal as Principal | undefined) ?? UNAUTHENTICATED_PRINCIPAL,
           era: ctx.era === 'modern' ? 'modern' : 'legacy',
+          session: ctx.authInfo?.extra?.session as ServedSession | undefined,
         });
       const onerror = (error: Error) => this.logger.debug({ scope, error: error.message }, 'MCP request rejected');
       handlers = {

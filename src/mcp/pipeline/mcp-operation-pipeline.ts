@@ -14,6 +14,13 @@ const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', '
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
 import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClassifiedOperation, McpOperationKind, McpOperationRequest, McpOutcome } from './mcp-operation.js';
+import { ClientRequests, InputRequiredBroker } from './server-requests.js';
+import { LogLevels, type LogLevel } from './log-levels.js';
+import type { UpstreamCaller } from '../../upstreams/upstream-callers.js';
+
+/** Capabilities that let a client answer an upstream's requests; a 2026-07-28 client with none never needs the MRTR broker. */
+const answersRequests = (capabilities: Record<string, unknown> | undefined) =>
+  capabilities !== undefined && (capabilities.sampling !== undefined || capabilities.elicitation !== undefined || capabilities.roots !== undefined);
 
 /** A client-sent name as echoed in an error: at most 200 characters (a 200 KB name is not sent back whole). */
 const echoed = (name: string): string => (name.length > 200 ? `${name.slice(0, 200)}… (${name.length} characters)` : name);
@@ -57,6 +64,9 @@ export function toRpcError(error: unknown): { code: number; message: string; dat
 
 const ns = (target: Target) => `${target.server}${NAME_SEPARATOR}${target.name}`;
 
+/** A 2026-07-28 client that declared none of sampling, elicitation, roots: every upstream request is refused (the capability check comes first). */
+const refuseRequest: UpstreamCaller['request'] = (method) => Promise.reject(new ProtocolError(ProtocolErrorCode.InternalError, `BUG: ${method} reached a client without the capability`));
+
 /**
  * The one place every MCP operation is decided and carried out, whichever edge received it
  * (the legacy or modern fast path, the SDK's serving of either era):
@@ -86,6 +96,9 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly secrets: SecretsService,
     private readonly discovery: DiscoveryService,
     private readonly logger: PinoLogger,
+    private readonly clientRequests: ClientRequests,
+    private readonly inputs: InputRequiredBroker,
+    private readonly logLevels: LogLevels,
   ) {
     logger.setContext('McpPipeline');
   }
@@ -296,9 +309,14 @@ export class McpOperationPipeline implements OnModuleInit {
     const op = authorized.operation;
     const target = op.target!;
     const params = op.params;
+    const client = op.client;
+    // A 2026-07-28 retry carrying the answers to an input_required round (MRTR): the call is
+    // already running upstream; hand it the answers instead of calling again.
+    if (op.era === 'modern' && client?.requestState !== undefined) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
     const route = await routeCall(this.upstreams, this.secrets, authorized);
     if (route && 'problem' in route) return { isError: true, content: [{ type: 'text', text: route.problem }] };
     const connection = route?.connection;
+    let handedOver = false;
     try {
       if (!connection || !(await connection.ready())) {
         const status = connection?.getStatus();
@@ -307,17 +325,41 @@ export class McpOperationPipeline implements OnModuleInit {
       const progressToken = params._meta?.progressToken;
       // Injected arguments overwrite whatever the client sent under those names.
       const args = route.inject && Object.keys(route.inject).length > 0 ? { ...params.arguments, ...route.inject } : params.arguments;
-      return await connection.callTool(
-        { name: target.name, arguments: args, ...(progressToken === undefined ? {} : { _meta: { progressToken } }) },
-        { signal: op.signal, onProgress: progressToken === undefined ? undefined : op.notify },
-      );
-    } catch (error) {
-      if (op.signal?.aborted) throw error;
-      if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection!.server.timeoutMs} ms`);
-      if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
-      return upstreamFailure(target.server, errorText(error));
+      const forward = async (caller: UpstreamCaller | undefined, signal: AbortSignal | undefined): Promise<CallToolResult> => {
+        // Progress is written before the result: the response must not overtake the last one.
+        const written: Promise<void>[] = [];
+        const onProgress =
+          progressToken === undefined || !op.notify
+            ? undefined
+            : (progress: Record<string, unknown>) => {
+                const sent = op.notify!(progress);
+                if (sent) written.push(sent.catch(() => undefined));
+              };
+        try {
+          const result = await connection.callTool(
+            { name: target.name, arguments: args, ...(progressToken === undefined ? {} : { _meta: { progressToken } }) },
+            { signal, onProgress, caller },
+          );
+          if (written.length > 0) await Promise.all(written);
+          return result;
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
+          if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
+          return upstreamFailure(target.server, errorText(error));
+        }
+      };
+      if (op.era === 'modern' && client && answersRequests(client.capabilities)) {
+        // The call may outlive this request (input_required rounds): the route is released when it ends.
+        handedOver = true;
+        return (await this.inputs.start(op.principal.id, ns(target), client, op.signal, (caller, signal) =>
+          forward(caller, signal).finally(() => route.release()),
+        )) as CallToolResult;
+      }
+      const caller = client === undefined ? undefined : op.era === 'legacy' ? this.clientRequests.callerFor(client) : { capabilities: client.capabilities, request: refuseRequest, notify: client.notify };
+      return await forward(caller, op.signal);
     } finally {
-      route?.release();
+      if (!handedOver) route?.release();
     }
   }
 
@@ -343,10 +385,16 @@ export class McpOperationPipeline implements OnModuleInit {
     }
   }
 
-  /** `logging/setLevel`: passed to every upstream of the scope that supports logging. */
+  /**
+   * `logging/setLevel`: applies to the calling session only — its level filters the log
+   * messages Gatehouse delivers to it ({@link LogLevels}) — and every upstream of the scope that
+   * supports logging is set to the most verbose level any session wants.
+   */
   private async setLevel(op: ClassifiedOperation<'logging/setLevel'>): Promise<Record<string, unknown>> {
     const servers = op.scope === '' ? this.upstreams.connectedServers() : [op.scope];
-    const level = op.params.level as Parameters<Client['setLoggingLevel']>[0];
+    const asked = op.params.level as LogLevel;
+    if (op.client?.sessionId) this.logLevels.set(op.client.sessionId, asked);
+    const level = this.logLevels.mostVerbose(op.client?.sessionId ? undefined : asked);
     await Promise.all(
       servers.map(async (name) => {
         const client = this.upstreams.connection(name)?.getClient();

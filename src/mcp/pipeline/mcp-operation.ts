@@ -2,6 +2,7 @@ import type { CallToolResult } from '@modelcontextprotocol/server';
 import type { Principal } from '../../auth/principal.js';
 import type { Catalog, Target } from '../../upstreams/catalog.js';
 import type { PolicyOperation } from '../../policies/policy-evaluator.js';
+import type { CallingClient } from './server-requests.js';
 
 /** Every MCP request method the gateway itself answers; each passes through the pipeline. */
 export const MCP_OPERATION_KINDS = [
@@ -53,8 +54,14 @@ export interface McpOperationRequest<K extends McpOperationKind = McpOperationKi
   path: McpPath;
   /** Aborted when the client goes away or cancels. */
   signal?: AbortSignal;
-  /** Sends a `notifications/progress` to the client (SDK path with a progress token only). */
-  notify?: (progress: Record<string, unknown>) => void;
+  /**
+   * Sends a `notifications/progress` to the client (SDK path with a progress token only); the
+   * promise settles once it is written, so the result can wait for it (notifications before
+   * the response on the same stream).
+   */
+  notify?: (progress: Record<string, unknown>) => void | Promise<void>;
+  /** The calling client, for requests an upstream sends back during the call (see {@link CallingClient}). */
+  client?: CallingClient;
 }
 
 /**

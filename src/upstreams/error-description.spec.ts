@@ -87,9 +87,13 @@ describe('describeUpstreamError: by code, never by the underlying message', () =
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
     const port = (closed.address() as { port: number }).port;
     await new Promise((r) => closed.close(r));
-    const sse = await errorOf(() => new Client({ name: 't', version: '1' }).connect(new SSEClientTransport(new URL(`http://127.0.0.1:${port}/sse`))));
+    const sseClient = new Client({ name: 't', version: '1' });
+    const sse = await errorOf(() => sseClient.connect(new SSEClientTransport(new URL(`http://127.0.0.1:${port}/sse`))));
+    await sseClient.close().catch(() => undefined);
     assert.equal(describeUpstreamError(sse), 'ECONNREFUSED: connection refused (SSE stream)');
-    const badPort = await errorOf(() => new Client({ name: 't', version: '1' }, { versionNegotiation: { mode: 'auto' } }).connect(new StreamableHTTPClientTransport(new URL('http://127.0.0.1:1/mcp'))));
+    const httpClient = new Client({ name: 't', version: '1' }, { versionNegotiation: { mode: 'auto' } });
+    const badPort = await errorOf(() => httpClient.connect(new StreamableHTTPClientTransport(new URL('http://127.0.0.1:1/mcp'))));
+    await httpClient.close().catch(() => undefined);
     assert.match(describeUpstreamError(badPort), /: the HTTP request failed \(the port is one fetch refuses to connect to/);
   });
 

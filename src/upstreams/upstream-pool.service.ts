@@ -43,7 +43,7 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
       clock,
       create: (template: UpstreamServerEntity, _owner: string, resolved: ResolvedValues) => {
         const row = Object.assign(new UpstreamServerEntity(), template, { env: resolved.env, headers: resolved.headers });
-        return new UpstreamConnection(row, { log, onToolsChanged: () => undefined, clock, spawner, secretValues: resolved.secretValues });
+        return new UpstreamConnection(row, { log, onToolsChanged: () => undefined, listLimits: config.upstreams.listLimits, clock, spawner, secretValues: resolved.secretValues });
       },
       // Connections outlive the request that started them: no request context in their logs.
       start: (connection) => this.detached.runInAsyncScope(() => connection.connect()),

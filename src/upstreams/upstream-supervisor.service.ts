@@ -158,8 +158,9 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
         warn: (o, m) => this.logger.warn(o, m),
         debug: (o, m) => this.logger.debug(o, m),
       },
-      onToolsChanged: (server) => this.catalog.changed(server),
+      onToolsChanged: (server, kinds) => this.catalog.changed(server, kinds),
       idleTtlMs: this.config.upstreams.stdioIdleTtlMs,
+      listLimits: this.config.upstreams.listLimits,
       clock: this.clock,
       spawner: this.spawner,
     });

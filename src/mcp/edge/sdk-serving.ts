@@ -6,6 +6,7 @@ import type { AppConfig } from '../../config/config.schema.js';
 import { UNAUTHENTICATED_PRINCIPAL, type Principal } from '../../auth/principal.js';
 import { createGatewayServer } from '../gateway-server.js';
 import { McpOperationPipeline } from '../pipeline/mcp-operation-pipeline.js';
+import type { OfferingKind } from '../../upstreams/offering-kinds.js';
 
 export interface SdkHandlers {
   modern: McpHttpHandler;
@@ -53,9 +54,17 @@ export class SdkServing implements BeforeApplicationShutdown {
     return handlers;
   }
 
-  /** Tells modern `subscriptions/listen` streams of the scopes that include `server` that tools changed. */
-  toolsChanged(server: string): void {
-    for (const [scope, handlers] of this.handlers) if (scope === '' || scope === server) handlers.modern.notify.toolsChanged();
+  /** Tells modern `subscriptions/listen` streams of the scopes that include `server` which of its lists changed. */
+  listChanged(server: string, kinds: readonly OfferingKind[]): void {
+    for (const [scope, handlers] of this.handlers) {
+      if (scope !== '' && scope !== server) continue;
+      const notify = handlers.modern.notify;
+      for (const kind of kinds) {
+        if (kind === 'tools') notify.toolsChanged();
+        else if (kind === 'prompts') notify.promptsChanged();
+        else notify.resourcesChanged();
+      }
+    }
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -1,4 +1,4 @@
-import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
 import type { Client } from '@modelcontextprotocol/client';
@@ -11,6 +11,9 @@ import { routeCall } from '../upstream-route.js';
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
 import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClassifiedOperation, McpOperationKind, McpOperationRequest, McpOutcome } from './mcp-operation.js';
+import { APP_CONFIG } from '../../config/config.module.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { DEFAULT_LIST_PAGE_SIZE, paginate, type PaginatedKind } from './pagination.js';
 
 /** A client-sent name as echoed in an error: at most 200 characters (a 200 KB name is not sent back whole). */
 const echoed = (name: string): string => (name.length > 200 ? `${name.slice(0, 200)}… (${name.length} characters)` : name);
@@ -76,6 +79,7 @@ const ns = (target: Target) => `${target.server}${NAME_SEPARATOR}${target.name}`
 export class McpOperationPipeline implements OnModuleInit {
   private hooks: McpOperationHook[] = [];
   private readonly templateViews = new WeakMap<object, Catalog['resourceTemplates']>();
+  private readonly pageSize: number;
 
   constructor(
     private readonly upstreams: UpstreamServersService,
@@ -83,8 +87,10 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly secrets: SecretsService,
     private readonly discovery: DiscoveryService,
     private readonly logger: PinoLogger,
+    @Optional() @Inject(APP_CONFIG) config?: AppConfig,
   ) {
     logger.setContext('McpPipeline');
+    this.pageSize = config?.mcp.listPageSize ?? DEFAULT_LIST_PAGE_SIZE;
   }
 
   onModuleInit(): void {
@@ -114,7 +120,13 @@ export class McpOperationPipeline implements OnModuleInit {
       if (this.hooks.length > 0) this.refused(request, error);
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    return this.hooks.length === 0 ? this.execute(authorized) : this.hooked(authorized);
+    if (this.hooks.length > 0) return this.hooked(authorized);
+    try {
+      return this.execute(authorized);
+    } catch (error) {
+      // A list's invalid cursor is refused synchronously.
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   /** Step 1: what is asked, on what. Throws -32600 for a vanished scope, -32602 for an unknown name. */
@@ -214,16 +226,18 @@ export class McpOperationPipeline implements OnModuleInit {
         return Promise.resolve({});
       case 'tools/list': {
         const view = this.policies.view(op.catalog, op.scope, policySubject(op.principal));
+        const page = this.page(op, view.tools);
+        if (!page.whole) return Promise.resolve(page.result('tools'));
         const result: Record<string, unknown> & Preserialized = { tools: view.tools };
         result[PRESERIALIZED] = { field: 'tools', json: view.toolsJson };
         return Promise.resolve(result);
       }
       case 'prompts/list':
-        return Promise.resolve({ prompts: this.policies.view(op.catalog, op.scope, policySubject(op.principal)).prompts });
+        return Promise.resolve(this.page(op, this.policies.view(op.catalog, op.scope, policySubject(op.principal)).prompts).result('prompts'));
       case 'resources/list':
-        return Promise.resolve({ resources: this.policies.view(op.catalog, op.scope, policySubject(op.principal)).resources });
+        return Promise.resolve(this.page(op, this.policies.view(op.catalog, op.scope, policySubject(op.principal)).resources).result('resources'));
       case 'resources/templates/list':
-        return Promise.resolve({ resourceTemplates: this.templatesFor(op) });
+        return Promise.resolve(this.page(op, this.templatesFor(op)).result('resourceTemplates'));
       case 'tools/call':
         return this.callTool(authorized as AuthorizedOperation<'tools/call'>);
       case 'prompts/get': {
@@ -247,6 +261,12 @@ export class McpOperationPipeline implements OnModuleInit {
       case 'logging/setLevel':
         return this.setLevel(op as ClassifiedOperation<'logging/setLevel'>);
     }
+  }
+
+  /** One page of a list (see {@link paginate}: -32602 for a cursor Gatehouse did not issue). */
+  private page<T extends object>(op: ClassifiedOperation, items: readonly T[]): { whole: boolean; result(field: string): Record<string, unknown> } {
+    const page = paginate(op.kind as PaginatedKind, items, (op.params as { cursor?: unknown }).cursor, this.pageSize);
+    return { whole: page.whole, result: (field) => ({ [field]: page.items, ...(page.nextCursor === undefined ? {} : { nextCursor: page.nextCursor }) }) };
   }
 
   /** Resource templates the principal may read (policy `resources/read` on `<server>__<uriTemplate>`). */

@@ -108,6 +108,8 @@ export class UpstreamConnection {
   private prompts: Prompt[] = [];
   private resources: Resource[] = [];
   private resourceTemplates: ResourceTemplateType[] = [];
+  /** The upstream's `instructions` (initialize result), as connected. */
+  private instructions: string | undefined;
   private status: Omit<UpstreamStatus, 'state'>;
   private retryTimer: Timer | undefined;
   private attempt = 0;
@@ -198,9 +200,9 @@ export class UpstreamConnection {
     return this.toolIndex.byName.get(name);
   }
 
-  /** Everything the upstream offers, as last listed. */
-  offerings(): { tools: Tool[]; prompts: Prompt[]; resources: Resource[]; resourceTemplates: ResourceTemplateType[] } {
-    return { tools: this.tools, prompts: this.prompts, resources: this.resources, resourceTemplates: this.resourceTemplates };
+  /** Everything the upstream offers, as last listed, and its `instructions`. */
+  offerings(): { tools: Tool[]; prompts: Prompt[]; resources: Resource[]; resourceTemplates: ResourceTemplateType[]; instructions?: string } {
+    return { tools: this.tools, prompts: this.prompts, resources: this.resources, resourceTemplates: this.resourceTemplates, instructions: this.instructions };
   }
 
   getClient(): Client | undefined {
@@ -359,6 +361,7 @@ export class UpstreamConnection {
       this.prompts = prompts;
       this.resources = resources;
       this.resourceTemplates = resourceTemplates;
+      this.instructions = client.getInstructions();
       this.attempt = 0;
       this.machine.to('connected');
       this.setStatus({ lastError: null, toolCount: tools.length });

@@ -90,6 +90,52 @@ describe('lists: upstreams of any size, Gatehouse’s own pages, list_changed pe
     });
   }
 
+  it('/mcp: resource URIs inside tools/call, prompts/get and resources/read results are aggregated and readable there; /mcp/paged keeps them', async () => {
+    const c = await modern('/mcp');
+    try {
+      const called = await c.callTool({ name: 'paged__links', arguments: {} });
+      const wrapped = 'gatehouse://paged/file:///docs/a.txt';
+      assert.deepEqual(called.content, [
+        { type: 'text', text: 'see' },
+        { type: 'resource_link', uri: wrapped, name: 'a' },
+        { type: 'resource', resource: { uri: wrapped, mimeType: 'text/plain', text: 'A' } },
+      ]);
+      const read = await c.readResource({ uri: wrapped });
+      assert.deepEqual(read.contents, [{ uri: wrapped, mimeType: 'text/plain', text: 'A' }]);
+      const prompt = await c.getPrompt({ name: 'paged__with_resource' });
+      assert.equal((prompt.messages[0].content as { resource: { uri: string } }).resource.uri, wrapped);
+      assert.equal((prompt.messages[1].content as { uri: string }).uri, wrapped);
+    } finally {
+      await c.close();
+    }
+    const single = await modern('/mcp/paged');
+    try {
+      const called = await single.callTool({ name: 'links', arguments: {} });
+      assert.equal((called.content as { uri?: string }[])[1].uri, 'file:///docs/a.txt');
+    } finally {
+      await single.close();
+    }
+  });
+
+  it('passes upstream instructions through on /mcp/<server> and combines them per server on /mcp (both eras)', async () => {
+    const own = 'Paged upstream: call links for resource links.';
+    const single = await modern('/mcp/paged');
+    const all = await modern('/mcp');
+    try {
+      assert.equal(single.getInstructions(), own);
+      assert.match(all.getInstructions() ?? '', /^Gatehouse aggregates[^]*\n## paged\n\nPaged upstream: call links for resource links\.$/);
+    } finally {
+      await single.close();
+      await all.close();
+    }
+    const init = await rpc(
+      `${app.url}/mcp/paged`,
+      { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } },
+      { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    );
+    assert.equal(init.body?.result?.instructions, own);
+  });
+
   it('sends prompts/list_changed and resources/list_changed (only) when those change, on GET streams and listen streams', async () => {
     const headers = await legacySession(`${app.url}/mcp`);
     const stream = await fetch(`${app.url}/mcp`, { headers: { accept: 'text/event-stream', 'mcp-session-id': headers['mcp-session-id'], 'mcp-protocol-version': headers['mcp-protocol-version'] } });

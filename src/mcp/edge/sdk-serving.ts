@@ -7,6 +7,7 @@ import { UNAUTHENTICATED_PRINCIPAL, type Principal } from '../../auth/principal.
 import { createGatewayServer } from '../gateway-server.js';
 import { McpOperationPipeline } from '../pipeline/mcp-operation-pipeline.js';
 import type { OfferingKind } from '../../upstreams/offering-kinds.js';
+import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 
 export interface SdkHandlers {
   modern: McpHttpHandler;
@@ -28,6 +29,7 @@ export class SdkServing implements BeforeApplicationShutdown {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly pipeline: McpOperationPipeline,
     private readonly logger: PinoLogger,
+    private readonly upstreams: UpstreamServersService,
   ) {
     logger.setContext('McpSdk');
   }
@@ -43,6 +45,7 @@ export class SdkServing implements BeforeApplicationShutdown {
           // No principal (never the case behind the guard): the most restricted one.
           principal: (ctx.authInfo?.extra?.principal as Principal | undefined) ?? UNAUTHENTICATED_PRINCIPAL,
           era: ctx.era === 'modern' ? 'modern' : 'legacy',
+          upstreamInstructions: this.upstreams.catalog(scope)?.instructions,
         });
       const onerror = (error: Error) => this.logger.debug({ scope, error: error.message }, 'MCP request rejected');
       handlers = {

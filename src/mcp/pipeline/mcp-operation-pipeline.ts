@@ -13,6 +13,7 @@ import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation
 import type { ClassifiedOperation, McpOperationKind, McpOperationRequest, McpOutcome } from './mcp-operation.js';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
+import { withAggregatedUris } from './result-uris.js';
 import { DEFAULT_LIST_PAGE_SIZE, paginate, type PaginatedKind } from './pagination.js';
 
 /** A client-sent name as echoed in an error: at most 200 characters (a 200 KB name is not sent back whole). */
@@ -242,14 +243,19 @@ export class McpOperationPipeline implements OnModuleInit {
         return this.callTool(authorized as AuthorizedOperation<'tools/call'>);
       case 'prompts/get': {
         const params = op.params as ClassifiedOperation<'prompts/get'>['params'];
-        return this.withClient(authorized, (client, options) => client.getPrompt({ ...params, name: op.target!.name }, options));
+        const server = op.target!.server;
+        return this.withClient(authorized, async (client, options) => {
+          const result = await client.getPrompt({ ...params, name: op.target!.name }, options);
+          return op.scope === '' ? withAggregatedUris('prompts/get', server, result) : result;
+        });
       }
       case 'resources/read': {
         const params = op.params as ClassifiedOperation<'resources/read'>['params'];
         const target = op.target!;
         return this.withClient(authorized, async (client, options) => {
           const result = await client.readResource({ ...params, uri: target.name }, options);
-          // Contents carry the upstream's URI; give the client back the one it asked for.
+          // Contents carry the upstream's URI; on /mcp every one becomes readable there.
+          if (op.scope === '') return withAggregatedUris('resources/read', target.server, result);
           return { ...result, contents: result.contents.map((c) => (c.uri === target.name ? { ...c, uri: params.uri } : c)) };
         });
       }
@@ -308,10 +314,11 @@ export class McpOperationPipeline implements OnModuleInit {
       const progressToken = params._meta?.progressToken;
       // Injected arguments overwrite whatever the client sent under those names.
       const args = route.inject && Object.keys(route.inject).length > 0 ? { ...params.arguments, ...route.inject } : params.arguments;
-      return await connection.callTool(
+      const result = await connection.callTool(
         { name: target.name, arguments: args, ...(progressToken === undefined ? {} : { _meta: { progressToken } }) },
         { signal: op.signal, onProgress: progressToken === undefined ? undefined : op.notify },
       );
+      return op.scope === '' ? withAggregatedUris('tools/call', target.server, result) : result;
     } catch (error) {
       if (op.signal?.aborted) throw error;
       if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection!.server.timeoutMs} ms`);

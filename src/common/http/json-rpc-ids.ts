@@ -71,6 +71,11 @@ interface Message {
  * Mutates `body`. No-op for anything else.
  */
 export function protectIds(request: IncomingMessage, body: unknown, raw: Buffer | string): void {
+  // The common case, one message with an ordinary id: nothing to do, nothing allocated.
+  if (!Array.isArray(body)) {
+    const id = (body as Message | null)?.id;
+    if (typeof id !== 'number' || Number.isSafeInteger(id)) return;
+  }
   const messages = (Array.isArray(body) ? body : [body]).filter((m): m is Message => typeof m === 'object' && m !== null && 'id' in m);
   if (messages.length === 0) return;
   const needs = (m: Message, seen: Set<string>) =>

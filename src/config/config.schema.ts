@@ -76,6 +76,7 @@ export const envSchema = z.object({
   HTTP_SESSION_RECLAIM_IDLE: envInt(0, 30 * 24 * 3_600_000).default(300_000),
   MCP_MAX_STREAMS_PER_SESSION: envInt(1, 100).default(2),
   MCP_MAX_STREAMS_PER_PRINCIPAL: envInt(1, 1_000_000).default(50),
+  MCP_LIST_PAGE_SIZE: envInt(1, 100_000).default(500),
 
   HTTP_RATE_LIMIT_ENABLED: envBool().default(false),
   HTTP_RATE_LIMIT_WINDOW: envInt(1_000, 24 * 3_600_000).default(60_000),
@@ -101,6 +102,8 @@ export const envSchema = z.object({
   GATEHOUSE_POLICY_DEFAULT: envEnum(['allow', 'deny'] as const).default('allow'),
   GATEHOUSE_STDIO_IDLE_TTL: envInt(0, 7 * 24 * 3_600_000).default(0),
   GATEHOUSE_POOL_MAX: envInt(1, 10_000).default(100),
+  GATEHOUSE_UPSTREAM_LIST_MAX_ITEMS: envInt(1, 10_000_000).default(10_000),
+  GATEHOUSE_UPSTREAM_LIST_MAX_BYTES: envSize(1024, 1024 ** 3).default(32 * 1024 ** 2),
   GATEHOUSE_POOL_IDLE_TTL: envInt(1_000, 7 * 24 * 3_600_000).default(300_000),
   GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE: envSize(1024, 1024 ** 3).default(32 * 1024 ** 2),
   GATEHOUSE_READY_UPSTREAMS_TIMEOUT: envInt(0, 600_000).default(10_000),
@@ -249,6 +252,8 @@ export interface AppConfig {
     maxStreamsPerSession: number;
     /** Legacy GET plus `subscriptions/listen` streams one principal may hold open on a replica. */
     maxStreamsPerPrincipal: number;
+    /** Entries per page of the lists Gatehouse serves (tools, prompts, resources, templates). */
+    listPageSize: number;
   };
   rateLimit: {
     enabled: boolean;
@@ -288,6 +293,8 @@ export interface AppConfig {
     maxTotalTimeoutMs: number;
     /** A 2026-07-28 client has this many ms to retry an `input_required` answer before the upstream's request is refused. */
     inputRequiredTtlMs: number;
+    /** Bounds on each list walked from an upstream over all its pages: items, bytes (UTF-8 JSON). */
+    listLimits: { maxItems: number; maxBytes: number };
   };
   secrets: {
     /** GATEHOUSE_ENCRYPTION_KEYS as given (validated); undefined: a development key in dataDir. */
@@ -405,6 +412,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       sessionSweepIntervalMs: e.HTTP_SESSION_CLEANUP_INTERVAL,
       maxStreamsPerSession: e.MCP_MAX_STREAMS_PER_SESSION,
       maxStreamsPerPrincipal: e.MCP_MAX_STREAMS_PER_PRINCIPAL,
+      listPageSize: e.MCP_LIST_PAGE_SIZE,
     },
     rateLimit: {
       enabled: e.HTTP_RATE_LIMIT_ENABLED,
@@ -429,6 +437,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       httpMaxResponseBytes: e.GATEHOUSE_HTTP_MAX_RESPONSE_BYTES,
       maxTotalTimeoutMs: e.GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT,
       inputRequiredTtlMs: e.GATEHOUSE_INPUT_REQUIRED_TTL,
+      listLimits: { maxItems: e.GATEHOUSE_UPSTREAM_LIST_MAX_ITEMS, maxBytes: e.GATEHOUSE_UPSTREAM_LIST_MAX_BYTES },
     },
     secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR, maxPerUser: e.GATEHOUSE_MAX_SECRETS_PER_USER },
     auth: {

@@ -39,6 +39,20 @@ export interface GatewayScope {
   era: McpEra;
   /** 2025 era: the request's session (its id and the capabilities its client declared). */
   session?: ServedSession;
+  /** The upstreams' instructions as the scope's catalog passes them on (`Catalog.instructions`). */
+  upstreamInstructions?: string;
+}
+
+/**
+ * The `instructions` of the gateway's initialize / server/discover result: on `/mcp`, how names
+ * are formed there, then each upstream's instructions under its server's heading; on
+ * `/mcp/<server>`, the upstream's own instructions as they are (a line naming the server when
+ * it has none).
+ */
+export function gatewayInstructions(scope: string, upstreamInstructions: string | undefined): string {
+  if (scope !== '') return upstreamInstructions ?? `Gatehouse endpoint for the "${scope}" MCP server.`;
+  const own = 'Gatehouse aggregates the team’s MCP servers. Tool and prompt names are <server>__<name>; resource URIs are gatehouse://<server>/<uri>.';
+  return upstreamInstructions ? `${own}\n\n${upstreamInstructions}` : own;
 }
 
 
@@ -47,13 +61,10 @@ export interface GatewayScope {
  * POST). It holds no state: every handler hands its request to the {@link McpOperationPipeline}
  * (classify → authorize → hooks → route → call), so both eras and the fast path decide alike.
  */
-export function createGatewayServer({ scope, pipeline, principal, era, session }: GatewayScope): Server {
+export function createGatewayServer({ scope, pipeline, principal, era, session, upstreamInstructions }: GatewayScope): Server {
   const server = new Server(GATEWAY_INFO, {
     capabilities: GATEWAY_CAPABILITIES,
-    instructions:
-      scope === ''
-        ? 'Gatehouse aggregates the team’s MCP servers. Tool and prompt names are <server>__<name>; resource URIs are gatehouse://<server>/<uri>.'
-        : `Gatehouse endpoint for the "${scope}" MCP server.`,
+    instructions: gatewayInstructions(scope, upstreamInstructions),
     cacheHints: CACHE_HINTS,
   });
   // Every request method the gateway answers is an SDK handler that is the pipeline (ping replaces

@@ -4,6 +4,7 @@ import { CurrentPrincipal, McpEndpoint, RequiresPermission } from '../auth/auth.
 import type { Principal } from '../auth/principal.js';
 import { REQUEST_ID_HEADER } from '../common/http/request-id.js';
 import { McpEdgeService } from './mcp-edge.service.js';
+import { protectedIds, restoreIds } from '../common/http/json-rpc-ids.js';
 
 /** Bridges Fastify to the web-standard `Request`/`Response` the MCP SDK's serving entries take. */
 function toWebRequest(req: FastifyRequest, signal: AbortSignal): Request {
@@ -14,20 +15,23 @@ function toWebRequest(req: FastifyRequest, signal: AbortSignal): Request {
   return new Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: req.method, headers, signal });
 }
 
-async function sendWebResponse(reply: FastifyReply, response: Response, requestId: string): Promise<void> {
+async function sendWebResponse(reply: FastifyReply, response: Response, requestId: string, ids?: Map<string, string>): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
   const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId };
   response.headers.forEach((value, name) => (headers[name] = value));
+  if (ids) delete headers['content-length']; // restored ids may be longer than their placeholders
   raw.writeHead(response.status, headers);
   if (response.body) {
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
     raw.once('close', () => void reader.cancel().catch(() => undefined));
     try {
+      // The SDK enqueues each JSON answer and SSE event whole, so an id is never split across chunks.
+      const decoder = ids ? new TextDecoder() : undefined;
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        raw.write(value);
+        raw.write(decoder ? restoreIds(decoder.decode(value, { stream: true }), ids) : value);
       }
     } catch {
       // the client went away mid-stream
@@ -87,9 +91,10 @@ export class McpController {
       await reply.status(early.status).headers({ ...early.headers, 'content-type': 'application/json' }).send(early.body);
       return;
     }
+    const ids = protectedIds(req.raw);
     const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort, principal);
     if (fast !== undefined) {
-      await reply.status(200).header('content-type', 'application/json').send(fast);
+      await reply.status(200).header('content-type', 'application/json').send(restoreIds(fast, ids));
       return;
     }
     const isListen = (req.body as { method?: unknown } | null)?.method === 'subscriptions/listen';
@@ -107,7 +112,7 @@ export class McpController {
     }
     try {
       const response = await this.edge.handle(toWebRequest(req, abort.signal), req.body, scope, principal, abort, req.ip);
-      await sendWebResponse(reply, response, req.id);
+      await sendWebResponse(reply, response, req.id, ids);
     } finally {
       release?.();
     }

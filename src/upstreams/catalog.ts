@@ -6,6 +6,11 @@ export const NAME_SEPARATOR = '__';
 /** Aggregated resource URIs: `gatehouse://<server>/<upstream uri, unchanged>`. */
 export const RESOURCE_SCHEME = 'gatehouse://';
 
+/** `uri` of `server` as the aggregated endpoint names it: `gatehouse://<server>/<uri>`. */
+export function aggregatedUri(server: string, uri: string): string {
+  return `${RESOURCE_SCHEME}${server}/${uri}`;
+}
+
 export interface CatalogSource {
   server: string;
   tools: Tool[];
@@ -15,6 +20,23 @@ export interface CatalogSource {
   toolFilter: { allow?: string[]; deny?: string[] };
   /** Arguments Gatehouse fills in itself (server `inject`): hidden from the schemas clients see. */
   injected?: string[];
+  /** The upstream's `instructions` (initialize result), if any. */
+  instructions?: string;
+}
+
+/** Most characters of one upstream's `instructions` passed on (a server's text is untrusted and unbounded). */
+export const MAX_INSTRUCTIONS_LENGTH = 16_384;
+
+/**
+ * What the endpoint tells clients in its `instructions`: on `/mcp/<server>` the upstream's own
+ * (absent: undefined); on `/mcp` each upstream's under a `## <server>` heading, after a line on
+ * how names are formed there. Each upstream's text is cut to {@link MAX_INSTRUCTIONS_LENGTH}.
+ */
+function combinedInstructions(sources: CatalogSource[], mode: 'aggregate' | 'single'): string | undefined {
+  const cut = (text: string) => (text.length > MAX_INSTRUCTIONS_LENGTH ? `${text.slice(0, MAX_INSTRUCTIONS_LENGTH)}… (cut by Gatehouse)` : text);
+  if (mode === 'single') return sources[0]?.instructions ? cut(sources[0].instructions) : undefined;
+  const sections = sources.filter((s) => s.instructions?.trim()).map((s) => `## ${s.server}\n\n${cut(s.instructions!.trim())}`);
+  return sections.length === 0 ? undefined : sections.join('\n\n');
 }
 
 /** `tool` without the injected arguments in its input schema (properties and required). */
@@ -44,6 +66,10 @@ export interface Catalog {
   resolveResource(uri: string): Target | undefined;
   /** Every exposed tool, prompt, resource and template name with its upstream original (see `nameWarnings`). */
   readonly names: readonly ExposedName[];
+  /** The upstreams' `instructions` as this endpoint passes them on (see `combinedInstructions`). */
+  readonly instructions: string | undefined;
+  /** `aggregate` (`/mcp`: names and URIs namespaced) or `single` (`/mcp/<server>`). */
+  readonly mode: 'aggregate' | 'single';
 }
 
 /** Shows the original name as the title when a renamed item has none, so people still recognise it. */
@@ -97,7 +123,7 @@ export function buildCatalog(sources: CatalogSource[], mode: 'aggregate' | 'sing
   const toolIndex = new Map<string, Target>();
   const promptIndex = new Map<string, Target>();
   const prefix = (server: string, name: string) => (mode === 'aggregate' ? `${server}${NAME_SEPARATOR}${name}` : name);
-  const wrapUri = (server: string, uri: string) => (mode === 'aggregate' ? `${RESOURCE_SCHEME}${server}/${uri}` : uri);
+  const wrapUri = (server: string, uri: string) => (mode === 'aggregate' ? aggregatedUri(server, uri) : uri);
   const servers = new Set<string>();
   const takenTools = new Set<string>();
   const takenPrompts = new Set<string>();
@@ -153,6 +179,8 @@ export function buildCatalog(sources: CatalogSource[], mode: 'aggregate' | 'sing
     resolveTool: (name) => toolIndex.get(name),
     resolvePrompt: (name) => promptIndex.get(name),
     names,
+    instructions: combinedInstructions(sources, mode),
+    mode,
     resolveResource(uri) {
       if (only) return { server: only, name: uri };
       if (!uri.startsWith(RESOURCE_SCHEME)) return undefined;

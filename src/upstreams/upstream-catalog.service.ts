@@ -3,6 +3,8 @@ import { PinoLogger } from 'nestjs-pino';
 import { buildCatalog, type Catalog } from './catalog.js';
 import { NameWarningLog } from './tool-names.js';
 import type { CatalogSource } from './caller-listing.js';
+import type { OfferingKind } from './offering-kinds.js';
+import type { UpstreamConnection } from './upstream-connection.js';
 
 /**
  * The catalogs clients of `/mcp` see, built from this replica's connections and cached until
@@ -12,7 +14,7 @@ import type { CatalogSource } from './caller-listing.js';
 export class UpstreamCatalog {
   /** Built catalogs by scope ('' = every server, aggregated; null = no such server). */
   private readonly built = new Map<string, Catalog | null>();
-  private readonly listeners = new Set<(server: string) => void>();
+  private readonly listeners = new Set<(server: string, kinds?: readonly OfferingKind[]) => void>();
   /** Renamed or over-long exposed names, logged once each (see tool-names.ts). */
   private readonly nameWarnings: NameWarningLog;
 
@@ -40,8 +42,8 @@ export class UpstreamCatalog {
     return catalog ?? undefined;
   }
 
-  /** Registers `listener` for {@link changed}; returns the unsubscribe function. */
-  onToolsChanged(listener: (server: string) => void): () => void {
+  /** Registers `listener` for {@link changed} (`kinds` absent: any may have changed); returns the unsubscribe function. */
+  onToolsChanged(listener: (server: string, kinds?: readonly OfferingKind[]) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -51,9 +53,9 @@ export class UpstreamCatalog {
     this.built.clear();
   }
 
-  /** What `server` offers may have changed: drop the catalogs and tell the listeners. */
-  changed(server: string): void {
+  /** What `server` offers (its `kinds`; absent: any) may have changed: drop the catalogs and tell the listeners. */
+  changed(server: string, kinds?: readonly OfferingKind[]): void {
     this.built.clear();
-    for (const listener of this.listeners) listener(server);
+    for (const listener of this.listeners) listener(server, kinds);
   }
 }

@@ -28,6 +28,8 @@ import type { ServerLog, ServerLogSource } from './server-log.js';
 import { recordLogNotifications } from './server-log-tap.js';
 import { deliverNotificationsFirst } from './ordered-delivery.js';
 import { UPSTREAM_CLIENT_CAPABILITIES, UpstreamCallers, serveClientRequests, type UpstreamCaller } from './upstream-callers.js';
+import { DEFAULT_UPSTREAM_LIST_LIMITS, walkPages, type UpstreamListLimits } from './list-walker.js';
+import { LIST_METHODS, OFFERING_KINDS, type OfferingKind } from './offering-kinds.js';
 
 /** Time allowed for a server to start, answer `initialize` and list what it offers. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -54,8 +56,13 @@ export interface UpstreamStatus {
 
 export interface ConnectionEvents {
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
-  /** The upstream's tools, prompts or resources changed (after connect, or on its list-changed notification). */
-  onToolsChanged(name: string): void;
+  /**
+   * The upstream's tools, prompts or resources changed (after connect, or on its list-changed
+   * notification): `kinds` says which (absent: any of them).
+   */
+  onToolsChanged(name: string, kinds?: readonly OfferingKind[]): void;
+  /** Bounds on each upstream list walked over all its pages (default {@link DEFAULT_UPSTREAM_LIST_LIMITS}). */
+  listLimits?: UpstreamListLimits;
   /** Stop a stdio server's process after this long without calls (0: keep it running). */
   idleTtlMs?: number;
   /** Time and timers (backoff, idle parking); default the system clock. */
@@ -126,9 +133,13 @@ export class UpstreamConnection {
   private transport: Transport | undefined;
   private forwarder: HttpForwarder | undefined;
   private tools: Tool[] = [];
+  /** `tools` by name, built on first use (a call passes its tool's definition to the SDK client). */
+  private toolIndex: { of: Tool[]; byName: Map<string, Tool> } | undefined;
   private prompts: Prompt[] = [];
   private resources: Resource[] = [];
   private resourceTemplates: ResourceTemplateType[] = [];
+  /** The upstream's `instructions` (initialize result), as connected. */
+  private instructions: string | undefined;
   private status: Omit<UpstreamStatus, 'state'>;
   private retryTimer: Timer | undefined;
   private attempt = 0;
@@ -145,6 +156,9 @@ export class UpstreamConnection {
   private markAttempted: () => void = () => undefined;
   private readonly firstAttempt = new Promise<void>((resolve) => (this.markAttempted = resolve));
   private renewing: Promise<void> | undefined;
+  /** List refreshes running (per kind), and kinds whose list changed again meanwhile. */
+  private readonly refreshing = new Set<OfferingKind>();
+  private readonly refreshAgain = new Set<OfferingKind>();
 
   constructor(
     server: UpstreamServerEntity,
@@ -236,9 +250,14 @@ export class UpstreamConnection {
     return this.tools;
   }
 
-  /** Everything the upstream offers, as last listed. */
-  offerings(): { tools: Tool[]; prompts: Prompt[]; resources: Resource[]; resourceTemplates: ResourceTemplateType[] } {
-    return { tools: this.tools, prompts: this.prompts, resources: this.resources, resourceTemplates: this.resourceTemplates };
+  private toolDefinition(name: string): Tool | undefined {
+    if (this.toolIndex?.of !== this.tools) this.toolIndex = { of: this.tools, byName: new Map(this.tools.map((t) => [t.name, t])) };
+    return this.toolIndex.byName.get(name);
+  }
+
+  /** Everything the upstream offers, as last listed, and its `instructions`. */
+  offerings(): { tools: Tool[]; prompts: Prompt[]; resources: Resource[]; resourceTemplates: ResourceTemplateType[]; instructions?: string } {
+    return { tools: this.tools, prompts: this.prompts, resources: this.resources, resourceTemplates: this.resourceTemplates, instructions: this.instructions };
   }
 
   getClient(): Client | undefined {
@@ -302,6 +321,9 @@ export class UpstreamConnection {
         {
           signal,
           timeout: timeoutMs,
+          // The SDK client validates structured content (and mirrors x-mcp headers) from the
+          // tool's definition; the lists are walked by Gatehouse, not cached in the client.
+          toolDefinition: this.toolDefinition(params.name),
           onprogress: progressToken === undefined || !options.onProgress ? undefined : (p) => options.onProgress!({ ...p, progressToken }),
           // Progress restarts the timeout, within GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT in all.
           ...(progressToken !== undefined && this.events.maxTotalTimeoutMs ? { resetTimeoutOnProgress: true, maxTotalTimeout: Math.max(timeoutMs, this.events.maxTotalTimeoutMs) } : {}),
@@ -390,7 +412,7 @@ export class UpstreamConnection {
   async connect(): Promise<void> {
     if (!this.machine.can('connecting') || !this.server.enabled) return;
     const generation = ++this.generation;
-    const offeredBefore = this.signature();
+    const offeredBefore = this.signatures();
     this.retryTimer?.cancel();
     this.machine.to('connecting');
     this.endedBecause = undefined;
@@ -400,34 +422,12 @@ export class UpstreamConnection {
       const invalid = this.invalidValue();
       if (invalid) throw new DescribedError(`${invalid}; not sent (fix the server's configuration)`);
       const transport = this.createTransport();
-      const client = new Client(GATEHOUSE_CLIENT, {
-        capabilities: UPSTREAM_CLIENT_CAPABILITIES,
-        versionNegotiation: { mode: 'auto' },
-        listChanged: {
-          tools: {
-            onChanged: (error, tools) => {
-              if (error || generation !== this.generation) return;
-              this.tools = tools ?? [];
-              this.setStatus({ toolCount: this.tools.length });
-              this.events.onToolsChanged(this.server.name);
-            },
-          },
-          prompts: {
-            onChanged: (error, prompts) => {
-              if (error || generation !== this.generation) return;
-              this.prompts = prompts ?? [];
-              this.events.onToolsChanged(this.server.name);
-            },
-          },
-          resources: {
-            onChanged: (error, resources) => {
-              if (error || generation !== this.generation) return;
-              this.resources = resources ?? [];
-              this.events.onToolsChanged(this.server.name);
-            },
-          },
-        },
-      });
+      const client = new Client(GATEHOUSE_CLIENT, { capabilities: UPSTREAM_CLIENT_CAPABILITIES, versionNegotiation: { mode: 'auto' } });
+      // Lists are walked by `walkPages` (bounded by size, not by the SDK's 64 pages), also
+      // when the upstream says one changed.
+      for (const kind of ['tools', 'prompts', 'resources'] as const) {
+        client.setNotificationHandler(`notifications/${kind}/list_changed`, () => void this.refresh(kind, generation));
+      }
       serveClientRequests(client, this.callers, this.server.name);
       this.client = client;
       this.transport = transport;
@@ -452,12 +452,10 @@ export class UpstreamConnection {
       }
       recordLogNotifications(transport, (level, text) => generation === this.generation && this.note('notification', level, text));
       deliverNotificationsFirst(transport);
-      const caps = client.getServerCapabilities() ?? {};
-      const [tools, prompts, resources, resourceTemplates] = await Promise.all([
-        caps.tools ? client.listTools(undefined, timeout).then((r) => r.tools) : [],
-        caps.prompts ? client.listPrompts(undefined, timeout).then((r) => r.prompts) : [],
-        caps.resources ? client.listResources(undefined, timeout).then((r) => r.resources) : [],
-        caps.resources ? client.listResourceTemplates(undefined, timeout).then((r) => r.resourceTemplates) : [],
+      const [tools, prompts, [resources, resourceTemplates]] = await Promise.all([
+        this.list(client, 'tools', timeout),
+        this.list(client, 'prompts', timeout),
+        this.list(client, 'resources', timeout),
       ]);
       if (generation !== this.generation || this.machine.state !== 'connecting') return;
       const negotiated = client.getNegotiatedProtocolVersion();
@@ -471,13 +469,16 @@ export class UpstreamConnection {
       this.prompts = prompts;
       this.resources = resources;
       this.resourceTemplates = resourceTemplates;
+      this.instructions = client.getInstructions();
       this.attempt = 0;
       this.machine.to('connected');
       this.setStatus({ lastError: null, toolCount: tools.length });
       this.events.log.info({ server: this.server.name, tools: tools.length, protocolVersion: negotiated }, 'upstream connected');
       this.note('event', 'info', `connected (protocol ${negotiated ?? 'unknown'}, ${tools.length} tools)`);
       // A restart after parking usually offers the same things: no list_changed for nothing.
-      if (this.signature() !== offeredBefore) this.events.onToolsChanged(this.server.name);
+      const offeredNow = this.signatures();
+      const changedKinds = OFFERING_KINDS.filter((k) => offeredNow[k] !== offeredBefore[k]);
+      if (changedKinds.length > 0) this.events.onToolsChanged(this.server.name, changedKinds);
       // The idle TTL counts from when the process is up, not from when it was asked for: a
       // slow start must not be parked the moment it is ready.
       this.lastUsed = this.clock.now();
@@ -485,6 +486,73 @@ export class UpstreamConnection {
     } catch (error) {
       // A process that exited during the handshake: its exit code and stderr, not "connection closed".
       this.failed((generation === this.generation && endReasonOf(this.transport)) || error, generation);
+    }
+  }
+
+  /**
+   * Every page of the upstream's `kind` list(s) (`resources`: resources and templates), or
+   * empty when it does not offer them (capabilities). Bounded by `listLimits` ({@link walkPages}).
+   */
+  private async list(client: Client, kind: 'tools', options: { timeout: number }): Promise<Tool[]>;
+  private async list(client: Client, kind: 'prompts', options: { timeout: number }): Promise<Prompt[]>;
+  private async list(client: Client, kind: 'resources', options: { timeout: number }): Promise<[Resource[], ResourceTemplateType[]]>;
+  private async list(client: Client, kind: OfferingKind, options: { timeout: number }): Promise<unknown> {
+    if (!client.getServerCapabilities()?.[kind]) return kind === 'resources' ? [[], []] : [];
+    const limits = this.events.listLimits ?? DEFAULT_UPSTREAM_LIST_LIMITS;
+    const walk = (method: (typeof LIST_METHODS)[OfferingKind][number], field: string) =>
+      walkPages(
+        method,
+        async (cursor) => {
+          const page = (await client.request({ method, ...(cursor === undefined ? {} : { params: { cursor } }) } as never, options)) as Record<string, unknown>;
+          return { items: (page[field] as unknown[] | undefined) ?? [], nextCursor: typeof page.nextCursor === 'string' ? page.nextCursor : undefined };
+        },
+        limits,
+      );
+    if (kind === 'resources') return Promise.all([walk('resources/list', 'resources'), walk('resources/templates/list', 'resourceTemplates')]);
+    return walk(LIST_METHODS[kind][0], kind);
+  }
+
+  /**
+   * The upstream said its `kind` list changed: list it again (one walk at a time per kind; a
+   * change during a walk walks once more after it) and tell the listeners. A failed walk keeps
+   * the last list and is logged.
+   */
+  private async refresh(kind: OfferingKind, generation: number): Promise<void> {
+    if (this.refreshing.has(kind)) {
+      this.refreshAgain.add(kind);
+      return;
+    }
+    this.refreshing.add(kind);
+    try {
+      do {
+        this.refreshAgain.delete(kind);
+        const client = this.client;
+        if (!client || generation !== this.generation) return;
+        const timeout = { timeout: Math.max(this.server.timeoutMs, HANDSHAKE_TIMEOUT_MS) };
+        try {
+          if (kind === 'tools') {
+            const tools = await this.list(client, 'tools', timeout);
+            if (generation !== this.generation) return;
+            this.tools = tools;
+            this.setStatus({ toolCount: tools.length });
+          } else if (kind === 'prompts') {
+            const prompts = await this.list(client, 'prompts', timeout);
+            if (generation !== this.generation) return;
+            this.prompts = prompts;
+          } else {
+            const [resources, templates] = await this.list(client, 'resources', timeout);
+            if (generation !== this.generation) return;
+            this.resources = resources;
+            this.resourceTemplates = templates;
+          }
+        } catch (error) {
+          this.events.log.warn({ server: this.server.name, kind, error: this.mask(describeUpstreamError(error)) }, 'listing after list_changed failed; keeping the last list');
+          continue;
+        }
+        this.events.onToolsChanged(this.server.name, [kind]);
+      } while (this.refreshAgain.has(kind));
+    } finally {
+      this.refreshing.delete(kind);
     }
   }
 
@@ -555,8 +623,9 @@ export class UpstreamConnection {
     return undefined;
   }
 
-  private signature(): string {
-    return JSON.stringify([this.tools, this.prompts, this.resources, this.resourceTemplates]);
+  /** What the upstream offers, per kind, as comparable text. */
+  private signatures(): Record<OfferingKind, string> {
+    return { tools: JSON.stringify(this.tools), prompts: JSON.stringify(this.prompts), resources: JSON.stringify([this.resources, this.resourceTemplates]) };
   }
 
   /**
@@ -607,14 +676,17 @@ export class UpstreamConnection {
     if (generation !== this.generation || !this.machine.can('error') || this.failedGeneration === generation) return;
     this.failedGeneration = generation;
     const message = this.mask(describeUpstreamError(error));
-    const hadTools = this.tools.length + this.prompts.length + this.resources.length + this.resourceTemplates.length > 0;
+    const had: OfferingKind[] = [];
+    if (this.tools.length > 0) had.push('tools');
+    if (this.prompts.length > 0) had.push('prompts');
+    if (this.resources.length + this.resourceTemplates.length > 0) had.push('resources');
     this.tools = [];
     this.prompts = [];
     this.resources = [];
     this.resourceTemplates = [];
     this.machine.to('error');
     this.setStatus({ lastError: message, toolCount: 0 });
-    if (hadTools) this.events.onToolsChanged(this.server.name);
+    if (had.length > 0) this.events.onToolsChanged(this.server.name, had);
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt++);
     this.events.log.warn({ server: this.server.name, error: message, retryInMs: delay }, 'upstream unavailable');
     this.note('event', 'error', `unavailable: ${message}; retrying in ${delay} ms`);

@@ -55,6 +55,7 @@ export class UpstreamPoolService implements OnApplicationBootstrap, BeforeApplic
           http: httpOptions(config),
           maxMessageBytes: config.upstreams.maxMessageBytes,
           maxTotalTimeoutMs: config.upstreams.maxTotalTimeoutMs,
+          listLimits: config.upstreams.listLimits,
         });
         return connection;
       },

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Tool } from '@modelcontextprotocol/client';
 import { PinoLogger } from 'nestjs-pino';
+import type { OfferingKind } from './offering-kinds.js';
 import type { Catalog } from './catalog.js';
 import { nameWarnings, type NameWarning } from './tool-names.js';
 import type { PooledConnection, ResolvedValues } from './connection-pool.js';
@@ -51,8 +52,11 @@ export class UpstreamServersService {
     return this.supervisor.awaitingCallerListing(scope);
   }
 
-  /** Called with a server's name whenever what it offers (tools, prompts, resources) may have changed. */
-  onToolsChanged(listener: (server: string) => void): () => void {
+  /**
+   * Called with a server's name whenever what it offers may have changed, and which kinds
+   * (tools, prompts, resources; absent: any).
+   */
+  onToolsChanged(listener: (server: string, kinds?: readonly OfferingKind[]) => void): () => void {
     return this.catalogs.onToolsChanged(listener);
   }
 

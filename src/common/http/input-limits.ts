@@ -7,6 +7,7 @@ import { AppError } from '../errors/app-error.js';
 import { ERROR_STATUS, ErrorCode } from '../errors/error-code.js';
 import { jsonDepthExceeds } from '../validation/json-depth.js';
 import { rawErrorResponse, sendError } from './all-exceptions.filter.js';
+import { protectIds } from './json-rpc-ids.js';
 
 /** How long a socket whose body was cut may linger after the 408 (its remaining bytes are read and dropped), ms. */
 const LINGER_MS = 1_000;
@@ -79,7 +80,13 @@ export function installInputLimits(app: NestFastifyApplication, fastify: Fastify
       return;
     }
     // Fastify's parser takes the buffer too (secure-json-parse decodes it as UTF-8).
-    void defaultJson(request as FastifyRequest, body as unknown as string, done);
+    const req = request as FastifyRequest;
+    if (!req.url.startsWith('/mcp')) return void defaultJson(req, body as unknown as string, done);
+    // JSON-RPC ids are answered exactly as sent, also where JSON.parse changes them (json-rpc-ids.ts).
+    void defaultJson(req, body as unknown as string, (error: Error | null, parsed?: unknown) => {
+      if (!error) protectIds(req.raw, parsed, body);
+      done(error, parsed);
+    });
   });
 
   fastify.addHook('onRequest', (request, reply, done) => {

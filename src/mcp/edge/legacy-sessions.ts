@@ -8,6 +8,18 @@ import { NotificationFanout, streamOwner } from './notification-fanout.js';
 import { ClientRequests, isClientAnswer } from '../pipeline/server-requests.js';
 
 export const SESSION_HEADER = 'mcp-session-id';
+/** The first revision without JSON-RPC batches (MCP changelog 2025-06-18: "Remove support for JSON-RPC batching"). */
+const BATCHLESS_SINCE = '2025-06-18';
+
+/**
+ * The answer to a JSON-RPC batch in a session of `version`, or undefined where batches exist
+ * (2025-03-26 only: they were added in 2025-03-26 and removed in 2025-06-18).
+ */
+export function batchRefusal(version: string): Response | undefined {
+  if (version < BATCHLESS_SINCE) return undefined;
+  return jsonRpcError(400, -32600, `Invalid Request: JSON-RPC batches are not part of MCP protocol version ${version} (removed in ${BATCHLESS_SINCE}); send one message per request`);
+}
+
 /** Bus topic: a legacy client cancelled `{ key }` (session hash + request id) on some replica. */
 const CANCELLED = 'mcp.cancelled';
 
@@ -103,6 +115,10 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
         if (isClientAnswer(body)) {
           this.clientRequests.answer(session.id, body);
           return new Response(null, { status: 202 });
+        }
+        if (Array.isArray(body)) {
+          const refused = batchRefusal(request.headers.get('mcp-protocol-version') ?? session.protocolVersion);
+          if (refused) return refused;
         }
         const cancelled = this.cancellation(session, body);
         if (cancelled) return cancelled;

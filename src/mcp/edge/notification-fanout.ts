@@ -4,6 +4,7 @@ import type { AppConfig } from '../../config/config.schema.js';
 import type { Principal } from '../../auth/principal.js';
 import { SessionsService, type LiveSession } from '../../sessions/sessions.service.js';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
+import { OFFERING_KINDS, type OfferingKind } from '../../upstreams/offering-kinds.js';
 import { jsonRpcError } from './json-rpc.js';
 import { SdkServing } from './sdk-serving.js';
 import { ClientRequests } from '../pipeline/server-requests.js';
@@ -35,7 +36,8 @@ interface HeldStream {
  * Server-to-client notifications: the legacy GET streams this replica holds and the modern
  * `subscriptions/listen` streams (served by the SDK). When an upstream's catalog changes
  * (observed on every replica from the change bus), each stream whose scope includes it gets
- * `notifications/tools/list_changed`. A closed session's streams end.
+ * `notifications/tools/list_changed`, `…/prompts/list_changed` and/or `…/resources/list_changed`
+ * for what changed. A closed session's streams end.
  *
  * Bounds (per replica, since streams are held in its memory): at most
  * MCP_MAX_STREAMS_PER_SESSION legacy GET streams per session (one more: 409), and at most
@@ -78,7 +80,7 @@ export class NotificationFanout implements OnApplicationBootstrap, BeforeApplica
 
   onApplicationBootstrap(): void {
     this.unsubscribe.push(
-      this.upstreams.onToolsChanged((server) => this.catalogChanged(server)),
+      this.upstreams.onToolsChanged((server, kinds) => this.catalogChanged(server, kinds ?? OFFERING_KINDS)),
       this.sessions.onClosed((id) => {
         for (const stream of this.streams) if (stream.sessionId === id) stream.close();
       }),
@@ -209,10 +211,13 @@ export class NotificationFanout implements OnApplicationBootstrap, BeforeApplica
     return false;
   }
 
-  /** Something an upstream offers changed: tell the clients whose view includes it. */
-  private catalogChanged(server: string): void {
-    const message = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' })}\n\n`;
+  /**
+   * Something an upstream offers changed: tell the clients whose view includes it, one
+   * `notifications/<kind>/list_changed` per kind that changed (all three are advertised).
+   */
+  private catalogChanged(server: string, kinds: readonly OfferingKind[]): void {
+    const message = kinds.map((kind) => `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: `notifications/${kind}/list_changed` })}\n\n`).join('');
     for (const stream of this.streams) if (stream.scope === '' || stream.scope === server) stream.write(message);
-    this.sdk.toolsChanged(server);
+    this.sdk.listChanged(server, kinds);
   }
 }

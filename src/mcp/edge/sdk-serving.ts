@@ -6,6 +6,8 @@ import type { AppConfig } from '../../config/config.schema.js';
 import { UNAUTHENTICATED_PRINCIPAL, type Principal } from '../../auth/principal.js';
 import { createGatewayServer, type ServedSession } from '../gateway-server.js';
 import { McpOperationPipeline } from '../pipeline/mcp-operation-pipeline.js';
+import type { OfferingKind } from '../../upstreams/offering-kinds.js';
+import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 
 export interface SdkHandlers {
   modern: McpHttpHandler;
@@ -27,6 +29,7 @@ export class SdkServing implements BeforeApplicationShutdown {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly pipeline: McpOperationPipeline,
     private readonly logger: PinoLogger,
+    private readonly upstreams: UpstreamServersService,
   ) {
     logger.setContext('McpSdk');
   }
@@ -43,6 +46,7 @@ export class SdkServing implements BeforeApplicationShutdown {
           principal: (ctx.authInfo?.extra?.principal as Principal | undefined) ?? UNAUTHENTICATED_PRINCIPAL,
           era: ctx.era === 'modern' ? 'modern' : 'legacy',
           session: ctx.authInfo?.extra?.session as ServedSession | undefined,
+          upstreamInstructions: this.upstreams.catalog(scope)?.instructions,
         });
       const onerror = (error: Error) => this.logger.debug({ scope, error: error.message }, 'MCP request rejected');
       handlers = {
@@ -54,9 +58,17 @@ export class SdkServing implements BeforeApplicationShutdown {
     return handlers;
   }
 
-  /** Tells modern `subscriptions/listen` streams of the scopes that include `server` that tools changed. */
-  toolsChanged(server: string): void {
-    for (const [scope, handlers] of this.handlers) if (scope === '' || scope === server) handlers.modern.notify.toolsChanged();
+  /** Tells modern `subscriptions/listen` streams of the scopes that include `server` which of its lists changed. */
+  listChanged(server: string, kinds: readonly OfferingKind[]): void {
+    for (const [scope, handlers] of this.handlers) {
+      if (scope !== '' && scope !== server) continue;
+      const notify = handlers.modern.notify;
+      for (const kind of kinds) {
+        if (kind === 'tools') notify.toolsChanged();
+        else if (kind === 'prompts') notify.promptsChanged();
+        else notify.resourcesChanged();
+      }
+    }
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -1,4 +1,4 @@
-import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
 import { startingError, waitForStarting } from './starting-servers.js';
@@ -21,6 +21,10 @@ import type { UpstreamCaller } from '../../upstreams/upstream-callers.js';
 /** Capabilities that let a client answer an upstream's requests; a 2026-07-28 client with none never needs the MRTR broker. */
 const answersRequests = (capabilities: Record<string, unknown> | undefined) =>
   capabilities !== undefined && (capabilities.sampling !== undefined || capabilities.elicitation !== undefined || capabilities.roots !== undefined);
+import { APP_CONFIG } from '../../config/config.module.js';
+import type { AppConfig } from '../../config/config.schema.js';
+import { withAggregatedUris } from './result-uris.js';
+import { DEFAULT_LIST_PAGE_SIZE, paginate, type PaginatedKind } from './pagination.js';
 
 /** A client-sent name as echoed in an error: at most 200 characters (a 200 KB name is not sent back whole). */
 const echoed = (name: string): string => (name.length > 200 ? `${name.slice(0, 200)}… (${name.length} characters)` : name);
@@ -89,6 +93,7 @@ const refuseRequest: UpstreamCaller['request'] = (method) => Promise.reject(new 
 export class McpOperationPipeline implements OnModuleInit {
   private hooks: McpOperationHook[] = [];
   private readonly templateViews = new WeakMap<object, Catalog['resourceTemplates']>();
+  private readonly pageSize: number;
 
   constructor(
     private readonly upstreams: UpstreamServersService,
@@ -99,8 +104,10 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly clientRequests: ClientRequests,
     private readonly inputs: InputRequiredBroker,
     private readonly logLevels: LogLevels,
+    @Optional() @Inject(APP_CONFIG) config?: AppConfig,
   ) {
     logger.setContext('McpPipeline');
+    this.pageSize = config?.mcp.listPageSize ?? DEFAULT_LIST_PAGE_SIZE;
   }
 
   onModuleInit(): void {
@@ -146,7 +153,13 @@ export class McpOperationPipeline implements OnModuleInit {
       if (this.hooks.length > 0) this.refused(request, error);
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    return this.hooks.length === 0 ? this.execute(authorized) : this.hooked(authorized);
+    if (this.hooks.length > 0) return this.hooked(authorized);
+    try {
+      return this.execute(authorized);
+    } catch (error) {
+      // A list's invalid cursor is refused synchronously.
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   /** Step 1: what is asked, on what. Throws -32600 for a vanished scope, -32602 for an unknown name. */
@@ -246,28 +259,35 @@ export class McpOperationPipeline implements OnModuleInit {
         return Promise.resolve({});
       case 'tools/list': {
         const view = this.policies.view(op.catalog, op.scope, policySubject(op.principal));
+        const page = this.page(op, view.tools);
+        if (!page.whole) return Promise.resolve(page.result('tools'));
         const result: Record<string, unknown> & Preserialized = { tools: view.tools };
         result[PRESERIALIZED] = { field: 'tools', json: view.toolsJson };
         return Promise.resolve(result);
       }
       case 'prompts/list':
-        return Promise.resolve({ prompts: this.policies.view(op.catalog, op.scope, policySubject(op.principal)).prompts });
+        return Promise.resolve(this.page(op, this.policies.view(op.catalog, op.scope, policySubject(op.principal)).prompts).result('prompts'));
       case 'resources/list':
-        return Promise.resolve({ resources: this.policies.view(op.catalog, op.scope, policySubject(op.principal)).resources });
+        return Promise.resolve(this.page(op, this.policies.view(op.catalog, op.scope, policySubject(op.principal)).resources).result('resources'));
       case 'resources/templates/list':
-        return Promise.resolve({ resourceTemplates: this.templatesFor(op) });
+        return Promise.resolve(this.page(op, this.templatesFor(op)).result('resourceTemplates'));
       case 'tools/call':
         return this.callTool(authorized as AuthorizedOperation<'tools/call'>);
       case 'prompts/get': {
         const params = op.params as ClassifiedOperation<'prompts/get'>['params'];
-        return this.withClient(authorized, (client, options) => client.getPrompt({ ...params, name: op.target!.name }, options));
+        const server = op.target!.server;
+        return this.withClient(authorized, async (client, options) => {
+          const result = await client.getPrompt({ ...params, name: op.target!.name }, options);
+          return op.scope === '' ? withAggregatedUris('prompts/get', server, result) : result;
+        });
       }
       case 'resources/read': {
         const params = op.params as ClassifiedOperation<'resources/read'>['params'];
         const target = op.target!;
         return this.withClient(authorized, async (client, options) => {
           const result = await client.readResource({ ...params, uri: target.name }, options);
-          // Contents carry the upstream's URI; give the client back the one it asked for.
+          // Contents carry the upstream's URI; on /mcp every one becomes readable there.
+          if (op.scope === '') return withAggregatedUris('resources/read', target.server, result);
           return { ...result, contents: result.contents.map((c) => (c.uri === target.name ? { ...c, uri: params.uri } : c)) };
         });
       }
@@ -279,6 +299,12 @@ export class McpOperationPipeline implements OnModuleInit {
       case 'logging/setLevel':
         return this.setLevel(op as ClassifiedOperation<'logging/setLevel'>);
     }
+  }
+
+  /** One page of a list (see {@link paginate}: -32602 for a cursor Gatehouse did not issue). */
+  private page<T extends object>(op: ClassifiedOperation, items: readonly T[]): { whole: boolean; result(field: string): Record<string, unknown> } {
+    const page = paginate(op.kind as PaginatedKind, items, (op.params as { cursor?: unknown }).cursor, this.pageSize);
+    return { whole: page.whole, result: (field) => ({ [field]: page.items, ...(page.nextCursor === undefined ? {} : { nextCursor: page.nextCursor }) }) };
   }
 
   /** Resource templates the principal may read (policy `resources/read` on `<server>__<uriTemplate>`). */
@@ -341,7 +367,7 @@ export class McpOperationPipeline implements OnModuleInit {
             { signal, onProgress, caller },
           );
           if (written.length > 0) await Promise.all(written);
-          return result;
+          return op.scope === '' ? withAggregatedUris('tools/call', target.server, result) : result;
         } catch (error) {
           if (signal?.aborted) throw error;
           if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { registerConnected } from '../support/upstreams.js';
+
+const BASELINE = resolve('test/conformance/expected-failures.yaml');
+
+/** Runs the conformance CLI's whole active server suite against `url`, with the baseline of fixture-bound scenarios. */
+function conformance(url: string): Promise<{ code: number; output: string }> {
+  return new Promise((done) => {
+    execFile('node_modules/.bin/conformance', ['server', '--url', url, '--expected-failures', BASELINE], { timeout: 120_000 }, (error, stdout, stderr) => {
+      done({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, output: `${stdout}\n${stderr}` });
+    });
+  });
+}
+
+describe('MCP conformance suite against /mcp and /mcp/<server>', () => {
+  let db: TestDatabase;
+  let app: TestApp;
+
+  before(async () => {
+    db = await createTestDatabase();
+    app = await startTestApp(db.url);
+    await registerConnected(app.url);
+  });
+  after(async () => {
+    await app.shutdown('test done');
+    await db.drop();
+  });
+
+  it('passes every scenario that does not need the suite’s own fixtures, on both endpoints', async () => {
+    const [all, one] = await Promise.all([conformance(`${app.url}/mcp`), conformance(`${app.url}/mcp/everything`)]);
+    assert.equal(all.code, 0, `/mcp:\n${all.output}`);
+    assert.equal(one.code, 0, `/mcp/everything:\n${one.output}`);
+  });
+});

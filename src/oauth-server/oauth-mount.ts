@@ -60,7 +60,10 @@ export function installOAuthServer(
     if (!isOAuthServerPath(path)) return;
     const cors = CORS_PATHS.has(path);
     const head = request.raw as unknown as RequestHead;
-    const checked = cors ? { ...head, headers: { ...head.headers, origin: undefined, 'sec-fetch-site': undefined } } : head;
+    // Pages sent with `Referrer-Policy: no-referrer` make Chromium post their forms with
+    // `Origin: null`; `Sec-Fetch-Site: same-origin` (which no script can set) vouches for them.
+    const sameOriginForm = head.headers.origin === 'null' && head.headers['sec-fetch-site'] === 'same-origin';
+    const checked = cors || sameOriginForm ? { ...head, headers: { ...head.headers, origin: undefined, 'sec-fetch-site': undefined } } : head;
     const refusal = rules.check(checked);
     if (refusal) return refuse(request, reply, refusal.status, refusal.code, refusal.message);
     if (cors) {
@@ -103,6 +106,10 @@ export function installOAuthServer(
     raw.headers['x-forwarded-host'] = publicUrl.host;
     raw.headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);
     delete raw.headers['x-forwarded-for'];
+    if (path === OAUTH_ROUTES.registration && request.method === 'POST') {
+      const patched = await nativeByRedirects(raw);
+      if (patched === 'too_large') return refuse(request, reply, 413, ErrorCode.PayloadTooLarge, 'the registration request is larger than 64 KiB');
+    }
     const provider = await options.provider.provider();
     reply.hijack();
     // Headers set on the Fastify reply so far (request id, CORS) go out with oidc-provider's answer.
@@ -114,4 +121,44 @@ export function installOAuthServer(
 /** {@link installOAuthServer} with its parts taken from the Nest application (bootstrap). */
 export function installOAuthServerFrom(app: INestApplicationContext, fastify: FastifyInstance, config: AppConfig, isMigrated: () => boolean): void {
   installOAuthServer(fastify, { config, provider: app.get(OAuthProviderService), resolver: app.get<SignedInUserResolver>(SIGNED_IN_USER_RESOLVER), isMigrated });
+}
+
+const MAX_REGISTRATION_BYTES = 64 * 1024;
+
+/**
+ * RFC 7591 registrations without `application_type` whose redirect URIs are a private-use scheme
+ * (Cursor's `cursor://…`, VS Code's) or http loopback are native apps (OpenID Connect Dynamic
+ * Registration §2 defaults to `web`, which oidc-provider then refuses for such URIs). The body
+ * is read here (bounded) and handed to oidc-provider parsed, which it accepts from `req.body`.
+ */
+async function nativeByRedirects(raw: NodeJS.ReadableStream & { body?: unknown; headers: Record<string, unknown> }): Promise<'too_large' | undefined> {
+  if (!String(raw.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')) return undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of raw as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_REGISTRATION_BYTES) return 'too_large';
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    raw.body = text; // oidc-provider answers invalid_request for it
+    return undefined;
+  }
+  if (body && typeof body === 'object' && !Array.isArray(body)) {
+    const metadata = body as { application_type?: unknown; redirect_uris?: unknown };
+    const uris = Array.isArray(metadata.redirect_uris) ? metadata.redirect_uris.filter((u): u is string => typeof u === 'string') : [];
+    const nativeLike = (u: string) => {
+      const url = URL.parse(u);
+      return !!url && (!['http:', 'https:'].includes(url.protocol) || (url.protocol === 'http:' && /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(url.hostname)));
+    };
+    if (metadata.application_type === undefined && uris.length > 0 && uris.some((u) => !['http:', 'https:'].includes(URL.parse(u)?.protocol ?? '')) && uris.every(nativeLike)) {
+      metadata.application_type = 'native';
+    }
+  }
+  raw.body = body;
+  return undefined;
 }

@@ -37,12 +37,12 @@ export class GrantsService {
   constructor(private readonly db: DataSource) {}
 
   async list(userId: string): Promise<GrantView[]> {
-    const rows = (await this.db.query(
+    const rows = await this.db.query<GrantRow[]>(
       `SELECT g.id, g.client_id, g.payload, g.created_at, g.expires_at, c.payload->>'client_name' AS client_name
        FROM oauth_models g LEFT JOIN oauth_models c ON c.model = 'Client' AND c.id = g.client_id
        WHERE g.model = 'Grant' AND g.account_id = $1 AND (g.expires_at IS NULL OR g.expires_at > now()) ORDER BY g.created_at DESC`,
       [userId],
-    )) as GrantRow[];
+    );
     return rows.map((r) => ({
       id: r.id,
       clientId: r.client_id,
@@ -59,7 +59,7 @@ export class GrantsService {
   /** Revokes grant `grantId` of `userId`. Throws 404 when the user holds no such grant. */
   async revoke(userId: string, grantId: string): Promise<void> {
     await this.db.transaction(async (em) => {
-      const found = (await em.query("DELETE FROM oauth_models WHERE model = 'Grant' AND id = $1 AND account_id = $2 RETURNING id", [grantId, userId])) as [unknown[], number];
+      const found = await em.query<[unknown[], number]>("DELETE FROM oauth_models WHERE model = 'Grant' AND id = $1 AND account_id = $2 RETURNING id", [grantId, userId]);
       if ((found[1] ?? 0) === 0) throw new AppError(ErrorCode.NotFound, `no approval with id "${grantId.slice(0, 64)}" for this user`);
       await em.query('DELETE FROM oauth_models WHERE model = ANY($1) AND grant_id = $2', [UNDER_GRANT, grantId]);
     });

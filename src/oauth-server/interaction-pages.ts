@@ -93,7 +93,7 @@ export class InteractionPages {
     const missing = details.prompt.details as { missingOIDCScope?: string[]; missingResourceScopes?: Record<string, string[]> };
     const scopes = [...new Set([...(missing.missingOIDCScope ?? []), ...Object.values(missing.missingResourceScopes ?? {}).flat()])];
     const resources = Object.keys(missing.missingResourceScopes ?? {});
-    const redirectUri = String(details.params.redirect_uri ?? '');
+    const redirectUri = typeof details.params.redirect_uri === 'string' ? details.params.redirect_uri : '';
     const redirect = URL.parse(redirectUri);
     const logo = typeof client.logoUri === 'string' && client.logoUri.startsWith('https://') ? client.logoUri : undefined;
     const name = client.clientName ?? clientId;

@@ -61,11 +61,9 @@ export class OAuthAdminController {
   @RequiresPermission('admin:read')
   @ApiOperation({ summary: 'Registered OAuth clients (secrets omitted)' })
   async list(): Promise<{ items: Record<string, unknown>[] }> {
-    const rows = (await this.db.query("SELECT payload, source, created_at FROM oauth_models WHERE model = 'Client' ORDER BY created_at DESC LIMIT 1000")) as {
-      payload: Record<string, unknown>;
-      source: string | null;
-      created_at: Date;
-    }[];
+    const rows = await this.db.query<{ payload: Record<string, unknown>; source: string | null; created_at: Date }[]>(
+      "SELECT payload, source, created_at FROM oauth_models WHERE model = 'Client' ORDER BY created_at DESC LIMIT 1000",
+    );
     return { items: rows.map(({ payload: { client_secret: _s, registration_access_token: _t, ...rest }, source, created_at }) => ({ ...rest, source, createdAt: created_at.toISOString() })) };
   }
 
@@ -74,7 +72,7 @@ export class OAuthAdminController {
   @HttpCode(204)
   @ApiOperation({ summary: 'Delete a client and every grant and token it holds' })
   async remove(@Param('id') id: string): Promise<void> {
-    const deleted = (await this.db.query("DELETE FROM oauth_models WHERE model = 'Client' AND id = $1 RETURNING id", [id])) as [unknown[], number];
+    const deleted = await this.db.query<[unknown[], number]>("DELETE FROM oauth_models WHERE model = 'Client' AND id = $1 RETURNING id", [id]);
     if ((deleted[1] ?? 0) === 0) throw new AppError(ErrorCode.NotFound, `no client with id "${id.slice(0, 200)}"`);
     await this.db.query("DELETE FROM oauth_models WHERE client_id = $1 AND model <> 'Client'", [id]);
   }

@@ -113,8 +113,8 @@ export function installOAuthServer(
     const provider = await options.provider.provider();
     reply.hijack();
     // Headers set on the Fastify reply so far (request id, CORS) go out with oidc-provider's answer.
-    for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) reply.raw.setHeader(name, value as string);
-    provider.callback()(raw, reply.raw);
+    for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) reply.raw.setHeader(name, value);
+    void provider.callback()(raw, reply.raw);
   });
 }
 
@@ -132,7 +132,8 @@ const MAX_REGISTRATION_BYTES = 64 * 1024;
  * is read here (bounded) and handed to oidc-provider parsed, which it accepts from `req.body`.
  */
 async function nativeByRedirects(raw: NodeJS.ReadableStream & { body?: unknown; headers: Record<string, unknown> }): Promise<'too_large' | undefined> {
-  if (!String(raw.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')) return undefined;
+  const contentType = raw.headers['content-type'];
+  if (typeof contentType !== 'string' || !contentType.toLowerCase().startsWith('application/json')) return undefined;
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of raw as AsyncIterable<Buffer>) {

@@ -81,7 +81,6 @@ export function canonicalResource(publicUrl: string, resource: string): string |
 @Injectable()
 export class OAuthProviderService implements OnApplicationShutdown {
   private current: { provider: Provider; version: string } | undefined;
-  private building: Promise<Provider> | undefined;
   private readonly fetcher: SafeFetch;
   private sweep: NodeJS.Timeout | undefined;
 
@@ -104,13 +103,10 @@ export class OAuthProviderService implements OnApplicationShutdown {
   async provider(): Promise<Provider> {
     const keys = await this.keys.keys();
     if (this.current?.version === keys.version) return this.current.provider;
-    this.building ??= (async () => {
-      const provider = this.build(keys.signing, keys.cookieKeys);
-      this.current = { provider, version: keys.version };
-      this.sweep ??= setInterval(() => void sweepExpiredOAuthModels(this.db).catch(() => undefined), 10 * 60_000).unref();
-      return provider;
-    })().finally(() => (this.building = undefined));
-    return this.building;
+    const provider = this.build(keys.signing, keys.cookieKeys);
+    this.current = { provider, version: keys.version };
+    this.sweep ??= setInterval(() => void sweepExpiredOAuthModels(this.db).catch(() => undefined), 10 * 60_000).unref();
+    return provider;
   }
 
   onApplicationShutdown(): void {
@@ -181,15 +177,15 @@ export class OAuthProviderService implements OnApplicationShutdown {
         const accountId = ctx.oidc.session?.accountId;
         if (!accountId || !ctx.oidc.client) return undefined;
         // Approvals are remembered per user and client, whichever browser session asks.
-        const rows = (await this.db.query(
+        const rows = await this.db.query<{ id: string }[]>(
           "SELECT id FROM oauth_models WHERE model = 'Grant' AND account_id = $1 AND client_id = $2 AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at DESC LIMIT 1",
           [accountId, ctx.oidc.client.clientId],
-        )) as { id: string }[];
+        );
         return rows[0] ? ctx.oidc.provider.Grant.find(rows[0].id) : undefined;
       },
       fetch: async (url, options) => {
-        const accept = new Headers(options?.headers as ConstructorParameters<typeof Headers>[0]).get('accept') ?? 'application/json';
-        const response = await this.fetcher.get(String(url), { accept });
+        const accept = new Headers(options?.headers).get('accept') ?? 'application/json';
+        const response = await this.fetcher.get(typeof url === 'string' ? url : url instanceof URL ? url.href : url.url, { accept });
         return new Response(new Uint8Array(response.body), { status: response.status, headers: response.headers });
       },
       features: {
@@ -235,7 +231,7 @@ export class OAuthProviderService implements OnApplicationShutdown {
         } as object),
       },
       enabledJWA: { authorizationSigningAlgValues: ['ES256', 'RS256'], idTokenSigningAlgValues: ['ES256', 'RS256'], clientAuthSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'] },
-      fetchResponseBodyLimits: { 'client_id metadata document': as.fetch.maxBytes } as Configuration['fetchResponseBodyLimits'],
+      fetchResponseBodyLimits: { 'client_id metadata document': as.fetch.maxBytes },
       renderError: (ctx, out) => {
         this.send(ctx, 'Sign-in could not continue', html`<p class="error">${out.error}</p><p>${out.error_description ?? ''}</p>`);
         return Promise.resolve();
@@ -247,7 +243,7 @@ export class OAuthProviderService implements OnApplicationShutdown {
     // registers `http://localhost/callback` and listens on a random port); oidc-provider only
     // relaxes the port for `application_type: native`.
     const proto = provider.Client.prototype as unknown as { redirectUriAllowed(this: { redirectUris: string[] }, value: string): boolean };
-    const original = proto.redirectUriAllowed;
+    const original: (this: { redirectUris: string[] }, value: string) => boolean = Reflect.get(proto, 'redirectUriAllowed');
     proto.redirectUriAllowed = function (this: { redirectUris: string[] }, value: string): boolean {
       if (original.call(this, value)) return true;
       const bare = loopbackWithoutPort(value);
@@ -258,7 +254,7 @@ export class OAuthProviderService implements OnApplicationShutdown {
 
   /** Whether `clientId` was registered by an admin (not dynamically, not a metadata document). */
   async isPreRegistered(clientId: string): Promise<boolean> {
-    const rows = (await this.db.query("SELECT 1 FROM oauth_models WHERE model = 'Client' AND id = $1 AND source = 'admin'", [clientId])) as unknown[];
+    const rows = await this.db.query<unknown[]>("SELECT 1 FROM oauth_models WHERE model = 'Client' AND id = $1 AND source = 'admin'", [clientId]);
     return rows.length > 0;
   }
 

@@ -82,11 +82,11 @@ export class PostgresAdapter implements Adapter {
   }
 
   private async one(where: string, value: string): Promise<AdapterPayload | undefined> {
-    const rows = (await this.db.query(
+    const rows = await this.db.query<{ payload: AdapterPayload; consumed: string | null; in_grace: boolean | null }[]>(
       `SELECT payload, extract(epoch FROM consumed_at) AS consumed, consumed_at > now() - make_interval(secs => $3::double precision) AS in_grace
        FROM oauth_models WHERE model = $1 AND ${where} AND (expires_at IS NULL OR expires_at > now())`,
       [this.model, value, this.model === 'RefreshToken' ? this.options.refreshReuseGraceMs / 1000 : 0],
-    )) as { payload: AdapterPayload; consumed: string | null; in_grace: boolean | null }[];
+    );
     const row = rows[0];
     if (!row) return undefined;
     const payload = row.payload;
@@ -98,6 +98,6 @@ export class PostgresAdapter implements Adapter {
 
 /** Deletes expired authorization-server rows; returns how many. Run periodically by one replica at a time or all (idempotent). */
 export async function sweepExpiredOAuthModels(db: DataSource): Promise<number> {
-  const result = (await db.query('DELETE FROM oauth_models WHERE expires_at IS NOT NULL AND expires_at <= now()')) as [unknown, number];
+  const result = await db.query<[unknown, number]>('DELETE FROM oauth_models WHERE expires_at IS NOT NULL AND expires_at <= now()');
   return result[1] ?? 0;
 }

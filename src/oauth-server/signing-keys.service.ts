@@ -131,10 +131,10 @@ export class SigningKeysService {
   }
 
   private async rows(): Promise<KeyRow[]> {
-    return (await this.db.query(
+    return await this.db.query<KeyRow[]>(
       `SELECT kid, use, alg, ring_key_id, nonce, ciphertext, active_from, retired_at, expires_at, now() AS now FROM oauth_keys
        WHERE expires_at IS NULL OR expires_at > now() ORDER BY active_from DESC, created_at DESC`,
-    )) as KeyRow[];
+    );
   }
 
   private async generate(delayMs: number): Promise<string[]> {

@@ -74,7 +74,6 @@ function blockedRanges(): BlockList {
   const v6: [string, number][] = [
     ['::', 128],
     ['::1', 128],
-    ['::ffff:0:0', 96], // IPv4-mapped: checked as IPv4 below, never reached as IPv6
     ['64:ff9b::', 96],
     ['64:ff9b:1::', 48],
     ['100::', 64],

@@ -93,6 +93,8 @@ describe('bearer JWT (HS256) and API keys', () => {
       MCP_API_KEYS: STATIC_KEY,
       PUBLIC_URL: 'https://mcp.example.com',
       HTTP_ALLOWED_HOSTS: '127.0.0.1,localhost',
+      // Some tests here open sessions without credentials (the default is now true with MCP_AUTH_REQUIRE).
+      MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: 'false',
     });
     await addEverything(app, admin);
   });
@@ -515,11 +517,15 @@ describe('trusted_header and optional authentication', () => {
     } finally {
       await open.shutdown('test done');
     }
-    const strict = await startTestApp(db.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: 'true' });
+    // API keys only: initialize needs credentials by default (MCP_AUTH_REQUIRE), and the challenge
+    // does not send clients into OAuth discovery (no resource_metadata); the message names the header.
+    const strict = await startTestApp(db.url, { MCP_AUTH_STRATEGY: 'api_key' });
     try {
       const res = await call(strict, '/mcp', { headers: MCP_HEADERS, body: initialize });
       assert.equal(res.status, 401);
-      assert.match(res.headers.get('www-authenticate') ?? '', /resource_metadata=".*\/\.well-known\/oauth-protected-resource\/mcp"/);
+      assert.doesNotMatch(res.headers.get('www-authenticate') ?? '', /resource_metadata/);
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer realm="gatehouse"/);
+      assert.match(JSON.stringify(res.body), /X-API-Key header/);
     } finally {
       await strict.shutdown('test done');
     }

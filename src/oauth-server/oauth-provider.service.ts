@@ -1,5 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type Provider from 'oidc-provider';
+import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { DataSource } from 'typeorm';
 import { PERMISSIONS } from '../auth/principal.js';
 import { html, renderPage, type SafeHtml } from '../common/html/page.js';
@@ -103,7 +104,9 @@ export class OAuthProviderService implements OnApplicationShutdown {
   async provider(): Promise<Provider> {
     const keys = await this.keys.keys();
     if (this.current?.version === keys.version) return this.current.provider;
-    const provider = this.build(keys.signing, keys.cookieKeys);
+    // Loaded on first use: a Gatehouse without the authorization server never pays its import.
+    const oidc = await import('oidc-provider');
+    const provider = this.build(oidc, keys.signing, keys.cookieKeys);
     this.current = { provider, version: keys.version };
     this.sweep ??= setInterval(() => void sweepExpiredOAuthModels(this.db).catch(() => undefined), 10 * 60_000).unref();
     return provider;
@@ -114,12 +117,13 @@ export class OAuthProviderService implements OnApplicationShutdown {
     void this.fetcher.close();
   }
 
-  private build(signing: Configuration['jwks'] extends infer J ? (J extends { keys: infer K } ? K : never) : never, cookieKeys: string[]): Provider {
+  private build(oidc: typeof import('oidc-provider'), signing: Configuration['jwks'] extends infer J ? (J extends { keys: infer K } ? K : never) : never, cookieKeys: string[]): Provider {
     const { config } = this;
     const as = config.oauthServer;
     const publicUrl = config.http.publicUrl;
     const secure = publicUrl.startsWith('https:');
     const ttlSec = (ms: number) => Math.floor(ms / 1000);
+    const { errors, interactionPolicy } = oidc;
     const policy = interactionPolicy.base();
     // The Gatehouse sign-in decides who the user is: a browser whose oidc-provider session
     // names someone else (or who signed out) goes through "login" again.
@@ -237,7 +241,7 @@ export class OAuthProviderService implements OnApplicationShutdown {
         return Promise.resolve();
       },
     };
-    const provider = new Provider(publicUrl, configuration);
+    const provider = new oidc.default(publicUrl, configuration);
     provider.proxy = true;
     // RFC 8252 §7.3: a loopback redirect URI matches at any port, for every client (Claude Code
     // registers `http://localhost/callback` and listens on a random port); oidc-provider only

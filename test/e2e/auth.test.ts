@@ -534,7 +534,7 @@ describe('trusted_header and optional authentication', () => {
   it('bounds sessions opened without credentials per client address (HTTP_MAX_SESSIONS_PER_ADDRESS), apart from authenticated ones', async () => {
     const key = 'bounded-bootstrap-key-0123456789';
     const own = await createTestDatabase(); // no sessions from earlier tests
-    const bounded = await startTestApp(own.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: key, HTTP_MAX_CONCURRENT_SESSIONS: '1', HTTP_MAX_SESSIONS_PER_ADDRESS: '10' });
+    const bounded = await startTestApp(own.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: key, MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: 'false', HTTP_MAX_CONCURRENT_SESSIONS: '1', HTTP_MAX_SESSIONS_PER_ADDRESS: '10' });
     try {
       for (let i = 0; i < 10; i++) assert.equal((await call(bounded, '/mcp', { headers: MCP_HEADERS, body: initialize })).status, 200, `pending session ${i + 1}`);
       const refused = await call(bounded, '/mcp', { headers: MCP_HEADERS, body: initialize });

@@ -13,6 +13,7 @@ import { HealthModule } from './health/health.module.js';
 import { McpModule } from './mcp/mcp.module.js';
 import { UpstreamsModule } from './upstreams/upstreams.module.js';
 import { UsersModule } from './users/users.module.js';
+import { OAuthServerModule } from './oauth-server/oauth-server.module.js';
 import { RateLimitModule } from './rate-limit/rate-limit.module.js';
 import { RateLimitAddressGuard, RateLimitPrincipalGuard } from './rate-limit/rate-limit.guard.js';
 
@@ -41,6 +42,7 @@ export class AppModule {
         UpstreamsModule,
         McpModule,
         RateLimitModule,
+        ...(config.oauthServer.enabled ? [OAuthServerModule] : []),
         ...imports,
       ],
       providers: [

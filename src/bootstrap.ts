@@ -20,6 +20,7 @@ import { SchemaStateService } from './database/schema-state.service.js';
 import { ReadinessService } from './health/readiness.service.js';
 import { prepareDevKeyDir } from './secrets/key-ring.provider.js';
 import { McpEdgeService } from './mcp/mcp-edge.service.js';
+import { installOAuthServerFrom } from './oauth-server/oauth-mount.js';
 
 export interface Gatehouse {
   app: NestFastifyApplication;
@@ -122,6 +123,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   // JSON depth, body timeout, 503 while closing (see docs/operations.md, "Input limits").
   installInputLimits(app, fastify, { maxJsonDepth: config.http.maxJsonDepth, bodyTimeoutMs: config.http.bodyTimeoutMs, isClosing: () => drainer.isDraining });
   const schema = app.get(SchemaStateService);
+  // The authorization server's paths go to oidc-provider before any other hook (docs/oauth-server.md).
+  if (config.oauthServer.enabled) installOAuthServerFrom(app, fastify, config, () => schema.isMigrated);
   // Host and Origin on every route, before anything else looks at the request (docs/auth.md, "Browsers").
   fastify.addHook('onRequest', hostOriginHook(HostOriginRules.fromConfig(config)));
   fastify.addHook('onRequest', (request, reply, done) => {

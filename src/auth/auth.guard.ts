@@ -107,6 +107,15 @@ export class AuthGuard implements CanActivate {
   }
 
   private missing(request: FastifyRequest): AppError {
-    return authError(this.config, request, 401, 'Unauthorized: this endpoint needs credentials (Authorization: Bearer <token> or X-API-Key)');
+    const strategies = this.config.auth.strategies;
+    const keysOnly = strategies.includes('api_key') && !strategies.includes('oauth2') && !strategies.includes('bearer');
+    return authError(
+      this.config,
+      request,
+      401,
+      keysOnly
+        ? 'Unauthorized: this endpoint needs an API key; send it in the X-API-Key header (or as Authorization: Bearer <key>)'
+        : 'Unauthorized: this endpoint needs credentials (Authorization: Bearer <token> or X-API-Key)',
+    );
   }
 }

@@ -70,7 +70,10 @@ const quote = (s: string) => `"${s.replace(/["\\]/g, '')}"`;
 
 /** A 401 (or 400/403) with its `WWW-Authenticate` challenge. */
 export function authError(config: AppConfig, request: FastifyRequest, status: 400 | 401 | 403, message: string, challenge: Challenge = {}): AppError {
-  const parts = [`resource_metadata=${quote(resourceMetadataUrl(config.http.publicUrl, request.url))}`];
+  // With API keys only (no authorization server, ours or MCP_OAUTH_ISSUER, and no JWTs) there is
+  // no OAuth to discover: no resource_metadata, so clients do not start a flow that cannot succeed.
+  const oauth = config.auth.strategies.includes('oauth2') || config.auth.strategies.includes('bearer');
+  const parts = oauth ? [`resource_metadata=${quote(resourceMetadataUrl(config.http.publicUrl, request.url))}`] : ['realm="gatehouse"'];
   const isMcp = /^\/mcp(\/|\?|$)/.test(request.url);
   if (isMcp || challenge.error === 'insufficient_scope') parts.push(`scope=${quote(challenge.error === 'insufficient_scope' ? 'admin:read admin:write mcp servers:write' : 'mcp')}`);
   if (challenge.error) parts.push(`error=${quote(challenge.error)}`);

@@ -5,6 +5,8 @@ export interface JwtVerifierOptions {
   secret?: string;
   /** A JWKS URL, or a function that finds it (OAuth/OIDC discovery) on first use. */
   jwks?: string | (() => Promise<string>);
+  /** Keys held in process (Gatehouse's own authorization server): no JWKS fetch. */
+  keys?: JWTVerifyGetKey;
   algorithms: string[];
   issuer?: string;
   /** Seconds of leeway for `exp`, `nbf` and a future `iat`. */
@@ -156,6 +158,7 @@ export class JwtVerifier {
       if (!this.secret) throw new InvalidTokenError('the token is signed with an algorithm this gateway does not accept');
       return this.secret;
     }
+    if (this.options.keys) return this.options.keys(header, jws);
     if (!this.options.jwks) throw new InvalidTokenError('the token is signed with an algorithm this gateway does not accept');
     return this.jwksResolver()(header, jws);
   }

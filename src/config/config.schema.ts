@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseKeyRing } from '../secrets/secret-crypto.js';
+import { OAUTH_SERVER_ENV, oauthServerConfig, refineOAuthServerEnv, type OAuthServerConfig } from './oauth-server.config.js';
 import { envBool, envEnum, envInt, envList, envSecret, envSecretList, envSize, envString, envUrl } from './env-parsers.js';
 
 export const AUTH_STRATEGIES = ['none', 'bearer', 'api_key', 'oauth2', 'trusted_header'] as const;
@@ -142,10 +143,12 @@ export const envSchema = z.object({
   MCP_OAUTH_AUDIENCE: envList('the expected "aud" claim (comma-separated for several)').optional(),
   AUTH_TRUSTED_PROXIES: envList('a comma-separated list of IP addresses or CIDR blocks, e.g. 10.0.0.0/8', isCidr).optional(),
   MCP_SESSION_AUTH_ENABLED: envBool().default(true),
-  MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: envBool().default(false),
+  MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: envBool().optional(),
   MCP_SESSION_AUTH_REQUIRE_FOR_OPERATIONS: envBool().default(true),
+  ...OAUTH_SERVER_ENV,
 }).superRefine((env, ctx) => {
   const strategies = env.MCP_AUTH_STRATEGY;
+  refineOAuthServerEnv(env, ctx);
   const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
   if (env.MCP_AUTH_REQUIRE === true && strategies.includes('none')) {
     issue(
@@ -178,7 +181,7 @@ export const envSchema = z.object({
       'required in production: the key that encrypts stored secrets, as id:base64key (generate one with: echo "k1:$(openssl rand -base64 32)")',
     );
   }
-  if (strategies.includes('oauth2') && !env.MCP_OAUTH_ISSUER) issue('MCP_OAUTH_ISSUER', 'required when MCP_AUTH_STRATEGY includes oauth2');
+  if (strategies.includes('oauth2') && !env.MCP_OAUTH_ISSUER && !env.GATEHOUSE_OAUTH_SERVER) issue('MCP_OAUTH_ISSUER', 'required when MCP_AUTH_STRATEGY includes oauth2');
   if (strategies.includes('trusted_header') && !env.AUTH_TRUSTED_PROXIES) {
     issue('AUTH_TRUSTED_PROXIES', 'required when MCP_AUTH_STRATEGY includes trusted_header: identity headers are believed only from these addresses');
   }
@@ -336,6 +339,8 @@ export interface AppConfig {
     trustedProxies: string[];
     session: { enabled: boolean; requireForSession: boolean; requireForOperations: boolean };
   };
+  /** Gatehouse as the OAuth 2.1 authorization server (docs/oauth-server.md); `enabled` false: off. */
+  oauthServer: OAuthServerConfig;
   shutdown: { timeoutMs: number; delayMs: number };
 }
 
@@ -459,17 +464,21 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       maxApiKeysPerUser: e.GATEHOUSE_MAX_API_KEYS_PER_USER,
       apiKeyPepper: e.GATEHOUSE_API_KEY_PEPPER ?? DEFAULT_API_KEY_PEPPER,
       oauth: {
-        issuer: e.MCP_OAUTH_ISSUER?.toString().replace(/\/+$/, ''),
+        // With Gatehouse as the authorization server, the oauth2 strategy checks its own tokens.
+        issuer: e.GATEHOUSE_OAUTH_SERVER ? publicUrl : e.MCP_OAUTH_ISSUER?.toString().replace(/\/+$/, ''),
         jwksUrl: e.MCP_OAUTH_JWKS_URL?.toString(),
         audience: e.MCP_OAUTH_AUDIENCE ?? [],
       },
       trustedProxies: e.AUTH_TRUSTED_PROXIES ?? [],
       session: {
         enabled: e.MCP_SESSION_AUTH_ENABLED,
-        requireForSession: e.MCP_SESSION_AUTH_REQUIRE_FOR_SESSION,
+        // Clients start sign-in only from a 401 at connect (the SDK's connect(), mcp-remote): when
+        // credentials are required, initialize needs them too unless explicitly set otherwise.
+        requireForSession: e.MCP_SESSION_AUTH_REQUIRE_FOR_SESSION ?? (e.MCP_AUTH_REQUIRE ?? !e.MCP_AUTH_STRATEGY.includes('none')),
         requireForOperations: e.MCP_SESSION_AUTH_REQUIRE_FOR_OPERATIONS,
       },
     },
+    oauthServer: oauthServerConfig(e, publicUrl),
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },
   };
 }

@@ -93,6 +93,8 @@ describe('bearer JWT (HS256) and API keys', () => {
       MCP_API_KEYS: STATIC_KEY,
       PUBLIC_URL: 'https://mcp.example.com',
       HTTP_ALLOWED_HOSTS: '127.0.0.1,localhost',
+      // Some tests here open sessions without credentials (the default is now true with MCP_AUTH_REQUIRE).
+      MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: 'false',
     });
     await addEverything(app, admin);
   });
@@ -515,11 +517,15 @@ describe('trusted_header and optional authentication', () => {
     } finally {
       await open.shutdown('test done');
     }
-    const strict = await startTestApp(db.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: 'true' });
+    // API keys only: initialize needs credentials by default (MCP_AUTH_REQUIRE), and the challenge
+    // does not send clients into OAuth discovery (no resource_metadata); the message names the header.
+    const strict = await startTestApp(db.url, { MCP_AUTH_STRATEGY: 'api_key' });
     try {
       const res = await call(strict, '/mcp', { headers: MCP_HEADERS, body: initialize });
       assert.equal(res.status, 401);
-      assert.match(res.headers.get('www-authenticate') ?? '', /resource_metadata=".*\/\.well-known\/oauth-protected-resource\/mcp"/);
+      assert.doesNotMatch(res.headers.get('www-authenticate') ?? '', /resource_metadata/);
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer realm="gatehouse"/);
+      assert.match(JSON.stringify(res.body), /X-API-Key header/);
     } finally {
       await strict.shutdown('test done');
     }
@@ -528,7 +534,7 @@ describe('trusted_header and optional authentication', () => {
   it('bounds sessions opened without credentials per client address (HTTP_MAX_SESSIONS_PER_ADDRESS), apart from authenticated ones', async () => {
     const key = 'bounded-bootstrap-key-0123456789';
     const own = await createTestDatabase(); // no sessions from earlier tests
-    const bounded = await startTestApp(own.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: key, HTTP_MAX_CONCURRENT_SESSIONS: '1', HTTP_MAX_SESSIONS_PER_ADDRESS: '10' });
+    const bounded = await startTestApp(own.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: key, MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: 'false', HTTP_MAX_CONCURRENT_SESSIONS: '1', HTTP_MAX_SESSIONS_PER_ADDRESS: '10' });
     try {
       for (let i = 0; i < 10; i++) assert.equal((await call(bounded, '/mcp', { headers: MCP_HEADERS, body: initialize })).status, 200, `pending session ${i + 1}`);
       const refused = await call(bounded, '/mcp', { headers: MCP_HEADERS, body: initialize });

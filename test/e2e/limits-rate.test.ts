@@ -29,6 +29,8 @@ describe('rate limits (HTTP_RATE_LIMIT_*)', () => {
     app = await startTestApp(db.url, {
       MCP_AUTH_STRATEGY: 'api_key',
       MCP_API_KEYS: KEYS.join(','),
+      // initialize without credentials is what one test here limits (the default now requires them).
+      MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: 'false',
       HTTP_TRUST_PROXY: 'true',
       HTTP_RATE_LIMIT_ENABLED: 'true',
       HTTP_RATE_LIMIT_WINDOW: '60000',

@@ -6,6 +6,7 @@ import type { AppConfig } from '../../config/config.schema.js';
 import { ChangeBusService } from '../../database/change-bus.service.js';
 import { UsersService } from '../../users/users.service.js';
 import { JwtVerifier } from '../jwt-verifier.js';
+import { SigningKeysService } from '../../oauth-server/signing-keys.service.js';
 import type { Principal } from '../principal.js';
 import { credentialOf, resourceOf, type CredentialRequest } from './credential.js';
 import { isolatedPassport } from './passport-instance.js';
@@ -36,10 +37,13 @@ async function discoverJwksUri(issuer: string): Promise<string> {
 export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') implements OnApplicationShutdown {
   private readonly tokens: TokenAuthenticator;
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService) {
+  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService, keys: SigningKeysService) {
     super();
     const { oauth, jwt } = config.auth;
+    // Gatehouse's own authorization server: its public keys in process, no network call.
+    const own = config.oauthServer.enabled;
     const verifier = new JwtVerifier({
+      ...(own ? { keys: keys.verifier() } : {}),
       jwks: oauth.jwksUrl ?? (() => discoverJwksUri(oauth.issuer ?? '')),
       algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'],
       issuer: oauth.issuer,
@@ -47,7 +51,8 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') impleme
       requireExp: jwt.requireExp,
     });
     const audience = { publicUrl: config.http.publicUrl, configured: oauth.audience, allowMissing: false };
-    this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '' }, audience, bus);
+    const claims = { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '', ...(own ? { ownIssuer: config.oauthServer.issuer } : {}) };
+    this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', claims, audience, bus);
   }
 
   onApplicationShutdown(): void {

@@ -17,13 +17,22 @@ export async function principalFromToken(
   users: UsersService,
   payload: JWTPayload,
   method: AuthMethod,
-  claims: { roles: string; groups: string; defaultIssuer: string },
+  claims: TokenClaims,
 ): Promise<Principal> {
-  const groups = claimList(payload, claims.groups);
+  let groups = claimList(payload, claims.groups);
   const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v.slice(0, 320) : null);
-  const email = str(payload.email);
-  const displayName = str(payload.name) ?? str(payload.preferred_username) ?? email;
-  const user = await users.resolve({ issuer: payload.iss ?? claims.defaultIssuer, subject: payload.sub as string, email, displayName, groups });
+  let email = str(payload.email);
+  let displayName = str(payload.name) ?? str(payload.preferred_username) ?? email;
+  let user: Awaited<ReturnType<UsersService['resolve']>>;
+  if (claims.ownIssuer !== undefined && payload.iss === claims.ownIssuer) {
+    // Gatehouse's own authorization server: `sub` is the users row's id (docs/oauth-server.md).
+    const found = await users.byId(payload.sub as string);
+    if (!found) throw new InvalidTokenError("the token's user no longer exists");
+    user = found;
+    ({ email, displayName, groups } = { email: user.email, displayName: user.displayName ?? user.email, groups: user.groups });
+  } else {
+    user = await users.resolve({ issuer: payload.iss ?? claims.defaultIssuer, subject: payload.sub as string, email, displayName, groups });
+  }
   if (user.disabled) throw new AppError(ErrorCode.Forbidden, 'this user is disabled; ask an administrator');
   const roles = [...new Set([...user.roles, ...claimList(payload, claims.roles)])];
   let scopes: string[] = permissionsFor(roles);
@@ -41,6 +50,14 @@ export async function principalFromToken(
     keyId: null,
     credentialExpiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : null,
   };
+}
+
+/** How a strategy reads token claims; `ownIssuer`: tokens of this issuer name a users row by id in `sub`. */
+export interface TokenClaims {
+  roles: string;
+  groups: string;
+  defaultIssuer: string;
+  ownIssuer?: string;
 }
 
 /** Longest (ms) a token's principal is reused without re-resolving the user (keeps `last_seen_at` current). */
@@ -80,7 +97,7 @@ export class TokenAuthenticator {
     private readonly users: UsersService,
     private readonly verifier: JwtVerifier,
     private readonly method: AuthMethod,
-    private readonly claims: { roles: string; groups: string; defaultIssuer: string },
+    private readonly claims: TokenClaims,
     private readonly audience: AudiencePolicy,
     bus: CacheBus,
     clock?: { now(): number },

@@ -8,8 +8,8 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * columns; and the authorization server's keys (JWT signing keys, cookie keys), sealed with the
  * GATEHOUSE_ENCRYPTION_KEYS ring. Nothing of the authorization server lives in a replica's memory.
  */
-export class AddOAuthServer1795400700000 implements MigrationInterface {
-  name = 'AddOAuthServer1795400700000';
+export class AddOAuthServer1795400800000 implements MigrationInterface {
+  name = 'AddOAuthServer1795400800000';
 
   async up(q: QueryRunner): Promise<void> {
     await q.query(`CREATE TABLE oauth_models (

@@ -14,6 +14,7 @@ import { HealthModule } from './health/health.module.js';
 import { McpModule } from './mcp/mcp.module.js';
 import { UpstreamsModule } from './upstreams/upstreams.module.js';
 import { UsersModule } from './users/users.module.js';
+import { LoginModule } from './login/login.module.js';
 import { RateLimitModule } from './rate-limit/rate-limit.module.js';
 import { RateLimitAddressGuard, RateLimitPrincipalGuard } from './rate-limit/rate-limit.guard.js';
 
@@ -42,6 +43,7 @@ export class AppModule {
         UpstreamsModule,
         McpModule,
         RateLimitModule,
+        LoginModule,
         ...imports,
       ],
       providers: [

@@ -122,7 +122,9 @@ function oidcFailure(name: string, error: unknown): LoginFailure {
     return new LoginFailure('idp_error', 400, `${name} refused the sign-in: ${error.error}.`);
   }
   if (error instanceof client.ResponseBodyError) return new LoginFailure('idp_error', 502, `${name} refused to redeem the sign-in: ${error.error}.`);
-  const message = (error as Error).message ?? String(error);
+  // openid-client wraps oauth4webapi's specific reason (e.g. 'unexpected ID Token "nonce" claim value') as the cause.
+  const cause = (error as { cause?: unknown }).cause;
+  const message = cause instanceof Error ? cause.message : ((error as Error).message ?? String(error));
   // oauth4webapi's checks (nonce, state, iss, aud, signature, expiry) throw with a reason.
   return new LoginFailure('invalid_response', 400, `${name}'s answer failed a security check (${message.slice(0, 160)}). Please sign in again.`);
 }

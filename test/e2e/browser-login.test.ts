@@ -135,6 +135,7 @@ describe('browser sign-in at the team IdP (OIDC, plain OAuth2) and with Gatehous
     await page.waitForURL(`${balancer.url}/login?next=1`);
     assert.equal(await page.locator('h1').textContent(), 'Signed in');
     assert.match((await page.locator('main').textContent()) ?? '', /signed in to Gatehouse as Alice/);
+    if (process.env.UPDATE_SCREENSHOTS) await page.screenshot({ path: 'docs/images/login-signed-in.png', fullPage: true });
     const alice = await usersRow('alice');
     assert.deepEqual(alice.roles.sort(), ['admin', 'member']);
     assert.deepEqual(alice.groups.sort(), ['eng', 'gatehouse-admins']);
@@ -209,6 +210,7 @@ describe('browser sign-in at the team IdP (OIDC, plain OAuth2) and with Gatehous
       await page.goto(`${balancer.url}/login/team`);
       await idpSignIn(page, login);
       assert.equal(await errorCode(page), code, login);
+      if (process.env.UPDATE_SCREENSHOTS && code === 'domain_not_allowed') await page.screenshot({ path: 'docs/images/login-refused.png', fullPage: true });
       assert.equal(await usersRow(login), undefined, `${login} got no users row`);
     }
   });

@@ -41,7 +41,8 @@ export async function startOidcIdp(options: { clientId: string; clientSecret: st
     },
     // Silence the development-only warnings' noise in test output is not possible; they are harmless.
   });
-  server.on('request', provider.callback());
+  const handle = provider.callback();
+  server.on('request', (req, res) => void handle(req, res));
   return { issuer, close: () => close(server) };
 }
 
@@ -58,7 +59,7 @@ export interface OAuth2Fixture {
 export async function startOAuth2Provider(options: { clientId: string; clientSecret: string }): Promise<OAuth2Fixture> {
   const codes = new Map<string, { challenge: string; redirectUri: string }>();
   const tokens = new Set<string>();
-  const fixture: OAuth2Fixture = { url: '', user: { id: 4242, login: 'octo', name: 'Octo Cat', email: 'octo@example.com' }, tokenRequests: [], close: async () => undefined };
+  const fixture: OAuth2Fixture = { url: '', user: { id: 4242, login: 'octo', name: 'Octo Cat', email: 'octo@example.com' }, tokenRequests: [], close: () => Promise.resolve() };
   const body = (req: IncomingMessage) =>
     new Promise<string>((resolve) => {
       let text = '';

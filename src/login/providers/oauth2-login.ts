@@ -126,7 +126,7 @@ export class OAuth2Login implements LoginProvider {
         const message = typeof info === 'object' && info !== null ? (info as { message?: unknown }).message : undefined;
         reject(new LoginFailure('access_denied', 403, `${this.name} did not let you sign in${typeof message === 'string' ? ` (${message.slice(0, 160)})` : ''}.`));
       };
-      call.error = (error: unknown) => reject(error);
+      call.error = (error: unknown) => reject(error instanceof Error ? error : new Error(String(error)));
       call.pass = () => reject(new LoginFailure('invalid_response', 400, `${this.name} sent an answer without a code`));
       call.authenticate(req as never, {});
     });

@@ -76,21 +76,21 @@ export const loginProvidersSchema = z
   .refine((list) => new Set(list.map((p) => p.key)).size === list.length, 'two providers share a key');
 
 /**
- * Parses `GATEHOUSE_LOGIN_PROVIDERS`. Returns the list or one message naming the entry and field
- * that is wrong (the value itself is never echoed: it holds client secrets).
+ * Parses `GATEHOUSE_LOGIN_PROVIDERS`. Returns the list, or what is accepted naming the entry and
+ * field that is wrong (the value itself is never echoed: it holds client secrets).
  */
 export function parseLoginProviders(raw: string): { ok: true; value: LoginProviderConfig[] } | { ok: false, message: string } {
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch {
-    return { ok: false, message: 'expected a JSON array of providers, e.g. [{"key":"google","type":"oidc","issuer":"https://accounts.google.com","clientId":"…","clientSecret":"…"}], got text that is not JSON (not shown: it may hold secrets)' };
+    return { ok: false, message: 'a JSON array of providers such as [{"key":"google","type":"oidc","issuer":"https://accounts.google.com","clientId":"…","clientSecret":"…"}] (this value is not JSON)' };
   }
   const result = loginProvidersSchema.safeParse(json);
   if (result.success) return { ok: true, value: result.data };
   const issue = result.error.issues[0];
-  const where = issue.path.length ? `[${issue.path.join('].')}` : '';
-  return { ok: false, message: `${where ? `entry ${where}: ` : ''}${issue.message}` };
+  const where = issue.path.length ? `entry [${String(issue.path[0])}]${issue.path.slice(1).map((p) => `.${String(p)}`).join('')}: ` : '';
+  return { ok: false, message: `a JSON array of providers (${where}${issue.message})` };
 }
 
 /** `GATEHOUSE_LOGIN_GROUP_ROLES` item: `<IdP group>=<Gatehouse role>`. */

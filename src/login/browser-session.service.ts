@@ -118,6 +118,8 @@ export class BrowserSessionService implements OnModuleInit {
     if (previous) await this.dataSource.query('UPDATE browser_sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL', [sha256(previous)]);
     const token = randomBytes(32).toString('base64url');
     const now = this.clock.now();
+    // Housekeeping, cheap on the expires_at index: rows past their lifetime by a day are only history.
+    await this.dataSource.query('DELETE FROM browser_sessions WHERE expires_at < $1', [new Date(now - 86_400_000)]);
     const authTime = session.authTime ?? now;
     const [row] = await this.dataSource.query<{ id: string }[]>(
       `INSERT INTO browser_sessions (token_hash, user_id, idp, amr, auth_time, last_seen_at, expires_at)

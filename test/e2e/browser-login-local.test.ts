@@ -54,7 +54,13 @@ describe('local accounts and browser sessions over HTTP: throttling, CSRF, open 
 
   before(async () => {
     db = await createTestDatabase();
-    app = await startTestApp(db.url, { MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: ADMIN_KEY, GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT: '3' });
+    app = await startTestApp(db.url, {
+      MCP_AUTH_STRATEGY: 'api_key',
+      MCP_API_KEYS: ADMIN_KEY,
+      GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT: '3',
+      // An IdP that is down (nothing listens on port 9 of this machine).
+      GATEHOUSE_LOGIN_PROVIDERS: JSON.stringify([{ key: 'down', type: 'oidc', name: 'Offline IdP', issuer: 'http://127.0.0.1:9', clientId: 'c', clientSecret: 's' }]),
+    });
     const res = await admin('POST', '/api/v1/local-accounts', { username: 'erin', password: PASSWORD, email: 'Erin@Example.com' });
     assert.equal(res.status, 201);
     userId = ((await res.json()) as { userId: string }).userId;
@@ -179,8 +185,17 @@ describe('local accounts and browser sessions over HTTP: throttling, CSRF, open 
     assert.equal(anonymous.status, 401);
   });
 
-  it('unknown providers and stray callbacks get a page, not a crash', async () => {
+  it('unknown providers, an IdP that is down and stray callbacks get a page, not a crash', async () => {
     const jar = new Jar(app.url);
+    const down = await jar.request('GET', '/login/down');
+    assert.equal(down.status, 502);
+    assert.equal(down.error, 'idp_error');
+    assert.match(down.text, /Offline IdP cannot be reached right now/);
+    const stray = await jar.request('GET', '/login/down/callback?code=x&state=y');
+    assert.equal(stray.status, 400);
+    assert.equal(stray.error, 'state_mismatch');
+    const arrays = await jar.request('GET', '/login/down/callback?code=x&state=y&state=z');
+    assert.equal(arrays.error, 'state_mismatch');
     assert.equal((await jar.request('GET', '/login/nope')).error, 'unknown_provider');
     assert.equal((await jar.request('GET', '/login/nope/callback?code=x&state=y')).status, 404);
   });

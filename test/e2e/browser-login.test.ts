@@ -6,7 +6,7 @@ import { BrowserSessionService } from '../../src/login/browser-session.service.j
 import { startTestApp, type TestApp } from '../support/app.js';
 import { Balancer } from '../support/balancer.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { startOAuth2Provider, startOidcIdp, type OAuth2Fixture } from '../support/identity-providers.js';
+import { startOAuth2Provider, startOidcIdp, type IdpAccount, type OAuth2Fixture } from '../support/identity-providers.js';
 
 const ADMIN_KEY = 'static-admin-key-for-login-tests-0123456789';
 const CLIENT = { clientId: 'gatehouse', clientSecret: 'a-client-secret-of-the-team-idp-0123456789' };
@@ -54,6 +54,12 @@ describe('browser sign-in at the team IdP (OIDC, plain OAuth2) and with Gatehous
   let a: TestApp;
   let b: TestApp;
   let browser: Browser;
+  const accounts: Record<string, IdpAccount> = {
+    alice: { email: 'alice@example.com', email_verified: true, name: 'Alice', groups: ['gatehouse-admins', 'eng'] },
+    mallory: { email: 'mallory@evil.test', email_verified: true, name: 'Mallory' },
+    bob: { email: 'bob@example.com', email_verified: false, name: 'Bob' },
+    gina: { email: 'gina@example.com', email_verified: true, name: 'Gina at the IdP' },
+  };
   const contexts: BrowserContext[] = [];
 
   const newPage = async (): Promise<Page> => {
@@ -78,11 +84,7 @@ describe('browser sign-in at the team IdP (OIDC, plain OAuth2) and with Gatehous
     idp = await startOidcIdp({
       ...CLIENT,
       redirectUris: [`${balancer.url}/login/team/callback`],
-      accounts: {
-        alice: { email: 'alice@example.com', email_verified: true, name: 'Alice', groups: ['gatehouse-admins', 'eng'] },
-        mallory: { email: 'mallory@evil.test', email_verified: true, name: 'Mallory' },
-        bob: { email: 'bob@example.com', email_verified: false, name: 'Bob' },
-      },
+      accounts,
     });
     gh = await startOAuth2Provider(CLIENT);
     const env = {
@@ -260,5 +262,29 @@ describe('browser sign-in at the team IdP (OIDC, plain OAuth2) and with Gatehous
     await page.keyboard.press('Enter');
     await page.waitForURL(`${balancer.url}/login?from=local`);
     assert.match((await page.locator('main').textContent()) ?? '', /signed in to Gatehouse as Erin/);
+  });
+
+  it('IdP groups keep following the IdP: leaving the admins group removes the role at the next sign-in', async () => {
+    accounts.alice = { ...accounts.alice, groups: ['eng'] };
+    const page = await newPage();
+    await page.goto(`${balancer.url}/login/team`);
+    await idpSignIn(page, 'alice');
+    await page.waitForURL(`${balancer.url}/login`);
+    const alice = await usersRow('alice');
+    assert.deepEqual(alice.roles, ['member']);
+    assert.deepEqual(alice.groups, ['eng']);
+  });
+
+  it('one user per person: an IdP sign-in links to the local account with the same admin-set email, only when the IdP verified it', async () => {
+    const created = await api('POST', '/api/v1/local-accounts', { username: 'gina', password: 'gina has a long password', email: 'gina@example.com' });
+    assert.equal(created.status, 201);
+    const page = await newPage();
+    await page.goto(`${balancer.url}/login/team`);
+    await idpSignIn(page, 'gina');
+    await page.waitForURL(`${balancer.url}/login`);
+    const rows = await db.query<{ id: string }>("SELECT id FROM users WHERE email = 'gina@example.com'");
+    assert.deepEqual(rows.map((r) => r.id), [created.json.userId], 'no second users row');
+    const identities = await db.query<{ provider: string }>('SELECT provider FROM login_identities WHERE user_id = $1 ORDER BY provider', [created.json.userId]);
+    assert.deepEqual(identities.map((r) => r.provider), ['local', 'team']);
   });
 });

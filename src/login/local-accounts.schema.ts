@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { describeValue } from '../common/validation/describe-value.js';
+import { pgSafe } from '../common/validation/pg-safe.js';
 
 const show = (v: unknown) => describeValue(v);
 
@@ -24,7 +25,7 @@ export const createLocalAccountSchema = z
     username,
     password,
     email: z.email({ error: (i) => `expected an email address, got ${show(i.input)}` }).max(320).optional(),
-    displayName: z.string({ error: 'expected text' }).min(1).max(200).optional(),
+    displayName: pgSafe(z.string({ error: 'expected text of 1-200 characters' }).min(1, { error: 'expected text of 1-200 characters' }).max(200, { error: 'expected text of 1-200 characters' })).optional(),
     roles: z
       .array(z.string().regex(ROLE, { error: (i) => `expected role names such as admin or member, got ${show(i.input)}` }), { error: 'expected an array of role names, e.g. ["member"]' })
       .max(50)

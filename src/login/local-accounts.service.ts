@@ -59,12 +59,9 @@ export class LocalAccountsService {
     const hashed = await hashPassword(input.password);
     const email = input.email?.toLowerCase() ?? null;
     const userId = await this.dataSource.transaction(async (em) => {
-      const taken = await em.query<unknown[]>('SELECT 1 FROM local_credentials WHERE username = $1 UNION ALL SELECT 1 FROM users WHERE issuer = $2 AND subject = $1', [input.username, LOCAL_ISSUER]);
+      const taken = await em.query<unknown[]>('SELECT 1 FROM local_credentials WHERE username = $1', [input.username]);
       if (taken.length) throw new AppError(ErrorCode.Conflict, `username "${input.username}" is taken`, { details: { field: 'username' } });
-      const [user] = await em.query<{ id: string }[]>(
-        'INSERT INTO users (issuer, subject, email, display_name, roles) VALUES ($1, $2, $3, $4, $5) RETURNING id',
-        [LOCAL_ISSUER, input.username, email, input.displayName ?? null, roles],
-      );
+      const user = { id: await this.users.create({ issuer: LOCAL_ISSUER, subject: input.username, email, displayName: input.displayName ?? null, roles }, 'username', em) };
       await this.storeCredential(em, user.id, input.username, hashed);
       // The admin vouches for the address: a later IdP sign-in with it verified links to this user.
       await em.query('INSERT INTO login_identities (issuer, subject, user_id, provider, email, email_verified) VALUES ($1, $2, $3, $4, $5, $6)', [

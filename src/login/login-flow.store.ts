@@ -45,15 +45,15 @@ export class LoginFlowStore {
 
   /**
    * Records a new flow and returns its `state`. Reuses the browser's binding cookie when it has
-   * one (sign-ins started in several tabs all finish), otherwise sets a new one on `reply`.
+   * one (sign-ins started in several tabs all finish), otherwise makes a new one; either way the
+   * cookie is (re)set on `reply` for the flow's 10 minutes.
    */
   async begin(request: FastifyRequest, reply: FastifyReply, secure: boolean, flow: LoginFlow): Promise<string> {
     const name = LoginFlowStore.cookieName(secure);
     let binding = request.headers.cookie ? parseCookie(request.headers.cookie)[name] : undefined;
-    if (!binding || !BINDING.test(binding)) {
-      binding = randomBytes(32).toString('base64url');
-      void reply.header('set-cookie', stringifySetCookie({ name, value: binding, httpOnly: true, secure, sameSite: 'lax', path: '/', maxAge: FLOW_TTL_MS / 1000 }));
-    }
+    if (!binding || !BINDING.test(binding)) binding = randomBytes(32).toString('base64url');
+    // Set again even when reused, so the cookie lives as long as this newest flow.
+    void reply.header('set-cookie', stringifySetCookie({ name, value: binding, httpOnly: true, secure, sameSite: 'lax', path: '/', maxAge: FLOW_TTL_MS / 1000 }));
     const state = randomBytes(32).toString('base64url');
     const now = this.clock.now();
     await this.dataSource.query('DELETE FROM login_flows WHERE expires_at < $1', [new Date(now)]);

@@ -3,9 +3,6 @@ import { PinoLogger } from 'nestjs-pino';
 import { DataSource, type EntityManager } from 'typeorm';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
-import { ChangeBusService } from '../database/change-bus.service.js';
-import { toPgSafe } from '../common/validation/pg-safe.js';
-import { USERS_CHANGED } from '../users/users.topics.js';
 import { storableIdentity, UsersService } from '../users/users.service.js';
 import { LoginFailure } from './login-failure.js';
 import type { IdpProfile } from './providers/login-provider.js';
@@ -41,7 +38,6 @@ export class LoginUsersService {
   constructor(
     private readonly dataSource: DataSource,
     private readonly users: UsersService,
-    private readonly bus: ChangeBusService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly logger: PinoLogger,
   ) {
@@ -64,6 +60,7 @@ export class LoginUsersService {
     }
     const identity = storableIdentity({ issuer: profile.issuer, subject: profile.subject, email: profile.email, displayName: profile.displayName, groups: profile.groups });
     const userId = await this.dataSource.transaction((em) => this.resolve(em, provider, profile, identity));
+    await this.applyClaims(userId, identity.groups);
     const user = await this.users.byId(userId);
     if (!user) throw new Error(`user ${userId} vanished during sign-in`);
     if (user.disabled) throw new LoginFailure('user_disabled', 403, 'Your Gatehouse account is disabled. Ask an administrator.');
@@ -73,11 +70,7 @@ export class LoginUsersService {
   private async resolve(em: EntityManager, provider: string, profile: IdpProfile, identity: ReturnType<typeof storableIdentity>): Promise<string> {
     const verifiedEmail = profile.emailVerified && identity.email ? identity.email : null;
     const [known] = await em.query<{ user_id: string }[]>('SELECT user_id FROM login_identities WHERE issuer = $1 AND subject = $2 FOR UPDATE', [identity.issuer, identity.subject]);
-    let userId = known?.user_id;
-    if (!userId) {
-      const [existing] = await em.query<{ id: string }[]>('SELECT id FROM users WHERE issuer = $1 AND subject = $2', [identity.issuer, identity.subject]);
-      userId = existing?.id;
-    }
+    let userId = known?.user_id ?? (await this.users.idByIdentity(identity.issuer, identity.subject));
     if (!userId && verifiedEmail) {
       const linked = await em.query<{ user_id: string }[]>('SELECT DISTINCT user_id FROM login_identities WHERE lower(email) = $1 AND email_verified', [verifiedEmail]);
       if (linked.length === 1) {
@@ -85,35 +78,23 @@ export class LoginUsersService {
         this.logger.info({ userId, provider }, 'new sign-in identity linked to an existing user by verified email');
       }
     }
-    if (!userId) {
-      const created = await this.users.resolve(identity);
-      userId = created.id;
-    }
+    userId ??= (await this.users.resolve(identity)).id;
     await em.query(
       `INSERT INTO login_identities (issuer, subject, user_id, provider, email, email_verified) VALUES ($1, $2, $3, $4, $5, $6)
        ON CONFLICT (issuer, subject) DO UPDATE SET provider = EXCLUDED.provider, email = EXCLUDED.email, email_verified = EXCLUDED.email_verified, last_login_at = now()`,
       [identity.issuer, identity.subject, userId, provider, identity.email, profile.emailVerified],
     );
-    await this.applyClaims(em, userId, identity);
     return userId;
   }
 
-  /** Writes the IdP's groups, and the roles `GATEHOUSE_LOGIN_GROUP_ROLES` manages, when they changed. */
-  private async applyClaims(em: EntityManager, userId: string, identity: { email: string | null; displayName: string | null; groups: string[] }): Promise<void> {
-    const [row] = await em.query<{ roles: string[]; groups: string[] }[]>('SELECT roles, groups FROM users WHERE id = $1 FOR UPDATE', [userId]);
-    if (!row) return;
+  /** The IdP's groups, and the roles `GATEHOUSE_LOGIN_GROUP_ROLES` manages, onto the user. */
+  private async applyClaims(userId: string, groups: string[]): Promise<void> {
     const mapping = this.config.login.groupRoles;
-    let roles = row.roles;
-    if (mapping.length > 0) {
+    await this.users.applyClaims(userId, (current) => {
+      if (mapping.length === 0) return { roles: current.roles, groups };
       const managed = new Set(mapping.map((m) => m.role));
-      const granted = new Set(mapping.filter((m) => identity.groups.includes(m.group)).map((m) => m.role));
-      roles = [...row.roles.filter((r) => !managed.has(r)), ...[...granted].filter((r) => !row.roles.includes(r) || managed.has(r))];
-      roles = [...new Set(roles)];
-    }
-    const groups = identity.groups.map((g) => toPgSafe(g));
-    const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join('\u0000') === [...b].sort().join('\u0000');
-    if (same(roles, row.roles) && same(groups, row.groups)) return;
-    await em.query('UPDATE users SET roles = $2, groups = $3, updated_at = now() WHERE id = $1', [userId, roles, groups]);
-    await this.bus.publish(USERS_CHANGED, { id: userId }, em);
+      const granted = mapping.filter((m) => groups.includes(m.group)).map((m) => m.role);
+      return { roles: [...new Set([...current.roles.filter((r) => !managed.has(r)), ...granted])], groups };
+    });
   }
 }

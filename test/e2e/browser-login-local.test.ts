@@ -174,6 +174,9 @@ describe('local accounts and browser sessions over HTTP: throttling, CSRF, open 
     const message = ((await bad.json()) as { error: { message: string } }).error.message;
     assert.match(message, /username: expected lower-case letters/);
     assert.match(message, /password: expected at least 12 characters/);
+    const nul = await admin('POST', '/api/v1/local-accounts', { username: 'nul', password: PASSWORD, displayName: 'a\u0000b' });
+    assert.equal(nul.status, 400);
+    assert.match(((await nul.json()) as { error: { message: string } }).error.message, /displayName: contains a NUL character/);
     assert.equal((await admin('PUT', '/api/v1/users/00000000-0000-4000-8000-000000000000/password', { password: PASSWORD, username: 'ghost' })).status, 404);
     assert.equal((await admin('PUT', `/api/v1/users/not-a-uuid/password`, { password: PASSWORD })).status, 404);
     assert.equal((await admin('DELETE', `/api/v1/users/${userId}/password`)).status, 204);

@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { IdpAccount } from '../support/identity-providers.js';
 import { idpSignIn, LoginDeployment } from '../support/login-deployment.js';
-
-const accounts = (): Record<string, IdpAccount> => ({
-  alice: { email: 'alice@example.com', email_verified: true, name: 'Alice', groups: ['gatehouse-admins', 'eng'] },
-  mallory: { email: 'mallory@evil.test', email_verified: true, name: 'Mallory' },
-  bob: { email: 'bob@example.com', email_verified: false, name: 'Bob' },
-  gina: { email: 'gina@example.com', email_verified: true, name: 'Gina at the IdP' },
-});
 
 describe('browser sign-in: plain OAuth2, Gatehouse passwords, disabled users, roles from IdP groups, one user per person', () => {
   let d: LoginDeployment;
   before(async () => {
-    d = await LoginDeployment.start(accounts());
+    d = await LoginDeployment.start();
   });
   after(async () => {
     await d?.close();

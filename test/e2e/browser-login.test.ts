@@ -2,20 +2,12 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { BrowserSessionService } from '../../src/login/browser-session.service.js';
-import type { IdpAccount } from '../support/identity-providers.js';
 import { idpSignIn, LoginDeployment, startUrl } from '../support/login-deployment.js';
-
-const accounts = (): Record<string, IdpAccount> => ({
-  alice: { email: 'alice@example.com', email_verified: true, name: 'Alice', groups: ['gatehouse-admins', 'eng'] },
-  mallory: { email: 'mallory@evil.test', email_verified: true, name: 'Mallory' },
-  bob: { email: 'bob@example.com', email_verified: false, name: 'Bob' },
-  gina: { email: 'gina@example.com', email_verified: true, name: 'Gina at the IdP' },
-});
 
 describe('browser sign-in at the team IdP (OIDC): PKCE, state, nonce, two replicas, who may sign in', () => {
   let d: LoginDeployment;
   before(async () => {
-    d = await LoginDeployment.start(accounts());
+    d = await LoginDeployment.start();
   });
   after(async () => {
     await d?.close();

@@ -61,7 +61,19 @@ export class LoginDeployment {
   /** @param accounts the IdP's people by login name (mutable: later sign-ins see changes) */
   constructor(readonly accounts: Record<string, IdpAccount>) {}
 
-  static async start(accounts: Record<string, IdpAccount>): Promise<LoginDeployment> {
+  /**
+   * Starts everything. The IdP knows alice (verified, in gatehouse-admins and eng), mallory
+   * (verified, outside the allowed domain), bob (unverified) and gina (verified); anyone else is
+   * `<name>@example.com`, verified.
+   */
+  static async start(
+    accounts: Record<string, IdpAccount> = {
+      alice: { email: 'alice@example.com', email_verified: true, name: 'Alice', groups: ['gatehouse-admins', 'eng'] },
+      mallory: { email: 'mallory@evil.test', email_verified: true, name: 'Mallory' },
+      bob: { email: 'bob@example.com', email_verified: false, name: 'Bob' },
+      gina: { email: 'gina@example.com', email_verified: true, name: 'Gina at the IdP' },
+    },
+  ): Promise<LoginDeployment> {
     const d = new LoginDeployment(accounts);
     d.db = await createTestDatabase();
     d.balancer = await Balancer.start();

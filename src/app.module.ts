@@ -14,6 +14,7 @@ import { McpModule } from './mcp/mcp.module.js';
 import { UpstreamsModule } from './upstreams/upstreams.module.js';
 import { UsersModule } from './users/users.module.js';
 import { OAuthServerModule } from './oauth-server/oauth-server.module.js';
+import { LoginModule } from './login/login.module.js';
 import { RateLimitModule } from './rate-limit/rate-limit.module.js';
 import { RateLimitAddressGuard, RateLimitPrincipalGuard } from './rate-limit/rate-limit.guard.js';
 
@@ -43,6 +44,7 @@ export class AppModule {
         McpModule,
         RateLimitModule,
         ...(config.oauthServer.enabled ? [OAuthServerModule] : []),
+        LoginModule,
         ...imports,
       ],
       providers: [

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseKeyRing } from '../secrets/secret-crypto.js';
 import { OAUTH_SERVER_ENV, oauthServerConfig, refineOAuthServerEnv, type OAuthServerConfig } from './oauth-server.config.js';
-import { envBool, envEnum, envInt, envList, envSecret, envSecretList, envSize, envString, envUrl } from './env-parsers.js';
+import { envBool, envCustom, envEnum, envInt, envList, envSecret, envSecretList, envSize, envString, envUrl } from './env-parsers.js';
+import { GROUP_ROLE_ITEM, loginConfigFrom, parseLoginProviders, type LoginConfig } from './login-config.js';
 
 export const AUTH_STRATEGIES = ['none', 'bearer', 'api_key', 'oauth2', 'trusted_header'] as const;
 export type AuthStrategyName = (typeof AUTH_STRATEGIES)[number];
@@ -146,6 +147,25 @@ export const envSchema = z.object({
   MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: envBool().optional(),
   MCP_SESSION_AUTH_REQUIRE_FOR_OPERATIONS: envBool().default(true),
   ...OAUTH_SERVER_ENV,
+
+  // Issue 13, sign-in (src/login, src/config/login-config.ts, docs/oauth.md "Login").
+  GATEHOUSE_LOGIN_PROVIDERS: envCustom(parseLoginProviders, true).optional(),
+  MCP_OAUTH_CLIENT_ID: envString('an OAuth client id').optional(),
+  MCP_OAUTH_CLIENT_SECRET: envSecret(1).optional(),
+  MCP_OAUTH_AUTH_URL: envUrl(['https', 'http']).optional(),
+  MCP_OAUTH_TOKEN_URL: envUrl(['https', 'http']).optional(),
+  MCP_OAUTH_USERINFO_URL: envUrl(['https', 'http']).optional(),
+  MCP_OAUTH_CALLBACK_URL: envUrl(['https', 'http']).optional(),
+  MCP_OAUTH_SCOPE: envString('space-separated OAuth scopes').optional(),
+  GATEHOUSE_LOGIN_ALLOWED_DOMAINS: envList('a comma-separated list of email domains, e.g. example.com', (s) => /^@?[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(s)).optional(),
+  GATEHOUSE_LOGIN_REQUIRE_VERIFIED_EMAIL: envBool().default(true),
+  GATEHOUSE_LOGIN_GROUP_ROLES: envList('a comma-separated list of <IdP group>=<role>, e.g. gatehouse-admins=admin', (s) => GROUP_ROLE_ITEM.test(s)).optional(),
+  GATEHOUSE_LOGIN_LOCAL: envBool().default(true),
+  GATEHOUSE_LOGIN_MAX_FAILURES_PER_ACCOUNT: envInt(1, 1_000_000).default(5),
+  GATEHOUSE_LOGIN_MAX_FAILURES_PER_ADDRESS: envInt(1, 1_000_000).default(50),
+  GATEHOUSE_LOGIN_FAILURE_WINDOW: envInt(1_000, 24 * 3_600_000).default(900_000),
+  GATEHOUSE_BROWSER_SESSION_TTL: envInt(60_000, 90 * 24 * 3_600_000).default(12 * 3_600_000),
+  GATEHOUSE_BROWSER_SESSION_IDLE: envInt(60_000, 90 * 24 * 3_600_000).default(2 * 3_600_000),
 }).superRefine((env, ctx) => {
   const strategies = env.MCP_AUTH_STRATEGY;
   refineOAuthServerEnv(env, ctx);
@@ -182,6 +202,10 @@ export const envSchema = z.object({
     );
   }
   if (strategies.includes('oauth2') && !env.MCP_OAUTH_ISSUER && !env.GATEHOUSE_OAUTH_SERVER) issue('MCP_OAUTH_ISSUER', 'required when MCP_AUTH_STRATEGY includes oauth2');
+  const seedOAuth = [env.MCP_OAUTH_CLIENT_ID, env.MCP_OAUTH_AUTH_URL, env.MCP_OAUTH_TOKEN_URL, env.MCP_OAUTH_USERINFO_URL];
+  if (seedOAuth.some(Boolean) && !seedOAuth.every(Boolean)) {
+    issue('MCP_OAUTH_CLIENT_ID', 'MCP_OAUTH_CLIENT_ID, MCP_OAUTH_AUTH_URL, MCP_OAUTH_TOKEN_URL and MCP_OAUTH_USERINFO_URL go together (a plain OAuth2 login provider): set all four or none');
+  }
   if (strategies.includes('trusted_header') && !env.AUTH_TRUSTED_PROXIES) {
     issue('AUTH_TRUSTED_PROXIES', 'required when MCP_AUTH_STRATEGY includes trusted_header: identity headers are believed only from these addresses');
   }
@@ -342,6 +366,8 @@ export interface AppConfig {
   /** Gatehouse as the OAuth 2.1 authorization server (docs/oauth-server.md); `enabled` false: off. */
   oauthServer: OAuthServerConfig;
   shutdown: { timeoutMs: number; delayMs: number };
+  /** Sign-in at identity providers and with local passwords; browser sessions (src/login). */
+  login: LoginConfig;
 }
 
 /**
@@ -480,5 +506,6 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
     },
     oauthServer: oauthServerConfig(e, publicUrl),
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },
+    login: loginConfigFrom(e),
   };
 }

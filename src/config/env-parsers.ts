@@ -132,3 +132,13 @@ export const envSecretList = (minLength: number) =>
       ? { ok: true, value: items }
       : { ok: false, expected: `a comma-separated list of keys of at least ${minLength} characters each` };
   }, true);
+
+/**
+ * A value with its own parser (e.g. JSON checked by a zod schema): `parse` returns the value or
+ * what would be accepted. `sensitive`: errors never echo the value.
+ */
+export const envCustom = <T>(parse: (raw: string) => { ok: true; value: T } | { ok: false; message: string }, sensitive = false) =>
+  field<T>((raw) => {
+    const result = parse(raw);
+    return result.ok ? result : { ok: false, expected: result.message };
+  }, sensitive);

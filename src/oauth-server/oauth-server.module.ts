@@ -6,17 +6,27 @@ import { OAuthAdminController } from './oauth-admin.controller.js';
 import { OAuthProviderService } from './oauth-provider.service.js';
 import { SIGNED_IN_USER_RESOLVER, SignedInUserSlot } from './signed-in-user.js';
 import { OAuthKeysModule } from './oauth-keys.module.js';
+import { BrowserSessionService } from '../login/browser-session.service.js';
+import { LoginModule } from '../login/login.module.js';
 
 /**
  * Gatehouse as the OAuth 2.1 authorization server (issue 13): oidc-provider mounted by
  * `installOAuthServer` (bootstrap), the consent and device pages, approvals, the admin API.
- * `SIGNED_IN_USER_RESOLVER` defaults to {@link SignedInUserSlot} (nobody signed in); the login module binds its
- * `BrowserSessionService` (tests bind their own).
+ * `SIGNED_IN_USER_RESOLVER` is a {@link SignedInUserSlot} holding the login module's
+ * `BrowserSessionService` (the person signed in to Gatehouse in this browser); tests may swap in their own.
  */
 @Module({
-  imports: [UsersModule, OAuthKeysModule],
+  imports: [UsersModule, OAuthKeysModule, LoginModule],
   controllers: [MyGrantsController, UserGrantsController, OAuthAdminController],
-  providers: [OAuthProviderService, GrantsService, { provide: SIGNED_IN_USER_RESOLVER, useClass: SignedInUserSlot }],
+  providers: [OAuthProviderService, GrantsService, {
+      provide: SIGNED_IN_USER_RESOLVER,
+      useFactory: (sessions: BrowserSessionService) => {
+        const slot = new SignedInUserSlot();
+        slot.use(sessions);
+        return slot;
+      },
+      inject: [BrowserSessionService],
+    }],
   exports: [OAuthProviderService, SIGNED_IN_USER_RESOLVER],
 })
 export class OAuthServerModule {}

@@ -1,7 +1,7 @@
 import { Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { PinoLogger } from 'nestjs-pino';
-import { Repository } from 'typeorm';
+import { Repository, type EntityManager } from 'typeorm';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
@@ -174,6 +174,51 @@ export class UsersService implements BeforeApplicationShutdown {
     const [row] = rows;
     if (row.created) this.logger.info({ userId: row.id, issuer }, 'user created on first sign-in');
     return Object.assign(new UserEntity(), { id: row.id, issuer, subject, email, displayName, groups, roles: row.roles, disabled: row.disabled });
+  }
+
+  /** The id of the user with this identity (issuer + subject), or undefined; creates nothing. For sign-in (src/login). */
+  async idByIdentity(issuer: string, subject: string): Promise<string | undefined> {
+    const [row] = await this.repo.query<{ id: string }[]>('SELECT id FROM users WHERE issuer = $1 AND subject = $2', [issuer, subject]);
+    return row?.id;
+  }
+
+  /**
+   * Creates a user that no identity provider introduced (a local account, src/login) and returns
+   * its id; `409 conflict` naming `field` when the identity is taken. Runs in `em` when given (the
+   * caller's transaction). Fields must be PostgreSQL-safe (validated by the caller's schema).
+   */
+  async create(fields: { issuer: string; subject: string; email: string | null; displayName: string | null; roles: string[] }, field: string, em?: EntityManager): Promise<string> {
+    const rows = await (em ?? this.repo.manager).query<{ id: string }[]>(
+      `INSERT INTO users (issuer, subject, email, display_name, roles) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (issuer, subject) DO NOTHING RETURNING id`,
+      [fields.issuer, fields.subject, fields.email, fields.displayName, fields.roles],
+    );
+    if (!rows[0]) throw new AppError(ErrorCode.Conflict, `${field} "${fields.subject}" is taken`, { details: { field } });
+    return rows[0].id;
+  }
+
+  /**
+   * Writes roles and groups an identity provider vouched for at sign-in (src/login: groups, and
+   * the roles GATEHOUSE_LOGIN_GROUP_ROLES manages). Not an admin action, so no permission checks.
+   * `change` receives the locked row's values and returns the new ones; nothing is written when
+   * they are equal. The row and `users.changed` commit together; this replica's copies are dropped.
+   */
+  async applyClaims(userId: string, change: (current: { roles: string[]; groups: string[] }) => { roles: string[]; groups: string[] }): Promise<void> {
+    const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join('\u0000') === [...b].sort().join('\u0000');
+    const changed = await this.repo.manager.transaction(async (em) => {
+      const [row] = await em.query<{ roles: string[]; groups: string[] }[]>('SELECT roles, groups FROM users WHERE id = $1 FOR UPDATE', [userId]);
+      if (!row) return false;
+      const next = change(row);
+      const groups = next.groups.map((g) => toPgSafe(g));
+      if (same(next.roles, row.roles) && same(groups, row.groups)) return false;
+      await em.query('UPDATE users SET roles = $2, groups = $3, updated_at = now() WHERE id = $1', [userId, next.roles, groups]);
+      await this.bus.publish(USERS_CHANGED, { id: userId }, em);
+      return true;
+    });
+    if (!changed) return;
+    this.identities.invalidateWhere((_key, user) => user.id === userId);
+    this.users.invalidate(userId);
+    for (const listener of this.changeListeners) listener(userId);
   }
 
   async list(query: unknown): Promise<{ items: UserView[]; total: number }> {

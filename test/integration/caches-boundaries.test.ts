@@ -11,6 +11,11 @@ const OWNER: Record<string, string> = {
   mcp_sessions: 'sessions',
   upstream_servers: 'upstreams',
   policies: 'policies',
+  browser_sessions: 'login',
+  login_flows: 'login',
+  login_identities: 'login',
+  local_credentials: 'login',
+  login_throttle: 'login',
 };
 
 function sources(dir: string): string[] {

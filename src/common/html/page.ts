@@ -82,7 +82,7 @@ export interface RenderedPage {
  * @param options.content the page's markup (from `html`)
  * @returns the body and the security headers: a CSP with `default-src 'none'`, a nonce for the one
  *   stylesheet, `form-action 'self'` (plus `options.formActions`, e.g. an IdP origin) and
- *   `frame-ancestors 'none'`; `X-Frame-Options: DENY` and `Referrer-Policy: no-referrer` (a consent
+ *   `frame-ancestors 'none'`; `X-Frame-Options: DENY` and `Referrer-Policy: same-origin` (a consent
  *   or login page must not leak its query string) and `Cache-Control: no-store`.
  */
 export function renderPage(options: { title: string; content: SafeHtml; formActions?: readonly string[]; imgSources?: readonly string[] }): RenderedPage {
@@ -96,7 +96,10 @@ export function renderPage(options: { title: string; content: SafeHtml; formActi
       'content-type': 'text/html; charset=utf-8',
       'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src ${img}; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
       'x-frame-options': 'DENY',
-      'referrer-policy': 'no-referrer',
+      // Not `no-referrer`: with it browsers send `Origin: null` on the page's own form POSTs (Fetch
+      // standard, "append a request Origin header"), which the Host/Origin hook rightly refuses.
+      // `same-origin` still sends nothing to other origins.
+      'referrer-policy': 'same-origin',
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
     },

@@ -4,7 +4,6 @@ import { buildCatalog, type Catalog } from './catalog.js';
 import { NameWarningLog } from './tool-names.js';
 import type { CatalogSource } from './caller-listing.js';
 import type { OfferingKind } from './offering-kinds.js';
-import type { UpstreamConnection } from './upstream-connection.js';
 
 /**
  * The catalogs clients of `/mcp` see, built from this replica's connections and cached until

@@ -55,7 +55,7 @@ describe('readiness follows the change bus', () => {
       }, 10_000);
       assert.equal(down.status, 'not_ready');
       assert.equal(down.checks.changeBus, 'error');
-      assert.match(down.reasons?.changeBus ?? '', /liveness query|listening connection lost/);
+      assert.match(down.reasons?.changeBus ?? '', /liveness query|listening connection lost|reconnecting failed/);
     } finally {
       process.kill(pid, 'SIGCONT');
       await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);

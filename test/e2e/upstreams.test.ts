@@ -302,6 +302,7 @@ describe('upstream servers: registry, admin API, connections', () => {
       '/api/v1/servers/{name}',
       '/api/v1/servers/{name}/disable',
       '/api/v1/servers/{name}/enable',
+      '/api/v1/servers/{name}/logs',
       '/api/v1/servers/{name}/tools',
       '/api/v1/servers/{server}/secrets',
       '/api/v1/servers/{server}/secrets/{name}',

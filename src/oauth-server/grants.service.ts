@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
+import { RevokedGrantsService } from './revoked-grants.service.js';
 
 /** One remembered approval: a user let a client act for them (oidc-provider's Grant). */
 export interface GrantView {
@@ -29,12 +30,16 @@ const UNDER_GRANT = ['AccessToken', 'AuthorizationCode', 'RefreshToken', 'Device
 /**
  * Approvals (grants) per user, for `GET/DELETE /api/v1/me/grants` and the admin's per-user
  * view. Revoking a grant deletes it and every refresh token, code and stored token issued under
- * it, on every replica at once (PostgreSQL is the only store); access tokens already issued stay
- * valid until they expire (GATEHOUSE_OAUTH_ACCESS_TOKEN_TTL).
+ * it (PostgreSQL is the only store), and records the revocation with {@link RevokedGrantsService}
+ * in the same transaction, so the JWT access tokens already issued under it are refused at once on
+ * this replica and on the others as soon as the change bus delivers the event.
  */
 @Injectable()
 export class GrantsService {
-  constructor(private readonly db: DataSource) {}
+  constructor(
+    private readonly db: DataSource,
+    private readonly revocations: RevokedGrantsService,
+  ) {}
 
   async list(userId: string): Promise<GrantView[]> {
     const rows = await this.db.query<GrantRow[]>(
@@ -62,6 +67,8 @@ export class GrantsService {
       const found = await em.query<[unknown[], number]>("DELETE FROM oauth_models WHERE model = 'Grant' AND id = $1 AND account_id = $2 RETURNING id", [grantId, userId]);
       if ((found[1] ?? 0) === 0) throw new AppError(ErrorCode.NotFound, `no approval with id "${grantId.slice(0, 64)}" for this user`);
       await em.query('DELETE FROM oauth_models WHERE model = ANY($1) AND grant_id = $2', [UNDER_GRANT, grantId]);
+      await this.revocations.record(em, [grantId]);
     });
+    this.revocations.markLocally([grantId]);
   }
 }

@@ -8,6 +8,7 @@ import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { parseBody } from '../common/validation/parse-body.js';
 import { OAuthProviderService } from './oauth-provider.service.js';
+import { RevokedGrantsService } from './revoked-grants.service.js';
 import { SigningKeysService } from './signing-keys.service.js';
 
 const uri = (what: string) => z.string().max(2000).refine((s) => URL.parse(s) !== null, { message: `expected ${what} (an absolute URI)` });
@@ -37,6 +38,7 @@ export class OAuthAdminController {
     private readonly db: DataSource,
     private readonly oauth: OAuthProviderService,
     private readonly keys: SigningKeysService,
+    private readonly revocations: RevokedGrantsService,
   ) {}
 
   @Post('clients')
@@ -70,11 +72,17 @@ export class OAuthAdminController {
   @Delete('clients/:id')
   @RequiresPermission('admin:write')
   @HttpCode(204)
-  @ApiOperation({ summary: 'Delete a client and every grant and token it holds' })
+  @ApiOperation({ summary: 'Delete a client and every grant and token it holds (its access tokens are refused at once)' })
   async remove(@Param('id') id: string): Promise<void> {
-    const deleted = await this.db.query<[unknown[], number]>("DELETE FROM oauth_models WHERE model = 'Client' AND id = $1 RETURNING id", [id]);
-    if ((deleted[1] ?? 0) === 0) throw new AppError(ErrorCode.NotFound, `no client with id "${id.slice(0, 200)}"`);
-    await this.db.query("DELETE FROM oauth_models WHERE client_id = $1 AND model <> 'Client'", [id]);
+    const grantIds = await this.db.transaction(async (em) => {
+      const deleted = await em.query<[unknown[], number]>("DELETE FROM oauth_models WHERE model = 'Client' AND id = $1 RETURNING id", [id]);
+      if ((deleted[1] ?? 0) === 0) throw new AppError(ErrorCode.NotFound, `no client with id "${id.slice(0, 200)}"`);
+      const grants = await em.query<[{ id: string }[], number]>("DELETE FROM oauth_models WHERE client_id = $1 AND model <> 'Client' RETURNING CASE WHEN model = 'Grant' THEN id END AS id", [id]);
+      const ids = grants[0].map((g) => g.id).filter((g): g is string => g !== null);
+      await this.revocations.record(em, ids);
+      return ids;
+    });
+    this.revocations.markLocally(grantIds);
   }
 
   @Post('keys/rotate')

@@ -1,11 +1,15 @@
 import { Module } from '@nestjs/common';
 import { KeyRingModule } from '../secrets/key-ring.module.js';
+import { RevokedGrantsService } from './revoked-grants.service.js';
 import { SigningKeysService } from './signing-keys.service.js';
 
-/** The authorization server's key ring (signing and cookie keys), shared by the server and the oauth2 strategy. */
+/**
+ * What the authorization server shares with the oauth2 strategy: its key ring (signing and
+ * cookie keys) and the set of revoked approvals whose access tokens are refused.
+ */
 @Module({
   imports: [KeyRingModule],
-  providers: [SigningKeysService],
-  exports: [SigningKeysService],
+  providers: [SigningKeysService, RevokedGrantsService],
+  exports: [SigningKeysService, RevokedGrantsService],
 })
 export class OAuthKeysModule {}

@@ -9,6 +9,7 @@ import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { UsersService } from '../users/users.service.js';
 import { PostgresAdapter, sweepExpiredOAuthModels } from './postgres-adapter.js';
+import { GRANT_ID_CLAIM, RevokedGrantsService } from './revoked-grants.service.js';
 import { SigningKeysService } from './signing-keys.service.js';
 import type { SignedInUser } from './signed-in-user.js';
 
@@ -90,6 +91,7 @@ export class OAuthProviderService implements OnApplicationShutdown {
     private readonly db: DataSource,
     private readonly keys: SigningKeysService,
     private readonly users: UsersService,
+    private readonly revocations: RevokedGrantsService,
   ) {
     const { fetch } = config.oauthServer;
     this.fetcher = new SafeFetch({ allowPrivate: fetch.allowPrivate, maxBytes: fetch.maxBytes, timeoutMs: fetch.timeoutMs });
@@ -143,7 +145,9 @@ export class OAuthProviderService implements OnApplicationShutdown {
       }),
     );
     const configuration: Configuration = {
-      adapter: (name: string) => new PostgresAdapter(name, this.db, { refreshReuseGraceMs: as.refreshReuseGraceMs }),
+      adapter: (name: string) => new PostgresAdapter(name, this.db, { refreshReuseGraceMs: as.refreshReuseGraceMs, revocations: this.revocations }),
+      // The grant id in every access token, so revoking the approval refuses its JWTs at once (RevokedGrantsService).
+      extraTokenClaims: (_ctx, token) => Promise.resolve(token.kind === 'AccessToken' && token.grantId ? { [GRANT_ID_CLAIM]: token.grantId } : undefined),
       jwks: { keys: signing },
       cookies: { keys: cookieKeys, long: { signed: true, secure, sameSite: 'lax' }, short: { signed: true, secure, sameSite: 'lax' } },
       routes: OAUTH_ROUTES,
@@ -195,7 +199,8 @@ export class OAuthProviderService implements OnApplicationShutdown {
       features: {
         devInteractions: { enabled: false },
         registration: { enabled: as.dynamicRegistration, idFactory: () => crypto.randomUUID() },
-        revocation: { enabled: true },
+        // RFC 7009 §2.1: a client revokes only the tokens issued to it (an unknown token is answered 200 all the same).
+        revocation: { enabled: true, allowedPolicy: (_ctx, client, token) => Promise.resolve(token.clientId === client.clientId) },
         introspection: { enabled: true },
         userinfo: { enabled: true },
         rpInitiatedLogout: { enabled: false },

@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
+import type { Queryable } from '../database/change-bus.js';
 
 /** Models whose rows carry a `grantId` and are dropped with their grant (oidc-provider's `revokeByGrantId`). */
 const GRANTABLE = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest', 'PreAuthorizedCode']);
@@ -12,6 +13,13 @@ export interface PostgresAdapterOptions {
    * (OAuth 2.1 §4.3.1, refresh token rotation with reuse detection). 0 turns the grace off.
    */
   refreshReuseGraceMs: number;
+  /**
+   * Told of every Grant oidc-provider destroys (a refresh token revoked at `/oauth/revoke`, a
+   * replayed code or rotated refresh token): `record` runs inside the deleting transaction,
+   * `markLocally` after it commits (see `RevokedGrantsService`), so the grant's JWT access tokens
+   * stop working too.
+   */
+  revocations?: { record(tx: Queryable, grantIds: readonly string[]): Promise<void>; markLocally(grantIds: readonly string[]): void };
 }
 
 /** What the admin API stores beside a client: `admin` for pre-registered ones, `dynamic` for RFC 7591 registrations. */
@@ -74,7 +82,16 @@ export class PostgresAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await this.db.query('DELETE FROM oauth_models WHERE model = $1 AND id = $2', [this.model, id]);
+    const revocations = this.model === 'Grant' ? this.options.revocations : undefined;
+    if (!revocations) {
+      await this.db.query('DELETE FROM oauth_models WHERE model = $1 AND id = $2', [this.model, id]);
+      return;
+    }
+    await this.db.transaction(async (em) => {
+      await em.query('DELETE FROM oauth_models WHERE model = $1 AND id = $2', [this.model, id]);
+      await revocations.record(em, [id]);
+    });
+    revocations.markLocally([id]);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {

@@ -9,7 +9,7 @@ import { PoliciesService } from '../../src/policies/policies.service.js';
 import { UsersService } from '../../src/users/users.service.js';
 import { configFrom, LogCapture } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { consentInBrowser, freePort, launchChromium, pkce, TestSignIn } from '../support/oauth.js';
+import { AsClient, consentInBrowser, formPost, freePort, jsonOf, launchChromium, pkce, TestSignIn } from '../support/oauth.js';
 import { EVERYTHING, eventually } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
@@ -32,16 +32,9 @@ async function start(db: TestDatabase, port: number, publicUrl: string, env: Rec
   return Object.assign(app, { logs });
 }
 
-async function json(res: Response): Promise<Record<string, unknown>> {
-  const text = await res.text();
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return { text };
-  }
-}
-
-const form = (o: Record<string, string>) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(o).toString() });
+const json = jsonOf;
+const form = formPost;
+const mcpList = (url: string, accessToken: string) => AsClient.initialize(url, accessToken);
 
 describe('Gatehouse as the OAuth 2.1 authorization server', () => {
   let db: TestDatabase;
@@ -72,28 +65,8 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
     await db?.drop();
   });
 
-  /** Registers a public client dynamically (RFC 7591). */
-  async function register(metadata: Record<string, unknown>): Promise<{ client_id: string }> {
-    const res = await fetch(`${base}/oauth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token_endpoint_auth_method: 'none', ...metadata }) });
-    const body = await json(res);
-    assert.equal(res.status, 201, JSON.stringify(body));
-    return body as { client_id: string };
-  }
-
-  function authorizeUrl(clientId: string, redirectUri: string, challenge: string | undefined, extra: Record<string, string> = {}): string {
-    const u = new URL(`${base}/oauth/authorize`);
-    u.search = new URLSearchParams({
-      response_type: 'code',
-      client_id: clientId,
-      redirect_uri: redirectUri,
-      scope: 'mcp',
-      state: 'st',
-      resource: `${base}/mcp`,
-      ...(challenge ? { code_challenge: challenge, code_challenge_method: 'S256' } : {}),
-      ...extra,
-    }).toString();
-    return u.href;
-  }
+  const register = (metadata: Record<string, unknown>) => new AsClient(base).register(metadata);
+  const authorizeUrl = (clientId: string, redirectUri: string, challenge: string | undefined, extra: Record<string, string> = {}) => new AsClient(base).authorizeUrl(clientId, redirectUri, challenge, extra);
 
   async function codeFor(clientId: string, redirectUri: string, extra: Record<string, string> = {}) {
     const { verifier, challenge } = pkce();
@@ -104,17 +77,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
     return { code, verifier };
   }
 
-  async function token(params: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(`${base}/oauth/token`, form(params));
-    return { status: res.status, body: await json(res) };
-  }
-
-  const mcpList = (url: string, accessToken: string) =>
-    fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', authorization: `Bearer ${accessToken}` },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
-    });
+  const token = (params: Record<string, string>) => new AsClient(base).token(params);
 
   it('publishes RFC 8414 metadata with S256, none, metadata documents and RFC 9207; CORS on metadata, token and register; the RFC 9728 metadata names Gatehouse', async () => {
     const res = await fetch(`${base}/.well-known/oauth-authorization-server`, { headers: { origin: 'https://claude.ai' } });

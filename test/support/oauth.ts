@@ -86,3 +86,69 @@ export async function consentInBrowser(
   }
 }
 
+
+/** A JSON answer's body, or `{ text }` when it is not JSON. */
+export async function jsonOf(res: Response): Promise<Record<string, unknown>> {
+  const text = await res.text();
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return { text };
+  }
+}
+
+/** A `application/x-www-form-urlencoded` POST's fetch options. */
+export const formPost = (o: Record<string, string>): RequestInit => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(o).toString() });
+
+/**
+ * The authorization server of a Gatehouse at `base` (its PUBLIC_URL, or one replica's URL for
+ * the endpoints that need no browser) as an OAuth client sees it: registration, the authorization
+ * URL, the token and revocation endpoints, and an MCP `initialize` with the access token.
+ */
+export class AsClient {
+  constructor(readonly base: string) {}
+
+  /** Registers a public client dynamically (RFC 7591); asserts 201. */
+  async register(metadata: Record<string, unknown>): Promise<{ client_id: string }> {
+    const res = await fetch(`${this.base}/oauth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token_endpoint_auth_method: 'none', ...metadata }) });
+    const body = await jsonOf(res);
+    if (res.status !== 201) throw new Error(`registration answered ${res.status}: ${JSON.stringify(body)}`);
+    return body as { client_id: string };
+  }
+
+  /** `/oauth/authorize?…` for the code flow on `PUBLIC_URL/mcp` (scope `mcp`, state `st`), S256 when `challenge` is given. */
+  authorizeUrl(clientId: string, redirectUri: string, challenge: string | undefined, extra: Record<string, string> = {}): string {
+    const u = new URL(`${this.base}/oauth/authorize`);
+    u.search = new URLSearchParams({
+      response_type: 'code',
+      client_id: clientId,
+      redirect_uri: redirectUri,
+      scope: 'mcp',
+      state: 'st',
+      resource: `${this.base}/mcp`,
+      ...(challenge ? { code_challenge: challenge, code_challenge_method: 'S256' } : {}),
+      ...extra,
+    }).toString();
+    return u.href;
+  }
+
+  /** POST `/oauth/token` (at `at`, default this base) with `params`. */
+  async token(params: Record<string, string>, at = this.base): Promise<{ status: number; body: Record<string, unknown> }> {
+    const res = await fetch(`${at}/oauth/token`, formPost(params));
+    return { status: res.status, body: await jsonOf(res) };
+  }
+
+  /** An MCP `initialize` at `url` with `accessToken` (status 200 when the token is accepted, 401 when not). */
+  static initialize(url: string, accessToken: string): Promise<Response> {
+    return fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', authorization: `Bearer ${accessToken}` },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+    });
+  }
+}
+
+/** The claims of a JWT, unverified (tests read what Gatehouse issued). */
+export function claimsOf(jwt: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>;
+}

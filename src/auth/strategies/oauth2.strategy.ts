@@ -6,6 +6,7 @@ import type { AppConfig } from '../../config/config.schema.js';
 import { ChangeBusService } from '../../database/change-bus.service.js';
 import { UsersService } from '../../users/users.service.js';
 import { JwtVerifier } from '../jwt-verifier.js';
+import { RevokedGrantsService } from '../../oauth-server/revoked-grants.service.js';
 import { SigningKeysService } from '../../oauth-server/signing-keys.service.js';
 import type { Principal } from '../principal.js';
 import { credentialOf, resourceOf, type CredentialRequest } from './credential.js';
@@ -37,7 +38,7 @@ async function discoverJwksUri(issuer: string): Promise<string> {
 export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') implements OnApplicationShutdown {
   private readonly tokens: TokenAuthenticator;
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService, keys: SigningKeysService) {
+  constructor(@Inject(APP_CONFIG) config: AppConfig, users: UsersService, bus: ChangeBusService, keys: SigningKeysService, revocations: RevokedGrantsService) {
     super();
     const { oauth, jwt } = config.auth;
     // Gatehouse's own authorization server: its public keys in process, no network call.
@@ -51,7 +52,7 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') impleme
       requireExp: jwt.requireExp,
     });
     const audience = { publicUrl: config.http.publicUrl, configured: oauth.audience, allowMissing: false };
-    const claims = { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '', ...(own ? { ownIssuer: config.oauthServer.issuer } : {}) };
+    const claims = { roles: jwt.rolesClaim, groups: jwt.groupsClaim, defaultIssuer: oauth.issuer ?? '', ...(own ? { ownIssuer: config.oauthServer.issuer, ownRevocations: revocations } : {}) };
     this.tokens = new TokenAuthenticator(users, verifier, 'oauth2', claims, audience, bus);
   }
 

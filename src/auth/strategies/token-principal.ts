@@ -7,6 +7,7 @@ import { USERS_CHANGED } from '../../users/users.topics.js';
 import { InvalidTokenError, audienceForGateway, audienceProblem, audiencesOf, type AudiencePolicy, type JwtVerifier, type RequestResource } from '../jwt-verifier.js';
 import { PERMISSIONS, permissionsFor, type AuthMethod, type Principal } from '../principal.js';
 import { claimList } from './credential.js';
+import { GRANT_ID_CLAIM, type GrantRevocations } from '../../oauth-server/revoked-grants.service.js';
 
 /**
  * The principal for a verified token: the user (created on first sight from `iss` + `sub`),
@@ -52,12 +53,17 @@ export async function principalFromToken(
   };
 }
 
-/** How a strategy reads token claims; `ownIssuer`: tokens of this issuer name a users row by id in `sub`. */
+/**
+ * How a strategy reads token claims; `ownIssuer`: tokens of this issuer name a users row by id in
+ * `sub`; `ownRevocations`: those carrying a `grant_id` claim are refused once that approval is
+ * revoked (checked on every request, cached principal or not).
+ */
 export interface TokenClaims {
   roles: string;
   groups: string;
   defaultIssuer: string;
   ownIssuer?: string;
+  ownRevocations?: GrantRevocations;
 }
 
 /** Longest (ms) a token's principal is reused without re-resolving the user (keeps `last_seen_at` current). */
@@ -70,6 +76,8 @@ interface CachedPrincipal {
   expiresAt: number;
   /** The token's audiences, checked against each request's resource. */
   audiences: string[];
+  /** The approval a Gatehouse-issued token was issued under (checked against revocations on each request). */
+  grantId?: string;
 }
 
 /**
@@ -124,6 +132,9 @@ export class TokenAuthenticator {
     const entry = this.cache.peek(token) ?? (await this.cache.get(token));
     const problem = audienceProblem(entry.audiences, target, this.audience);
     if (problem) throw new InvalidTokenError(problem);
+    if (entry.grantId !== undefined && (await this.claims.ownRevocations?.isRevoked(entry.grantId))) {
+      throw new InvalidTokenError('the approval this token was issued under has been revoked; sign in again');
+    }
     return entry.principal;
   }
 
@@ -138,6 +149,7 @@ export class TokenAuthenticator {
     const audiences = audiencesOf(payload);
     if (!audienceForGateway(audiences, this.audience)) throw new InvalidTokenError('the token is not meant for this gateway (audience)');
     const principal = await principalFromToken(this.users, payload, this.method, this.claims);
-    return { principal, audiences, expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity };
+    const grantId = this.claims.ownIssuer !== undefined && payload.iss === this.claims.ownIssuer ? payload[GRANT_ID_CLAIM] : undefined;
+    return { principal, audiences, expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity, ...(typeof grantId === 'string' ? { grantId } : {}) };
   }
 }

@@ -110,6 +110,19 @@ export function installOAuthServer(
       const patched = await nativeByRedirects(raw);
       if (patched === 'too_large') return refuse(request, reply, 413, ErrorCode.PayloadTooLarge, 'the registration request is larger than 64 KiB');
     }
+    if (path === OAUTH_ROUTES.token && request.method === 'POST') {
+      const form = await readTokenForm(raw);
+      if (form === 'too_large') return refuse(request, reply, 413, ErrorCode.PayloadTooLarge, 'the token request is larger than 56 KiB');
+      const deviceCode = form?.get('grant_type') === DEVICE_CODE_GRANT ? form.get('device_code') : null;
+      if (deviceCode && (await options.provider.pollTooSoon(deviceCode))) {
+        void reply
+          .status(400)
+          .header('cache-control', 'no-store')
+          .header('content-type', 'application/json; charset=utf-8')
+          .send({ error: 'slow_down', error_description: 'you are polling too quickly; wait 5 seconds more between requests (RFC 8628 §3.5)' });
+        return reply;
+      }
+    }
     const provider = await options.provider.provider();
     reply.hijack();
     // Headers set on the Fastify reply so far (request id, CORS) go out with oidc-provider's answer.
@@ -124,6 +137,35 @@ export function installOAuthServerFrom(app: INestApplicationContext, fastify: Fa
 }
 
 const MAX_REGISTRATION_BYTES = 64 * 1024;
+/** oidc-provider's own limit on a request body. */
+const MAX_TOKEN_FORM_BYTES = 56 * 1024;
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+
+/**
+ * Reads a form-encoded token request (bounded) so the device-code poll can be throttled before
+ * oidc-provider runs; hands the text on as `raw.body`, which oidc-provider parses itself (repeated
+ * parameters such as `resource` kept). Undefined for another content type (left unread).
+ */
+async function readTokenForm(raw: NodeJS.ReadableStream & { body?: unknown; headers: Record<string, unknown> }): Promise<URLSearchParams | 'too_large' | undefined> {
+  const contentType = raw.headers['content-type'];
+  if (typeof contentType !== 'string' || !contentType.toLowerCase().startsWith('application/x-www-form-urlencoded')) return undefined;
+  const text = await readBounded(raw, MAX_TOKEN_FORM_BYTES);
+  if (text === undefined) return 'too_large';
+  raw.body = text;
+  return new URLSearchParams(text);
+}
+
+/** The whole body as UTF-8, or undefined when it exceeds `limit` bytes. */
+async function readBounded(raw: NodeJS.ReadableStream, limit: number): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of raw as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 /**
  * RFC 7591 registrations without `application_type` whose redirect URIs are a private-use scheme
@@ -134,14 +176,8 @@ const MAX_REGISTRATION_BYTES = 64 * 1024;
 async function nativeByRedirects(raw: NodeJS.ReadableStream & { body?: unknown; headers: Record<string, unknown> }): Promise<'too_large' | undefined> {
   const contentType = raw.headers['content-type'];
   if (typeof contentType !== 'string' || !contentType.toLowerCase().startsWith('application/json')) return undefined;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of raw as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_REGISTRATION_BYTES) return 'too_large';
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = await readBounded(raw, MAX_REGISTRATION_BYTES);
+  if (text === undefined) return 'too_large';
   let body: unknown;
   try {
     body = JSON.parse(text);

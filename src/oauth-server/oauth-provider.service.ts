@@ -8,6 +8,7 @@ import { SafeFetch } from '../common/http/safe-fetch.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { UsersService } from '../users/users.service.js';
+import { pollTooSoon } from './device-polling.js';
 import { PostgresAdapter, sweepExpiredOAuthModels } from './postgres-adapter.js';
 import { GRANT_ID_CLAIM, RevokedGrantsService } from './revoked-grants.service.js';
 import { SigningKeysService } from './signing-keys.service.js';
@@ -259,6 +260,11 @@ export class OAuthProviderService implements OnApplicationShutdown {
       return bare !== undefined && this.redirectUris.some((allowed) => loopbackWithoutPort(allowed) === bare);
     };
     return provider;
+  }
+
+  /** Whether this poll of device code `deviceCode` comes too soon (answer `slow_down`); see {@link pollTooSoon}. */
+  pollTooSoon(deviceCode: string): Promise<boolean> {
+    return pollTooSoon(this.db, deviceCode);
   }
 
   /** Whether `clientId` was registered by an admin (not dynamically, not a metadata document). */

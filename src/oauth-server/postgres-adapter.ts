@@ -5,6 +5,13 @@ import type { Queryable } from '../database/change-bus.js';
 /** Models whose rows carry a `grantId` and are dropped with their grant (oidc-provider's `revokeByGrantId`). */
 const GRANTABLE = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest', 'PreAuthorizedCode']);
 
+/**
+ * Seconds a row outlives its expiry, per model: an expired device code stays readable so a client
+ * still polling is told `expired_token` (RFC 8628 §3.5), not `invalid_grant` as for a code that
+ * never existed. oidc-provider checks the payload's own `exp`.
+ */
+const KEPT_AFTER_EXPIRY_SEC: Record<string, number> = { DeviceCode: 3600 };
+
 /** Options of {@link PostgresAdapter}. */
 export interface PostgresAdapterOptions {
   /**
@@ -42,7 +49,7 @@ export class PostgresAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number | undefined): Promise<void> {
     // Times come from PostgreSQL's clock (one clock for every replica).
-    const ttlSec = typeof expiresIn === 'number' && expiresIn > 0 ? expiresIn : null;
+    const ttlSec = typeof expiresIn === 'number' && expiresIn > 0 ? expiresIn + (KEPT_AFTER_EXPIRY_SEC[this.model] ?? 0) : null;
     const source = this.model === 'Client' ? 'dynamic' : null;
     await this.db.query(
       `INSERT INTO oauth_models (model, id, payload, grant_id, uid, user_code, account_id, client_id, source, expires_at)

@@ -9,7 +9,7 @@ import { PoliciesService } from '../../src/policies/policies.service.js';
 import { UsersService } from '../../src/users/users.service.js';
 import { configFrom, LogCapture } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { AsClient, consentInBrowser, formPost, freePort, jsonOf, launchChromium, pkce, TestSignIn } from '../support/oauth.js';
+import { AsClient, claimsOf, consentInBrowser, deviceInBrowser, formPost, freePort, jsonOf, launchChromium, pkce, TestSignIn } from '../support/oauth.js';
 import { EVERYTHING, eventually } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
@@ -240,5 +240,70 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
     await again.close();
     const grants = await json(await fetch(`${base}/api/v1/users/${alice}/grants`, { headers: admin }));
     assert.ok((grants.items as { clientName: string }[]).some((g) => g.clientName === 'SDK v2'));
+  });
+  /** A device-flow client (RFC 8628), registered dynamically. */
+  async function deviceClient(name: string): Promise<{ client_id: string }> {
+    return register({ client_name: name, grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'], response_types: [], redirect_uris: [] });
+  }
+
+  async function deviceAuthorization(clientId: string): Promise<{ device_code: string; user_code: string; verification_uri: string; interval: number; expires_in: number }> {
+    const res = await fetch(`${base}/oauth/device_authorization`, form({ client_id: clientId, scope: 'mcp offline_access', resource: `${base}/mcp` }));
+    const body = await json(res);
+    assert.equal(res.status, 200, JSON.stringify(body));
+    return body as { device_code: string; user_code: string; verification_uri: string; interval: number; expires_in: number };
+  }
+
+  /** The client's polling interval (with slow_down's 5 s) passes: the last poll moved back in PostgreSQL rather than waited for. */
+  const intervalPasses = () => db.query("UPDATE oauth_models SET payload = jsonb_set(payload, '{at}', to_jsonb((payload->>'at')::float8 - 11)) WHERE model = 'DevicePoll'");
+
+  const poll = (clientId: string, deviceCode: string) => token({ grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode, client_id: clientId });
+
+  it('device authorization (RFC 8628): the user types the code at /device in the browser; polling answers authorization_pending, slow_down when too fast, then tokens; MCP call as that user', async () => {
+    const client = await deviceClient('Headless agent');
+    const started = await deviceAuthorization(client.client_id);
+    assert.equal(started.verification_uri, `${base}/device`);
+    assert.match(started.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/, '8 letters, base-20');
+    assert.ok(started.expires_in > 500 && started.expires_in <= 600, `10 minutes: ${started.expires_in}`);
+    const pending = await poll(client.client_id, started.device_code);
+    assert.equal(pending.status, 400);
+    assert.equal(pending.body.error, 'authorization_pending');
+    const tooFast = await poll(client.client_id, started.device_code);
+    assert.equal(tooFast.body.error, 'slow_down', 'polled again at once, inside the interval');
+    const { finalText, consentText } = await deviceInBrowser(browser, base, alice, started.user_code.toLowerCase().replace('-', ''));
+    assert.match(consentText, /Headless agent/);
+    assert.match(finalText, /device is connected/);
+    await intervalPasses();
+    const t = await poll(client.client_id, started.device_code);
+    assert.equal(t.status, 200, JSON.stringify(t.body));
+    assert.equal(claimsOf(String(t.body.access_token)).sub, alice);
+    const mcp = new Client({ name: 'device-agent', version: '1' });
+    await mcp.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { authorization: `Bearer ${String(t.body.access_token)}` } } }));
+    const result = await mcp.callTool({ name: 'everything__echo', arguments: { message: 'from the device' } });
+    assert.match(JSON.stringify(result.content), /from the device/);
+    await mcp.close();
+    await intervalPasses();
+    const replay = await poll(client.client_id, started.device_code);
+    assert.equal(replay.body.error, 'invalid_grant', 'a device code is used once');
+  });
+
+  it('device authorization: a wrong code is refused on the page; an expired device code polls expired_token; a denied one access_denied', async () => {
+    const client = await deviceClient('Expiring agent');
+    const wrong = await deviceInBrowser(browser, base, alice, 'BCDF-GHJK');
+    assert.match(wrong.finalText, /not valid or has expired/);
+    const expiring = await deviceAuthorization(client.client_id);
+    // Ten minutes and one second pass (the code's own expiry and its row's, moved back together).
+    await db.query(
+      `UPDATE oauth_models SET payload = jsonb_set(payload, '{exp}', to_jsonb((payload->>'exp')::bigint - 601)), expires_at = expires_at - interval '601 seconds'
+       WHERE model = 'DeviceCode' AND client_id = $1`,
+      [client.client_id],
+    );
+    const expired = await poll(client.client_id, expiring.device_code);
+    assert.equal(expired.status, 400);
+    assert.equal(expired.body.error, 'expired_token', JSON.stringify(expired.body));
+    const late = await deviceInBrowser(browser, base, alice, expiring.user_code);
+    assert.match(late.finalText, /not valid or has expired/, 'the page refuses an expired code');
+    const denied = await deviceAuthorization(client.client_id);
+    await deviceInBrowser(browser, base, alice, denied.user_code, 'deny');
+    assert.equal((await poll(client.client_id, denied.device_code)).body.error, 'access_denied');
   });
 });

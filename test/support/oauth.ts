@@ -152,3 +152,40 @@ export class AsClient {
 export function claimsOf(jwt: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>;
 }
+
+/**
+ * A user signed in as `userId` opens `origin/device`, types `userCode` (as shown to them, with or
+ * without the dash), confirms it and approves (or denies) on the consent page. Returns the text of
+ * the last page (`Device connected` on success) and the consent page's text.
+ */
+export async function deviceInBrowser(
+  browser: Browser,
+  origin: string,
+  userId: string,
+  userCode: string,
+  decision: 'approve' | 'deny' = 'approve',
+): Promise<{ finalText: string; consentText: string }> {
+  const context = await browser.newContext();
+  try {
+    await context.addCookies([{ name: 'test_user', value: userId, url: origin }]);
+    const page = await context.newPage();
+    await page.goto(`${origin}/device`);
+    await page.locator('#user_code').fill(userCode);
+    await page.locator('button[type=submit]').first().click();
+    await page.waitForLoadState();
+    // The confirmation page ("Confirm the device"), then the consent page.
+    if ((await page.locator('input[name=confirm]').count()) > 0) {
+      await page.locator('button[type=submit]').first().click();
+      await page.waitForLoadState();
+    }
+    let consentText = '';
+    if ((await page.locator('#approve').count()) > 0) {
+      consentText = await page.locator('main').innerText();
+      await page.click(decision === 'approve' ? '#approve' : '#deny');
+      await page.waitForLoadState();
+    }
+    return { finalText: await page.locator('main').innerText().catch(async () => page.content()), consentText };
+  } finally {
+    await context.close();
+  }
+}

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Client, StreamableHTTPClientTransport, UnauthorizedError, type OAuthClientProvider } from '@modelcontextprotocol/client';
 import type { Browser } from 'playwright-core';
 import { startGatehouse, type Gatehouse } from '../../src/bootstrap.js';
@@ -305,5 +307,42 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
     const denied = await deviceAuthorization(client.client_id);
     await deviceInBrowser(browser, base, alice, denied.user_code, 'deny');
     assert.equal((await poll(client.client_id, denied.device_code)).body.error, 'access_denied');
+  });
+  it("ChatGPT's private_key_jwt: a client registered with its JWKS authenticates at /oauth/token with a signed assertion; a wrong-key assertion is refused", async () => {
+    const redirect = 'http://127.0.0.1:43116/cb';
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const wrong = await generateKeyPair('ES256', { extractable: true });
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'chatgpt-1', alg: 'ES256', use: 'sig' };
+    const client = await register({ client_name: 'ChatGPT', redirect_uris: [redirect], token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256', jwks: { keys: [jwk] } });
+    const assertion = (key: Parameters<SignJWT["sign"]>[0]) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256', kid: 'chatgpt-1' })
+        .setIssuer(client.client_id)
+        .setSubject(client.client_id)
+        .setAudience(base)
+        .setJti(randomUUID())
+        .setIssuedAt()
+        .setExpirationTime('1m')
+        .sign(key);
+    const exchange = async (key: Parameters<SignJWT["sign"]>[0]) => {
+      const { code, verifier } = await codeFor(client.client_id, redirect);
+      return token({
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: redirect,
+        code_verifier: verifier,
+        client_id: client.client_id,
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: await assertion(key),
+      });
+    };
+    const refused = await exchange(wrong.privateKey);
+    assert.equal(refused.status, 401, JSON.stringify(refused.body));
+    assert.equal(refused.body.error, 'invalid_client');
+    const unsigned = await token({ grant_type: 'authorization_code', code: 'x', redirect_uri: redirect, code_verifier: 'x'.repeat(43), client_id: client.client_id });
+    assert.equal(unsigned.body.error, 'invalid_client', 'no assertion, no token');
+    const t = await exchange(privateKey);
+    assert.equal(t.status, 200, JSON.stringify(t.body));
+    assert.equal((await mcpList(`${base}/mcp`, String(t.body.access_token))).status, 200);
   });
 });

@@ -199,7 +199,7 @@ export class AuthenticationService {
     const found: [StrategyName, Credential][] = [];
     const apiKeyHeader = request.headers['x-api-key'];
     if (typeof apiKeyHeader === 'string' && apiKeyHeader !== '') {
-      if (!this.enabled.has('api_key')) throw this.notAccepted(request, 'API keys are not accepted (MCP_AUTH_STRATEGY does not include api_key)');
+      if (!this.enabled.has('api_key')) throw this.notAccepted(request, 'API keys are not accepted here (MCP_AUTH_STRATEGY does not include api_key)');
       found.push(['api_key', { kind: 'api_key', value: apiKeyHeader.trim() }]);
     }
     const authorization = request.headers.authorization;
@@ -224,22 +224,46 @@ export class AuthenticationService {
     return [];
   }
 
+  /**
+   * Which strategy a bearer token is for, by its shape: a Gatehouse key (`gatehouse_…`) or one of
+   * MCP_API_KEYS is an API key, a JWT-shaped token is a JWT. A token of a kind this gateway does
+   * not accept — a JWT where only API keys are, an API key where none are, or something that is
+   * neither — is refused as what it is, with what the gateway accepts instead (never "the API key
+   * is not valid" for a JWT).
+   */
   private classifyBearer(request: FastifyRequest, token: string): [StrategyName, Credential] {
     const keys = this.enabled.has('api_key');
-    if (keys && looksLikeGatehouseKey(token)) return ['api_key', { kind: 'api_key', value: token }];
     const bearer = this.enabled.has('bearer');
     const oauth2 = this.enabled.has('oauth2');
-    // JWT-shaped: a JWT, unless it is one of MCP_API_KEYS (hashed to check only when some are set).
-    if (JWT_SHAPE.test(token) && (bearer || oauth2) && !(keys && this.apiKeys.isStaticKey(token))) {
+    const gatehouseKey = looksLikeGatehouseKey(token);
+    if (keys && gatehouseKey) return ['api_key', { kind: 'api_key', value: token }];
+    // One of MCP_API_KEYS (hashed to check only when some are set), whatever its shape.
+    const staticKey = keys && this.apiKeys.isStaticKey(token);
+    if (staticKey) return ['api_key', { kind: 'api_key', value: token }];
+    const jwt = JWT_SHAPE.test(token);
+    if (jwt && (bearer || oauth2)) {
       const strategy = bearer && oauth2 ? (this.unverifiedIssuer(token) === this.config.auth.oauth.issuer ? 'oauth2' : 'bearer') : bearer ? 'bearer' : 'oauth2';
       return [strategy, { kind: 'jwt', value: token }];
     }
-    if (keys) return ['api_key', { kind: 'api_key', value: token }];
-    throw this.notAccepted(request, 'the bearer token is not a JWT');
+    if (jwt) throw this.notAccepted(request, 'the bearer token is a JWT, and JWTs are not accepted here');
+    if (gatehouseKey) throw this.notAccepted(request, 'the bearer token is an API key, and API keys are not accepted here (MCP_AUTH_STRATEGY does not include api_key)');
+    throw this.notAccepted(request, keys ? 'the bearer token is neither a Gatehouse API key nor a JWT' : 'the bearer token is not a JWT');
   }
 
+  /** What this gateway accepts, for the messages of refused credentials. */
+  private accepted(): string {
+    const kinds: string[] = [];
+    if (this.enabled.has('api_key')) kinds.push('an API key in the X-API-Key header (or as Authorization: Bearer <key>)');
+    if (this.enabled.has('oauth2') || this.enabled.has('bearer')) kinds.push('a JWT access token as Authorization: Bearer <token>');
+    if (this.enabled.has('trusted_header')) kinds.push('identity headers from a trusted proxy');
+    return kinds.join(', or ');
+  }
+
+  /** A 401 for a credential of a kind this gateway does not take: says why, and what it takes instead. */
   private notAccepted(request: FastifyRequest, why: string): AppError {
-    return authError(this.config, request, 401, `Unauthorized: ${why}`, { error: 'invalid_token', description: why });
+    const accepted = this.accepted();
+    const message = accepted ? `${why}; send ${accepted}` : why;
+    return authError(this.config, request, 401, `Unauthorized: ${message}`, { error: 'invalid_token', description: why });
   }
 
   /** `iss` read without verification, only to pick which verifier checks the token. */

@@ -526,8 +526,33 @@ describe('trusted_header and optional authentication', () => {
       assert.doesNotMatch(res.headers.get('www-authenticate') ?? '', /resource_metadata/);
       assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer realm="gatehouse"/);
       assert.match(JSON.stringify(res.body), /X-API-Key header/);
+      // A JWT or a token that is no key at all is refused as what it is, never as "the API key is not valid".
+      const jwt = ['eyJhbGciOiJFUzI1NiJ9', Buffer.from(JSON.stringify({ sub: 'x', iss: 'https://idp.example' })).toString('base64url'), 'c2ln'].join('.');
+      for (const [what, token, kind] of [
+        ['a JWT', jwt, /the bearer token is a JWT, and JWTs are not accepted here/],
+        ['garbage', 'hello-i-am-not-a-key', /neither a Gatehouse API key nor a JWT/],
+      ] as const) {
+        const refused = await call(strict, '/mcp', { headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` }, body: initialize });
+        assert.equal(refused.status, 401, what);
+        const text = JSON.stringify(refused.body);
+        assert.match(text, kind, what);
+        assert.doesNotMatch(text, /API key is not valid/, what);
+        assert.match(text, /X-API-Key header/, `${what}: names the header to send`);
+        const challenge = refused.headers.get('www-authenticate') ?? '';
+        assert.doesNotMatch(challenge, /resource_metadata/, `${what}: no OAuth discovery`);
+        assert.match(challenge, /error="invalid_token"/);
+      }
     } finally {
       await strict.shutdown('test done');
+    }
+    // An API key sent where only JWTs are accepted is refused as an API key, with what to send instead.
+    const jwtOnly = await startTestApp(db.url, { MCP_AUTH_STRATEGY: 'bearer', MCP_JWT_SECRET: 'a-shared-secret-of-at-least-32-characters!!' });
+    try {
+      const refused = await call(jwtOnly, '/mcp', { headers: { ...MCP_HEADERS, authorization: `Bearer gatehouse_${'A'.repeat(43)}` }, body: initialize });
+      assert.equal(refused.status, 401);
+      assert.match(JSON.stringify(refused.body), /the bearer token is an API key, and API keys are not accepted here.*JWT access token as Authorization: Bearer/);
+    } finally {
+      await jwtOnly.shutdown('test done');
     }
   });
 

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { ApiKeysService } from '../../src/api-keys/api-keys.service.js';
-import { permissionsFor } from '../../src/auth/principal.js';
 import { SIGNED_IN_USER_RESOLVER, type SignedInUserSlot } from '../../src/oauth-server/signed-in-user.js';
-import { userPrincipalId, UsersService } from '../../src/users/users.service.js';
+import { UsersService } from '../../src/users/users.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { Balancer } from '../support/balancer.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { AsClient, claimsOf, consentInBrowser, formPost, launchChromium, pkce, TestSignIn } from '../support/oauth.js';
+import { AsClient, claimsOf, consentInBrowser, formPost, launchChromium, pkce, TestSignIn, userApiKey } from '../support/oauth.js';
 import { eventually } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
@@ -90,8 +88,7 @@ describe('the authorization server on two replicas', () => {
   it('DELETE /api/v1/me/grants/<id> on A: the access token is refused at once on A and within moments on B (it worked on both, principal cached)', async () => {
     const { access, refresh, grantId } = await signIn(a.url);
     assert.deepEqual(await statuses(access), [200, 200]);
-    const principal = { userId: alice, id: userPrincipalId(alice), displayName: 'Alice', email: 'alice@example.com', roles: ['member'], groups: [], scopes: permissionsFor(['member']), method: 'oauth2' as const, keyId: null };
-    const { key } = await a.app.get(ApiKeysService).create({ name: 'alice-laptop' }, principal);
+    const key = await userApiKey(a.app, alice, 'alice-laptop');
     const mine = (await (await fetch(`${a.url}/api/v1/me/grants`, { headers: { 'x-api-key': key } })).json()) as { items: { id: string }[] };
     assert.ok(mine.items.some((g) => g.id === grantId), 'the approval is listed');
     const res = await fetch(`${a.url}/api/v1/me/grants/${grantId}`, { method: 'DELETE', headers: { 'x-api-key': key } });

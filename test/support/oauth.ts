@@ -1,7 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
+import type { INestApplicationContext } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
+import { ApiKeysService } from '../../src/api-keys/api-keys.service.js';
+import { permissionsFor } from '../../src/auth/principal.js';
+import { userPrincipalId } from '../../src/users/users.service.js';
 import { chromium, type Browser } from 'playwright-core';
 import type { SignedInUser, SignedInUserResolver } from '../../src/oauth-server/signed-in-user.js';
 
@@ -40,7 +44,8 @@ export function launchChromium(): Promise<Browser> {
 
 /**
  * Drives a browser signed in as `userId` through `authorizeUrl`: consents (or denies) on the
- * Gatehouse page, and returns the query of the redirect to `redirectUri` (answered by the test).
+ * Gatehouse page, and returns the query of the redirect to `redirectUri` — answered by the test,
+ * or, with `listen: false`, by the client itself (mcp-remote's own callback server).
  */
 export async function consentInBrowser(
   browser: Browser,
@@ -49,6 +54,7 @@ export async function consentInBrowser(
   authorizeUrl: string,
   redirectUri: string,
   decision: 'approve' | 'deny' | 'none' = 'approve',
+  { listen = true }: { listen?: boolean } = {},
 ): Promise<{ params: URLSearchParams; consentShown: boolean; pageText: string }> {
   const context = await browser.newContext();
   try {
@@ -57,14 +63,16 @@ export async function consentInBrowser(
     let captured: URL | undefined;
     const target = new URL(redirectUri);
     // A real listener at the redirect URI (Playwright's routes do not see redirect hops).
-    const server = createHttpServer((req, res) => {
-      const url = new URL(req.url ?? '/', redirectUri);
-      if (!captured && url.pathname === target.pathname) captured = url;
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('done');
-    });
-    await new Promise<void>((resolve) => server.listen(Number(target.port), target.hostname === 'localhost' ? '127.0.0.1' : target.hostname, resolve));
-    context.on('close', () => server.close());
-    page.on('close', () => server.close());
+    if (listen) {
+      const server = createHttpServer((req, res) => {
+        const url = new URL(req.url ?? '/', redirectUri);
+        if (!captured && url.pathname === target.pathname) captured = url;
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('done');
+      });
+      await new Promise<void>((resolve) => server.listen(Number(target.port), target.hostname === 'localhost' ? '127.0.0.1' : target.hostname, resolve));
+      context.on('close', () => server.close());
+      page.on('close', () => server.close());
+    }
     await page.goto(authorizeUrl);
     let consentShown = false;
     let pageText = '';
@@ -76,6 +84,7 @@ export async function consentInBrowser(
         await page.waitForURL((u) => u.origin === target.origin && u.pathname === target.pathname, { timeout: 10_000 }).catch(async () => {
           throw new Error(`no redirect to ${redirectUri} after ${decision}; at ${page.url()}: ${await page.content()}`);
         });
+        captured ??= new URL(page.url());
       }
     }
     if (!captured && decision === 'none') await page.waitForLoadState('load').catch(() => undefined);
@@ -188,4 +197,14 @@ export async function deviceInBrowser(
   } finally {
     await context.close();
   }
+}
+
+/**
+ * An API key of user `userId` (made in process, as the user would at `POST /api/v1/api-keys`): a
+ * Gatehouse-issued access token is for the MCP endpoint only, so the tests call the user's own
+ * admin API endpoints (`/api/v1/me/...`) with this.
+ */
+export async function userApiKey(app: INestApplicationContext, userId: string, name = 'test-key'): Promise<string> {
+  const principal = { userId, id: userPrincipalId(userId), displayName: name, email: null, roles: ['member'], groups: [], scopes: permissionsFor(['member']), method: 'oauth2' as const, keyId: null };
+  return (await app.get(ApiKeysService).create({ name }, principal)).key;
 }

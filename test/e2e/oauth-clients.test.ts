@@ -15,10 +15,9 @@ import { startTestApp, type TestApp } from '../support/app.js';
 import { Balancer } from '../support/balancer.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { consentInBrowser, freePort, launchChromium, TestSignIn, userApiKey } from '../support/oauth.js';
-import { EVERYTHING, eventually } from '../support/upstreams.js';
+import { EVERYTHING_STDIO, eventually, registerConnected } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
-const admin = { 'x-api-key': ADMIN_KEY, 'content-type': 'application/json' };
 const MCP_REMOTE = createRequire(import.meta.url).resolve('mcp-remote/dist/proxy.js');
 
 /**
@@ -43,19 +42,10 @@ describe('MCP clients against Gatehouse as the authorization server', () => {
     balancer.pointAt(app.url);
     app.app.get<SignedInUserSlot>(SIGNED_IN_USER_RESOLVER).use(new TestSignIn());
     alice = (await app.app.get(UsersService).resolve({ issuer: 'test-idp', subject: 'alice', email: 'alice@example.com', displayName: 'Alice', groups: [] })).id;
-    const created = await fetch(`${app.url}/api/v1/servers`, {
-      method: 'POST',
-      headers: admin,
-      body: JSON.stringify({ name: 'everything', transport: 'stdio', command: process.execPath, args: [EVERYTHING, 'stdio'], inject: { message: '${secret:GREETING}' } }),
-    });
-    assert.equal(created.status, 201, await created.text());
+    await registerConnected(app.url, { ...EVERYTHING_STDIO, inject: { message: '${secret:GREETING}' } }, { 'x-api-key': ADMIN_KEY });
     const key = await userApiKey(app.app, alice, 'alice-setup');
     const secret = await fetch(`${app.url}/api/v1/me/secrets/everything/GREETING`, { method: 'PUT', headers: { 'x-api-key': key, 'content-type': 'application/json' }, body: JSON.stringify({ value: 'hello from alice-secret-42' }) });
     assert.ok(secret.ok, await secret.text());
-    await eventually('connected', async () => {
-      const body = (await (await fetch(`${app.url}/api/v1/servers/everything`, { headers: admin })).json()) as { status: { state: string } };
-      return body.status.state === 'connected' || undefined;
-    });
     browser = await launchChromium();
   });
 

@@ -1,5 +1,22 @@
 import type { z } from 'zod';
-import { envBool, envInt, envSize } from './env-parsers.js';
+import { envBool, envCustom, envInt, envSize } from './env-parsers.js';
+
+/** Shortest automatic key rotation interval (ms): one hour. */
+const MIN_ROTATION_MS = 3_600_000;
+/** Longest: one year. */
+const MAX_ROTATION_MS = 365 * 24 * 3_600_000;
+
+/**
+ * `GATEHOUSE_OAUTH_KEY_ROTATION_INTERVAL`: `off` (or `0`) or a duration in ms
+ * ({@link MIN_ROTATION_MS} … {@link MAX_ROTATION_MS}); `off` is 0 in the typed config.
+ */
+function parseRotationInterval(raw: string): { ok: true; value: number } | { ok: false; message: string } {
+  const message = `off, or an interval in ms ${MIN_ROTATION_MS}-${MAX_ROTATION_MS} (e.g. 2592000000 for 30 days)`;
+  if (/^(off|0)$/i.test(raw)) return { ok: true, value: 0 };
+  if (!/^\d+$/.test(raw)) return { ok: false, message };
+  const n = Number(raw);
+  return n >= MIN_ROTATION_MS && n <= MAX_ROTATION_MS ? { ok: true, value: n } : { ok: false, message };
+}
 
 /**
  * Settings of Gatehouse as the OAuth 2.1 authorization server (issue 13; docs/oauth-server.md).
@@ -15,6 +32,7 @@ export const OAUTH_SERVER_ENV = {
   GATEHOUSE_OAUTH_FETCH_ALLOW_PRIVATE: envBool().default(false),
   GATEHOUSE_OAUTH_FETCH_MAX_SIZE: envSize(512, 1024 ** 2).default(5 * 1024),
   GATEHOUSE_OAUTH_FETCH_TIMEOUT: envInt(100, 60_000).default(5_000),
+  GATEHOUSE_OAUTH_KEY_ROTATION_INTERVAL: envCustom(parseRotationInterval).default(0),
 };
 
 type OAuthServerEnv = { [K in keyof typeof OAUTH_SERVER_ENV]: z.output<(typeof OAUTH_SERVER_ENV)[K]> };
@@ -51,6 +69,8 @@ export interface OAuthServerConfig {
   clientMetadataDocuments: boolean;
   /** Client ID Metadata Document fetches (src/common/http/safe-fetch.ts). */
   fetch: { allowPrivate: boolean; maxBytes: number; timeoutMs: number };
+  /** Automatic signing key rotation every this many ms; 0: off (rotate with the admin endpoint). */
+  keyRotationIntervalMs: number;
 }
 
 export function oauthServerConfig(e: OAuthServerEnv, publicUrl: string): OAuthServerConfig {
@@ -63,5 +83,6 @@ export function oauthServerConfig(e: OAuthServerEnv, publicUrl: string): OAuthSe
     dynamicRegistration: e.GATEHOUSE_OAUTH_DYNAMIC_REGISTRATION,
     clientMetadataDocuments: e.GATEHOUSE_OAUTH_CLIENT_METADATA_DOCUMENTS,
     fetch: { allowPrivate: e.GATEHOUSE_OAUTH_FETCH_ALLOW_PRIVATE, maxBytes: e.GATEHOUSE_OAUTH_FETCH_MAX_SIZE, timeoutMs: e.GATEHOUSE_OAUTH_FETCH_TIMEOUT },
+    keyRotationIntervalMs: e.GATEHOUSE_OAUTH_KEY_ROTATION_INTERVAL,
   };
 }

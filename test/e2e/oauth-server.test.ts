@@ -123,7 +123,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
     const redirect = 'http://127.0.0.1:43111/callback';
     const client = await register({ client_name: 'Cursor', redirect_uris: ['cursor://anysphere.cursor-retrieval/oauth/callback', redirect] });
     const { verifier, challenge } = pkce();
-    const flow = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, redirect, challenge), redirect);
+    const flow = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, redirect, challenge), redirect, 'approve', { screenshot: 'consent' });
     assert.equal(flow.consentShown, true, 'consent page shown for a dynamically registered client');
     assert.match(flow.pageText, /Cursor/);
     const code = flow.params.get('code')!;
@@ -271,7 +271,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
     assert.equal(pending.body.error, 'authorization_pending');
     const tooFast = await poll(client.client_id, started.device_code);
     assert.equal(tooFast.body.error, 'slow_down', 'polled again at once, inside the interval');
-    const { finalText, consentText } = await deviceInBrowser(browser, base, alice, started.user_code.toLowerCase().replace('-', ''));
+    const { finalText, consentText } = await deviceInBrowser(browser, base, alice, started.user_code.toLowerCase().replace('-', ''), 'approve', 'device');
     assert.match(consentText, /Headless agent/);
     assert.match(finalText, /device is connected/);
     await intervalPasses();

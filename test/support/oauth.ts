@@ -6,7 +6,8 @@ import type { FastifyRequest } from 'fastify';
 import { ApiKeysService } from '../../src/api-keys/api-keys.service.js';
 import { permissionsFor } from '../../src/auth/principal.js';
 import { userPrincipalId } from '../../src/users/users.service.js';
-import { chromium, type Browser } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import type { SignedInUser, SignedInUserResolver } from '../../src/oauth-server/signed-in-user.js';
 
 /** A free TCP port on 127.0.0.1 (the issuer URL must be known before the app starts). */
@@ -54,7 +55,7 @@ export async function consentInBrowser(
   authorizeUrl: string,
   redirectUri: string,
   decision: 'approve' | 'deny' | 'none' = 'approve',
-  { listen = true }: { listen?: boolean } = {},
+  { listen = true, screenshot }: { listen?: boolean; screenshot?: string } = {},
 ): Promise<{ params: URLSearchParams; consentShown: boolean; pageText: string }> {
   const context = await browser.newContext();
   try {
@@ -79,6 +80,7 @@ export async function consentInBrowser(
     if (!captured) {
       consentShown = (await page.locator('#approve').count()) > 0;
       pageText = await page.locator('main').innerText().catch(() => '');
+      if (consentShown && screenshot) await writeScreenshots(page, screenshot);
       if (consentShown && decision !== 'none') {
         await page.click(decision === 'approve' ? '#approve' : '#deny');
         await page.waitForURL((u) => u.origin === target.origin && u.pathname === target.pathname, { timeout: 10_000 }).catch(async () => {
@@ -173,17 +175,20 @@ export async function deviceInBrowser(
   userId: string,
   userCode: string,
   decision: 'approve' | 'deny' = 'approve',
+  screenshot?: string,
 ): Promise<{ finalText: string; consentText: string }> {
   const context = await browser.newContext();
   try {
     await context.addCookies([{ name: 'test_user', value: userId, url: origin }]);
     const page = await context.newPage();
     await page.goto(`${origin}/device`);
+    if (screenshot) await writeScreenshots(page, screenshot);
     await page.locator('#user_code').fill(userCode);
     await page.locator('button[type=submit]').first().click();
     await page.waitForLoadState();
     // The confirmation page ("Confirm the device"), then the consent page.
     if ((await page.locator('input[name=confirm]').count()) > 0) {
+      if (screenshot) await writeScreenshots(page, `${screenshot}-confirm`);
       await page.locator('button[type=submit]').first().click();
       await page.waitForLoadState();
     }
@@ -207,4 +212,23 @@ export async function deviceInBrowser(
 export async function userApiKey(app: INestApplicationContext, userId: string, name = 'test-key'): Promise<string> {
   const principal = { userId, id: userPrincipalId(userId), displayName: name, email: null, roles: ['member'], groups: [], scopes: permissionsFor(['member']), method: 'oauth2' as const, keyId: null };
   return (await app.get(ApiKeysService).create({ name }, principal)).key;
+}
+
+/** Whether tests write the documentation's pictures (`GATEHOUSE_WRITE_SCREENSHOTS=1`, or the older `UPDATE_SCREENSHOTS`). */
+export const WRITE_SCREENSHOTS = process.env.GATEHOUSE_WRITE_SCREENSHOTS === '1' || !!process.env.UPDATE_SCREENSHOTS;
+
+/**
+ * Writes `docs/images/<name>.png` (1280 px wide) and `docs/images/<name>-320.png` (320 px: the
+ * pages must stay readable on a phone) of `page` as it is, when {@link WRITE_SCREENSHOTS}; the
+ * viewport is put back afterwards. Paths are relative to the repository root (where tests run).
+ */
+export async function writeScreenshots(page: Page, name: string): Promise<void> {
+  if (!WRITE_SCREENSHOTS) return;
+  mkdirSync('docs/images', { recursive: true });
+  const viewport = page.viewportSize() ?? { width: 1280, height: 720 };
+  await page.setViewportSize({ width: 1280, height: 720 });
+  await page.screenshot({ path: `docs/images/${name}.png`, fullPage: true });
+  await page.setViewportSize({ width: 320, height: 640 });
+  await page.screenshot({ path: `docs/images/${name}-320.png`, fullPage: true });
+  await page.setViewportSize(viewport);
 }

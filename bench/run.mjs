@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { SignJWT } from 'jose';
 import { measureInProcess } from './in-process.mjs';
+import { gatehouseIssuedToken } from './issued-token.mjs';
 import pg from 'pg';
 import { Client } from 'undici';
 import { ACCEPT, LEGACY, call, freePort, list, modernCall, modernHeaders, modernList, waitFor } from './harness.mjs';
@@ -185,7 +186,11 @@ try {
     MCP_JWT_AUDIENCE: 'gatehouse',
     GATEHOUSE_ENCRYPTION_KEYS: `bench:${randomBytes(32).toString('base64')}`,
   };
-  const gatehouse = start('gatehouse', process.execPath, ['dist/main.js'], { PORT: String(pGh), ...ghEnv });
+  // This build is also the OAuth authorization server (issue 13): the auth-cost rows compare a
+  // JWT it issued (ES256, oauth2 strategy) with the external HS256 one. Not the baseline's env: a
+  // build from before issue 13 would refuse GATEHOUSE_OAUTH_SERVER.
+  const ghOwnEnv = { ...ghEnv, MCP_AUTH_STRATEGY: `${ghEnv.MCP_AUTH_STRATEGY},oauth2`, GATEHOUSE_OAUTH_SERVER: 'true', PUBLIC_URL: `http://127.0.0.1:${pGh}` };
+  const gatehouse = start('gatehouse', process.execPath, ['dist/main.js'], { PORT: String(pGh), ...ghOwnEnv });
   // The previous build, on a database of its own, for the same-run comparison (BENCH_BASELINE).
   const baselineDir = process.env.BENCH_BASELINE;
   let baseline;
@@ -250,10 +255,11 @@ try {
   const jwt = await new SignJWT({ sub: 'bench-user', aud: 'gatehouse' }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime('1h').sign(new TextEncoder().encode(JWT_SECRET));
   const keyAuth = { 'x-api-key': created.key };
   const jwtAuth = { authorization: `Bearer ${jwt}` };
+  const issued = await gatehouseIssuedToken(gh, ADMIN);
   const idleRssMb = rssKb(gatehouse.pid) / 1024;
   const logLevel = ghEnv.LOG_LEVEL;
   process.stdout.write(`\nGatehouse benchmark — ${cpus().length} cores (${cpus()[0]?.model}), Node ${process.version}, ${CONNECTIONS} connections, ${SECONDS} s per run\n`);
-  process.stdout.write(`Gatehouse: NODE_ENV=production LOG_LEVEL=${logLevel}, MCP_AUTH_STRATEGY=${ghEnv.MCP_AUTH_STRATEGY}; idle RSS after start-up ${idleRssMb.toFixed(0)} MB\n\n`);
+  process.stdout.write(`Gatehouse: NODE_ENV=production LOG_LEVEL=${logLevel}, MCP_AUTH_STRATEGY=${ghOwnEnv.MCP_AUTH_STRATEGY}, GATEHOUSE_OAUTH_SERVER=true; idle RSS after start-up ${idleRssMb.toFixed(0)} MB\n\n`);
 
   // The headline (issue 12): everything shares the two cores, as on a team's host; alternating
   // rounds so drift hits every target alike.
@@ -319,6 +325,8 @@ try {
     ['no credentials (control)', `${gh}/mcp`, await legacySession(`${gh}/mcp`), call('echo__echo')],
     ['API key (X-API-Key)', `${gh}/mcp`, await legacySession(`${gh}/mcp`, keyAuth), call('echo__echo')],
     ['JWT HS256 (Bearer)', `${gh}/mcp`, await legacySession(`${gh}/mcp`, { authorization: `Bearer ${jwt}` }), call('echo__echo')],
+    // Issue 13: a token Gatehouse issued costs no more than an external one (same run).
+    ['JWT ES256 issued by Gatehouse (oauth2)', `${gh}/mcp`, await legacySession(`${gh}/mcp`, { authorization: `Bearer ${issued}` }), call('echo__echo')],
   ], gatehouse.pid);
   // Cost = extra Gatehouse CPU per request: unlike req/s, it does not move with how the two
   // cores happen to be shared between gateway, upstream and load generator.
@@ -326,6 +334,7 @@ try {
     ['control (identical)', (auth.medians[1].cpu / auth.medians[0].cpu - 1) * 100],
     ['API key', (auth.medians[2].cpu / auth.medians[0].cpu - 1) * 100],
     ['JWT HS256', (auth.medians[3].cpu / auth.medians[0].cpu - 1) * 100],
+    ['JWT issued by Gatehouse (ES256)', (auth.medians[4].cpu / auth.medians[0].cpu - 1) * 100],
   ];
 
   process.stdout.write(`\nPer-user secret resolved into an upstream header, tools/call echo with an API key (${ROUNDS} alternating rounds, medians):\n`);
@@ -408,6 +417,9 @@ try {
     ['RSS for 1,000 idle legacy sessions (MB)', sessionsMb.toFixed(1), '≤ 5', sessionsMb <= 5],
     ['idle RSS after start-up (MB)', idleRssMb.toFixed(0), '—', true],
     ...directCost.map(([name, cost]) => [`cost of ${name} per tools/call (in-process timing)`, cost.toFixed(1), '≤ 5 %', cost <= 5]),
+    // Issue 13: "a tools/call with a Gatehouse-issued JWT costs no more than with an external JWT" (5 % for noise; see the control row).
+    ['Gatehouse-issued vs external JWT, tools/call (Gatehouse CPU/request)', ratio(auth.medians[4].cpu, auth.medians[3].cpu), '≤ 1.05', auth.medians[4].cpu / auth.medians[3].cpu <= 1.05],
+    ['  the same in req/s (alternating medians)', ratio(auth.medians[4].rps, auth.medians[3].rps), '—', true],
     ...authCost.map(([name, cost]) => [`  end to end: ${name} vs none (CPU, medians; noisy)`, cost.toFixed(1), '—', true]),
     ['  end to end: resolved secret header (CPU, medians; noisy)', secretCost.toFixed(1), '—', true],
   ];

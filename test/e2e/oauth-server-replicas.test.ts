@@ -7,6 +7,7 @@ import { startTestApp, type TestApp } from '../support/app.js';
 import { Balancer } from '../support/balancer.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { AsClient, claimsOf, consentInBrowser, formPost, launchChromium, pkce, TestSignIn, userApiKey } from '../support/oauth.js';
+import { findLeaks } from '../support/leaks.js';
 import { eventually } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
@@ -28,6 +29,8 @@ describe('the authorization server on two replicas', () => {
   let as: AsClient;
   let client: { client_id: string };
   const redirect = 'http://127.0.0.1:43131/cb';
+  /** Every code, access and refresh token handed out (for the leak check). */
+  const issued: string[] = [];
 
   before(async () => {
     db = await createTestDatabase();
@@ -61,6 +64,7 @@ describe('the authorization server on two replicas', () => {
     const access = String(t.body.access_token);
     const grantId = claimsOf(access).grant_id;
     assert.equal(typeof grantId, 'string', 'the access token names its grant');
+    issued.push(access, String(t.body.refresh_token), code);
     return { access, refresh: String(t.body.refresh_token), grantId: grantId as string };
   }
 
@@ -144,5 +148,10 @@ describe('the authorization server on two replicas', () => {
     } finally {
       await c.shutdown('test');
     }
+  });
+
+  it("no code, access token or refresh token appears in either replica's logs", () => {
+    const values = Object.fromEntries(issued.map((v, i) => [`credential ${i}`, v]));
+    assert.deepEqual(findLeaks(values, { 'logs of A': [a.logs.raw], 'logs of B': [b.logs.raw] }), []);
   });
 });

@@ -103,6 +103,15 @@ export class UpstreamConnectionClosedError extends DescribedError {
   }
 }
 
+/** Called with the params of each `notifications/resources/updated` for a watched URI. */
+export type ResourceListener = (params: { uri: string } & Record<string, unknown>) => void;
+
+/** One upstream URI watched through a connection: its watchers and the subscribe request's outcome. */
+interface WatchedResource {
+  listeners: Set<ResourceListener>;
+  subscribed: Promise<void>;
+}
+
 /** One call being served through a connection; `fail` ends it at once. */
 interface InflightCall {
   fail(error: Error): void;
@@ -159,6 +168,13 @@ export class UpstreamConnection {
   /** List refreshes running (per kind), and kinds whose list changed again meanwhile. */
   private readonly refreshing = new Set<OfferingKind>();
   private readonly refreshAgain = new Set<OfferingKind>();
+  /**
+   * Resources watched through this connection (`resources/subscribe` sent upstream once per
+   * URI): the listeners per upstream URI, and the subscribe request's outcome.
+   */
+  private readonly watched = new Map<string, WatchedResource>();
+  /** Whether the upstream declared `resources.subscribe` when it last connected. */
+  private subscribable = false;
 
   constructor(
     server: UpstreamServerEntity,
@@ -264,6 +280,83 @@ export class UpstreamConnection {
     return this.machine.state === 'connected' ? this.client : undefined;
   }
 
+  /** Whether the upstream declared `resources.subscribe` (MCP spec, server/resources "Capabilities") when it last connected. */
+  get supportsSubscribe(): boolean {
+    return this.subscribable;
+  }
+
+  /** Upstream URIs with at least one watcher (`resources/subscribe` sent once for each). */
+  get watchedUris(): string[] {
+    return [...this.watched.keys()];
+  }
+
+  /**
+   * Watches the upstream resource `uri` (the upstream's own URI): the first watcher of a URI
+   * sends `resources/subscribe` upstream, later ones share it (reference counted); each
+   * `notifications/resources/updated` for `uri` calls every watcher with its params. Resolves
+   * with the watcher's release — the last release sends `resources/unsubscribe`. After a
+   * reconnect every watched URI is subscribed again. Rejects (the subscribe request's error,
+   * sanitized) when the upstream refuses or cannot be reached; nothing is then held.
+   * A stdio server with watched resources is never parked as idle (it would forget them).
+   */
+  async watchResource(uri: string, listener: ResourceListener): Promise<() => void> {
+    let entry = this.watched.get(uri);
+    if (!entry) {
+      const created: WatchedResource = {
+        listeners: new Set(),
+        subscribed: this.withClient(undefined, (client, signal) => client.subscribeResource({ uri }, { signal, timeout: this.server.timeoutMs })).then(() => undefined),
+      };
+      // A failed subscribe is not kept: the next watcher tries again.
+      created.subscribed.catch(() => {
+        if (this.watched.get(uri) === created) this.watched.delete(uri);
+      });
+      this.watched.set(uri, created);
+      entry = created;
+    }
+    const held = entry;
+    held.listeners.add(listener);
+    try {
+      await held.subscribed;
+    } catch (error) {
+      held.listeners.delete(listener);
+      throw error;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      held.listeners.delete(listener);
+      if (held.listeners.size > 0 || this.watched.get(uri) !== held) return;
+      this.watched.delete(uri);
+      const client = this.getClient();
+      client?.unsubscribeResource({ uri }, { timeout: this.server.timeoutMs }).catch((error: unknown) => this.note('event', 'warning', `resources/unsubscribe ${uri} failed: ${describeUpstreamError(error)}`));
+      if (this.watched.size === 0 && this.machine.state === 'connected') this.scheduleIdleCheck(this.generation);
+    };
+  }
+
+  /** The upstream said `params.uri` changed: tell its watchers. */
+  private resourceUpdated(params: { uri: string } & Record<string, unknown>): void {
+    const entry = this.watched.get(params.uri);
+    if (!entry) return;
+    for (const listener of [...entry.listeners]) {
+      try {
+        listener(params);
+      } catch (error) {
+        this.events.log.warn({ server: this.server.name, error: describeUpstreamError(error) }, 'a resource watcher failed');
+      }
+    }
+  }
+
+  /** After a reconnect: subscribes every watched URI again on the new session (failures noted in the server's log). */
+  private resubscribe(client: Client, generation: number): void {
+    for (const uri of this.watched.keys()) {
+      client.subscribeResource({ uri }, { timeout: this.server.timeoutMs }).then(
+        () => generation === this.generation && this.note('event', 'info', `re-subscribed to ${uri} after reconnecting`),
+        (error: unknown) => generation === this.generation && this.note('event', 'warning', `re-subscribing to ${uri} failed: ${describeUpstreamError(error)}`),
+      );
+    }
+  }
+
   /**
    * The SDK client for a call, restarting a parked (idle) stdio server first; undefined when
    * the upstream is not available. Every call goes through here, which also marks it used.
@@ -288,31 +381,9 @@ export class UpstreamConnection {
   ): Promise<CallToolResult> {
     const release = this.callers.add(options.caller);
     return this.track(options.signal, async (signal) => {
+      const forwarded = this.viaForwarder('tools/call', params, signal, options);
+      if (forwarded) return (await forwarded) as CallToolResult;
       const timeoutMs = this.server.timeoutMs;
-      const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
-      if (forwarder) {
-        const generation = this.generation;
-        const send = (f: HttpForwarder) =>
-          f.request('tools/call', params, {
-            signal,
-            timeoutMs,
-            maxTotalTimeoutMs: this.events.maxTotalTimeoutMs,
-            onProgress: options.onProgress,
-            // The request came on this call's own response stream: it is this caller's.
-            onRequest: (method, requestParams, requestSignal) => this.callers.request(this.server.name, method, requestParams, requestSignal, options.caller ?? null),
-            onNotification: (method, notificationParams) => options.caller?.notify?.(method, notificationParams),
-          }) as Promise<CallToolResult>;
-        try {
-          return await send(forwarder);
-        } catch (error) {
-          // Refused, not run (see UpstreamSessionLostError): safe to send once more on a new session.
-          if (!isSessionLost(error, true)) throw error;
-          await this.renewSession(generation, error);
-          const renewed = this.machine.state === 'connected' ? this.forwarder : undefined;
-          if (!renewed) throw error;
-          return await send(renewed);
-        }
-      }
       const client = await this.ready();
       if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
       const progressToken = params._meta?.progressToken;
@@ -330,6 +401,69 @@ export class UpstreamConnection {
         },
       );
     }).finally(release);
+  }
+
+  /**
+   * Sends one request other than `tools/call` — `prompts/get`, `resources/read`,
+   * `completion/complete` — like {@link callTool}: 2025-era HTTP upstreams through the pooled
+   * forwarder, the rest through the SDK client; requests and log messages the upstream sends
+   * while serving it go to `options.caller` exactly as for a tool call (see
+   * {@link UpstreamCallers}). Resolves with the upstream's result object; rejects like
+   * {@link withClient}.
+   */
+  async request(
+    method: 'prompts/get' | 'resources/read' | 'completion/complete',
+    params: Record<string, unknown> & { _meta?: Record<string, unknown> },
+    options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
+  ): Promise<Record<string, unknown>> {
+    const release = this.callers.add(options.caller);
+    return this.track(options.signal, async (signal) => {
+      const forwarded = this.viaForwarder(method, params, signal, options);
+      if (forwarded) return (await forwarded) as Record<string, unknown>;
+      const client = await this.ready();
+      if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
+      const progressToken = params._meta?.progressToken;
+      return (await client.request({ method, params } as never, {
+        signal,
+        timeout: this.server.timeoutMs,
+        onprogress: progressToken === undefined || !options.onProgress ? undefined : (p: Record<string, unknown>) => options.onProgress!({ ...p, progressToken }),
+      } as never));
+    }).finally(release);
+  }
+
+  /**
+   * The request sent through the pooled {@link HttpForwarder} (2025-era streamable-HTTP
+   * upstreams), or undefined when the connection has none (then the SDK client serves it).
+   * Requests the upstream sends on the call's response stream are this caller's; a forgotten
+   * session is renewed once and the request sent again (it was refused, not run).
+   */
+  private viaForwarder(
+    method: string,
+    params: Record<string, unknown>,
+    signal: AbortSignal,
+    options: { onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
+  ): Promise<unknown> | undefined {
+    const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
+    if (!forwarder) return undefined;
+    const generation = this.generation;
+    const send = (f: HttpForwarder) =>
+      f.request(method, params, {
+        signal,
+        timeoutMs: this.server.timeoutMs,
+        maxTotalTimeoutMs: this.events.maxTotalTimeoutMs,
+        onProgress: options.onProgress,
+        // The request came on this call's own response stream: it is this caller's.
+        onRequest: (requestMethod, requestParams, requestSignal) => this.callers.request(this.server.name, requestMethod, requestParams, requestSignal, options.caller ?? null),
+        onNotification: (notificationMethod, notificationParams) => options.caller?.notify?.(notificationMethod, notificationParams),
+      });
+    return send(forwarder).catch(async (error: unknown) => {
+      // Refused, not run (see UpstreamSessionLostError): safe to send once more on a new session.
+      if (!isSessionLost(error, true)) throw error;
+      await this.renewSession(generation, error);
+      const renewed = this.machine.state === 'connected' ? this.forwarder : undefined;
+      if (!renewed) throw error;
+      return await send(renewed);
+    });
   }
 
   /**
@@ -429,6 +563,9 @@ export class UpstreamConnection {
         client.setNotificationHandler(`notifications/${kind}/list_changed`, () => void this.refresh(kind, generation));
       }
       serveClientRequests(client, this.callers, this.server.name);
+      client.setNotificationHandler('notifications/resources/updated', (notification) => {
+        if (generation === this.generation) this.resourceUpdated(notification.params);
+      });
       this.client = client;
       this.transport = transport;
       // While the handshake runs, its own rejection carries the real cause (ECONNREFUSED, HTTP
@@ -465,6 +602,7 @@ export class UpstreamConnection {
         this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, { clock: this.clock, ...this.events.http, redirectOrigins: this.server.redirectOrigins ?? [] });
       }
       this.callers.linkedOnly = this.forwarder !== undefined;
+      this.subscribable = client.getServerCapabilities()?.resources?.subscribe === true;
       this.tools = tools;
       this.prompts = prompts;
       this.resources = resources;
@@ -483,6 +621,7 @@ export class UpstreamConnection {
       // slow start must not be parked the moment it is ready.
       this.lastUsed = this.clock.now();
       this.scheduleIdleCheck(generation);
+      this.resubscribe(client, generation);
     } catch (error) {
       // A process that exited during the handshake: its exit code and stderr, not "connection closed".
       this.failed((generation === this.generation && endReasonOf(this.transport)) || error, generation);
@@ -639,7 +778,8 @@ export class UpstreamConnection {
     const wait = Math.max(50, this.lastUsed + ttl - this.clock.now());
     this.idleTimer = this.clock.setTimer(() => {
       // Busy: the end of the last call in flight schedules the next check.
-      if (generation !== this.generation || this.machine.state !== 'connected' || this.inflight.size > 0) return;
+      // Watched resources: parking would end the upstream's subscriptions (the next release reschedules).
+      if (generation !== this.generation || this.machine.state !== 'connected' || this.inflight.size > 0 || this.watched.size > 0) return;
       if (this.clock.now() - this.lastUsed < ttl) return this.scheduleIdleCheck(generation);
       this.generation++; // the process exit that follows is not a failure
       this.events.log.info({ server: this.server.name, idleMs: this.clock.now() - this.lastUsed }, 'stopping idle stdio upstream');

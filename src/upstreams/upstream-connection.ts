@@ -18,6 +18,7 @@ import { DescribedError, describeUpstreamError } from './error-description.js';
 import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
 import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
+import type { ResponseLimits } from './sse-reader.js';
 import { fetchWithinOrigins } from './redirects.js';
 import { DEFAULT_RETRY, fetchRetryingRefusals } from './http-retry.js';
 import { isSessionLost } from './session-recovery.js';
@@ -599,7 +600,12 @@ export class UpstreamConnection {
       // The pooled fast path covers 2025-era sessions; modern upstreams stay on the SDK client,
       // which builds the per-request _meta envelope.
       if (transport instanceof StreamableHTTPClientTransport && negotiated && negotiated < '2026-07-28') {
-        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, { clock: this.clock, ...this.events.http, redirectOrigins: this.server.redirectOrigins ?? [] });
+        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, {
+          clock: this.clock,
+          ...this.events.http,
+          ...(this.server.maxMessageBytes ? { limits: serverLimits(this.server.maxMessageBytes) } : {}),
+          redirectOrigins: this.server.redirectOrigins ?? [],
+        });
       }
       this.callers.linkedOnly = this.forwarder !== undefined;
       this.subscribable = client.getServerCapabilities()?.resources?.subscribe === true;
@@ -858,7 +864,9 @@ export class UpstreamConnection {
         env: s.env,
         cwd: s.cwd ?? undefined,
         spawner: this.events.spawner,
-        maxMessageBytes: this.events.maxMessageBytes,
+        // The server's own cap, else GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE.
+        maxMessageBytes: s.maxMessageBytes ?? this.events.maxMessageBytes,
+        ...(s.maxMessageBytes ? { maxMessageSetBy: `the server's maxMessageBytes` } : {}),
         serverName: s.name,
         onStderr: (line) => {
           const masked = this.mask(line);
@@ -907,5 +915,14 @@ export function httpOptions(config: AppConfig): HttpForwarderOptions {
  * taken by {@link UpstreamConnection.update} in place.
  */
 export function connectionKey(s: UpstreamServerEntity): string {
-  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? []]);
+  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? [], s.maxMessageBytes ?? null]);
+}
+
+/**
+ * The HTTP response caps of a server with its own `maxMessageBytes`: one SSE event and one
+ * response body may each carry that many (instead of GATEHOUSE_HTTP_MAX_EVENT_SIZE and
+ * GATEHOUSE_HTTP_MAX_RESPONSE_BYTES), and errors name the server's field.
+ */
+export function serverLimits(maxMessageBytes: number): ResponseLimits {
+  return { maxEventChars: maxMessageBytes, maxResponseBytes: maxMessageBytes, setBy: `the server's maxMessageBytes (${maxMessageBytes} bytes)` };
 }

@@ -53,6 +53,14 @@ export interface UpstreamStatus {
   lastRecovery: string | null;
   toolCount: number;
   updatedAt: string;
+  /** The transport the connection uses: the configured one, or `sse` after an automatic fallback (see `fallback`). */
+  transport?: 'stdio' | 'streamable_http' | 'sse';
+  /**
+   * Present when a server registered as `streamable_http` was connected over the old HTTP+SSE
+   * transport instead (its POST was refused with a 4xx): why, e.g. `streamable HTTP refused
+   * (HTTP 405 Method Not Allowed …); connected over the HTTP+SSE transport`.
+   */
+  fallback?: string;
 }
 
 export interface ConnectionEvents {
@@ -176,6 +184,8 @@ export class UpstreamConnection {
   private readonly watched = new Map<string, WatchedResource>();
   /** Whether the upstream declared `resources.subscribe` when it last connected. */
   private subscribable = false;
+  /** Set when a `streamable_http` server was connected over HTTP+SSE instead: why (see {@link handshake}). */
+  private fallback: string | undefined;
 
   constructor(
     server: UpstreamServerEntity,
@@ -224,7 +234,8 @@ export class UpstreamConnection {
   }
 
   getStatus(): UpstreamStatus {
-    return { state: this.machine.state, ...this.status };
+    const transport = this.fallback ? 'sse' : this.current.transport;
+    return { state: this.machine.state, ...this.status, transport, ...(this.fallback ? { fallback: this.fallback } : {}) };
   }
 
   /**
@@ -556,38 +567,10 @@ export class UpstreamConnection {
     try {
       const invalid = this.invalidValue();
       if (invalid) throw new DescribedError(`${invalid}; not sent (fix the server's configuration)`);
-      const transport = this.createTransport();
-      const client = new Client(GATEHOUSE_CLIENT, { capabilities: UPSTREAM_CLIENT_CAPABILITIES, versionNegotiation: { mode: 'auto' } });
-      // Lists are walked by `walkPages` (bounded by size, not by the SDK's 64 pages), also
-      // when the upstream says one changed.
-      for (const kind of ['tools', 'prompts', 'resources'] as const) {
-        client.setNotificationHandler(`notifications/${kind}/list_changed`, () => void this.refresh(kind, generation));
-      }
-      serveClientRequests(client, this.callers, this.server.name);
-      client.setNotificationHandler('notifications/resources/updated', (notification) => {
-        if (generation === this.generation) this.resourceUpdated(notification.params);
-      });
-      this.client = client;
-      this.transport = transport;
-      // While the handshake runs, its own rejection carries the real cause (ECONNREFUSED, HTTP
-      // 404…); a close reported first would hide it behind "connection closed".
-      let handshaking = true;
-      transport.onclose = () => {
-        if (generation !== this.generation) return;
-        this.endedBecause = endReasonOf(transport);
-        if (!handshaking) this.failed(this.endedBecause ?? new DescribedError('connection closed'), generation);
-      };
       // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
       // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
       const timeout = { timeout: Math.max(this.server.timeoutMs, HANDSHAKE_TIMEOUT_MS) };
-      // Problems the transport or the SDK report without failing a request (a line that is not
-      // JSON-RPC, an oversized message, an answer to an unknown id): logged, never thrown.
-      client.onerror = (error) => this.note('event', 'warning', describeUpstreamError(error));
-      try {
-        await client.connect(transport, timeout);
-      } finally {
-        handshaking = false;
-      }
+      const { client, transport } = await this.handshake(generation, timeout);
       recordLogNotifications(transport, (level, text) => generation === this.generation && this.note('notification', level, text));
       deliverNotificationsFirst(transport);
       const [tools, prompts, [resources, resourceTemplates]] = await Promise.all([
@@ -632,6 +615,70 @@ export class UpstreamConnection {
       // A process that exited during the handshake: its exit code and stderr, not "connection closed".
       this.failed((generation === this.generation && endReasonOf(this.transport)) || error, generation);
     }
+  }
+
+  /**
+   * Opens the transport and runs `initialize` (see {@link open}). A `streamable_http` server
+   * whose POST is refused with a 4xx other than 401/403 (404, 405…) is tried once more over
+   * the old HTTP+SSE transport at the same URL — the backwards-compatibility procedure of the
+   * MCP transports spec (2025-03-26 and later, basic/transports "Backwards Compatibility": on
+   * a 4xx, GET the URL expecting an SSE stream whose first event is `endpoint`). Success is
+   * noted in `status.transport` (`sse`) and `status.fallback`; when both fail, the error names
+   * both causes.
+   */
+  private async handshake(generation: number, timeout: { timeout: number }): Promise<{ client: Client; transport: Transport }> {
+    this.fallback = undefined;
+    if (this.server.transport !== 'streamable_http') return this.open(this.server.transport, generation, timeout);
+    try {
+      return await this.open('streamable_http', generation, timeout);
+    } catch (error) {
+      const status = httpStatusOf(error);
+      if (status === undefined || status < 400 || status >= 500 || status === 401 || status === 403 || generation !== this.generation) throw error;
+      const why = this.mask(describeUpstreamError(error));
+      this.note('event', 'info', `streamable HTTP refused (${why}); trying the HTTP+SSE transport (backwards compatibility)`);
+      await this.dispose();
+      try {
+        const opened = await this.open('sse', generation, timeout);
+        this.fallback = `streamable HTTP refused (${why}); connected over the HTTP+SSE transport`;
+        return opened;
+      } catch (sseError) {
+        throw new DescribedError(`streamable HTTP refused (${why}), and the HTTP+SSE fallback failed too (${describeUpstreamError(sseError)})`, { cause: sseError });
+      }
+    }
+  }
+
+  /** Creates the SDK client and a `kind` transport, wires them to this connection (generation `generation`) and connects. */
+  private async open(kind: UpstreamServerEntity['transport'], generation: number, timeout: { timeout: number }): Promise<{ client: Client; transport: Transport }> {
+    const transport = this.createTransport(kind);
+    const client = new Client(GATEHOUSE_CLIENT, { capabilities: UPSTREAM_CLIENT_CAPABILITIES, versionNegotiation: { mode: 'auto' } });
+    // Lists are walked by `walkPages` (bounded by size, not by the SDK's 64 pages), also
+    // when the upstream says one changed.
+    for (const listKind of ['tools', 'prompts', 'resources'] as const) {
+      client.setNotificationHandler(`notifications/${listKind}/list_changed`, () => void this.refresh(listKind, generation));
+    }
+    serveClientRequests(client, this.callers, this.server.name);
+    client.setNotificationHandler('notifications/resources/updated', (notification) => {
+      if (generation === this.generation) this.resourceUpdated(notification.params);
+    });
+    this.client = client;
+    this.transport = transport;
+    // While the handshake runs, its own rejection carries the real cause (ECONNREFUSED, HTTP
+    // 404…); a close reported first would hide it behind "connection closed".
+    let handshaking = true;
+    transport.onclose = () => {
+      if (generation !== this.generation || this.transport !== transport) return;
+      this.endedBecause = endReasonOf(transport);
+      if (!handshaking) this.failed(this.endedBecause ?? new DescribedError('connection closed'), generation);
+    };
+    // Problems the transport or the SDK report without failing a request (a line that is not
+    // JSON-RPC, an oversized message, an answer to an unknown id): logged, never thrown.
+    client.onerror = (error) => this.note('event', 'warning', describeUpstreamError(error));
+    try {
+      await client.connect(transport, timeout);
+    } finally {
+      handshaking = false;
+    }
+    return { client, transport };
   }
 
   /**
@@ -855,9 +902,9 @@ export class UpstreamConnection {
     await transport?.close().catch(() => undefined);
   }
 
-  private createTransport(): Transport {
+  private createTransport(kind: UpstreamServerEntity['transport']): Transport {
     const s = this.server;
-    if (s.transport === 'stdio') {
+    if (kind === 'stdio') {
       return new ProcessGroupStdioTransport({
         command: s.command!,
         args: s.args,
@@ -882,7 +929,7 @@ export class UpstreamConnection {
     const retry = this.events.http?.retry ?? DEFAULT_RETRY;
     const fetchFn = fetchRetryingRefusals(s.redirectOrigins?.length ? fetchWithinOrigins(new Set(s.redirectOrigins)) : fetch, retry, s.timeoutMs);
     const options = { requestInit, fetch: fetchFn, ...(s.redirectOrigins?.length ? { redirectPolicy: 'follow' as const } : {}) };
-    return s.transport === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
+    return kind === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
   }
 
   /** Records a line in the server's log ring, masked. */
@@ -897,6 +944,13 @@ export class UpstreamConnection {
   private touchStatus(): void {
     this.setStatus({});
   }
+}
+
+/** The HTTP status an SDK transport error carries (`SdkHttpError.status`, the legacy SSE transport's `code`), if any. */
+function httpStatusOf(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const status = (error as { status?: unknown }).status;
+  return typeof status === 'number' && Number.isInteger(status) ? status : undefined;
 }
 
 /** Why a stdio transport ended on its own (exit code and stderr, stdout closed), if it did. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
@@ -8,7 +9,7 @@ import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/typ
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { until } from '../support/until.js';
-import { eventually, registerConnected, toolText } from '../support/upstreams.js';
+import { eventually, fixtureOverHttp, registerConnected, toolText } from '../support/upstreams.js';
 
 /**
  * Resource subscriptions through the gateway: 2025-era `resources/subscribe` /
@@ -32,6 +33,7 @@ describe('resource subscriptions through the gateway', () => {
   let db: TestDatabase;
   let app: TestApp;
   let probe: V1Client;
+  let http: ChildProcess;
   const clients: { close(): Promise<void> }[] = [];
 
   /** What the upstream was asked so far (its `stats` tool, called on /mcp/subs). */
@@ -62,6 +64,10 @@ describe('resource subscriptions through the gateway', () => {
     app = await startTestApp(db.url);
     await registerConnected(app.url, { name: 'subs', transport: 'stdio', command: process.execPath, args: [FIXTURE] });
     await registerConnected(app.url, { name: 'plain', transport: 'stdio', command: process.execPath, args: [FIXTURE], env: { NO_SUBSCRIBE: '1' } });
+    // The same fixture over streamable HTTP (2025): calls go through the pooled forwarder, updates come on the upstream session's GET stream.
+    const fixture = await fixtureOverHttp(FIXTURE, ['http']);
+    http = fixture.child;
+    await registerConnected(app.url, { name: 'subshttp', transport: 'streamable_http', url: `${fixture.base}/mcp` });
     probe = new V1Client({ name: 'probe', version: '1' });
     await probe.connect(new V1Transport(new URL(`${app.url}/mcp/subs`)));
   });
@@ -69,6 +75,7 @@ describe('resource subscriptions through the gateway', () => {
     for (const c of clients) await c.close().catch(() => undefined);
     await probe.close();
     await app.shutdown('test done');
+    http.kill();
     await db.drop();
   });
 
@@ -123,6 +130,18 @@ describe('resource subscriptions through the gateway', () => {
     await touchUntilSeen(B, updates, B);
     await client.unsubscribeResource({ uri: B });
     await eventually('B unsubscribed upstream', async () => ((await stats()).active.includes(B) ? undefined : true));
+  });
+
+  it('a streamable-HTTP upstream: the update arrives on its session and reaches the subscribed session', async () => {
+    const subscriber = await v1('/mcp');
+    await subscriber.client.subscribeResource({ uri: `gatehouse://subshttp/${A}` });
+    const toucher = await v1('/mcp/subshttp');
+    await eventually('update from the HTTP upstream', async () => {
+      await toucher.client.callTool({ name: 'touch', arguments: { uri: A } });
+      await new Promise((r) => setTimeout(r, 150));
+      return subscriber.updates.includes(`gatehouse://subshttp/${A}`) ? true : undefined;
+    });
+    await subscriber.client.unsubscribeResource({ uri: `gatehouse://subshttp/${A}` });
   });
 
   it('subscribing needs the permission to read: a denied resource is refused with -32003, an unknown one with -32602', async () => {

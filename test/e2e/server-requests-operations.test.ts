@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
@@ -8,8 +8,7 @@ import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextproto
 import { CreateMessageRequestSchema, ElicitRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { freePort } from '../support/process.js';
-import { eventually, registerConnected } from '../support/upstreams.js';
+import { fixtureOverHttp, registerConnected } from '../support/upstreams.js';
 
 /**
  * Server-to-client requests (elicitation, sampling) and log messages an upstream sends while
@@ -62,10 +61,9 @@ describe('server-to-client requests and logs during prompts, resources and compl
     db = await createTestDatabase();
     app = await startTestApp(db.url);
     await registerConnected(app.url, { name: 'talk', transport: 'stdio', command: process.execPath, args: [FIXTURE] });
-    const port = await freePort();
-    http = spawn(process.execPath, [FIXTURE, 'http'], { env: { PATH: process.env.PATH, PORT: String(port) }, stdio: 'ignore' });
-    await eventually('the HTTP fixture', () => fetch(`http://127.0.0.1:${port}/mcp`).then(() => true, () => undefined));
-    await registerConnected(app.url, { name: 'talkhttp', transport: 'streamable_http', url: `http://127.0.0.1:${port}/mcp` });
+    const fixture = await fixtureOverHttp(FIXTURE, ['http']);
+    http = fixture.child;
+    await registerConnected(app.url, { name: 'talkhttp', transport: 'streamable_http', url: `${fixture.base}/mcp` });
   });
   after(async () => {
     await app.shutdown('test done');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
@@ -7,8 +7,7 @@ import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { freePort } from '../support/process.js';
-import { eventually, everythingOverHttp, registerConnected, toolText } from '../support/upstreams.js';
+import { eventually, everythingOverHttp, fixtureOverHttp, registerConnected, toolText } from '../support/upstreams.js';
 
 /**
  * A server registered as `streamable_http` whose URL speaks only the old HTTP+SSE transport is
@@ -32,11 +31,9 @@ describe('streamable HTTP → HTTP+SSE fallback', () => {
   const children: ChildProcess[] = [];
 
   const oldSse = async (env: Record<string, string> = {}) => {
-    const port = await freePort();
-    const child = spawn(process.execPath, [OLD_SSE], { env: { PATH: process.env.PATH, PORT: String(port), ...env }, stdio: 'ignore' });
-    children.push(child);
-    await eventually('the old SSE fixture', () => fetch(`http://127.0.0.1:${port}/`).then(() => true, () => undefined));
-    return `http://127.0.0.1:${port}/sse`;
+    const fixture = await fixtureOverHttp(OLD_SSE, [], env);
+    children.push(fixture.child);
+    return `${fixture.base}/sse`;
   };
   const status = async (name: string) => ((await (await fetch(`${app.url}/api/v1/servers/${name}`)).json()) as { status: Status }).status;
 

@@ -72,6 +72,16 @@ const ns = (target: Target) => `${target.server}${NAME_SEPARATOR}${target.name}`
 const refuseRequest: UpstreamCaller['request'] = (method) => Promise.reject(new ProtocolError(ProtocolErrorCode.InternalError, `BUG: ${method} reached a client without the capability`));
 
 /**
+ * The upstream requests of a 2026-07-28 client's `method`, which has no `input_required` (MCP
+ * 2026-07-28 basic/patterns/mrtr lists tools/call, prompts/get and resources/read): refused
+ * with -32600 naming why (after the capability check, which refuses first with -32021).
+ */
+const refuseOutsideMrtr =
+  (during: string): UpstreamCaller['request'] =>
+  (method) =>
+    Promise.reject(new ProtocolError(ProtocolErrorCode.InvalidRequest, `Gatehouse cannot ask a 2026-07-28 client for ${method} during ${during} (input_required is not available for it)`));
+
+/**
  * The one place every MCP operation is decided and carried out, whichever edge received it
  * (the legacy or modern fast path, the SDK's serving of either era):
  *
@@ -455,7 +465,9 @@ export class McpOperationPipeline implements OnModuleInit {
         handedOver = true;
         return await this.inputs.start(op.principal.id, key, client, op.signal, (caller, signal) => send(caller, signal).finally(() => route.release()));
       }
-      return await send(this.callerOf(op), op.signal);
+      // A 2026-07-28 client during completion/complete: no input_required there, so its upstream requests are refused, saying why.
+      const caller = op.era === 'modern' && client ? { ...this.callerOf(op)!, request: refuseOutsideMrtr(method) } : this.callerOf(op);
+      return await send(caller, op.signal);
     } finally {
       if (!handedOver) route?.release();
     }

@@ -9,7 +9,7 @@ import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/typ
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { until } from '../support/until.js';
-import { eventually, fixtureOverHttp, registerConnected, toolText } from '../support/upstreams.js';
+import { eventually, fixtureOverHttp, readStreamUntil, registerConnected, toolText } from '../support/upstreams.js';
 
 /**
  * Resource subscriptions through the gateway: 2025-era `resources/subscribe` /
@@ -209,5 +209,51 @@ describe('resource subscriptions through the gateway', () => {
     const seen = subscriber.updates.length;
     await touch(A);
     await until(() => subscriber.updates.length > seen, 5_000, 'an update after the restart');
+  });
+});
+
+describe('resource subscriptions across two replicas', () => {
+  let db: TestDatabase;
+  let a: TestApp;
+  let b: TestApp;
+
+  before(async () => {
+    db = await createTestDatabase();
+    a = await startTestApp(db.url);
+    b = await startTestApp(db.url);
+    await registerConnected(a.url, { name: 'subs', transport: 'stdio', command: process.execPath, args: [FIXTURE] });
+    await eventually('subs connected on B', async () => {
+      const v = (await (await fetch(`${b.url}/api/v1/servers/subs`)).json()) as { status: { state: string } };
+      return v.status.state === 'connected' ? true : undefined;
+    });
+  });
+  after(async () => {
+    await a.shutdown('test done');
+    await b.shutdown('test done');
+    await db.drop();
+  });
+
+  it('subscribed on replica A, the session’s GET stream held by replica B: the update reaches it over the change bus', async () => {
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' };
+    const init = await fetch(`${a.url}/mcp/subs`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+    });
+    const session = init.headers.get('mcp-session-id')!;
+    await init.text();
+    const withSession = { ...headers, 'mcp-session-id': session };
+    await fetch(`${a.url}/mcp/subs`, { method: 'POST', headers: withSession, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) });
+    const stream = await fetch(`${b.url}/mcp/subs`, { headers: { ...withSession, accept: 'text/event-stream' } });
+    assert.equal(stream.status, 200);
+    const seen = readStreamUntil(stream, 'notifications/resources/updated');
+    const subscribed = await fetch(`${a.url}/mcp/subs`, { method: 'POST', headers: withSession, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'resources/subscribe', params: { uri: A } }) });
+    assert.match(await subscribed.text(), /"result":\{\}/);
+    // A's own upstream process holds the subscription: touch it through A.
+    const probe = new V1Client({ name: 'probe', version: '1' });
+    await probe.connect(new V1Transport(new URL(`${a.url}/mcp/subs`)));
+    assert.equal(toolText(await probe.callTool({ name: 'touch', arguments: { uri: A } })), `updated ${A}`);
+    await probe.close();
+    assert.match(await seen, /"method":"notifications\/resources\/updated","params":\{"uri":"fixture:\/\/doc\/a"\}/);
   });
 });

@@ -12,7 +12,7 @@ export interface ServedSession {
 
 export const GATEWAY_INFO = { name: 'gatehouse', title: 'Gatehouse MCP gateway', version: '0.1.0' };
 
-/** Capabilities the gateway announces (`initialize`, `server/discover`). */
+/** Capabilities the gateway announces (`initialize`, `server/discover`); `resources.subscribe` is added per scope ({@link gatewayCapabilities}). */
 export const GATEWAY_CAPABILITIES = {
   tools: { listChanged: true },
   prompts: { listChanged: true },
@@ -20,6 +20,17 @@ export const GATEWAY_CAPABILITIES = {
   completions: {},
   logging: {},
 };
+
+/**
+ * The capabilities of one scope: {@link GATEWAY_CAPABILITIES}, with `resources.subscribe: true`
+ * where subscribing works — on `/mcp` when at least one upstream declares it, on
+ * `/mcp/<server>` when that upstream does (MCP spec, server/resources "Capabilities"). It
+ * governs 2025-era `resources/subscribe` and 2026-07-28 `resourceSubscriptions` alike (the
+ * SDK honors the latter only when it is declared).
+ */
+export function gatewayCapabilities(subscribable: boolean): typeof GATEWAY_CAPABILITIES {
+  return subscribable ? { ...GATEWAY_CAPABILITIES, resources: { listChanged: true, subscribe: true } as typeof GATEWAY_CAPABILITIES.resources } : GATEWAY_CAPABILITIES;
+}
 
 /** Cache hints for modern list results (2026-07-28 `ttlMs` / `cacheScope`). */
 export const CACHE_HINTS = {
@@ -41,7 +52,12 @@ export interface GatewayScope {
   session?: ServedSession;
   /** The upstreams' instructions as the scope's catalog passes them on (`Catalog.instructions`). */
   upstreamInstructions?: string;
+  /** Whether resource subscriptions work on this scope (see {@link gatewayCapabilities}). */
+  subscribable?: boolean;
 }
+
+/** Requests whose upstream may talk back to the calling client (requests, log messages), or that act on its session. */
+const WITH_CLIENT = new Set<string>(['tools/call', 'prompts/get', 'resources/read', 'completion/complete', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe']);
 
 /**
  * The `instructions` of the gateway's initialize / server/discover result: on `/mcp`, how names
@@ -61,9 +77,9 @@ export function gatewayInstructions(scope: string, upstreamInstructions: string 
  * POST). It holds no state: every handler hands its request to the {@link McpOperationPipeline}
  * (classify → authorize → hooks → route → call), so both eras and the fast path decide alike.
  */
-export function createGatewayServer({ scope, pipeline, principal, era, session, upstreamInstructions }: GatewayScope): Server {
+export function createGatewayServer({ scope, pipeline, principal, era, session, upstreamInstructions, subscribable = false }: GatewayScope): Server {
   const server = new Server(GATEWAY_INFO, {
-    capabilities: GATEWAY_CAPABILITIES,
+    capabilities: gatewayCapabilities(subscribable),
     instructions: gatewayInstructions(scope, upstreamInstructions),
     cacheHints: CACHE_HINTS,
   });
@@ -81,7 +97,7 @@ export function createGatewayServer({ scope, pipeline, principal, era, session, 
         path: 'sdk',
         signal: ctx.mcpReq.signal,
         notify: (params) => ctx.mcpReq.notify({ method: 'notifications/progress', params: params }),
-        client: kind === 'tools/call' || kind === 'logging/setLevel' ? callingClient(server, ctx, era, session) : undefined,
+        client: WITH_CLIENT.has(kind) ? callingClient(server, ctx, era, session) : undefined,
       })) as never);
   }
   return server;

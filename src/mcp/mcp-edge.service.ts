@@ -10,6 +10,10 @@ import { LegacySessions } from './edge/legacy-sessions.js';
 import { MCP_RETRY_AFTER_S, McpReadiness } from './edge/mcp-readiness.js';
 import { NotificationFanout, STREAM_RETRY_AFTER_S, streamOwner } from './edge/notification-fanout.js';
 import { SdkServing } from './edge/sdk-serving.js';
+import { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
+
+/** Most `resourceSubscriptions` one `subscriptions/listen` stream is given (the rest are left out of the acknowledged filter). */
+export const MAX_LISTEN_RESOURCES = 100;
 
 export { jsonRpcError };
 
@@ -43,6 +47,7 @@ export class McpEdgeService {
     private readonly legacySessions: LegacySessions,
     private readonly sdk: SdkServing,
     private readonly fanout: NotificationFanout,
+    private readonly pipeline: McpOperationPipeline,
   ) {}
 
   /**
@@ -102,13 +107,106 @@ export class McpEdgeService {
     // The principal travels to the gateway server as the SDK's pass-through authInfo.
     const authInfo = { token: '', clientId: principal.id, scopes: principal.scopes, extra: { principal } };
     if (request.method === 'POST' && !(await isLegacyRequest(request, parsedBody))) {
+      const uris = listenedResources(parsedBody);
+      if (uris) return this.listenToResources(request, parsedBody, uris, scope, principal, (body) => handlers.modern.fetch(request, { parsedBody: body, authInfo }));
       return handlers.modern.fetch(request, { parsedBody, authInfo });
     }
     return this.legacySessions.handle(request, parsedBody, scope, handlers.legacy, principal, authInfo, abort, clientAddress);
+  }
+
+  /**
+   * A 2026-07-28 `subscriptions/listen` naming `resourceSubscriptions` (MCP 2026-07-28,
+   * basic/utilities/subscriptions): each URI is watched for `principal` as a 2025-era
+   * `resources/subscribe` would be — known in `scope`, allowed like `resources/read`, its
+   * upstream supporting subscriptions — through the same reference-counted upstream
+   * subscription ({@link McpOperationPipeline.watch}); the URIs that cannot be watched are left
+   * out of the filter the SDK serves, so its `notifications/subscriptions/acknowledged` tells
+   * the client which are honored (at most {@link MAX_LISTEN_RESOURCES}). Updates reach the
+   * stream through the SDK's listen router ({@link SdkServing.resourceUpdated}); the watches
+   * end with the stream. A stream is held by the replica serving it: so are its watches.
+   */
+  private async listenToResources(
+    request: Request,
+    body: unknown,
+    uris: string[],
+    scope: string,
+    principal: Principal,
+    serve: (body: unknown) => Promise<Response>,
+  ): Promise<Response> {
+    const releases: (() => void)[] = [];
+    const honored: string[] = [];
+    await Promise.all(
+      [...new Set(uris)].slice(0, MAX_LISTEN_RESOURCES).map(async (uri) => {
+        try {
+          const release = await this.pipeline.watch({ kind: 'resources/subscribe', scope, principal, params: { uri }, era: 'modern', path: 'sdk', signal: request.signal }, () =>
+            this.sdk.resourceUpdated(scope, uri),
+          );
+          releases.push(release);
+          honored.push(uri);
+        } catch {
+          // unknown, denied, or not subscribable: left out of the acknowledged filter
+        }
+      }),
+    );
+    const release = () => {
+      for (const r of releases.splice(0)) r();
+    };
+    let response: Response;
+    try {
+      response = await serve(withResourceSubscriptions(body, honored));
+    } catch (error) {
+      release();
+      throw error;
+    }
+    if (!response.body) {
+      release();
+      return response;
+    }
+    return new Response(endingWith(response.body, release), { status: response.status, headers: response.headers });
   }
 
   /** The fast path's JSON answer, or undefined (see {@link McpFastPath.answer}); call {@link refuse} first. */
   tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | undefined> {
     return this.fast.answer(method, headers, body, scope, abort, principal);
   }
+}
+
+/** The `resourceSubscriptions` of a `subscriptions/listen` request body (strings only), or undefined for anything else. */
+function listenedResources(body: unknown): string[] | undefined {
+  const message = body as { method?: unknown; params?: { notifications?: { resourceSubscriptions?: unknown } } } | null;
+  if (message?.method !== 'subscriptions/listen') return undefined;
+  const uris = message.params?.notifications?.resourceSubscriptions;
+  if (!Array.isArray(uris) || uris.length === 0 || !uris.every((u) => typeof u === 'string')) return undefined;
+  return uris;
+}
+
+/** `body` (a `subscriptions/listen` request) with its `resourceSubscriptions` replaced by `uris` (removed when empty). */
+function withResourceSubscriptions(body: unknown, uris: string[]): unknown {
+  const message = body as { params: { notifications: Record<string, unknown> } };
+  const { resourceSubscriptions: _asked, ...rest } = message.params.notifications;
+  const notifications = uris.length > 0 ? { ...rest, resourceSubscriptions: uris } : rest;
+  return { ...message, params: { ...message.params, notifications } };
+}
+
+/** `body`, calling `done` once when it ends, fails or is cancelled. */
+function endingWith(body: ReadableStream<Uint8Array>, done: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      try {
+        const { done: ended, value } = await reader.read();
+        if (ended) {
+          done();
+          controller.close();
+        } else controller.enqueue(value);
+      } catch (error) {
+        done();
+        controller.error(error);
+      }
+    },
+    cancel: async (reason) => {
+      done();
+      await reader.cancel(reason);
+    },
+  });
 }

@@ -14,6 +14,7 @@ import { McpController } from './mcp.controller.js';
 import { McpEdgeService } from './mcp-edge.service.js';
 import { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
 import { ClientRequests, InputRequiredBroker } from './pipeline/server-requests.js';
+import { SessionSubscriptions } from './pipeline/resource-subscriptions.js';
 import { LogLevels } from './pipeline/log-levels.js';
 
 /**
@@ -24,7 +25,7 @@ import { LogLevels } from './pipeline/log-levels.js';
 @Module({
   imports: [DiscoveryModule, UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule],
   controllers: [McpController],
-  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
+  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, SessionSubscriptions, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
   exports: [McpEdgeService, McpOperationPipeline],
 })
 export class McpModule {}

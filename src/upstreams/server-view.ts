@@ -20,6 +20,8 @@ export interface UpstreamServerView {
   toolFilter: UpstreamServerEntity['toolFilter'];
   inject: Record<string, string>;
   redirectOrigins: string[];
+  /** Per-server message size cap in bytes (null: GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE and the HTTP caps). */
+  maxMessageBytes: number | null;
   source: UpstreamServerEntity['source'];
   createdAt: string;
   updatedAt: string;
@@ -141,6 +143,7 @@ export function toView(row: UpstreamServerEntity, status: UpstreamStatus): Upstr
     toolFilter: { allow: row.toolFilter.allow ?? [], deny: row.toolFilter.deny ?? [] },
     inject: mask(row.inject),
     redirectOrigins: row.redirectOrigins ?? [],
+    maxMessageBytes: row.maxMessageBytes ?? null,
     source: row.source,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),

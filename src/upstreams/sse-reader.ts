@@ -11,6 +11,8 @@ export interface ResponseLimits {
   maxEventChars: number;
   /** Most bytes one response body may carry in total, all its events together (GATEHOUSE_HTTP_MAX_RESPONSE_BYTES). */
   maxResponseBytes: number;
+  /** What set these limits, as errors name it; default the two settings (a server's `maxMessageBytes` names itself). */
+  setBy?: string;
 }
 
 /** Defaults sized for real use: a 32 Mi-character event, 64 MiB per response. */
@@ -29,13 +31,13 @@ export class UpstreamResponseTooLargeError extends DescribedError {}
  * of text, so a slow consumer stops undici reading the socket (its body stream pauses past its
  * high-water mark and TCP flow control reaches the upstream).
  */
-export async function* decodeUtf8(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes'>): AsyncGenerator<string> {
+export async function* decodeUtf8(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes' | 'setBy'>): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8');
   let bytes = 0;
   for await (const chunk of body) {
     bytes += chunk.byteLength;
     if (bytes > limits.maxResponseBytes) {
-      throw new UpstreamResponseTooLargeError(`the upstream's response exceeded ${limits.maxResponseBytes} bytes (GATEHOUSE_HTTP_MAX_RESPONSE_BYTES)`);
+      throw new UpstreamResponseTooLargeError(`the upstream's response exceeded ${limits.maxResponseBytes} bytes (${limits.setBy ?? 'GATEHOUSE_HTTP_MAX_RESPONSE_BYTES'})`);
     }
     const text = decoder.decode(chunk, { stream: true });
     if (text) yield text;
@@ -45,7 +47,7 @@ export async function* decodeUtf8(body: AsyncIterable<Uint8Array>, limits: Pick<
 }
 
 /** A whole (non-streamed) response body as text, within `maxResponseBytes` (see {@link decodeUtf8}). */
-export async function readText(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes'>): Promise<string> {
+export async function readText(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes' | 'setBy'>): Promise<string> {
   const parts: string[] = [];
   for await (const text of decodeUtf8(body, limits)) parts.push(text);
   return parts.join('');
@@ -78,7 +80,7 @@ export async function* readSseEvents(body: AsyncIterable<Uint8Array>, limits: Re
     parser.feed(text);
     endsInCr = text.endsWith('\r');
     if (failure) {
-      throw new UpstreamResponseTooLargeError(`an SSE event from the upstream exceeded ${limits.maxEventChars} characters (GATEHOUSE_HTTP_MAX_EVENT_SIZE)`, { cause: failure });
+      throw new UpstreamResponseTooLargeError(`an SSE event from the upstream exceeded ${limits.maxEventChars} characters (${limits.setBy ?? 'GATEHOUSE_HTTP_MAX_EVENT_SIZE'})`, { cause: failure });
     }
     while (ready.length > 0) yield ready.shift()!;
   }

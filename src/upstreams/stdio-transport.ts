@@ -18,6 +18,8 @@ export interface StdioProcessOptions {
   spawner?: ProcessSpawner;
   /** Longest message accepted from the process, in bytes (GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE; default 32 MiB). */
   maxMessageBytes?: number;
+  /** What set `maxMessageBytes`, as the too-large error names it (default GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE). */
+  maxMessageSetBy?: string;
   /** The server's name, for errors the caller sees ("server X sent…"). */
   serverName?: string;
   /** ms between the process closing its stdout and the transport ending, if the process has not exited by then. */
@@ -43,8 +45,9 @@ export class MessageTooLargeError extends DescribedError {
     readonly bytes: number,
     readonly maxBytes: number,
     server: string | undefined,
+    setBy = 'GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE',
   ) {
-    super(`${server ? `server "${server}"` : 'the server'} sent a message of more than ${formatBytes(maxBytes)} (${bytes} bytes), over GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE; dropped`);
+    super(`${server ? `server "${server}"` : 'the server'} sent a message of more than ${formatBytes(maxBytes)} (${bytes} bytes), over ${setBy}; dropped`);
   }
 }
 
@@ -209,7 +212,7 @@ export class ProcessGroupStdioTransport implements Transport {
    */
   private deliver(frame: Frame): void {
     if (frame.kind === 'oversized') {
-      const error = new MessageTooLargeError(frame.bytes, this.framer.maxBytes, this.options.serverName);
+      const error = new MessageTooLargeError(frame.bytes, this.framer.maxBytes, this.options.serverName, this.options.maxMessageSetBy);
       this.onerror?.(error);
       const id = oversizedResponseId(frame.head, frame.tail);
       if (id !== undefined) this.onmessage?.({ jsonrpc: '2.0', id, error: { code: -32603, message: error.message } });

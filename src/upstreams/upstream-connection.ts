@@ -18,6 +18,7 @@ import { DescribedError, describeUpstreamError } from './error-description.js';
 import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
 import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
+import type { ResponseLimits } from './sse-reader.js';
 import { fetchWithinOrigins } from './redirects.js';
 import { DEFAULT_RETRY, fetchRetryingRefusals } from './http-retry.js';
 import { isSessionLost } from './session-recovery.js';
@@ -52,6 +53,14 @@ export interface UpstreamStatus {
   lastRecovery: string | null;
   toolCount: number;
   updatedAt: string;
+  /** The transport the connection uses: the configured one, or `sse` after an automatic fallback (see `fallback`). */
+  transport?: 'stdio' | 'streamable_http' | 'sse';
+  /**
+   * Present when a server registered as `streamable_http` was connected over the old HTTP+SSE
+   * transport instead (its POST was refused with a 4xx): why, e.g. `streamable HTTP refused
+   * (HTTP 405 Method Not Allowed …); connected over the HTTP+SSE transport`.
+   */
+  fallback?: string;
 }
 
 export interface ConnectionEvents {
@@ -101,6 +110,15 @@ export class UpstreamConnectionClosedError extends DescribedError {
   ) {
     super(`the connection to it was closed before it answered (${reason})`);
   }
+}
+
+/** Called with the params of each `notifications/resources/updated` for a watched URI. */
+export type ResourceListener = (params: { uri: string } & Record<string, unknown>) => void;
+
+/** One upstream URI watched through a connection: its watchers and the subscribe request's outcome. */
+interface WatchedResource {
+  listeners: Set<ResourceListener>;
+  subscribed: Promise<void>;
 }
 
 /** One call being served through a connection; `fail` ends it at once. */
@@ -159,6 +177,15 @@ export class UpstreamConnection {
   /** List refreshes running (per kind), and kinds whose list changed again meanwhile. */
   private readonly refreshing = new Set<OfferingKind>();
   private readonly refreshAgain = new Set<OfferingKind>();
+  /**
+   * Resources watched through this connection (`resources/subscribe` sent upstream once per
+   * URI): the listeners per upstream URI, and the subscribe request's outcome.
+   */
+  private readonly watched = new Map<string, WatchedResource>();
+  /** Whether the upstream declared `resources.subscribe` when it last connected. */
+  private subscribable = false;
+  /** Set when a `streamable_http` server was connected over HTTP+SSE instead: why (see {@link handshake}). */
+  private fallback: string | undefined;
 
   constructor(
     server: UpstreamServerEntity,
@@ -207,7 +234,8 @@ export class UpstreamConnection {
   }
 
   getStatus(): UpstreamStatus {
-    return { state: this.machine.state, ...this.status };
+    const transport = this.fallback ? 'sse' : this.current.transport;
+    return { state: this.machine.state, ...this.status, transport, ...(this.fallback ? { fallback: this.fallback } : {}) };
   }
 
   /**
@@ -264,6 +292,83 @@ export class UpstreamConnection {
     return this.machine.state === 'connected' ? this.client : undefined;
   }
 
+  /** Whether the upstream declared `resources.subscribe` (MCP spec, server/resources "Capabilities") when it last connected. */
+  get supportsSubscribe(): boolean {
+    return this.subscribable;
+  }
+
+  /** Upstream URIs with at least one watcher (`resources/subscribe` sent once for each). */
+  get watchedUris(): string[] {
+    return [...this.watched.keys()];
+  }
+
+  /**
+   * Watches the upstream resource `uri` (the upstream's own URI): the first watcher of a URI
+   * sends `resources/subscribe` upstream, later ones share it (reference counted); each
+   * `notifications/resources/updated` for `uri` calls every watcher with its params. Resolves
+   * with the watcher's release — the last release sends `resources/unsubscribe`. After a
+   * reconnect every watched URI is subscribed again. Rejects (the subscribe request's error,
+   * sanitized) when the upstream refuses or cannot be reached; nothing is then held.
+   * A stdio server with watched resources is never parked as idle (it would forget them).
+   */
+  async watchResource(uri: string, listener: ResourceListener): Promise<() => void> {
+    let entry = this.watched.get(uri);
+    if (!entry) {
+      const created: WatchedResource = {
+        listeners: new Set(),
+        subscribed: this.withClient(undefined, (client, signal) => client.subscribeResource({ uri }, { signal, timeout: this.server.timeoutMs })).then(() => undefined),
+      };
+      // A failed subscribe is not kept: the next watcher tries again.
+      created.subscribed.catch(() => {
+        if (this.watched.get(uri) === created) this.watched.delete(uri);
+      });
+      this.watched.set(uri, created);
+      entry = created;
+    }
+    const held = entry;
+    held.listeners.add(listener);
+    try {
+      await held.subscribed;
+    } catch (error) {
+      held.listeners.delete(listener);
+      throw error;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      held.listeners.delete(listener);
+      if (held.listeners.size > 0 || this.watched.get(uri) !== held) return;
+      this.watched.delete(uri);
+      const client = this.getClient();
+      client?.unsubscribeResource({ uri }, { timeout: this.server.timeoutMs }).catch((error: unknown) => this.note('event', 'warning', `resources/unsubscribe ${uri} failed: ${describeUpstreamError(error)}`));
+      if (this.watched.size === 0 && this.machine.state === 'connected') this.scheduleIdleCheck(this.generation);
+    };
+  }
+
+  /** The upstream said `params.uri` changed: tell its watchers. */
+  private resourceUpdated(params: { uri: string } & Record<string, unknown>): void {
+    const entry = this.watched.get(params.uri);
+    if (!entry) return;
+    for (const listener of [...entry.listeners]) {
+      try {
+        listener(params);
+      } catch (error) {
+        this.events.log.warn({ server: this.server.name, error: describeUpstreamError(error) }, 'a resource watcher failed');
+      }
+    }
+  }
+
+  /** After a reconnect: subscribes every watched URI again on the new session (failures noted in the server's log). */
+  private resubscribe(client: Client, generation: number): void {
+    for (const uri of this.watched.keys()) {
+      client.subscribeResource({ uri }, { timeout: this.server.timeoutMs }).then(
+        () => generation === this.generation && this.note('event', 'info', `re-subscribed to ${uri} after reconnecting`),
+        (error: unknown) => generation === this.generation && this.note('event', 'warning', `re-subscribing to ${uri} failed: ${describeUpstreamError(error)}`),
+      );
+    }
+  }
+
   /**
    * The SDK client for a call, restarting a parked (idle) stdio server first; undefined when
    * the upstream is not available. Every call goes through here, which also marks it used.
@@ -288,31 +393,9 @@ export class UpstreamConnection {
   ): Promise<CallToolResult> {
     const release = this.callers.add(options.caller);
     return this.track(options.signal, async (signal) => {
+      const forwarded = this.viaForwarder('tools/call', params, signal, options);
+      if (forwarded) return (await forwarded) as CallToolResult;
       const timeoutMs = this.server.timeoutMs;
-      const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
-      if (forwarder) {
-        const generation = this.generation;
-        const send = (f: HttpForwarder) =>
-          f.request('tools/call', params, {
-            signal,
-            timeoutMs,
-            maxTotalTimeoutMs: this.events.maxTotalTimeoutMs,
-            onProgress: options.onProgress,
-            // The request came on this call's own response stream: it is this caller's.
-            onRequest: (method, requestParams, requestSignal) => this.callers.request(this.server.name, method, requestParams, requestSignal, options.caller ?? null),
-            onNotification: (method, notificationParams) => options.caller?.notify?.(method, notificationParams),
-          }) as Promise<CallToolResult>;
-        try {
-          return await send(forwarder);
-        } catch (error) {
-          // Refused, not run (see UpstreamSessionLostError): safe to send once more on a new session.
-          if (!isSessionLost(error, true)) throw error;
-          await this.renewSession(generation, error);
-          const renewed = this.machine.state === 'connected' ? this.forwarder : undefined;
-          if (!renewed) throw error;
-          return await send(renewed);
-        }
-      }
       const client = await this.ready();
       if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
       const progressToken = params._meta?.progressToken;
@@ -330,6 +413,69 @@ export class UpstreamConnection {
         },
       );
     }).finally(release);
+  }
+
+  /**
+   * Sends one request other than `tools/call` — `prompts/get`, `resources/read`,
+   * `completion/complete` — like {@link callTool}: 2025-era HTTP upstreams through the pooled
+   * forwarder, the rest through the SDK client; requests and log messages the upstream sends
+   * while serving it go to `options.caller` exactly as for a tool call (see
+   * {@link UpstreamCallers}). Resolves with the upstream's result object; rejects like
+   * {@link withClient}.
+   */
+  async request(
+    method: 'prompts/get' | 'resources/read' | 'completion/complete',
+    params: Record<string, unknown> & { _meta?: Record<string, unknown> },
+    options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
+  ): Promise<Record<string, unknown>> {
+    const release = this.callers.add(options.caller);
+    return this.track(options.signal, async (signal) => {
+      const forwarded = this.viaForwarder(method, params, signal, options);
+      if (forwarded) return (await forwarded) as Record<string, unknown>;
+      const client = await this.ready();
+      if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
+      const progressToken = params._meta?.progressToken;
+      return (await client.request({ method, params } as never, {
+        signal,
+        timeout: this.server.timeoutMs,
+        onprogress: progressToken === undefined || !options.onProgress ? undefined : (p: Record<string, unknown>) => options.onProgress!({ ...p, progressToken }),
+      } as never));
+    }).finally(release);
+  }
+
+  /**
+   * The request sent through the pooled {@link HttpForwarder} (2025-era streamable-HTTP
+   * upstreams), or undefined when the connection has none (then the SDK client serves it).
+   * Requests the upstream sends on the call's response stream are this caller's; a forgotten
+   * session is renewed once and the request sent again (it was refused, not run).
+   */
+  private viaForwarder(
+    method: string,
+    params: Record<string, unknown>,
+    signal: AbortSignal,
+    options: { onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
+  ): Promise<unknown> | undefined {
+    const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
+    if (!forwarder) return undefined;
+    const generation = this.generation;
+    const send = (f: HttpForwarder) =>
+      f.request(method, params, {
+        signal,
+        timeoutMs: this.server.timeoutMs,
+        maxTotalTimeoutMs: this.events.maxTotalTimeoutMs,
+        onProgress: options.onProgress,
+        // The request came on this call's own response stream: it is this caller's.
+        onRequest: (requestMethod, requestParams, requestSignal) => this.callers.request(this.server.name, requestMethod, requestParams, requestSignal, options.caller ?? null),
+        onNotification: (notificationMethod, notificationParams) => options.caller?.notify?.(notificationMethod, notificationParams),
+      });
+    return send(forwarder).catch(async (error: unknown) => {
+      // Refused, not run (see UpstreamSessionLostError): safe to send once more on a new session.
+      if (!isSessionLost(error, true)) throw error;
+      await this.renewSession(generation, error);
+      const renewed = this.machine.state === 'connected' ? this.forwarder : undefined;
+      if (!renewed) throw error;
+      return await send(renewed);
+    });
   }
 
   /**
@@ -421,35 +567,10 @@ export class UpstreamConnection {
     try {
       const invalid = this.invalidValue();
       if (invalid) throw new DescribedError(`${invalid}; not sent (fix the server's configuration)`);
-      const transport = this.createTransport();
-      const client = new Client(GATEHOUSE_CLIENT, { capabilities: UPSTREAM_CLIENT_CAPABILITIES, versionNegotiation: { mode: 'auto' } });
-      // Lists are walked by `walkPages` (bounded by size, not by the SDK's 64 pages), also
-      // when the upstream says one changed.
-      for (const kind of ['tools', 'prompts', 'resources'] as const) {
-        client.setNotificationHandler(`notifications/${kind}/list_changed`, () => void this.refresh(kind, generation));
-      }
-      serveClientRequests(client, this.callers, this.server.name);
-      this.client = client;
-      this.transport = transport;
-      // While the handshake runs, its own rejection carries the real cause (ECONNREFUSED, HTTP
-      // 404…); a close reported first would hide it behind "connection closed".
-      let handshaking = true;
-      transport.onclose = () => {
-        if (generation !== this.generation) return;
-        this.endedBecause = endReasonOf(transport);
-        if (!handshaking) this.failed(this.endedBecause ?? new DescribedError('connection closed'), generation);
-      };
       // Starting a server (npx downloads, JVM start-up) can take far longer than a call may:
       // the handshake and first listing get at least HANDSHAKE_TIMEOUT_MS.
       const timeout = { timeout: Math.max(this.server.timeoutMs, HANDSHAKE_TIMEOUT_MS) };
-      // Problems the transport or the SDK report without failing a request (a line that is not
-      // JSON-RPC, an oversized message, an answer to an unknown id): logged, never thrown.
-      client.onerror = (error) => this.note('event', 'warning', describeUpstreamError(error));
-      try {
-        await client.connect(transport, timeout);
-      } finally {
-        handshaking = false;
-      }
+      const { client, transport } = await this.handshake(generation, timeout);
       recordLogNotifications(transport, (level, text) => generation === this.generation && this.note('notification', level, text));
       deliverNotificationsFirst(transport);
       const [tools, prompts, [resources, resourceTemplates]] = await Promise.all([
@@ -462,9 +583,15 @@ export class UpstreamConnection {
       // The pooled fast path covers 2025-era sessions; modern upstreams stay on the SDK client,
       // which builds the per-request _meta envelope.
       if (transport instanceof StreamableHTTPClientTransport && negotiated && negotiated < '2026-07-28') {
-        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, { clock: this.clock, ...this.events.http, redirectOrigins: this.server.redirectOrigins ?? [] });
+        this.forwarder = new HttpForwarder(new URL(this.server.url!), this.server.headers, negotiated, transport.sessionId, {
+          clock: this.clock,
+          ...this.events.http,
+          ...(this.server.maxMessageBytes ? { limits: serverLimits(this.server.maxMessageBytes) } : {}),
+          redirectOrigins: this.server.redirectOrigins ?? [],
+        });
       }
       this.callers.linkedOnly = this.forwarder !== undefined;
+      this.subscribable = client.getServerCapabilities()?.resources?.subscribe === true;
       this.tools = tools;
       this.prompts = prompts;
       this.resources = resources;
@@ -483,10 +610,75 @@ export class UpstreamConnection {
       // slow start must not be parked the moment it is ready.
       this.lastUsed = this.clock.now();
       this.scheduleIdleCheck(generation);
+      this.resubscribe(client, generation);
     } catch (error) {
       // A process that exited during the handshake: its exit code and stderr, not "connection closed".
       this.failed((generation === this.generation && endReasonOf(this.transport)) || error, generation);
     }
+  }
+
+  /**
+   * Opens the transport and runs `initialize` (see {@link open}). A `streamable_http` server
+   * whose POST is refused with a 4xx other than 401/403 (404, 405…) is tried once more over
+   * the old HTTP+SSE transport at the same URL — the backwards-compatibility procedure of the
+   * MCP transports spec (2025-03-26 and later, basic/transports "Backwards Compatibility": on
+   * a 4xx, GET the URL expecting an SSE stream whose first event is `endpoint`). Success is
+   * noted in `status.transport` (`sse`) and `status.fallback`; when both fail, the error names
+   * both causes.
+   */
+  private async handshake(generation: number, timeout: { timeout: number }): Promise<{ client: Client; transport: Transport }> {
+    this.fallback = undefined;
+    if (this.server.transport !== 'streamable_http') return this.open(this.server.transport, generation, timeout);
+    try {
+      return await this.open('streamable_http', generation, timeout);
+    } catch (error) {
+      const status = httpStatusOf(error);
+      if (status === undefined || status < 400 || status >= 500 || status === 401 || status === 403 || generation !== this.generation) throw error;
+      const why = this.mask(describeUpstreamError(error));
+      this.note('event', 'info', `streamable HTTP refused (${why}); trying the HTTP+SSE transport (backwards compatibility)`);
+      await this.dispose();
+      try {
+        const opened = await this.open('sse', generation, timeout);
+        this.fallback = `streamable HTTP refused (${why}); connected over the HTTP+SSE transport`;
+        return opened;
+      } catch (sseError) {
+        throw new DescribedError(`streamable HTTP refused (${why}), and the HTTP+SSE fallback failed too (${describeUpstreamError(sseError)})`, { cause: sseError });
+      }
+    }
+  }
+
+  /** Creates the SDK client and a `kind` transport, wires them to this connection (generation `generation`) and connects. */
+  private async open(kind: UpstreamServerEntity['transport'], generation: number, timeout: { timeout: number }): Promise<{ client: Client; transport: Transport }> {
+    const transport = this.createTransport(kind);
+    const client = new Client(GATEHOUSE_CLIENT, { capabilities: UPSTREAM_CLIENT_CAPABILITIES, versionNegotiation: { mode: 'auto' } });
+    // Lists are walked by `walkPages` (bounded by size, not by the SDK's 64 pages), also
+    // when the upstream says one changed.
+    for (const listKind of ['tools', 'prompts', 'resources'] as const) {
+      client.setNotificationHandler(`notifications/${listKind}/list_changed`, () => void this.refresh(listKind, generation));
+    }
+    serveClientRequests(client, this.callers, this.server.name);
+    client.setNotificationHandler('notifications/resources/updated', (notification) => {
+      if (generation === this.generation) this.resourceUpdated(notification.params);
+    });
+    this.client = client;
+    this.transport = transport;
+    // While the handshake runs, its own rejection carries the real cause (ECONNREFUSED, HTTP
+    // 404…); a close reported first would hide it behind "connection closed".
+    let handshaking = true;
+    transport.onclose = () => {
+      if (generation !== this.generation || this.transport !== transport) return;
+      this.endedBecause = endReasonOf(transport);
+      if (!handshaking) this.failed(this.endedBecause ?? new DescribedError('connection closed'), generation);
+    };
+    // Problems the transport or the SDK report without failing a request (a line that is not
+    // JSON-RPC, an oversized message, an answer to an unknown id): logged, never thrown.
+    client.onerror = (error) => this.note('event', 'warning', describeUpstreamError(error));
+    try {
+      await client.connect(transport, timeout);
+    } finally {
+      handshaking = false;
+    }
+    return { client, transport };
   }
 
   /**
@@ -639,7 +831,8 @@ export class UpstreamConnection {
     const wait = Math.max(50, this.lastUsed + ttl - this.clock.now());
     this.idleTimer = this.clock.setTimer(() => {
       // Busy: the end of the last call in flight schedules the next check.
-      if (generation !== this.generation || this.machine.state !== 'connected' || this.inflight.size > 0) return;
+      // Watched resources: parking would end the upstream's subscriptions (the next release reschedules).
+      if (generation !== this.generation || this.machine.state !== 'connected' || this.inflight.size > 0 || this.watched.size > 0) return;
       if (this.clock.now() - this.lastUsed < ttl) return this.scheduleIdleCheck(generation);
       this.generation++; // the process exit that follows is not a failure
       this.events.log.info({ server: this.server.name, idleMs: this.clock.now() - this.lastUsed }, 'stopping idle stdio upstream');
@@ -709,16 +902,18 @@ export class UpstreamConnection {
     await transport?.close().catch(() => undefined);
   }
 
-  private createTransport(): Transport {
+  private createTransport(kind: UpstreamServerEntity['transport']): Transport {
     const s = this.server;
-    if (s.transport === 'stdio') {
+    if (kind === 'stdio') {
       return new ProcessGroupStdioTransport({
         command: s.command!,
         args: s.args,
         env: s.env,
         cwd: s.cwd ?? undefined,
         spawner: this.events.spawner,
-        maxMessageBytes: this.events.maxMessageBytes,
+        // The server's own cap, else GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE.
+        maxMessageBytes: s.maxMessageBytes ?? this.events.maxMessageBytes,
+        ...(s.maxMessageBytes ? { maxMessageSetBy: `the server's maxMessageBytes` } : {}),
         serverName: s.name,
         onStderr: (line) => {
           const masked = this.mask(line);
@@ -734,7 +929,7 @@ export class UpstreamConnection {
     const retry = this.events.http?.retry ?? DEFAULT_RETRY;
     const fetchFn = fetchRetryingRefusals(s.redirectOrigins?.length ? fetchWithinOrigins(new Set(s.redirectOrigins)) : fetch, retry, s.timeoutMs);
     const options = { requestInit, fetch: fetchFn, ...(s.redirectOrigins?.length ? { redirectPolicy: 'follow' as const } : {}) };
-    return s.transport === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
+    return kind === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
   }
 
   /** Records a line in the server's log ring, masked. */
@@ -749,6 +944,13 @@ export class UpstreamConnection {
   private touchStatus(): void {
     this.setStatus({});
   }
+}
+
+/** The HTTP status an SDK transport error carries (`SdkHttpError.status`, the legacy SSE transport's `code`), if any. */
+function httpStatusOf(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const status = (error as { status?: unknown }).status;
+  return typeof status === 'number' && Number.isInteger(status) ? status : undefined;
 }
 
 /** Why a stdio transport ended on its own (exit code and stderr, stdout closed), if it did. */
@@ -767,5 +969,14 @@ export function httpOptions(config: AppConfig): HttpForwarderOptions {
  * taken by {@link UpstreamConnection.update} in place.
  */
 export function connectionKey(s: UpstreamServerEntity): string {
-  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? []]);
+  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? [], s.maxMessageBytes ?? null]);
+}
+
+/**
+ * The HTTP response caps of a server with its own `maxMessageBytes`: one SSE event and one
+ * response body may each carry that many (instead of GATEHOUSE_HTTP_MAX_EVENT_SIZE and
+ * GATEHOUSE_HTTP_MAX_RESPONSE_BYTES), and errors name the server's field.
+ */
+export function serverLimits(maxMessageBytes: number): ResponseLimits {
+  return { maxEventChars: maxMessageBytes, maxResponseBytes: maxMessageBytes, setBy: `the server's maxMessageBytes (${maxMessageBytes} bytes)` };
 }

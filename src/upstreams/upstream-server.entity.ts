@@ -70,6 +70,14 @@ export class UpstreamServerEntity {
   @Column({ name: 'redirect_origins', type: 'text', array: true, default: () => "'{}'" })
   redirectOrigins!: string[];
 
+  /**
+   * Largest single message this server may send, in bytes, overriding
+   * GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE (stdio framing) and the HTTP caps
+   * GATEHOUSE_HTTP_MAX_EVENT_SIZE / GATEHOUSE_HTTP_MAX_RESPONSE_BYTES for it; null: those settings.
+   */
+  @Column({ name: 'max_message_bytes', type: 'integer', nullable: true })
+  maxMessageBytes!: number | null;
+
   /** `file` when declared in GATEHOUSE_SERVERS_FILE (upserted at every start), else `api`. */
   @Column({ type: 'text', default: 'api' })
   source!: 'api' | 'file';

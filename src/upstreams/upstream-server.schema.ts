@@ -91,6 +91,12 @@ const fields = {
   toolFilter,
   inject: stringMap(ARGUMENT_NAME, 'tool argument names', 'argument').refine((m) => Object.keys(m).length <= 50, { error: 'expected at most 50 arguments' }),
   redirectOrigins,
+  maxMessageBytes: z
+    .number({ error: (i) => `expected an integer 1024-1073741824 (bytes) or null, got ${show(i.input)}` })
+    .int({ error: 'expected an integer 1024-1073741824 (bytes) or null' })
+    .min(1024, { error: 'expected an integer 1024-1073741824 (bytes) or null' })
+    .max(1024 ** 3, { error: 'expected an integer 1024-1073741824 (bytes) or null' })
+    .nullable(),
 };
 
 function requireTransportFields(server: { transport: string; command?: string | null; url?: string | null }, ctx: z.RefinementCtx) {
@@ -119,6 +125,7 @@ export const createServerSchema = z
     toolFilter: toolFilter.default({ allow: [], deny: [] }),
     inject: fields.inject.default({}),
     redirectOrigins: fields.redirectOrigins.default([]),
+    maxMessageBytes: fields.maxMessageBytes.default(null),
   })
   .strict()
   .superRefine(requireTransportFields);
@@ -139,6 +146,7 @@ export const patchServerSchema = z
     toolFilter,
     inject: fields.inject,
     redirectOrigins: fields.redirectOrigins,
+    maxMessageBytes: fields.maxMessageBytes,
   })
   .partial()
   .strict();

@@ -121,6 +121,16 @@ export class UpstreamServersService {
     return this.supervisor.stillStarting(scope, maxWaitMs);
   }
 
+  /**
+   * Whether resource subscriptions work on `scope`: `''` (`/mcp`) when at least one server of
+   * this replica declared `resources.subscribe`, else when the server `scope` did (as last connected).
+   */
+  subscribable(scope: string): boolean {
+    if (scope !== '') return this.supervisor.connection(scope)?.supportsSubscribe === true;
+    for (const connection of this.supervisor.all()) if (connection.supportsSubscribe) return true;
+    return false;
+  }
+
   /** Names of the servers this replica is connected to. */
   connectedServers(): string[] {
     return this.supervisor.connectedServers();

@@ -46,6 +46,23 @@ export async function everythingOverHttp(mode: 'streamableHttp' | 'sse'): Promis
 
 
 /**
+ * Runs the test fixture `script` (a `.mjs` in test/fixtures) with `args`, listening on a free
+ * `PORT`, and resolves once it answers HTTP: its base URL and process (kill it when done).
+ */
+export async function fixtureOverHttp(script: string, args: string[] = [], env: Record<string, string> = {}): Promise<{ base: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [script, ...args], { env: { PATH: process.env.PATH, PORT: String(port), ...env }, stdio: 'ignore' });
+  const base = `http://127.0.0.1:${port}`;
+  await eventually(`${script} on ${port}`, () =>
+    fetch(base).then(
+      () => true,
+      () => undefined,
+    ),
+  );
+  return { base, child };
+}
+
+/**
  * Starts reading an SSE response and resolves with everything read once `text` appears;
  * rejects after `timeoutMs`. Call it before triggering the event, await it after.
  */

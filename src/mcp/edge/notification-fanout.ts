@@ -8,6 +8,7 @@ import { OFFERING_KINDS, type OfferingKind } from '../../upstreams/offering-kind
 import { jsonRpcError } from './json-rpc.js';
 import { SdkServing } from './sdk-serving.js';
 import { ClientRequests } from '../pipeline/server-requests.js';
+import { SessionSubscriptions } from '../pipeline/resource-subscriptions.js';
 
 /**
  * Who a notification stream is counted against (MCP_MAX_STREAMS_PER_PRINCIPAL): the principal,
@@ -60,8 +61,10 @@ export class NotificationFanout implements OnApplicationBootstrap, BeforeApplica
     private readonly sdk: SdkServing,
     @Inject(APP_CONFIG) config: AppConfig,
     clientRequests: ClientRequests,
+    subscriptions: SessionSubscriptions,
   ) {
     clientRequests.useSessionStreams((sessionId, event) => this.writeToSession(sessionId, event));
+    subscriptions.useSessionStreams((sessionId, event) => this.writeToSession(sessionId, event));
     this.maxPerSession = config.mcp.maxStreamsPerSession;
     this.maxPerOwner = config.mcp.maxStreamsPerPrincipal;
   }

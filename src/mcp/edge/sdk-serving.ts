@@ -47,6 +47,7 @@ export class SdkServing implements BeforeApplicationShutdown {
           era: ctx.era === 'modern' ? 'modern' : 'legacy',
           session: ctx.authInfo?.extra?.session as ServedSession | undefined,
           upstreamInstructions: this.upstreams.catalog(scope)?.instructions,
+          subscribable: this.upstreams.subscribable(scope),
         });
       const onerror = (error: Error) => this.logger.debug({ scope, error: error.message }, 'MCP request rejected');
       handlers = {
@@ -69,6 +70,15 @@ export class SdkServing implements BeforeApplicationShutdown {
         else notify.resourcesChanged();
       }
     }
+  }
+
+  /**
+   * Tells the modern `subscriptions/listen` streams of `scope` that listen for `uri` (the URI as
+   * that scope names it) that the resource changed (`notifications/resources/updated`).
+   */
+  resourceUpdated(scope: string, uri: string): void {
+    // The SDK's listen router delivers it to the streams whose filter names `uri`, stamped with their subscription id.
+    this.handlers.get(scope)?.modern.notify.resourceUpdated(uri);
   }
 
   async beforeApplicationShutdown(): Promise<void> {

@@ -10,6 +10,7 @@ import { buildCatalog } from '../../upstreams/catalog.js';
 import type { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import type { McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClientRequests, InputRequiredBroker } from './server-requests.js';
+import type { SessionSubscriptions } from './resource-subscriptions.js';
 import type { LogLevels } from './log-levels.js';
 import { McpOperationPipeline } from './mcp-operation-pipeline.js';
 import type { McpOperationRequest } from './mcp-operation.js';
@@ -27,7 +28,7 @@ function pipelineWith(hooks: { hook: McpOperationHook; order?: number }[]): McpO
     getMetadataByDecorator: (_d: unknown, w: { order?: number }) => (w.order === undefined ? undefined : { order: w.order }),
   } as unknown as DiscoveryService;
   const logger = { setContext: () => undefined, warn: (o: unknown) => warnings.push(o) } as unknown as PinoLogger;
-  const pipeline = new McpOperationPipeline(upstreams, policies, {} as SecretsService, discovery, logger, {} as ClientRequests, {} as InputRequiredBroker, {} as LogLevels);
+  const pipeline = new McpOperationPipeline(upstreams, policies, {} as SecretsService, discovery, logger, {} as ClientRequests, {} as InputRequiredBroker, {} as LogLevels, {} as SessionSubscriptions);
   pipeline.onModuleInit();
   return pipeline;
 }

@@ -2,7 +2,6 @@ import { Inject, Injectable, Optional, type OnModuleInit } from '@nestjs/common'
 import { DiscoveryService } from '@nestjs/core';
 import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
 import { startingError, waitForStarting } from './starting-servers.js';
-import type { Client } from '@modelcontextprotocol/client';
 import { PinoLogger } from 'nestjs-pino';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
@@ -15,6 +14,7 @@ import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } 
 import { McpOperationHookProvider, type McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClassifiedOperation, McpOperationKind, McpOperationRequest, McpOutcome } from './mcp-operation.js';
 import { ClientRequests, InputRequiredBroker } from './server-requests.js';
+import { SessionSubscriptions } from './resource-subscriptions.js';
 import { LogLevels, type LogLevel } from './log-levels.js';
 import type { UpstreamCaller } from '../../upstreams/upstream-callers.js';
 
@@ -72,6 +72,16 @@ const ns = (target: Target) => `${target.server}${NAME_SEPARATOR}${target.name}`
 const refuseRequest: UpstreamCaller['request'] = (method) => Promise.reject(new ProtocolError(ProtocolErrorCode.InternalError, `BUG: ${method} reached a client without the capability`));
 
 /**
+ * The upstream requests of a 2026-07-28 client's `method`, which has no `input_required` (MCP
+ * 2026-07-28 basic/patterns/mrtr lists tools/call, prompts/get and resources/read): refused
+ * with -32600 naming why (after the capability check, which refuses first with -32021).
+ */
+const refuseOutsideMrtr =
+  (during: string): UpstreamCaller['request'] =>
+  (method) =>
+    Promise.reject(new ProtocolError(ProtocolErrorCode.InvalidRequest, `Gatehouse cannot ask a 2026-07-28 client for ${method} during ${during} (input_required is not available for it)`));
+
+/**
  * The one place every MCP operation is decided and carried out, whichever edge received it
  * (the legacy or modern fast path, the SDK's serving of either era):
  *
@@ -104,6 +114,7 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly clientRequests: ClientRequests,
     private readonly inputs: InputRequiredBroker,
     private readonly logLevels: LogLevels,
+    private readonly subscriptions: SessionSubscriptions,
     @Optional() @Inject(APP_CONFIG) config?: AppConfig,
   ) {
     logger.setContext('McpPipeline');
@@ -188,7 +199,9 @@ export class McpOperationPipeline implements OnModuleInit {
         op.policy = { operation: 'prompts/get', name: ns(target) };
         break;
       }
-      case 'resources/read': {
+      case 'resources/read':
+      case 'resources/subscribe': {
+        // Subscribing to a resource needs the same permission as reading it.
         const { uri } = request.params as McpOperationRequest<'resources/read'>['params'];
         const target = catalog.resolveResource(uri);
         if (!target) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown resource "${echoed(uri)}"`);
@@ -276,25 +289,31 @@ export class McpOperationPipeline implements OnModuleInit {
       case 'prompts/get': {
         const params = op.params as ClassifiedOperation<'prompts/get'>['params'];
         const server = op.target!.server;
-        return this.withClient(authorized, async (client, options) => {
-          const result = await client.getPrompt({ ...params, name: op.target!.name }, options);
-          return op.scope === '' ? withAggregatedUris('prompts/get', server, result) : result;
-        });
+        return this.forward(authorized, 'prompts/get', { ...params, name: op.target!.name }, (result) =>
+          op.scope === '' ? withAggregatedUris('prompts/get', server, result as { messages: unknown[] }) : result,
+        );
       }
       case 'resources/read': {
         const params = op.params as ClassifiedOperation<'resources/read'>['params'];
         const target = op.target!;
-        return this.withClient(authorized, async (client, options) => {
-          const result = await client.readResource({ ...params, uri: target.name }, options);
+        return this.forward(authorized, 'resources/read', { ...params, uri: target.name }, (result) => {
           // Contents carry the upstream's URI; on /mcp every one becomes readable there.
-          if (op.scope === '') return withAggregatedUris('resources/read', target.server, result);
-          return { ...result, contents: result.contents.map((c) => (c.uri === target.name ? { ...c, uri: params.uri } : c)) };
+          if (op.scope === '') return withAggregatedUris('resources/read', target.server, result as { contents: unknown[] });
+          const contents = Array.isArray(result.contents) ? (result.contents as { uri?: unknown }[]) : [];
+          return { ...result, contents: contents.map((c) => (c.uri === target.name ? { ...c, uri: params.uri } : c)) };
         });
       }
       case 'completion/complete': {
         const params = op.params as ClassifiedOperation<'completion/complete'>['params'];
         const ref = params.ref.type === 'ref/prompt' ? { ...params.ref, name: op.target!.name } : { ...params.ref, uri: op.target!.name };
-        return this.withClient(authorized, (client, options) => client.complete({ ...params, ref }, options));
+        return this.forward(authorized, 'completion/complete', { ...params, ref }, (result) => result);
+      }
+      case 'resources/subscribe':
+        return this.subscribeSession(authorized as AuthorizedOperation<'resources/subscribe'>);
+      case 'resources/unsubscribe': {
+        const { uri } = op.params as ClassifiedOperation<'resources/unsubscribe'>['params'];
+        if (op.client?.sessionId) this.subscriptions.unsubscribeSession(op.client.sessionId, uri);
+        return Promise.resolve({});
       }
       case 'logging/setLevel':
         return this.setLevel(op as ClassifiedOperation<'logging/setLevel'>);
@@ -382,32 +401,134 @@ export class McpOperationPipeline implements OnModuleInit {
           forward(caller, signal).finally(() => route.release()),
         )) as CallToolResult;
       }
-      const caller = client === undefined ? undefined : op.era === 'legacy' ? this.clientRequests.callerFor(client) : { capabilities: client.capabilities, request: refuseRequest, notify: client.notify };
-      return await forward(caller, op.signal);
+      return await forward(this.callerOf(op), op.signal);
     } finally {
       if (!handedOver) route?.release();
     }
   }
 
-  /** Routes `op` to its upstream's SDK client and runs `use` with the server's timeout. */
-  private async withClient<T>(authorized: AuthorizedOperation, use: (client: Client, options: { signal?: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
+  /**
+   * The upstream caller of a call made without MRTR: a 2025-era client's requests go through
+   * {@link ClientRequests}; a 2026-07-28 client that cannot answer any gets its log messages
+   * only (its requests are refused by the capability check first).
+   */
+  private callerOf(op: ClassifiedOperation): UpstreamCaller | undefined {
+    const client = op.client;
+    if (client === undefined) return undefined;
+    if (op.era === 'legacy') return this.clientRequests.callerFor(client);
+    return { capabilities: client.capabilities, request: refuseRequest, notify: client.notify };
+  }
+
+  /**
+   * `prompts/get`, `resources/read`, `completion/complete`: routes `op` to its upstream and
+   * sends `params` (the upstream's own name/URI) with the server's timeout; `map` turns the
+   * result into the client's. Requests and log messages the upstream sends meanwhile reach the
+   * calling client exactly as for `tools/call`: a 2025-era client on the call's stream or its
+   * session's GET stream, a 2026-07-28 client as `input_required` rounds (MRTR; MCP 2026-07-28
+   * basic/patterns/mrtr allows them on `prompts/get` and `resources/read`, not on
+   * `completion/complete`, whose upstream requests such a client therefore refuses). Upstream
+   * failures become protocol errors naming the server.
+   */
+  private async forward(
+    authorized: AuthorizedOperation,
+    method: 'prompts/get' | 'resources/read' | 'completion/complete',
+    params: Record<string, unknown> & { _meta?: Record<string, unknown> },
+    map: (result: Record<string, unknown>) => Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
     const op = authorized.operation;
     const target = op.target!;
+    const client = op.client;
+    const mrtr = op.era === 'modern' && method !== 'completion/complete';
+    const key = `${method} ${ns(target)}`;
+    if (mrtr && client?.requestState !== undefined) return this.inputs.resume(op.principal.id, key, client, op.signal);
     const route = await routeCall(this.upstreams, this.secrets, authorized);
     if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
     const connection = route?.connection;
+    let handedOver = false;
     try {
-      const client = await connection?.ready();
-      if (!connection || !client) {
+      if (!connection || !(await connection.ready())) {
         const status = connection?.getStatus();
         throw new ProtocolError(
           ProtocolErrorCode.InternalError,
           `Upstream MCP server "${target.server}" is unavailable${status?.lastError ? `: ${status.lastError}` : ` (${status?.state ?? 'unknown'})`}`,
         );
       }
-      return await use(client, { signal: op.signal, timeout: connection.server.timeoutMs }).catch((e: unknown) => named(target, e));
+      const progressToken = params._meta?.progressToken;
+      const onProgress = progressToken === undefined || !op.notify ? undefined : (progress: Record<string, unknown>) => void op.notify!(progress);
+      const send = (caller: UpstreamCaller | undefined, signal: AbortSignal | undefined) =>
+        connection.request(method, params, { signal, caller, onProgress }).then(map, (error: unknown) => {
+          if (signal?.aborted) throw error;
+          return named(target, error);
+        });
+      if (mrtr && client && answersRequests(client.capabilities)) {
+        // The request may outlive this leg (input_required rounds): the route is released when it ends.
+        handedOver = true;
+        return await this.inputs.start(op.principal.id, key, client, op.signal, (caller, signal) => send(caller, signal).finally(() => route.release()));
+      }
+      // A 2026-07-28 client during completion/complete: no input_required there, so its upstream requests are refused, saying why.
+      const caller = op.era === 'modern' && client ? { ...this.callerOf(op)!, request: refuseOutsideMrtr(method) } : this.callerOf(op);
+      return await send(caller, op.signal);
     } finally {
-      route?.release();
+      if (!handedOver) route?.release();
+    }
+  }
+
+  /**
+   * 2025-era `resources/subscribe`: the calling session watches the resource until it
+   * unsubscribes or ends ({@link SessionSubscriptions}). Needs a session; a 2026-07-28 client
+   * names its resources in `subscriptions/listen` instead.
+   */
+  private async subscribeSession(authorized: AuthorizedOperation<'resources/subscribe'>): Promise<Record<string, unknown>> {
+    const op = authorized.operation;
+    const sessionId = op.client?.sessionId;
+    if (!sessionId) {
+      throw new ProtocolError(ProtocolErrorCode.InvalidRequest, 'resources/subscribe needs a 2025-era session; 2026-07-28 clients name resources in subscriptions/listen (resourceSubscriptions)');
+    }
+    await this.subscriptions.subscribe(sessionId, op.params.uri, (deliver) => this.watchAuthorized(authorized, op.params.uri, deliver));
+    return {};
+  }
+
+  /**
+   * Watches the resource `request.params.uri` for `request.principal` (used by modern
+   * `subscriptions/listen`): classified and authorized like `resources/read` (unknown: -32602,
+   * denied: -32003), then {@link watchAuthorized}. Resolves with the watch's release. No hooks
+   * run (no audit event): the listen request is the operation.
+   */
+  watch(request: McpOperationRequest<'resources/subscribe'>, deliver: (params: Record<string, unknown>) => void): Promise<() => void> {
+    let authorized: AuthorizedOperation<'resources/subscribe'>;
+    try {
+      authorized = authorize(this.policies, this.classify(request));
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    return this.watchAuthorized(authorized, request.params.uri, deliver);
+  }
+
+  /**
+   * Watches an authorized operation's target resource through the connection its caller uses
+   * (`UpstreamConnection.watchResource`: one upstream subscription per connection and URI).
+   * Each update reaches `deliver` with `clientUri` (the URI as the client named it) in place of
+   * the upstream's. Rejects with -32601 naming the server when the upstream does not support
+   * subscriptions, and with the upstream's error (naming the server) when it refuses. The
+   * release ends the watch and the route's hold on a per-user connection.
+   */
+  private async watchAuthorized(authorized: AuthorizedOperation, clientUri: string, deliver: (params: Record<string, unknown>) => void): Promise<() => void> {
+    const target = authorized.operation.target!;
+    const route = await routeCall(this.upstreams, this.secrets, authorized);
+    if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
+    if (!route) throw new ProtocolError(ProtocolErrorCode.InternalError, `Upstream MCP server "${target.server}" is unavailable`);
+    try {
+      if (route.connection.state === 'connected' && !route.connection.supportsSubscribe) {
+        throw new ProtocolError(ProtocolErrorCode.MethodNotFound, `Upstream MCP server "${target.server}" does not support resource subscriptions (it does not declare resources.subscribe)`);
+      }
+      const unwatch = await route.connection.watchResource(target.name, (params) => deliver({ ...params, uri: clientUri })).catch((error: unknown) => named(target, error));
+      return () => {
+        unwatch();
+        route.release();
+      };
+    } catch (error) {
+      route.release();
+      throw error;
     }
   }
 

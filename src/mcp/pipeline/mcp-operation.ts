@@ -16,6 +16,8 @@ export const MCP_OPERATION_KINDS = [
   'resources/templates/list',
   'completion/complete',
   'logging/setLevel',
+  'resources/subscribe',
+  'resources/unsubscribe',
 ] as const;
 export type McpOperationKind = (typeof MCP_OPERATION_KINDS)[number];
 
@@ -41,6 +43,9 @@ export interface McpParams {
     _meta?: Record<string, unknown>;
   };
   'logging/setLevel': { level: string; _meta?: Record<string, unknown> };
+  /** 2025 era only (2026-07-28 replaced it with `resourceSubscriptions` in `subscriptions/listen`). */
+  'resources/subscribe': { uri: string; _meta?: Record<string, unknown> };
+  'resources/unsubscribe': { uri: string; _meta?: Record<string, unknown> };
 }
 
 /** One MCP operation as a client asked for it, before the pipeline has looked at it. */

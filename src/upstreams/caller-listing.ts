@@ -17,7 +17,8 @@ const REFUSED = /^HTTP 40[13]\b/;
  * would otherwise list nothing, and no one could call it. Once a caller who has the values
  * connects, what their connection listed stands in for the server's offerings (a server lists
  * the same tools to every user it admits; policies still filter them per principal), and the
- * server's status says `needs_user_credentials` rather than `error`.
+ * server's status says `needs_user_credentials` rather than `error`. Servers with `oauth` (each
+ * caller's own token) are listed the same way.
  */
 export class CallerListing {
   private readonly borrowed = new Map<string, Offerings>();
@@ -25,7 +26,7 @@ export class CallerListing {
   /** Whether `shared`, the listing connection of `template`, is refused for want of a user's values. */
   static refused(template: UpstreamServerEntity | undefined, shared: UpstreamConnection | undefined): boolean {
     if (!template || !shared || template.transport === 'stdio' || shared.state !== 'error') return false;
-    return REFUSED.test(shared.getStatus().lastError ?? '') && hasPlaceholders([template.env, template.headers]);
+    return REFUSED.test(shared.getStatus().lastError ?? '') && (hasPlaceholders([template.env, template.headers]) || template.oauth != null);
   }
 
   /** A caller's connection to `server` listed `offerings`: adopt them if the shared one is refused. Returns whether it did. */

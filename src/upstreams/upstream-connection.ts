@@ -767,5 +767,5 @@ export function httpOptions(config: AppConfig): HttpForwarderOptions {
  * taken by {@link UpstreamConnection.update} in place.
  */
 export function connectionKey(s: UpstreamServerEntity): string {
-  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? []]);
+  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? [], s.oauth ?? null]);
 }

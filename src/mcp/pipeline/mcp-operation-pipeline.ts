@@ -8,7 +8,8 @@ import { UpstreamServersService } from '../../upstreams/upstream-servers.service
 import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
 import { SecretsService } from '../../secrets/secrets.service.js';
-import { listThroughCaller, routeCall } from '../upstream-route.js';
+import { listThroughCaller, routeCall, type RouteServices } from '../upstream-route.js';
+import { UpstreamConnectionsService } from '../../upstream-oauth/upstream-connections.service.js';
 
 const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
@@ -94,6 +95,7 @@ export class McpOperationPipeline implements OnModuleInit {
   private hooks: McpOperationHook[] = [];
   private readonly templateViews = new WeakMap<object, Catalog['resourceTemplates']>();
   private readonly pageSize: number;
+  private readonly routing: RouteServices;
 
   constructor(
     private readonly upstreams: UpstreamServersService,
@@ -104,9 +106,11 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly clientRequests: ClientRequests,
     private readonly inputs: InputRequiredBroker,
     private readonly logLevels: LogLevels,
+    private readonly connections: UpstreamConnectionsService,
     @Optional() @Inject(APP_CONFIG) config?: AppConfig,
   ) {
     logger.setContext('McpPipeline');
+    this.routing = { upstreams, secrets, connections };
     this.pageSize = config?.mcp.listPageSize ?? DEFAULT_LIST_PAGE_SIZE;
   }
 
@@ -139,7 +143,7 @@ export class McpOperationPipeline implements OnModuleInit {
     // A per-user server its blank connection cannot list is listed through the caller's (rare: one cheap check).
     if (LISTS.has(request.kind)) {
       const servers = this.upstreams.awaitingCallerListing(request.scope);
-      if (servers.length > 0) return listThroughCaller(this.upstreams, this.secrets, request.principal, servers).then(() => this.runListed(request, starting));
+      if (servers.length > 0) return listThroughCaller(this.routing, request.principal, servers).then(() => this.runListed(request, starting));
     }
     return this.runListed(request, starting);
   }
@@ -339,7 +343,7 @@ export class McpOperationPipeline implements OnModuleInit {
     // A 2026-07-28 retry carrying the answers to an input_required round (MRTR): the call is
     // already running upstream; hand it the answers instead of calling again.
     if (op.era === 'modern' && client?.requestState !== undefined) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
-    const route = await routeCall(this.upstreams, this.secrets, authorized);
+    const route = await routeCall(this.routing, authorized);
     if (route && 'problem' in route) return { isError: true, content: [{ type: 'text', text: route.problem }] };
     const connection = route?.connection;
     let handedOver = false;
@@ -393,7 +397,7 @@ export class McpOperationPipeline implements OnModuleInit {
   private async withClient<T>(authorized: AuthorizedOperation, use: (client: Client, options: { signal?: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
     const op = authorized.operation;
     const target = op.target!;
-    const route = await routeCall(this.upstreams, this.secrets, authorized);
+    const route = await routeCall(this.routing, authorized);
     if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
     const connection = route?.connection;
     try {

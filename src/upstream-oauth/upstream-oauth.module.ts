@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KeyRingModule } from '../secrets/key-ring.module.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
+import { MyConnectionsController, ServerConnectionController } from './connections.controller.js';
 import { UpstreamOAuthConnectionEntity } from './upstream-oauth-connection.entity.js';
 import { UpstreamConnectionsService } from './upstream-connections.service.js';
 
@@ -12,6 +13,7 @@ import { UpstreamConnectionsService } from './upstream-connections.service.js';
  */
 @Module({
   imports: [TypeOrmModule.forFeature([UpstreamOAuthConnectionEntity]), UpstreamsModule, KeyRingModule],
+  controllers: [MyConnectionsController, ServerConnectionController],
   providers: [UpstreamConnectionsService],
   exports: [UpstreamConnectionsService],
 })

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { jwtVerify } from 'jose';
 import { Client, StreamableHTTPClientTransport, refreshAuthorization } from '@modelcontextprotocol/client';
 import { apiCaller, type ApiReply } from '../support/api-call.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -11,6 +12,9 @@ import { findLeaks } from '../support/leaks.js';
 import { startOAuthUpstream, type MintedTokens, type OAuthUpstream } from '../support/oauth-upstream.js';
 import { eventually } from '../support/upstreams.js';
 import { UpstreamPoolService } from '../../src/upstreams/upstream-pool.service.js';
+import { rememberSubjectToken } from '../../src/auth/subject-token.js';
+import type { Principal } from '../../src/auth/principal.js';
+import { TokenExchangeService } from '../../src/upstream-oauth/token-exchange.service.js';
 
 const JWT_SECRET = 'upstream-oauth-test-jwt-secret-0123456789';
 const ADMIN_KEY = `admin-${randomBytes(12).toString('hex')}`;
@@ -101,7 +105,11 @@ describe('per-user upstream OAuth connections (issue 14): stored tokens, refresh
 
   before(async () => {
     db = await createTestDatabase();
-    upstream = await startOAuthUpstream({ refreshDelayMs: 200 });
+    upstream = await startOAuthUpstream({
+      refreshDelayMs: 200,
+      // Token exchange: the subject token is the caller's Gatehouse JWT.
+      verifySubjectToken: async (token) => ({ sub: String((await jwtVerify(token, new TextEncoder().encode(JWT_SECRET))).payload.sub) }),
+    });
     secrets.clientSecret = upstream.clientSecret;
     app = await startTestApp(db.url, env);
     for (const who of ['alice', 'bob', 'carol', 'dave']) users[who] = { authorization: `Bearer ${await hsToken(JWT_SECRET, { sub: who, email: `${who}@example.com` })}` };
@@ -306,6 +314,61 @@ describe('per-user upstream OAuth connections (issue 14): stored tokens, refresh
     assert.match(failed.json.detail as string, /the revocation failed/);
     assert.equal((await call('/api/v1/me/connections', { headers: users.bob })).json.items!.length, 0);
     assert.equal((await call('/api/v1/me/connections/linear', { method: 'DELETE', headers: users.bob })).status, 404);
+  });
+
+  it("token exchange (RFC 8693): the caller's own token is exchanged for one bound to the upstream, cached until near expiry", async () => {
+    assert.equal((await call('/api/v1/servers/tx/secrets/TX_CLIENT_SECRET', { method: 'PUT', headers: admin, body: { value: upstream.clientSecret } }, app)).status, 404, 'no server yet');
+    const created = await call('/api/v1/servers', {
+      method: 'POST',
+      headers: admin,
+      body: {
+        name: 'tx',
+        transport: 'streamable_http',
+        url: upstream.mcpUrl,
+        oauth: { mode: 'token_exchange', clientId: upstream.clientId, clientSecret: '${secret:TX_CLIENT_SECRET}', tokenExchange: { tokenEndpoint: upstream.tokenEndpoint, audience: upstream.mcpUrl, scope: 'read' } },
+      },
+    });
+    assert.equal(created.status, 201, created.text);
+    assert.equal((created.json as { oauth: { clientSecret: string } }).oauth.clientSecret, '${secret:TX_CLIENT_SECRET}', 'a placeholder is shown; it names no value');
+    assert.equal((await call('/api/v1/servers/tx/secrets/TX_CLIENT_SECRET', { method: 'PUT', headers: admin, body: { value: upstream.clientSecret } })).status, 204);
+    const before = upstream.exchanges;
+    await eventually('tx listed through dave', async () => ((await (await clientFor('dave')).listTools()).tools.some((t) => t.name === 'tx__whoami') ? true : undefined));
+    const first = await tool('dave', 'tx__whoami');
+    assert.equal(first.isError, false, first.text);
+    assert.deepEqual(JSON.parse(first.text), { sub: 'dave', scopes: ['read'], clientId: upstream.clientId });
+    const second = await tool('dave', 'tx__whoami');
+    assert.equal((JSON.parse(second.text) as { sub: string }).sub, 'dave');
+    assert.equal(upstream.exchanges - before, 1, 'one exchange for the listing and both calls: the exchanged token is reused');
+    const bob = await tool('bob', 'tx__whoami');
+    assert.equal((JSON.parse(bob.text) as { sub: string }).sub, 'bob', 'each caller exchanges their own token');
+
+    // An API key cannot be exchanged: said plainly.
+    const keyClient = new Client({ name: 'uoauth-key', version: '1' });
+    await keyClient.connect(new StreamableHTTPClientTransport(new URL(`${app.url}/mcp`), { requestInit: { headers: admin } }));
+    try {
+      const r = await keyClient.callTool({ name: 'tx__whoami', arguments: {} });
+      assert.equal(r.isError, true);
+      assert.match((r.content as { text: string }[])[0].text, /Server "tx" is called with your own token exchanged .*not an API key/);
+    } finally {
+      await keyClient.close();
+    }
+
+    // A refused exchange names the server and the provider's error code.
+    const exchange = app.app.get(TokenExchangeService);
+    const principal = { userId: 'u1', id: 'bearer:x', displayName: 'x', email: null, roles: [], groups: [], scopes: ['mcp'], method: 'bearer', keyId: null } as Principal;
+    rememberSubjectToken(principal, users.dave.authorization.slice('Bearer '.length));
+    const refused = await exchange.tokenFor('tx', 'u1', principal, {
+      mode: 'token_exchange',
+      clientId: upstream.clientId,
+      clientSecret: '${secret:TX_CLIENT_SECRET}',
+      tokenExchange: { tokenEndpoint: upstream.tokenEndpoint, audience: 'https://elsewhere.example.com' },
+    });
+    assert.ok('failure' in refused);
+    assert.match(refused.failure, /^Token exchange for server "tx" was refused by the provider \(invalid_target: unknown audience\)$/);
+    const missing = await exchange.tokenFor('nope', 'u1', principal, { mode: 'token_exchange', clientId: 'c', clientSecret: '${secret:NOPE}', tokenExchange: { tokenEndpoint: upstream.tokenEndpoint } });
+    assert.ok('failure' in missing);
+    assert.match(missing.failure, /needs the server secret "NOPE" \(oauth\.clientSecret\), which is not set/);
+    for (const [i, t] of upstream.exchangedTokens.entries()) secrets[`exchanged ${i}`] = t;
   });
 
   it('never shows an upstream token or client secret in logs, API answers or tool results, in any encoding', () => {

@@ -4,6 +4,7 @@ import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcon
 import { startingError, waitForStarting } from './starting-servers.js';
 import type { Client } from '@modelcontextprotocol/client';
 import { PinoLogger } from 'nestjs-pino';
+import type { Principal } from '../../auth/principal.js';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
@@ -54,18 +55,19 @@ class OAuthRefusal extends Error {
   constructor(
     readonly error: UpstreamAuthError,
     readonly token: UsableToken,
+    readonly principal?: Principal,
   ) {
     super(error.message);
   }
 }
 
 /** A per-caller OAuth connection whose start the upstream refused with 401/403 (`lastError` says so): the same as a refused call. */
-function refusedAtStart(route: Route | undefined, lastError: string | null | undefined): void {
+function refusedAtStart(route: Route | undefined, lastError: string | null | undefined, principal: Principal): void {
   if (!route || !('oauth' in route) || !route.oauth || !lastError) return;
   const status = /^HTTP (401|403)\b/.exec(lastError)?.[1];
   if (!status) return;
   const error = /insufficient_scope/.test(lastError) ? 'insufficient_scope' : 'invalid_token';
-  throw new OAuthRefusal(new UpstreamAuthError(Number(status) as 401 | 403, { error }), route.oauth);
+  throw new OAuthRefusal(new UpstreamAuthError(Number(status) as 401 | 403, { error }), route.oauth, principal);
 }
 
 /** Re-raises an upstream failure as a protocol error that names the server. */
@@ -382,7 +384,7 @@ export class McpOperationPipeline implements OnModuleInit {
     try {
       if (!connection || !(await connection.ready())) {
         const status = connection?.getStatus();
-        refusedAtStart(route, status?.lastError);
+        refusedAtStart(route, status?.lastError, op.principal);
         return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
       }
       const progressToken = params._meta?.progressToken;
@@ -409,7 +411,7 @@ export class McpOperationPipeline implements OnModuleInit {
           if (signal?.aborted) throw error;
           // A 401/403 refused the request before it ran: refresh and retry, or ask (withOAuthRetry).
           const refused = route.oauth ? authErrorIn(error) : undefined;
-          if (refused) throw new OAuthRefusal(refused, route.oauth!);
+          if (refused) throw new OAuthRefusal(refused, route.oauth!, op.principal);
           if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
           if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
           return upstreamFailure(target.server, errorText(error));
@@ -454,7 +456,7 @@ export class McpOperationPipeline implements OnModuleInit {
       const client = await connection?.ready();
       if (!connection || !client) {
         const status = connection?.getStatus();
-        refusedAtStart(route, status?.lastError);
+        refusedAtStart(route, status?.lastError, op.principal);
         throw new ProtocolError(
           ProtocolErrorCode.InternalError,
           `Upstream MCP server "${target.server}" is unavailable${status?.lastError ? `: ${status.lastError}` : ` (${status?.state ?? 'unknown'})`}`,
@@ -462,7 +464,7 @@ export class McpOperationPipeline implements OnModuleInit {
       }
       return await use(client, { signal: op.signal, timeout: connection.server.timeoutMs }).catch((e: unknown) => {
         const refused = route.oauth ? authErrorIn(e) : undefined;
-        if (refused) throw new OAuthRefusal(refused, route.oauth!);
+        if (refused) throw new OAuthRefusal(refused, route.oauth!, op.principal);
         return named(target, e);
       });
     } finally {
@@ -510,7 +512,7 @@ export class McpOperationPipeline implements OnModuleInit {
       await this.connections.markNeedsReauth(server, token.owner, 'the upstream refused the access token again after a refresh');
       return { problem: `Your connection to server "${server}" must be renewed (the upstream refuses its token): ${this.connections.howToConnect(server)}`, connect: { server, reason: 'needs_reauth' } };
     }
-    const result = await this.connections.rejected(server, token);
+    const result = await this.connections.rejected(server, token, refusal.principal);
     return 'failure' in result ? { problem: result.failure } : result;
   }
 

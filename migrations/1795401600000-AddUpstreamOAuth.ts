@@ -11,6 +11,8 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  *   additional data binds each to owner, server and field); the text columns `*_sealed` hold
  *   `keyId.nonce.ciphertext` (base64url). The authorization-server binding (issuer, token and
  *   revocation endpoints, client id, auth method, resource) is what a refresh or revocation uses.
+ *   `server_url`: the server's URL when the tokens were stored; a server re-created or re-pointed
+ *   under the same name never receives tokens stored for another URL.
  */
 export class AddUpstreamOAuth1795401600000 implements MigrationInterface {
   name = 'AddUpstreamOAuth1795401600000';
@@ -21,6 +23,7 @@ export class AddUpstreamOAuth1795401600000 implements MigrationInterface {
       id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
       server text NOT NULL,
       owner text NOT NULL,
+      server_url text NOT NULL,
       account text,
       scopes text[] NOT NULL DEFAULT '{}',
       expires_at timestamptz,

@@ -100,6 +100,7 @@ export interface DeleteResult {
 /** A connection as cached per replica: the access token opened, the refresh token left sealed. */
 interface Cached {
   owner: string;
+  serverUrl: string;
   status: ConnectionStatus;
   accessToken: string;
   expiresAt: number | null;
@@ -112,6 +113,7 @@ interface Row {
   id: string;
   server: string;
   owner: string;
+  server_url: string;
   account: string | null;
   scopes: string[];
   expires_at: Date | null;
@@ -207,9 +209,9 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
     const rows = await this.dataSource.transaction(async (em) => {
       const saved = await em.query<Row[]>(
         `INSERT INTO upstream_oauth_connections (server, owner, account, scopes, expires_at, status, status_reason, source, access_token_sealed, refresh_token_sealed,
-           issuer, token_endpoint, revocation_endpoint, client_id, client_secret_sealed, token_endpoint_auth_method, resource)
-         VALUES ($1, $2, $3, $4, $5, 'active', NULL, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (server, owner) DO UPDATE SET account = EXCLUDED.account, scopes = EXCLUDED.scopes, expires_at = EXCLUDED.expires_at, status = 'active',
+           issuer, token_endpoint, revocation_endpoint, client_id, client_secret_sealed, token_endpoint_auth_method, resource, server_url)
+         VALUES ($1, $2, $3, $4, $5, 'active', NULL, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT (server, owner) DO UPDATE SET server_url = EXCLUDED.server_url, account = EXCLUDED.account, scopes = EXCLUDED.scopes, expires_at = EXCLUDED.expires_at, status = 'active',
            status_reason = NULL, source = EXCLUDED.source, access_token_sealed = EXCLUDED.access_token_sealed, refresh_token_sealed = EXCLUDED.refresh_token_sealed,
            issuer = EXCLUDED.issuer, token_endpoint = EXCLUDED.token_endpoint, revocation_endpoint = EXCLUDED.revocation_endpoint, client_id = EXCLUDED.client_id,
            client_secret_sealed = EXCLUDED.client_secret_sealed, token_endpoint_auth_method = EXCLUDED.token_endpoint_auth_method, resource = EXCLUDED.resource,
@@ -231,6 +233,7 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
           seal('client_secret', binding.clientSecret),
           binding.authMethod ?? null,
           binding.resource ?? null,
+          template.url ?? '',
         ],
       );
       await this.bus.publish(UPSTREAM_OAUTH_CHANGED, { server, owner: who }, em);
@@ -302,10 +305,12 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
     const oauth = this.upstreams.template(server)?.oauth;
     if (oauth?.mode === 'token_exchange') return this.exchange.tokenFor(server, owner, principal, oauth);
     if (owner === null) return { connect: { server, reason: 'not_connected' }, problem: `Server "${server}" needs an OAuth connection; sign in to Gatehouse (send credentials), then ${this.howToConnect(server)}` };
+    // Tokens stored while the server had another URL (re-created or re-pointed under this name) are never sent.
+    const url = this.upstreams.template(server)?.url ?? '';
     const own = await this.cache.get(key(server, owner));
-    if (own) return this.usable(server, own, false);
+    if (own && own.serverUrl === url) return this.usable(server, own, false);
     const shared = await this.cache.get(key(server, SHARED_CONNECTION_OWNER));
-    if (shared && shared.status === 'active') return this.usable(server, shared, true);
+    if (shared && shared.serverUrl === url && shared.status === 'active') return this.usable(server, shared, true);
     return { connect: { server, reason: 'not_connected' }, problem: `You have not connected your account for server "${server}": ${this.howToConnect(server)}` };
   }
 
@@ -468,6 +473,7 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
     try {
       return {
         owner,
+        serverUrl: row.server_url,
         status: row.status,
         accessToken: this.open(row, 'access_token', row.access_token_sealed),
         expiresAt: row.expires_at?.getTime() ?? null,
@@ -477,7 +483,7 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
       };
     } catch (error) {
       this.logger.error({ server, owner: owner === SHARED_CONNECTION_OWNER ? 'shared' : owner, err: error }, 'an upstream OAuth connection cannot be decrypted; treated as needing re-authorization');
-      return { owner, status: 'needs_reauth', accessToken: '', expiresAt: null, scopes: [], refreshable: false, stepUpScopes: null };
+      return { owner, serverUrl: row.server_url, status: 'needs_reauth', accessToken: '', expiresAt: null, scopes: [], refreshable: false, stepUpScopes: null };
     }
   }
 

@@ -27,6 +27,10 @@ export class UpstreamOAuthConnectionEntity {
   @Column({ type: 'text' })
   owner!: string;
 
+  /** The server's URL when the tokens were stored: they are used only while the server still has it. */
+  @Column({ name: 'server_url', type: 'text' })
+  serverUrl!: string;
+
   /** Who the tokens act as at the provider (a `sub`, login or email), when known; shown to the user. */
   @Column({ type: 'text', nullable: true })
   account!: string | null;

@@ -15,6 +15,7 @@ import { UpstreamPoolService } from '../../src/upstreams/upstream-pool.service.j
 import { rememberSubjectToken } from '../../src/auth/subject-token.js';
 import type { Principal } from '../../src/auth/principal.js';
 import { TokenExchangeService } from '../../src/upstream-oauth/token-exchange.service.js';
+import { UpstreamConnectionsService } from '../../src/upstream-oauth/upstream-connections.service.js';
 
 const JWT_SECRET = 'upstream-oauth-test-jwt-secret-0123456789';
 const ADMIN_KEY = `admin-${randomBytes(12).toString('hex')}`;
@@ -202,10 +203,10 @@ describe('per-user upstream OAuth connections (issue 14): stored tokens, refresh
   });
 
   it('refreshes ahead of expiry exactly once under 20 concurrent calls on two replicas, and every call uses the result', async () => {
+    await eventually('linear listed on the replica', async () => ((await (await clientFor('alice', replica)).listTools()).tools.some((t) => t.name === 'linear__whoami') ? true : undefined));
     const before = upstream.refreshes;
     // Gatehouse is told the token expires in 1 s: inside the 60 s skew, so the next calls refresh.
     assert.equal((await connect('alice', minted.alice, 1)).status, 200);
-    await eventually('linear listed on the replica', async () => ((await (await clientFor('alice', replica)).listTools()).tools.some((t) => t.name === 'linear__whoami') ? true : undefined));
     const calls = Array.from({ length: 20 }, (_, i) => whoami('alice', i % 2 === 0 ? app : replica));
     const results = await Promise.all(calls);
     assert.deepEqual(new Set(results.map((r) => r.sub)), new Set(['alice']));
@@ -314,6 +315,26 @@ describe('per-user upstream OAuth connections (issue 14): stored tokens, refresh
     assert.match(failed.json.detail as string, /the revocation failed/);
     assert.equal((await call('/api/v1/me/connections', { headers: users.bob })).json.items!.length, 0);
     assert.equal((await call('/api/v1/me/connections/linear', { method: 'DELETE', headers: users.bob })).status, 404);
+  });
+
+  it('never sends tokens stored for a server to a server re-created under the same name with another URL', async () => {
+    const body = (url: string) => ({ name: 'moved', transport: 'streamable_http', url, oauth: { mode: 'user' } });
+    assert.equal((await call('/api/v1/servers', { method: 'POST', headers: admin, body: body(upstream.mcpUrl) })).status, 201);
+    const tokens = await upstream.mintTokens('alice');
+    secrets.movedAccess = tokens.access_token;
+    const put = await call('/api/v1/me/connections/moved', { method: 'PUT', headers: users.alice, body: { accessToken: tokens.access_token, expiresIn: 3600 } });
+    assert.equal(put.status, 200, put.text);
+    const connections = app.app.get(UpstreamConnectionsService);
+    const [{ id }] = await db.query<{ id: string }>("SELECT id FROM users WHERE subject = 'alice'");
+    const alice = { userId: id, id: `bearer:${id}`, displayName: 'alice', email: null, roles: [], groups: [], scopes: ['mcp'], method: 'bearer', keyId: null } as Principal;
+    const before = await connections.accessTokenFor('moved', alice);
+    assert.ok('token' in before && before.token === tokens.access_token);
+    assert.equal((await call('/api/v1/servers/moved', { method: 'DELETE', headers: admin })).status, 204);
+    assert.equal((await call('/api/v1/servers', { method: 'POST', headers: admin, body: body(`${upstream.mcpUrl}?elsewhere=1`) })).status, 201);
+    const after = await connections.accessTokenFor('moved', alice);
+    assert.ok('connect' in after, 'the old token is not used for the new URL');
+    assert.equal(after.connect.reason, 'not_connected');
+    assert.equal((await call('/api/v1/servers/moved', { method: 'DELETE', headers: admin })).status, 204);
   });
 
   it("token exchange (RFC 8693): the caller's own token is exchanged for one bound to the upstream, cached until near expiry", async () => {

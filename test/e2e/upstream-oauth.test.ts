@@ -16,6 +16,11 @@ import { rememberSubjectToken } from '../../src/auth/subject-token.js';
 import type { Principal } from '../../src/auth/principal.js';
 import { TokenExchangeService } from '../../src/upstream-oauth/token-exchange.service.js';
 import { UpstreamConnectionsService } from '../../src/upstream-oauth/upstream-connections.service.js';
+import { rotateConnections } from '../../src/upstream-oauth/rotate-connections.js';
+import { openField } from '../../src/upstream-oauth/token-sealing.js';
+import { parseKeyRing } from '../../src/secrets/secret-crypto.js';
+import { TEST_ENCRYPTION_KEYS } from '../support/process.js';
+import { DataSource } from 'typeorm';
 
 const JWT_SECRET = 'upstream-oauth-test-jwt-secret-0123456789';
 const ADMIN_KEY = `admin-${randomBytes(12).toString('hex')}`;
@@ -390,6 +395,23 @@ describe('per-user upstream OAuth connections (issue 14): stored tokens, refresh
     assert.ok('failure' in missing);
     assert.match(missing.failure, /needs the server secret "NOPE" \(oauth\.clientSecret\), which is not set/);
     for (const [i, t] of upstream.exchangedTokens.entries()) secrets[`exchanged ${i}`] = t;
+  });
+
+  it('secrets rotate re-seals connection tokens under the new primary key; they open with it alone', async () => {
+    const newKey = `k2:${randomBytes(32).toString('base64')}`;
+    const ring = parseKeyRing(`${newKey},${TEST_ENCRYPTION_KEYS}`);
+    const dataSource = app.app.get(DataSource);
+    const first = await rotateConnections(dataSource, ring);
+    assert.ok(first.rotated > 0, 'something was rotated');
+    assert.deepEqual(first.failed, []);
+    const again = await rotateConnections(dataSource, ring);
+    assert.equal(again.rotated, 0, 'idempotent');
+    const alone = parseKeyRing(newKey);
+    const rows = await db.query<{ server: string; owner: string; access_token_sealed: string }>('SELECT server, owner, access_token_sealed FROM upstream_oauth_connections');
+    for (const row of rows) {
+      assert.match(row.access_token_sealed, /^k2\./);
+      assert.ok(openField(alone, row.owner, row.server, 'access_token', row.access_token_sealed).length > 0);
+    }
   });
 
   it('never shows an upstream token or client secret in logs, API answers or tool results, in any encoding', () => {

@@ -264,6 +264,22 @@ describe('per-user upstream OAuth connections (issue 14): stored tokens, refresh
     } finally {
       upstream.rejectIssuedBefore = 0;
     }
+    // The same through a 2026-07-28 client that answers elicitation (its calls go through the input_required broker).
+    await new Promise((r) => setTimeout(r, 1100));
+    upstream.rejectIssuedBefore = Math.floor(Date.now() / 1000);
+    const capable = new Client({ name: 'uoauth-capable', version: '1' }, { capabilities: { elicitation: { form: {} } } });
+    capable.setRequestHandler('elicitation/create', () => Promise.resolve({ action: 'decline' as const }));
+    await capable.connect(new StreamableHTTPClientTransport(new URL(`${app.url}/mcp`), { requestInit: { headers: users.alice } }));
+    try {
+      const result = await capable.callTool({ name: 'linear__whoami', arguments: {} });
+      const text = (result.content as { text: string }[])[0].text;
+      assert.equal(result.isError === true, false, text);
+      assert.equal((JSON.parse(text) as { sub: string }).sub, 'alice');
+      assert.equal(upstream.refreshes - before, 2);
+    } finally {
+      upstream.rejectIssuedBefore = 0;
+      await capable.close();
+    }
   });
 
   it('a 403 insufficient_scope asks for the union of scopes, and the same ask twice is an error naming them (no loop)', async () => {

@@ -11,6 +11,7 @@ import type { AppConfig } from './config/config.schema.js';
 import { DatabaseModule } from './database/database.module.js';
 import { HealthModule } from './health/health.module.js';
 import { McpModule } from './mcp/mcp.module.js';
+import { UpstreamOAuthModule } from './upstream-oauth/upstream-oauth.module.js';
 import { UpstreamsModule } from './upstreams/upstreams.module.js';
 import { UsersModule } from './users/users.module.js';
 import { OAuthServerModule } from './oauth-server/oauth-server.module.js';
@@ -41,6 +42,7 @@ export class AppModule {
         UsersModule,
         ApiKeysModule,
         UpstreamsModule,
+        UpstreamOAuthModule,
         McpModule,
         RateLimitModule,
         ...(config.oauthServer.enabled ? [OAuthServerModule] : []),

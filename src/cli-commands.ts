@@ -12,6 +12,7 @@ import type { AppConfig } from './config/config.schema.js';
 import { findRunningEmbeddedPostgres } from './database/embedded-attach.js';
 import type { EmbeddedPostgresHandle } from './database/embedded-postgres.js';
 import { rotateSecrets } from './secrets/rotate.js';
+import { rotateConnections } from './upstream-oauth/rotate-connections.js';
 import { parseKeyRing } from './secrets/secret-crypto.js';
 import { createRootLogger } from './common/logging/logger.js';
 import { loadConfigOrExit } from './config/load-config.js';
@@ -145,7 +146,10 @@ export async function runCommand(invocation: Extract<Invocation, { kind: 'run' }
         const report = await rotateSecrets(dataSource, ring);
         process.stdout.write(`rotated ${report.rotated}, already under "${ring.primaryId}" ${report.current}, failed ${report.failed.length}\n`);
         for (const f of report.failed) process.stderr.write(`  cannot open ${f.server}/${f.name} (key "${f.keyId}"): ${f.reason}\n`);
-        return report.failed.length > 0 ? 1 : 0;
+        const connections = await rotateConnections(dataSource, ring);
+        process.stdout.write(`upstream OAuth connections: rotated ${connections.rotated}, already under "${ring.primaryId}" ${connections.current}, failed ${connections.failed.length}\n`);
+        for (const f of connections.failed) process.stderr.write(`  cannot open the ${f.field} of ${f.server} (owner ${f.owner === '*' ? 'shared' : f.owner}): ${f.reason}\n`);
+        return report.failed.length + connections.failed.length > 0 ? 1 : 0;
       }
       default: {
         const pending = await pendingMigrations(dataSource);

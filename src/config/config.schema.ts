@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseKeyRing } from '../secrets/secret-crypto.js';
 import { OAUTH_SERVER_ENV, oauthServerConfig, refineOAuthServerEnv, type OAuthServerConfig } from './oauth-server.config.js';
+import { UPSTREAM_OAUTH_ENV, upstreamOAuthConfig, type UpstreamOAuthSettings } from './upstream-oauth.config.js';
 import { envBool, envCustom, envEnum, envInt, envList, envSecret, envSecretList, envSize, envString, envUrl } from './env-parsers.js';
 import { GROUP_ROLE_ITEM, loginConfigFrom, parseLoginProviders, type LoginConfig } from './login-config.js';
 
@@ -147,6 +148,8 @@ export const envSchema = z.object({
   MCP_SESSION_AUTH_REQUIRE_FOR_SESSION: envBool().optional(),
   MCP_SESSION_AUTH_REQUIRE_FOR_OPERATIONS: envBool().default(true),
   ...OAUTH_SERVER_ENV,
+  // Issue 14, per-user upstream OAuth (src/upstream-oauth, docs/upstream-oauth.md).
+  ...UPSTREAM_OAUTH_ENV,
 
   // Issue 13, sign-in (src/login, src/config/login-config.ts, docs/oauth.md "Login").
   GATEHOUSE_LOGIN_PROVIDERS: envCustom(parseLoginProviders, true).optional(),
@@ -365,6 +368,8 @@ export interface AppConfig {
   };
   /** Gatehouse as the OAuth 2.1 authorization server (docs/oauth-server.md); `enabled` false: off. */
   oauthServer: OAuthServerConfig;
+  /** Per-user OAuth connections to upstream servers (docs/upstream-oauth.md). */
+  upstreamOAuth: UpstreamOAuthSettings;
   shutdown: { timeoutMs: number; delayMs: number };
   /** Sign-in at identity providers and with local passwords; browser sessions (src/login). */
   login: LoginConfig;
@@ -505,6 +510,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       },
     },
     oauthServer: oauthServerConfig(e, publicUrl),
+    upstreamOAuth: upstreamOAuthConfig(e),
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },
     login: loginConfigFrom(e),
   };

@@ -5,14 +5,29 @@ import { hasPlaceholders, resolve, secretNames, type Caller } from '../secrets/p
 import { secretOwner, type SecretsService } from '../secrets/secrets.service.js';
 import { assertAuthorized, type AuthorizedOperation } from './pipeline/authorized-operation.js';
 import type { Principal } from '../auth/principal.js';
+import type { ConnectRequest, UpstreamConnectionsService, UsableToken } from '../upstream-oauth/upstream-connections.service.js';
 
-/** Where one call to one upstream goes, for one caller. */
+/**
+ * Where one call to one upstream goes, for one caller. A route to a server with `oauth` carries
+ * the token it sends (`oauth`), so a refused token can be refreshed and the call routed again.
+ * A problem may carry `connect`: the caller must connect (or reconnect) their account — the
+ * machine-readable ask the edge turns into the client's era (URL elicitation, `input_required`,
+ * or the plain `problem` text).
+ */
 export type Route =
-  | { connection: UpstreamConnection; inject: Record<string, string>; release: () => void }
-  | { problem: string; missing: boolean };
+  | { connection: UpstreamConnection; inject: Record<string, string>; release: () => void; oauth?: UsableToken }
+  | { problem: string; missing: boolean; connect?: ConnectRequest };
+
+/** What routing reads: the servers, secrets and OAuth connections. */
+export interface RouteServices {
+  upstreams: UpstreamServersService;
+  secrets: SecretsService;
+  connections: UpstreamConnectionsService;
+}
 
 interface Plan {
   perCaller: boolean;
+  oauth: boolean;
   injects: boolean;
   names: string[];
 }
@@ -24,7 +39,8 @@ function planOf(template: UpstreamServerEntity): Plan {
   let plan = plans.get(template);
   if (!plan) {
     plan = {
-      perCaller: hasPlaceholders([template.env, template.headers]),
+      perCaller: hasPlaceholders([template.env, template.headers]) || (template.oauth != null && template.transport !== 'stdio'),
+      oauth: template.oauth != null && template.transport !== 'stdio',
       injects: Object.keys(template.inject).length > 0,
       names: secretNames([template.env, template.headers, template.inject]),
     };
@@ -40,12 +56,11 @@ function planOf(template: UpstreamServerEntity): Plan {
  * server is gone or not connected on this replica; `{ problem }` when the caller lacks a secret
  * the server needs (or the pool is exhausted). Call `release()` when the exchange is over.
  */
-export function routeCall(upstreams: UpstreamServersService, secrets: SecretsService, authorized: AuthorizedOperation): Promise<Route | undefined> {
+export function routeCall(services: RouteServices, authorized: AuthorizedOperation, token?: UsableToken): Promise<Route | undefined> {
   assertAuthorized(authorized);
   const { principal, target } = authorized.operation;
   if (!target) throw new Error('BUG: routeCall on an operation without a target');
-  const caller: Caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
-  return routeTo(upstreams, secrets, caller, target.server);
+  return routeTo(services, principal, target.server, token);
 }
 
 /** How long a list waits for callers' connections to list (`listThroughCaller`); a slower one lists for later lists. */
@@ -61,10 +76,9 @@ const CALLER_LISTING_WAIT_MS = 5_000;
  * handshake and the lists their first call would make anyway; what the lists show is filtered
  * per principal as always.
  */
-export async function listThroughCaller(upstreams: UpstreamServersService, secrets: SecretsService, principal: Principal, servers: string[]): Promise<void> {
-  const caller: Caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
+export async function listThroughCaller(services: RouteServices, principal: Principal, servers: string[]): Promise<void> {
   const started = servers.map(async (server) => {
-    const route = await routeTo(upstreams, secrets, caller, server).catch(() => undefined);
+    const route = await routeTo(services, principal, server).catch(() => undefined);
     if (route && 'release' in route) route.release();
   });
   let timer: NodeJS.Timeout | undefined;
@@ -74,18 +88,34 @@ export async function listThroughCaller(upstreams: UpstreamServersService, secre
 }
 
 /**
- * Picks the connection a call to `server` uses for `caller`. A server without placeholders:
+ * Picks the connection a call to `server` uses for `principal`. A server without placeholders:
  * the shared connection. A server whose env/headers hold `${secret:…}` / `${user:…}`: the
  * caller's own pooled connection, started with the resolved values. `inject` arguments are
  * resolved for the caller too. A secret the caller lacks (and the server has no shared value
  * for) stops the call before anything is sent upstream, with the exact request that sets it.
+ *
+ * A server with `oauth`: the caller's own pooled connection sending `Authorization: Bearer`
+ * with the caller's token (their own connection, else the server's shared one; refreshed when
+ * near expiry) — `token` when given (a refreshed one after a 401). The pool keys connections
+ * by the resolved headers, so a connection carries exactly one user's token, and a refreshed
+ * token starts a new one. Without a usable token: `{ problem, connect }`.
  */
-async function routeTo(upstreams: UpstreamServersService, secrets: SecretsService, caller: Caller, server: string): Promise<Route | undefined> {
+async function routeTo(services: RouteServices, principal: Principal, server: string, token?: UsableToken): Promise<Route | undefined> {
+  const { upstreams, secrets } = services;
+  const caller: Caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
   const connection = upstreams.connection(server);
   const template = upstreams.template(server);
   if (!connection || !template) return undefined;
   const plan = planOf(template);
   if (!plan.perCaller && !plan.injects) return { connection, inject: {}, release: noop };
+
+  let oauth: UsableToken | undefined = token;
+  if (plan.oauth && !oauth) {
+    const got = await services.connections.accessTokenFor(server, principal);
+    if ('connect' in got) return { problem: got.problem, missing: true, connect: got.connect };
+    if ('failure' in got) return { problem: got.failure, missing: false };
+    oauth = got;
+  }
 
   const { values, unreadable } = plan.names.length > 0 ? await secrets.forCaller(server, caller.owner) : { values: new Map<string, string>(), unreadable: new Map<string, string>() };
   const env = resolve(template.env, values, caller, template.transport === 'stdio' ? 'env' : undefined);
@@ -118,9 +148,11 @@ async function routeTo(upstreams: UpstreamServersService, secrets: SecretsServic
     return { connection, inject: inject.values, release: noop };
   }
   try {
-    const pooled = await upstreams.pooled(server, caller.owner ?? '', { env: env.values, headers: headers.values, secretValues: [...env.secretValues, ...headers.secretValues] });
+    const sent = oauth ? { ...headers.values, Authorization: `Bearer ${oauth.token}` } : headers.values;
+    const secretValues = [...env.secretValues, ...headers.secretValues, ...(oauth ? [oauth.token] : [])];
+    const pooled = await upstreams.pooled(server, caller.owner ?? '', { env: env.values, headers: sent, secretValues });
     if (inject.secretValues.length > 0) pooled.connection.maskAlso(inject.secretValues);
-    return { connection: pooled.connection, inject: inject.values, release: pooled.release };
+    return { connection: pooled.connection, inject: inject.values, release: pooled.release, ...(oauth ? { oauth } : {}) };
   } catch (error) {
     if (error instanceof PoolExhaustedError) return { problem: error.message, missing: false };
     throw error;

@@ -7,8 +7,12 @@ type Offerings = ReturnType<UpstreamConnection['offerings']>;
 /** What the catalog reads from a connection. */
 export type CatalogSource = Pick<UpstreamConnection, 'server' | 'offerings'>;
 
-/** `HTTP 401 …` / `HTTP 403 …` as {@link describeUpstreamError} words an upstream's refusal. */
-const REFUSED = /^HTTP 40[13]\b/;
+/**
+ * `HTTP 401 …` / `HTTP 403 …` as {@link describeUpstreamError} words an upstream's refusal —
+ * also inside a wrapper (`ERA_NEGOTIATION_FAILED: … HTTP 401 Unauthorized`: a modern upstream
+ * refusing the `server/discover` probe).
+ */
+const REFUSED = /(^|: )HTTP 40[13]\b/;
 
 /**
  * Listing through a caller's connection, for an HTTP server configured per user
@@ -17,15 +21,17 @@ const REFUSED = /^HTTP 40[13]\b/;
  * would otherwise list nothing, and no one could call it. Once a caller who has the values
  * connects, what their connection listed stands in for the server's offerings (a server lists
  * the same tools to every user it admits; policies still filter them per principal), and the
- * server's status says `needs_user_credentials` rather than `error`.
+ * server's status says `needs_user_credentials` rather than `error`. Servers with `oauth` (each
+ * caller's own token) are listed the same way.
  */
 export class CallerListing {
   private readonly borrowed = new Map<string, Offerings>();
 
   /** Whether `shared`, the listing connection of `template`, is refused for want of a user's values. */
   static refused(template: UpstreamServerEntity | undefined, shared: UpstreamConnection | undefined): boolean {
-    if (!template || !shared || template.transport === 'stdio' || shared.state !== 'error') return false;
-    return REFUSED.test(shared.getStatus().lastError ?? '') && hasPlaceholders([template.env, template.headers]);
+    // `connecting`: retrying after the refusal (lastError still says why) — the server's tools must not vanish meanwhile.
+    if (!template || !shared || template.transport === 'stdio' || (shared.state !== 'error' && shared.state !== 'connecting')) return false;
+    return REFUSED.test(shared.getStatus().lastError ?? '') && (hasPlaceholders([template.env, template.headers]) || template.oauth != null);
   }
 
   /** A caller's connection to `server` listed `offerings`: adopt them if the shared one is refused. Returns whether it did. */

@@ -1,7 +1,7 @@
 import { isCredentialParam, isSensitiveKey, REDACTED } from '../common/logging/redact.js';
 import { blank, hasPlaceholders } from '../secrets/placeholders.js';
 import type { UpstreamStatus } from './upstream-connection.js';
-import type { UpstreamServerEntity } from './upstream-server.entity.js';
+import type { UpstreamOAuthConfig, UpstreamServerEntity } from './upstream-server.entity.js';
 
 /** A server as the admin API shows it: credential-like values masked, with this replica's status. */
 export interface UpstreamServerView {
@@ -22,6 +22,7 @@ export interface UpstreamServerView {
   redirectOrigins: string[];
   /** Per-server message size cap in bytes (null: GATEHOUSE_UPSTREAM_MAX_MESSAGE_SIZE and the HTTP caps). */
   maxMessageBytes: number | null;
+  oauth: UpstreamOAuthConfig | null;
   source: UpstreamServerEntity['source'];
   createdAt: string;
   updatedAt: string;
@@ -125,6 +126,21 @@ export function unmaskArgs(next: readonly string[], stored: readonly string[]): 
   });
 }
 
+/**
+ * `oauth` as the admin API shows it: a literal `clientSecret` is masked; a `${secret:NAME}`
+ * placeholder is shown (it names where the value is, not the value).
+ */
+export function maskOAuth(oauth: UpstreamOAuthConfig | null): UpstreamOAuthConfig | null {
+  if (!oauth?.clientSecret) return oauth;
+  return { ...oauth, clientSecret: /^\$\{secret:[^}]+\}$/.test(oauth.clientSecret) ? oauth.clientSecret : REDACTED };
+}
+
+/** A PATCH may send the masked `oauth.clientSecret` back: keep the stored one. */
+export function unmaskOAuth(next: UpstreamOAuthConfig | null, stored: UpstreamOAuthConfig | null): UpstreamOAuthConfig | null {
+  if (!next || next.clientSecret !== REDACTED) return next;
+  return { ...next, clientSecret: stored?.clientSecret };
+}
+
 /** The admin API's view of `row` with `status`. */
 export function toView(row: UpstreamServerEntity, status: UpstreamStatus): UpstreamServerView {
   return {
@@ -144,6 +160,7 @@ export function toView(row: UpstreamServerEntity, status: UpstreamStatus): Upstr
     inject: mask(row.inject),
     redirectOrigins: row.redirectOrigins ?? [],
     maxMessageBytes: row.maxMessageBytes ?? null,
+    oauth: maskOAuth(row.oauth ?? null),
     source: row.source,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),

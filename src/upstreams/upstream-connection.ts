@@ -21,6 +21,7 @@ import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
 import type { ResponseLimits } from './sse-reader.js';
 import { fetchWithinOrigins } from './redirects.js';
 import { DEFAULT_RETRY, fetchRetryingRefusals } from './http-retry.js';
+import { authErrorIn, fetchObservingAuth } from './auth-challenge.js';
 import { isSessionLost } from './session-recovery.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -770,6 +771,9 @@ export class UpstreamConnection {
    */
   private sanitized(error: unknown): unknown {
     if (error instanceof UpstreamConnectionClosedError) return error;
+    // A 401/403 keeps its challenge (Gatehouse's own words; the caller refreshes or asks for scopes).
+    const refused = authErrorIn(error);
+    if (refused) return refused;
     // The SDK's "Connection closed" for a call whose stdio process ended: say why it ended.
     if (this.endedBecause && error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed) return new DescribedError(this.mask(this.endedBecause.message));
     if (error instanceof ProtocolError) {
@@ -927,7 +931,9 @@ export class UpstreamConnection {
     // Redirects to other origins only where the server's config allows them (else the SDK's
     // same-origin rule); refusals (429/503) sent again within the server's timeout.
     const retry = this.events.http?.retry ?? DEFAULT_RETRY;
-    const fetchFn = fetchRetryingRefusals(s.redirectOrigins?.length ? fetchWithinOrigins(new Set(s.redirectOrigins)) : fetch, retry, s.timeoutMs);
+    const retrying = fetchRetryingRefusals(s.redirectOrigins?.length ? fetchWithinOrigins(new Set(s.redirectOrigins)) : fetch, retry, s.timeoutMs);
+    // OAuth servers: 401/403 carry the challenge to the caller (refresh and retry, or ask to connect).
+    const fetchFn = s.oauth ? (fetchObservingAuth(retrying)) : retrying;
     const options = { requestInit, fetch: fetchFn, ...(s.redirectOrigins?.length ? { redirectPolicy: 'follow' as const } : {}) };
     return kind === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
   }
@@ -969,7 +975,7 @@ export function httpOptions(config: AppConfig): HttpForwarderOptions {
  * taken by {@link UpstreamConnection.update} in place.
  */
 export function connectionKey(s: UpstreamServerEntity): string {
-  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? [], s.maxMessageBytes ?? null]);
+  return JSON.stringify([s.transport, s.command, s.args, s.env, s.cwd, s.url, s.headers, s.enabled, s.redirectOrigins ?? [], s.maxMessageBytes ?? null, s.oauth ?? null]);
 }
 
 /**

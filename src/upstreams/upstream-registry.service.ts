@@ -13,7 +13,7 @@ import { ReadinessGates, type ReadinessGate } from '../database/readiness-gates.
 import { SchemaStateService } from '../database/schema-state.service.js';
 import { UPSTREAM_CLOCK, type Clock } from './clock.js';
 import { loadServersFile } from './servers-file.js';
-import { unmask, unmaskArgs, unmaskUrl } from './server-view.js';
+import { unmask, unmaskArgs, unmaskOAuth, unmaskUrl } from './server-view.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
 import { createServerSchema, patchServerSchema, SERVER_NAME, validateMerged, type CreateServerInput } from './upstream-server.schema.js';
 
@@ -153,8 +153,15 @@ export class UpstreamRegistry {
         ...(input.inject ? { inject: unmask(input.inject, row.inject) } : {}),
         ...(input.args ? { args: unmaskArgs(input.args, row.args) } : {}),
         ...(input.url ? { url: unmaskUrl(input.url, row.url) } : {}),
+        ...(input.oauth ? { oauth: unmaskOAuth(input.oauth, row.oauth) } : {}),
       };
-      parseBody(validateMerged, { transport: next.transport ?? row.transport, command: next.command ?? row.command, url: next.url ?? row.url });
+      parseBody(validateMerged, {
+        transport: next.transport ?? row.transport,
+        command: next.command ?? row.command,
+        url: next.url ?? row.url,
+        oauth: next.oauth === undefined ? row.oauth : next.oauth,
+        headers: next.headers ?? row.headers,
+      });
       tx.merge(UpstreamServerEntity, row, next);
       const saved = await tx.save(row);
       await this.announce(name, tx);

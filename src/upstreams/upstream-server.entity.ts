@@ -2,6 +2,39 @@ import { Check, Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn,
 
 export type UpstreamTransport = 'stdio' | 'streamable_http' | 'sse';
 
+/**
+ * How Gatehouse authorizes to an HTTP upstream that needs OAuth (issue 14; docs/upstream-oauth.md).
+ *
+ * - `mode: 'user'`: each caller's own connection (tokens stored per user, obtained in the
+ *   browser at `/connect/<server>` or stored through `PUT /api/v1/me/connections/<server>`),
+ *   else the server's shared connection an admin set; sent as `Authorization: Bearer …`.
+ * - `mode: 'token_exchange'`: the caller's own incoming token is exchanged (RFC 8693) at
+ *   `tokenExchange.tokenEndpoint` for one bound to the upstream.
+ *
+ * `clientSecret` may be a `${secret:NAME}` placeholder, resolved from the server's shared
+ * secrets; a literal is stored as given and never shown back by the API.
+ */
+export interface UpstreamOAuthConfig {
+  mode: 'user' | 'token_exchange';
+  /** Scopes to ask for (space-free strings); empty: whatever the upstream's metadata names. */
+  scopes?: string[];
+  /** Pre-registered client id at the upstream's authorization server. */
+  clientId?: string;
+  /** Its secret (confidential clients), or a `${secret:NAME}` placeholder. */
+  clientSecret?: string;
+  /** The authorization server's issuer, when it is not discovered from the upstream (RFC 9728). */
+  authorizationServer?: string;
+  /** RFC 8693 settings (mode `token_exchange` only). */
+  tokenExchange?: {
+    tokenEndpoint: string;
+    audience?: string;
+    resource?: string;
+    scope?: string;
+    /** Default `urn:ietf:params:oauth:token-type:access_token`. */
+    subjectTokenType?: string;
+  };
+}
+
 export interface ToolFilter {
   allow: string[];
   deny: string[];
@@ -77,6 +110,9 @@ export class UpstreamServerEntity {
    */
   @Column({ name: 'max_message_bytes', type: 'integer', nullable: true })
   maxMessageBytes!: number | null;
+  /** OAuth to the upstream (HTTP transports only); null: none. See {@link UpstreamOAuthConfig}. */
+  @Column({ type: 'jsonb', nullable: true })
+  oauth!: UpstreamOAuthConfig | null;
 
   /** `file` when declared in GATEHOUSE_SERVERS_FILE (upserted at every start), else `api`. */
   @Column({ type: 'text', default: 'api' })

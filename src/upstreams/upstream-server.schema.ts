@@ -72,6 +72,65 @@ const toolFilter = z
   .object({ allow: globs.default([]), deny: globs.default([]) }, { error: 'expected { allow: [globs], deny: [globs] }' })
   .strict();
 
+const httpsOrLoopback = (what: string) =>
+  pgSafe(z.string({ error: (i) => `expected ${what} (an https URL, or http on a loopback host), got ${show(i.input)}` })).refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return !u.username && !u.password && !u.hash && (u.protocol === 'https:' || (u.protocol === 'http:' && /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(u.hostname)));
+      } catch {
+        return false;
+      }
+    },
+    { error: (i) => `expected ${what} (an https URL without credentials, or http on a loopback host), got ${show(i.input)}` },
+  );
+/** An OAuth scope token (RFC 6749 §3.3: printable ASCII except space, `"` and `\`). */
+const scopeToken = z.string({ error: 'expected a scope string' }).regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,200}$/, {
+  error: (i) => `expected a scope token (printable ASCII without spaces, quotes or backslashes, at most 200 characters), got ${show(i.input)}`,
+});
+/**
+ * `oauth`: how Gatehouse authorizes to an HTTP upstream that needs OAuth (issue 14). See
+ * `UpstreamOAuthConfig` and docs/upstream-oauth.md. `clientSecret` is a literal or a
+ * `${secret:NAME}` placeholder (a server shared secret).
+ */
+const oauth = z
+  .object(
+    {
+      mode: z.enum(['user', 'token_exchange'], { error: (i) => `expected "user" or "token_exchange", got ${show(i.input)}` }),
+      scopes: z.array(scopeToken, { error: 'expected an array of scope strings' }).max(50, { error: 'expected at most 50 scopes' }).optional(),
+      clientId: text(512, 'a client id').min(1, { error: 'expected a non-empty client id' }).optional(),
+      clientSecret: text(2048, 'a client secret or ${secret:NAME}')
+        .min(1, { error: 'expected a non-empty client secret' })
+        .superRefine((v, ctx) => {
+          for (const problem of placeholderProblems(v)) ctx.addIssue({ code: 'custom', message: problem });
+          if (/\$\{user:/.test(v)) ctx.addIssue({ code: 'custom', message: 'expected a literal or ${secret:NAME}; ${user:…} cannot be a client secret' });
+        })
+        .optional(),
+      authorizationServer: httpsOrLoopback('an authorization server issuer').optional(),
+      tokenExchange: z
+        .object(
+          {
+            tokenEndpoint: httpsOrLoopback('a token endpoint URL'),
+            audience: text(2048, 'an audience').min(1).optional(),
+            resource: url.optional(),
+            scope: text(2048, 'a space-separated scope list').optional(),
+            subjectTokenType: text(200, 'a token type URI').min(1).optional(),
+          },
+          { error: 'expected { tokenEndpoint, audience?, resource?, scope?, subjectTokenType? }' },
+        )
+        .strict()
+        .optional(),
+    },
+    { error: (i) => `expected { mode: "user" | "token_exchange", scopes?, clientId?, clientSecret?, authorizationServer?, tokenExchange? }, got ${show(i.input)}` },
+  )
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.mode === 'token_exchange' && !o.tokenExchange) ctx.addIssue({ code: 'custom', path: ['tokenExchange'], message: 'required when mode is token_exchange' });
+    if (o.mode === 'user' && o.tokenExchange) ctx.addIssue({ code: 'custom', path: ['tokenExchange'], message: 'only for mode token_exchange' });
+    if (o.clientSecret && !o.clientId) ctx.addIssue({ code: 'custom', path: ['clientSecret'], message: 'needs clientId' });
+  })
+  .nullable();
+
 const fields = {
   name,
   transport,
@@ -97,9 +156,17 @@ const fields = {
     .min(1024, { error: 'expected an integer 1024-1073741824 (bytes) or null' })
     .max(1024 ** 3, { error: 'expected an integer 1024-1073741824 (bytes) or null' })
     .nullable(),
+  oauth,
 };
 
-function requireTransportFields(server: { transport: string; command?: string | null; url?: string | null }, ctx: z.RefinementCtx) {
+function requireTransportFields(
+  server: { transport: string; command?: string | null; url?: string | null; oauth?: unknown; headers?: Record<string, string> },
+  ctx: z.RefinementCtx,
+) {
+  if (server.oauth && server.transport === 'stdio') ctx.addIssue({ code: 'custom', path: ['oauth'], message: 'only for HTTP transports (streamable_http, sse)' });
+  if (server.oauth && server.headers && Object.keys(server.headers).some((k) => k.toLowerCase() === 'authorization')) {
+    ctx.addIssue({ code: 'custom', path: ['headers', 'Authorization'], message: 'is set by Gatehouse from the OAuth connection when the server has oauth; remove it' });
+  }
   if (server.transport === 'stdio' && !server.command) {
     ctx.addIssue({ code: 'custom', path: ['command'], message: 'required when transport is stdio' });
   }
@@ -126,6 +193,7 @@ export const createServerSchema = z
     inject: fields.inject.default({}),
     redirectOrigins: fields.redirectOrigins.default([]),
     maxMessageBytes: fields.maxMessageBytes.default(null),
+    oauth: fields.oauth.default(null),
   })
   .strict()
   .superRefine(requireTransportFields);
@@ -147,12 +215,19 @@ export const patchServerSchema = z
     inject: fields.inject,
     redirectOrigins: fields.redirectOrigins,
     maxMessageBytes: fields.maxMessageBytes,
+    oauth: fields.oauth,
   })
   .partial()
   .strict();
 
 export const validateMerged = z
-  .object({ transport: fields.transport, command: z.string().nullable().optional(), url: z.string().nullable().optional() })
+  .object({
+    transport: fields.transport,
+    command: z.string().nullable().optional(),
+    url: z.string().nullable().optional(),
+    oauth: z.unknown().optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+  })
   .superRefine(requireTransportFields);
 
 export type CreateServerInput = z.output<typeof createServerSchema>;

@@ -144,6 +144,34 @@ export class SafeFetch {
   async get(url: string, headers: Record<string, string> = {}): Promise<SafeFetchResponse> {
     const hit = this.cache.get(url);
     if (hit) return hit;
+    const result = await this.send(url, 'GET', headers);
+    if (result.status === 200) {
+      const flat = result.headers;
+      const ttl = Math.min(this.cacheTtl.max, Math.max(this.cacheTtl.min, maxAgeMs(flat['cache-control']) ?? this.cacheTtl.min));
+      if (maxAgeMs(flat['cache-control']) !== 0) this.cache.set(url, result, { ttl });
+    }
+    return result;
+  }
+
+  /**
+   * A `fetch`-shaped client on the same rules (the SDK's `FetchLike`, for token, revocation and
+   * registration requests to an authorization server a remote party named): any method, a string
+   * or `URLSearchParams` body, never cached, never redirected. Resolves to a web `Response`.
+   * @throws SafeFetchError as {@link get}
+   */
+  readonly fetch = async (input: string | URL, init: RequestInit = {}): Promise<Response> => {
+    const headers: Record<string, string> = {};
+    new Headers(init.headers).forEach((value, key) => (headers[key] = value));
+    const body = init.body === undefined || init.body === null ? undefined : typeof init.body === 'string' ? init.body : init.body instanceof URLSearchParams ? init.body.toString() : undefined;
+    if (init.body != null && body === undefined) throw new SafeFetchError('only string and URLSearchParams bodies are sent');
+    if (init.body instanceof URLSearchParams && !headers['content-type']) headers['content-type'] = 'application/x-www-form-urlencoded';
+    const result = await this.send(String(input), (init.method ?? 'GET').toUpperCase(), headers, body);
+    const noBody = result.status === 204 || result.status === 304;
+    return new Response(noBody ? null : new Uint8Array(result.body), { status: result.status, headers: result.headers });
+  };
+
+  /** One request under every rule of this client; the caller judges the status. */
+  private async send(url: string, method: string, headers: Record<string, string>, body?: string): Promise<SafeFetchResponse> {
     const parsed = URL.parse(url);
     if (!parsed) throw new SafeFetchError('the URL is not valid');
     if (parsed.protocol !== 'https:' && !(this.options.allowHttp && parsed.protocol === 'http:')) throw new SafeFetchError('only https: URLs are fetched');
@@ -155,7 +183,7 @@ export class SafeFetch {
     const signal = AbortSignal.timeout(this.options.timeoutMs);
     let response: Awaited<ReturnType<typeof request>>;
     try {
-      response = await request(parsed, { method: 'GET', headers: { 'user-agent': 'Gatehouse', ...headers }, dispatcher: this.agent, signal, maxRedirections: 0 } as Parameters<typeof request>[1]);
+      response = await request(parsed, { method, headers: { 'user-agent': 'Gatehouse', ...headers }, body, dispatcher: this.agent, signal, maxRedirections: 0 } as Parameters<typeof request>[1]);
     } catch (error) {
       throw this.failure(error, signal);
     }
@@ -184,12 +212,7 @@ export class SafeFetch {
     }
     const flat: Record<string, string> = {};
     for (const [k, v] of Object.entries(response.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v;
-    const result: SafeFetchResponse = { status: response.statusCode, headers: flat, body: Buffer.concat(chunks) };
-    if (result.status === 200) {
-      const ttl = Math.min(this.cacheTtl.max, Math.max(this.cacheTtl.min, maxAgeMs(flat['cache-control']) ?? this.cacheTtl.min));
-      if (maxAgeMs(flat['cache-control']) !== 0) this.cache.set(url, result, { ttl });
-    }
-    return result;
+    return { status: response.statusCode, headers: flat, body: Buffer.concat(chunks) };
   }
 
   /** Forgets cached answers. */

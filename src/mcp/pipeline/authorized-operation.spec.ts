@@ -1,3 +1,4 @@
+import type { UpstreamConnectionsService } from '../../upstream-oauth/upstream-connections.service.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ProtocolError } from '@modelcontextprotocol/server';
@@ -42,6 +43,6 @@ describe('authorize', () => {
     assert.throws(() => assertAuthorized({ operation: op(), granted: true }), /without authorization/);
     // Routing an upstream call takes only an authorized operation.
     const upstreams = { connection: () => assert.fail('must not be reached') } as unknown as UpstreamServersService;
-    assert.throws(() => routeCall(upstreams, {} as SecretsService, forged), /without authorization/);
+    assert.throws(() => routeCall({ upstreams, secrets: {} as SecretsService, connections: {} as UpstreamConnectionsService }, forged), /without authorization/);
   });
 });

@@ -3,11 +3,14 @@ import { DiscoveryService } from '@nestjs/core';
 import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcontextprotocol/server';
 import { startingError, waitForStarting } from './starting-servers.js';
 import { PinoLogger } from 'nestjs-pino';
+import type { Principal } from '../../auth/principal.js';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
 import { SecretsService } from '../../secrets/secrets.service.js';
-import { listThroughCaller, routeCall } from '../upstream-route.js';
+import { listThroughCaller, routeCall, type Route, type RouteServices } from '../upstream-route.js';
+import { authErrorIn, UpstreamAuthError } from '../../upstreams/auth-challenge.js';
+import { UpstreamConnectionsService, type ConnectRequest, type UsableToken } from '../../upstream-oauth/upstream-connections.service.js';
 
 const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
@@ -45,6 +48,26 @@ const isTimeout = (error: unknown) => error instanceof Error && /timed? ?out/i.t
 /** A tool call that cannot reach its upstream: a result the model can read, not a protocol error. */
 function upstreamFailure(server: string, problem: string): CallToolResult {
   return { isError: true, content: [{ type: 'text', text: `Upstream MCP server "${server}" failed: ${problem}` }] };
+}
+
+/** An upstream refused the caller's OAuth token (401/403) before running the call; handled by `withOAuthRetry`. */
+class OAuthRefusal extends Error {
+  constructor(
+    readonly error: UpstreamAuthError,
+    readonly token: UsableToken,
+    readonly principal?: Principal,
+  ) {
+    super(error.message);
+  }
+}
+
+/** A per-caller OAuth connection whose start the upstream refused with 401/403 (`lastError` says so): the same as a refused call. */
+function refusedAtStart(route: Route | undefined, lastError: string | null | undefined, principal: Principal): void {
+  if (!route || !('oauth' in route) || !route.oauth || !lastError) return;
+  const status = /^HTTP (401|403)\b/.exec(lastError)?.[1];
+  if (!status) return;
+  const error = /insufficient_scope/.test(lastError) ? 'insufficient_scope' : 'invalid_token';
+  throw new OAuthRefusal(new UpstreamAuthError(Number(status) as 401 | 403, { error }), route.oauth, principal);
 }
 
 /** Re-raises an upstream failure as a protocol error that names the server. */
@@ -104,6 +127,7 @@ export class McpOperationPipeline implements OnModuleInit {
   private hooks: McpOperationHook[] = [];
   private readonly templateViews = new WeakMap<object, Catalog['resourceTemplates']>();
   private readonly pageSize: number;
+  private readonly routing: RouteServices;
 
   constructor(
     private readonly upstreams: UpstreamServersService,
@@ -115,9 +139,11 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly inputs: InputRequiredBroker,
     private readonly logLevels: LogLevels,
     private readonly subscriptions: SessionSubscriptions,
+    private readonly connections: UpstreamConnectionsService,
     @Optional() @Inject(APP_CONFIG) config?: AppConfig,
   ) {
     logger.setContext('McpPipeline');
+    this.routing = { upstreams, secrets, connections };
     this.pageSize = config?.mcp.listPageSize ?? DEFAULT_LIST_PAGE_SIZE;
   }
 
@@ -150,7 +176,7 @@ export class McpOperationPipeline implements OnModuleInit {
     // A per-user server its blank connection cannot list is listed through the caller's (rare: one cheap check).
     if (LISTS.has(request.kind)) {
       const servers = this.upstreams.awaitingCallerListing(request.scope);
-      if (servers.length > 0) return listThroughCaller(this.upstreams, this.secrets, request.principal, servers).then(() => this.runListed(request, starting));
+      if (servers.length > 0) return listThroughCaller(this.routing, request.principal, servers).then(() => this.runListed(request, starting));
     }
     return this.runListed(request, starting);
   }
@@ -353,18 +379,31 @@ export class McpOperationPipeline implements OnModuleInit {
   private async callTool(authorized: AuthorizedOperation<'tools/call'>): Promise<CallToolResult> {
     const op = authorized.operation;
     const target = op.target!;
-    const params = op.params;
     const client = op.client;
     // A 2026-07-28 retry carrying the answers to an input_required round (MRTR): the call is
     // already running upstream; hand it the answers instead of calling again.
     if (op.era === 'modern' && client?.requestState !== undefined) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
-    const route = await routeCall(this.upstreams, this.secrets, authorized);
-    if (route && 'problem' in route) return { isError: true, content: [{ type: 'text', text: route.problem }] };
+    return this.withOAuthRetry(
+      target.server,
+      (token) => this.callRouted(authorized, token),
+      (problem) => ({ isError: true, content: [{ type: 'text', text: problem.problem }] }),
+    );
+  }
+
+  /** `tools/call` on the route for the caller (with `token`: the refreshed OAuth token after a 401). */
+  private async callRouted(authorized: AuthorizedOperation<'tools/call'>, token: UsableToken | undefined): Promise<CallToolResult> {
+    const op = authorized.operation;
+    const target = op.target!;
+    const params = op.params;
+    const client = op.client;
+    const route = await routeCall(this.routing, authorized, token);
+    if (route && 'problem' in route) return this.connectNeeded(route, () => ({ isError: true, content: [{ type: 'text', text: route.problem }] }));
     const connection = route?.connection;
     let handedOver = false;
     try {
       if (!connection || !(await connection.ready())) {
         const status = connection?.getStatus();
+        refusedAtStart(route, status?.lastError, op.principal);
         return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
       }
       const progressToken = params._meta?.progressToken;
@@ -389,6 +428,9 @@ export class McpOperationPipeline implements OnModuleInit {
           return op.scope === '' ? withAggregatedUris('tools/call', target.server, result) : result;
         } catch (error) {
           if (signal?.aborted) throw error;
+          // A 401/403 refused the request before it ran: refresh and retry, or ask (withOAuthRetry).
+          const refused = route.oauth ? authErrorIn(error) : undefined;
+          if (refused) throw new OAuthRefusal(refused, route.oauth!, op.principal);
           if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
           if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
           return upstreamFailure(target.server, errorText(error));
@@ -441,13 +483,40 @@ export class McpOperationPipeline implements OnModuleInit {
     const mrtr = op.era === 'modern' && method !== 'completion/complete';
     const key = `${method} ${ns(target)}`;
     if (mrtr && client?.requestState !== undefined) return this.inputs.resume(op.principal.id, key, client, op.signal);
-    const route = await routeCall(this.upstreams, this.secrets, authorized);
-    if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
+    return this.withOAuthRetry(
+      target.server,
+      (token) => this.forwardRouted(authorized, method, params, map, token),
+      (problem) => {
+        throw new ProtocolError(ProtocolErrorCode.InvalidRequest, problem.problem);
+      },
+    );
+  }
+
+  /** {@link forward} on the route for the caller (with `token`: the refreshed OAuth token after a 401). */
+  private async forwardRouted(
+    authorized: AuthorizedOperation,
+    method: 'prompts/get' | 'resources/read' | 'completion/complete',
+    params: Record<string, unknown> & { _meta?: Record<string, unknown> },
+    map: (result: Record<string, unknown>) => Record<string, unknown>,
+    token: UsableToken | undefined,
+  ): Promise<Record<string, unknown>> {
+    const op = authorized.operation;
+    const target = op.target!;
+    const client = op.client;
+    const mrtr = op.era === 'modern' && method !== 'completion/complete';
+    const key = `${method} ${ns(target)}`;
+    const route = await routeCall(this.routing, authorized, token);
+    if (route && 'problem' in route) {
+      return this.connectNeeded(route, () => {
+        throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
+      });
+    }
     const connection = route?.connection;
     let handedOver = false;
     try {
       if (!connection || !(await connection.ready())) {
         const status = connection?.getStatus();
+        refusedAtStart(route, status?.lastError, op.principal);
         throw new ProtocolError(
           ProtocolErrorCode.InternalError,
           `Upstream MCP server "${target.server}" is unavailable${status?.lastError ? `: ${status.lastError}` : ` (${status?.state ?? 'unknown'})`}`,
@@ -458,6 +527,9 @@ export class McpOperationPipeline implements OnModuleInit {
       const send = (caller: UpstreamCaller | undefined, signal: AbortSignal | undefined) =>
         connection.request(method, params, { signal, caller, onProgress }).then(map, (error: unknown) => {
           if (signal?.aborted) throw error;
+          // A 401/403 refused the request before it ran: refresh and retry, or ask (withOAuthRetry).
+          const refused = route.oauth ? authErrorIn(error) : undefined;
+          if (refused) throw new OAuthRefusal(refused, route.oauth!, op.principal);
           return named(target, error);
         });
       if (mrtr && client && answersRequests(client.capabilities)) {
@@ -514,7 +586,7 @@ export class McpOperationPipeline implements OnModuleInit {
    */
   private async watchAuthorized(authorized: AuthorizedOperation, clientUri: string, deliver: (params: Record<string, unknown>) => void): Promise<() => void> {
     const target = authorized.operation.target!;
-    const route = await routeCall(this.upstreams, this.secrets, authorized);
+    const route = await routeCall(this.routing, authorized);
     if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
     if (!route) throw new ProtocolError(ProtocolErrorCode.InternalError, `Upstream MCP server "${target.server}" is unavailable`);
     try {
@@ -530,6 +602,59 @@ export class McpOperationPipeline implements OnModuleInit {
       route.release();
       throw error;
     }
+  }
+
+  /**
+   * Runs `attempt` (a call routed with the caller's OAuth token) and handles the upstream
+   * refusing that token: a 401 (RFC 6750 `invalid_token`; the request did not run) refreshes
+   * the token once and runs the call again with the new one — a second 401 marks the connection
+   * `needs_reauth`; a 403 `insufficient_scope` asks for the union of held and required scopes
+   * (MCP 2025-11-25 authorization, "Scope Challenge Handling"), never twice for the same set.
+   * What cannot be retried becomes `problem` through `ask` (the caller is asked to connect).
+   */
+  private async withOAuthRetry<T>(server: string, attempt: (token: UsableToken | undefined) => Promise<T>, ask: (problem: { problem: string; connect?: ConnectRequest }) => T): Promise<T> {
+    try {
+      return await attempt(undefined);
+    } catch (error) {
+      if (!(error instanceof OAuthRefusal)) throw error;
+      const next = await this.afterRefusal(server, error, false);
+      if (!('token' in next)) return this.connectNeeded(next, () => ask(next));
+      try {
+        return await attempt(next);
+      } catch (again) {
+        if (!(again instanceof OAuthRefusal)) throw again;
+        const last = await this.afterRefusal(server, again, true);
+        const problem = 'token' in last ? { problem: `Upstream MCP server "${server}" refused the refreshed token` } : last;
+        return this.connectNeeded(problem, () => ask(problem));
+      }
+    }
+  }
+
+  /** What to do after the upstream refused a token: a token to retry with, or the problem to report. */
+  private async afterRefusal(server: string, refusal: OAuthRefusal, final: boolean): Promise<UsableToken | { problem: string; connect?: ConnectRequest }> {
+    const { error, token } = refusal;
+    if (error.status === 403) {
+      if (error.challenge.error === 'insufficient_scope') {
+        const result = await this.connections.stepUp(server, token, error.challenge.scopes ?? []);
+        return 'failure' in result ? { problem: result.failure } : 'connect' in result ? result : { problem: `Upstream MCP server "${server}" refused the call (HTTP 403)` };
+      }
+      return { problem: `Upstream MCP server "${server}" refused the call (${error.message}); your account may lack access there` };
+    }
+    if (final) {
+      await this.connections.markNeedsReauth(server, token.owner, 'the upstream refused the access token again after a refresh');
+      return { problem: `Your connection to server "${server}" must be renewed (the upstream refuses its token): ${this.connections.howToConnect(server)}`, connect: { server, reason: 'needs_reauth' } };
+    }
+    const result = await this.connections.rejected(server, token, refusal.principal);
+    return 'failure' in result ? { problem: result.failure } : result;
+  }
+
+  /**
+   * The one place a route problem is turned into what the client sees. `problem.connect` set:
+   * the caller must connect (or reconnect, or grant more scopes) — the connect flow makes this
+   * the era's ask (URL elicitation, `input_required`); today: `otherwise()`, the plain text.
+   */
+  private connectNeeded<T>(problem: { problem: string; connect?: ConnectRequest }, otherwise: () => T): T {
+    return otherwise();
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { ConnectAsk } from '../../upstream-connect/connect-ask.service.js';
 import type { UpstreamConnectionsService } from '../../upstream-oauth/upstream-connections.service.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -28,7 +29,7 @@ function pipelineWith(hooks: { hook: McpOperationHook; order?: number }[]): McpO
     getMetadataByDecorator: (_d: unknown, w: { order?: number }) => (w.order === undefined ? undefined : { order: w.order }),
   } as unknown as DiscoveryService;
   const logger = { setContext: () => undefined, warn: (o: unknown) => warnings.push(o) } as unknown as PinoLogger;
-  const pipeline = new McpOperationPipeline(upstreams, policies, {} as SecretsService, discovery, logger, {} as ClientRequests, {} as InputRequiredBroker, {} as LogLevels, {} as UpstreamConnectionsService);
+  const pipeline = new McpOperationPipeline(upstreams, policies, {} as SecretsService, discovery, logger, {} as ClientRequests, {} as InputRequiredBroker, {} as LogLevels, {} as UpstreamConnectionsService, {} as ConnectAsk);
   pipeline.onModuleInit();
   return pipeline;
 }

@@ -10,6 +10,7 @@ import { PoliciesService } from '../../policies/policies.service.js';
 import { SecretsService } from '../../secrets/secrets.service.js';
 import { listThroughCaller, routeCall, type RouteServices } from '../upstream-route.js';
 import { UpstreamConnectionsService } from '../../upstream-oauth/upstream-connections.service.js';
+import { ConnectAsk, isConnectRequestState } from '../../upstream-connect/connect-ask.service.js';
 
 const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
@@ -107,6 +108,7 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly inputs: InputRequiredBroker,
     private readonly logLevels: LogLevels,
     private readonly connections: UpstreamConnectionsService,
+    private readonly connectAsk: ConnectAsk,
     @Optional() @Inject(APP_CONFIG) config?: AppConfig,
   ) {
     logger.setContext('McpPipeline');
@@ -166,6 +168,22 @@ export class McpOperationPipeline implements OnModuleInit {
     }
   }
 
+  /**
+   * A tool of a per-user server nobody has listed yet on this replica (its shared connection is
+   * refused for want of a user's token or secret, and no caller's connection has listed it, see
+   * CallerListing): its name cannot be checked, so the call is routed by its server prefix and
+   * the route decides — a caller who has not connected is asked to (the connect flow), one who
+   * has reaches the upstream, which knows its tools. Undefined for any other unknown name.
+   */
+  private unlistedTool(scope: string, name: string): Target | undefined {
+    const waiting = this.upstreams.awaitingCallerListing(scope);
+    if (waiting.length === 0) return undefined;
+    if (scope !== '') return waiting.includes(scope) ? { server: scope, name } : undefined;
+    const at = name.indexOf(NAME_SEPARATOR);
+    const server = at > 0 ? name.slice(0, at) : '';
+    return waiting.includes(server) && at + NAME_SEPARATOR.length < name.length ? { server, name: name.slice(at + NAME_SEPARATOR.length) } : undefined;
+  }
+
   /** Step 1: what is asked, on what. Throws -32600 for a vanished scope, -32602 for an unknown name. */
   classify<K extends McpOperationKind>(request: McpOperationRequest<K>): ClassifiedOperation<K> {
     const op = request as ClassifiedOperation<K>;
@@ -175,7 +193,7 @@ export class McpOperationPipeline implements OnModuleInit {
     switch (request.kind) {
       case 'tools/call': {
         const { name } = request.params as McpOperationRequest<'tools/call'>['params'];
-        const target = catalog.resolveTool(name);
+        const target = catalog.resolveTool(name) ?? this.unlistedTool(request.scope, name);
         if (!target) {
           const hint = request.scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
           throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${echoed(name)}".${hint}`);
@@ -342,9 +360,11 @@ export class McpOperationPipeline implements OnModuleInit {
     const client = op.client;
     // A 2026-07-28 retry carrying the answers to an input_required round (MRTR): the call is
     // already running upstream; hand it the answers instead of calling again.
-    if (op.era === 'modern' && client?.requestState !== undefined) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
+    // A retry answering a connect ask (ConnectAsk) is a fresh call.
+    if (op.era === 'modern' && client?.requestState !== undefined && !isConnectRequestState(client.requestState)) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
     const route = await routeCall(this.routing, authorized);
-    if (route && 'problem' in route) return { isError: true, content: [{ type: 'text', text: route.problem }] };
+    // The caller must connect their upstream account: the era's ask (URL elicitation, input_required, or the link in text).
+    if (route && 'problem' in route) return this.connectAsk.answer(op, route, (): CallToolResult => ({ isError: true, content: [{ type: 'text', text: route.problem }] }));
     const connection = route?.connection;
     let handedOver = false;
     try {

@@ -102,12 +102,17 @@ export class ConnectFlowProvider implements OAuthClientProvider {
 
   async clientInformation(ctx?: OAuthClientInformationContext): Promise<StoredOAuthClientInformation | undefined> {
     const pre = this.settings.preRegistered;
-    if (pre) return { client_id: pre.clientId, ...(pre.clientSecret ? { client_secret: pre.clientSecret } : {}), ...(ctx?.issuer ? { issuer: ctx.issuer } : {}) };
     const issuer = ctx?.issuer ?? this.flow.client?.issuer;
+    if (pre) {
+      if (issuer) this.flow.client = { kind: 'pre_registered', clientId: pre.clientId, issuer };
+      return { client_id: pre.clientId, ...(pre.clientSecret ? { client_secret: pre.clientSecret } : {}), ...(issuer ? { issuer } : {}) };
+    }
     if (!issuer) return undefined;
     if (this.flow.client?.kind === 'metadata_document' && this.flow.client.issuer === issuer) return { client_id: this.flow.client.clientId, issuer };
     const registered = await this.settings.registrations.get(issuer, this.settings.redirectUrl);
-    return registered ? { ...registered, issuer } : undefined;
+    if (!registered) return undefined;
+    this.flow.client = { kind: 'dynamic', clientId: registered.client_id, issuer };
+    return { ...registered, issuer };
   }
 
   async saveClientInformation(information: StoredOAuthClientInformation, ctx?: OAuthClientInformationContext): Promise<void> {

@@ -89,4 +89,10 @@ describe('ConnectAsk: the era’s question when a call needs the caller’s upst
     const keyOnly = { id: 'key:k1', userId: null } as unknown as Principal;
     assert.deepEqual(ask.answer({ era: 'legacy', principal: keyOnly, client: { capabilities: URL_CAPS } }, problem, plain), { plain: true });
   });
+
+  it('prompts and resources (no tool result to carry a link): the -32042 error when it applies, else the plain problem', () => {
+    assert.throws(() => ask.answer({ era: 'legacy', principal: erin, client: { capabilities: URL_CAPS } }, problem, plain, false), (e: unknown) => e instanceof ProtocolError && e.code === -32042);
+    assert.deepEqual(ask.answer({ era: 'modern', principal: erin, client: { capabilities: URL_CAPS } }, problem, plain, false), { plain: true });
+    assert.deepEqual(ask.answer({ era: 'legacy', principal: erin, client: { capabilities: {} } }, problem, plain, false), { plain: true });
+  });
 });

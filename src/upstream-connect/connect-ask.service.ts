@@ -54,16 +54,21 @@ export class ConnectAsk {
   /**
    * The era's answer to `problem` for `op`: returns the tool result to send, or throws the
    * -32042 protocol error. `otherwise()` (the plain problem) when there is nothing to ask
-   * (`problem.connect` unset).
+   * (`problem.connect` unset, a principal without a user), and for an operation whose result
+   * is not a tool result (`toolResult` false: prompts/get, resources/read) unless the -32042
+   * error applies.
    */
-  answer<T>(op: AskingOperation, problem: { problem: string; connect?: ConnectRequest }, otherwise: () => T): T {
+  answer<T>(op: AskingOperation, problem: { problem: string; connect?: ConnectRequest }, otherwise: () => T, toolResult = true): T {
     const connect = problem.connect;
     const owner = op.principal.userId;
     if (!connect || !owner) return otherwise();
     const link = this.links.linkFor(connect.server, owner, connect.reason === 'insufficient_scope' ? (connect.scopes ?? []) : []);
     const message = messageFor(connect);
-    if (supportsUrlElicitation(op.client?.capabilities)) {
-      if (op.era === 'legacy') throw new UrlElicitationRequiredError([{ mode: 'url', message, url: link, elicitationId: randomUUID() }], message);
+    const urlMode = supportsUrlElicitation(op.client?.capabilities);
+    if (urlMode && op.era === 'legacy') throw new UrlElicitationRequiredError([{ mode: 'url', message, url: link, elicitationId: randomUUID() }], message);
+    // Prompts and resources: no tool result to carry the link, and their retries are not recognised here.
+    if (!toolResult) return otherwise();
+    if (urlMode) {
       return {
         resultType: 'input_required',
         inputRequests: { [`connect-${connect.server}`]: { method: 'elicitation/create', params: { mode: 'url', message, url: link } } },

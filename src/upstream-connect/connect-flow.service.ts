@@ -378,7 +378,8 @@ export class ConnectFlowService {
   private failure(server: string, error: unknown, code: string, what: string): ConnectFailure {
     if (error instanceof ConnectFailure) return error;
     const name = error instanceof Error ? error.name : '';
-    if (name === 'AuthorizationServerMismatchError' || /issuer/i.test(error instanceof Error ? error.message : '')) {
+    // On the callback leg only: the answer's `iss`, or the flow's recorded issuer, differs (RFC 9207; SEP-2352).
+    if (code === 'token_failed' && (name === 'AuthorizationServerMismatchError' || /\biss\b|issuer/i.test(error instanceof Error ? error.message : ''))) {
       this.logger.warn({ server, reason: line(error instanceof Error ? error.message : '') }, 'upstream OAuth callback refused: issuer mismatch');
       return new ConnectFailure('issuer_mismatch', 400, `The answer for server "${server}" did not come from the authorization server Gatehouse asked (RFC 9207 issuer check). Nothing was connected.`);
     }

@@ -15,6 +15,7 @@ import type { KeyRing } from '../secrets/secret-crypto.js';
 import { secretOwner } from '../secrets/secrets.service.js';
 import { UPSTREAMS_CHANGED } from '../upstreams/upstream-registry.service.js';
 import { UpstreamServersService } from '../upstreams/upstream-servers.service.js';
+import { TokenExchangeService } from './token-exchange.service.js';
 import { ProviderError, refreshTokens, revokeToken, type ProviderBinding } from './provider-client.js';
 import { openField, sealField, SHARED_CONNECTION_OWNER, type SealedField } from './token-sealing.js';
 import type { ConnectionSource, ConnectionStatus } from './upstream-oauth-connection.entity.js';
@@ -160,6 +161,7 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly upstreams: UpstreamServersService,
     private readonly bus: ChangeBusService,
+    private readonly exchange: TokenExchangeService,
     private readonly logger: PinoLogger,
   ) {
     logger.setContext('UpstreamOAuth');
@@ -297,6 +299,8 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
    */
   async accessTokenFor(server: string, principal: Principal): Promise<AccessTokenResult> {
     const owner = this.ownerOf(principal);
+    const oauth = this.upstreams.template(server)?.oauth;
+    if (oauth?.mode === 'token_exchange') return this.exchange.tokenFor(server, owner, principal, oauth);
     if (owner === null) return { connect: { server, reason: 'not_connected' }, problem: `Server "${server}" needs an OAuth connection; sign in to Gatehouse (send credentials), then ${this.howToConnect(server)}` };
     const own = await this.cache.get(key(server, owner));
     if (own) return this.usable(server, own, false);
@@ -311,7 +315,13 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
    * without a refresh token, or when the provider refuses the refresh, the connection becomes
    * `needs_reauth` and the result asks to connect.
    */
-  async rejected(server: string, token: UsableToken): Promise<AccessTokenResult> {
+  async rejected(server: string, token: UsableToken, principal?: Principal): Promise<AccessTokenResult> {
+    const oauth = this.upstreams.template(server)?.oauth;
+    if (oauth?.mode === 'token_exchange') {
+      // An exchanged token: exchange the caller's token again.
+      this.exchange.forget(token);
+      return principal ? this.exchange.tokenFor(server, token.owner, principal, oauth) : { failure: `Upstream MCP server "${server}" refused the exchanged token` };
+    }
     return this.refresh(server, token.owner, token.token);
   }
 
@@ -320,6 +330,7 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
    * token); the next call asks the user to connect again. No-op when there is none.
    */
   async markNeedsReauth(server: string, owner: string, reason: string): Promise<void> {
+    if (this.upstreams.template(server)?.oauth?.mode === 'token_exchange') return; // nothing stored to mark
     await this.dataSource.transaction(async (em) => this.setNeedsReauth(em, server, owner, reason));
     this.cache.invalidate(key(server, owner));
   }
@@ -332,6 +343,9 @@ export class UpstreamConnectionsService implements BeforeApplicationShutdown {
    */
   async stepUp(server: string, token: UsableToken, required: string[]): Promise<AccessTokenResult> {
     const union = [...new Set([...token.scopes, ...required])].sort();
+    if (this.upstreams.template(server)?.oauth?.mode === 'token_exchange') {
+      return { failure: `Server "${server}" needs scopes the exchanged token lacks (${union.join(' ')}); an administrator must set oauth.tokenExchange.scope` };
+    }
     const asked = await this.dataSource.transaction(async (em) => {
       const rows = await em.query<{ step_up_scopes: string[] | null }[]>('SELECT step_up_scopes FROM upstream_oauth_connections WHERE server = $1 AND owner = $2 FOR UPDATE', [server, token.owner]);
       const before = rows[0]?.step_up_scopes ?? null;

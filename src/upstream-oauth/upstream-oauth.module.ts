@@ -1,8 +1,11 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { KeyRingModule } from '../secrets/key-ring.module.js';
+import { SecretsModule } from '../secrets/secrets.module.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
+import { MyConnectionsController, ServerConnectionController } from './connections.controller.js';
 import { UpstreamOAuthConnectionEntity } from './upstream-oauth-connection.entity.js';
+import { TokenExchangeService } from './token-exchange.service.js';
 import { UpstreamConnectionsService } from './upstream-connections.service.js';
 
 /**
@@ -11,8 +14,9 @@ import { UpstreamConnectionsService } from './upstream-connections.service.js';
  * revocation) and its API. See docs/upstream-oauth.md.
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([UpstreamOAuthConnectionEntity]), UpstreamsModule, KeyRingModule],
-  providers: [UpstreamConnectionsService],
+  imports: [TypeOrmModule.forFeature([UpstreamOAuthConnectionEntity]), UpstreamsModule, KeyRingModule, SecretsModule],
+  controllers: [MyConnectionsController, ServerConnectionController],
+  providers: [UpstreamConnectionsService, TokenExchangeService],
   exports: [UpstreamConnectionsService],
 })
 export class UpstreamOAuthModule {}

@@ -7,8 +7,12 @@ type Offerings = ReturnType<UpstreamConnection['offerings']>;
 /** What the catalog reads from a connection. */
 export type CatalogSource = Pick<UpstreamConnection, 'server' | 'offerings'>;
 
-/** `HTTP 401 …` / `HTTP 403 …` as {@link describeUpstreamError} words an upstream's refusal. */
-const REFUSED = /^HTTP 40[13]\b/;
+/**
+ * `HTTP 401 …` / `HTTP 403 …` as {@link describeUpstreamError} words an upstream's refusal —
+ * also inside a wrapper (`ERA_NEGOTIATION_FAILED: … HTTP 401 Unauthorized`: a modern upstream
+ * refusing the `server/discover` probe).
+ */
+const REFUSED = /(^|: )HTTP 40[13]\b/;
 
 /**
  * Listing through a caller's connection, for an HTTP server configured per user
@@ -25,7 +29,8 @@ export class CallerListing {
 
   /** Whether `shared`, the listing connection of `template`, is refused for want of a user's values. */
   static refused(template: UpstreamServerEntity | undefined, shared: UpstreamConnection | undefined): boolean {
-    if (!template || !shared || template.transport === 'stdio' || shared.state !== 'error') return false;
+    // `connecting`: retrying after the refusal (lastError still says why) — the server's tools must not vanish meanwhile.
+    if (!template || !shared || template.transport === 'stdio' || (shared.state !== 'error' && shared.state !== 'connecting')) return false;
     return REFUSED.test(shared.getStatus().lastError ?? '') && (hasPlaceholders([template.env, template.headers]) || template.oauth != null);
   }
 

@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import { ProtocolError } from '@modelcontextprotocol/client';
 import { Pool } from 'undici';
 import { systemClock, type Clock } from './clock.js';
+import { UpstreamAuthError, parseBearerChallenge } from './auth-challenge.js';
 import { DescribedError } from './error-description.js';
 import { DEFAULT_RETRY, neverSent, parseRetryAfter, retryDelay, UpstreamRefusedError, type RetryOptions } from './http-retry.js';
 import { MAX_REDIRECTS } from './redirects.js';
@@ -182,6 +183,12 @@ export class HttpForwarder {
     if (statusCode === 404 && this.headers['mcp-session-id']) {
       await body.dump().catch(() => undefined);
       throw new UpstreamSessionLostError('the upstream ended its session (HTTP 404)');
+    }
+    if (statusCode === 401 || statusCode === 403) {
+      // Refused before the message was processed (RFC 6750 §3.1): the challenge tells the caller what to do.
+      await body.dump().catch(() => undefined);
+      const challenge = headers['www-authenticate'];
+      throw new UpstreamAuthError(statusCode, parseBearerChallenge(Array.isArray(challenge) ? challenge.join(', ') : challenge));
     }
     if (type.startsWith('text/event-stream')) return this.fromEventStream(body, id, options);
     const text = await readText(body, this.limits);

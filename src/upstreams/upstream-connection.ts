@@ -20,6 +20,7 @@ import { ConnectionStateMachine, type ConnectionState } from './connection-state
 import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
 import { fetchWithinOrigins } from './redirects.js';
 import { DEFAULT_RETRY, fetchRetryingRefusals } from './http-retry.js';
+import { authErrorIn, fetchObservingAuth } from './auth-challenge.js';
 import { isSessionLost } from './session-recovery.js';
 import type { ProcessSpawner } from './process-spawner.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
@@ -578,6 +579,9 @@ export class UpstreamConnection {
    */
   private sanitized(error: unknown): unknown {
     if (error instanceof UpstreamConnectionClosedError) return error;
+    // A 401/403 keeps its challenge (Gatehouse's own words; the caller refreshes or asks for scopes).
+    const refused = authErrorIn(error);
+    if (refused) return refused;
     // The SDK's "Connection closed" for a call whose stdio process ended: say why it ended.
     if (this.endedBecause && error instanceof SdkError && error.code === SdkErrorCode.ConnectionClosed) return new DescribedError(this.mask(this.endedBecause.message));
     if (error instanceof ProtocolError) {
@@ -732,7 +736,9 @@ export class UpstreamConnection {
     // Redirects to other origins only where the server's config allows them (else the SDK's
     // same-origin rule); refusals (429/503) sent again within the server's timeout.
     const retry = this.events.http?.retry ?? DEFAULT_RETRY;
-    const fetchFn = fetchRetryingRefusals(s.redirectOrigins?.length ? fetchWithinOrigins(new Set(s.redirectOrigins)) : fetch, retry, s.timeoutMs);
+    const retrying = fetchRetryingRefusals(s.redirectOrigins?.length ? fetchWithinOrigins(new Set(s.redirectOrigins)) : fetch, retry, s.timeoutMs);
+    // OAuth servers: 401/403 carry the challenge to the caller (refresh and retry, or ask to connect).
+    const fetchFn = s.oauth ? (fetchObservingAuth(retrying)) : retrying;
     const options = { requestInit, fetch: fetchFn, ...(s.redirectOrigins?.length ? { redirectPolicy: 'follow' as const } : {}) };
     return s.transport === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
   }

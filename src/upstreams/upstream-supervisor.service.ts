@@ -150,8 +150,8 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
    */
   awaitingCallerListing(scope: string): string[] {
     const names: string[] = [];
-    for (const [name, connection] of this.connections) {
-      if (connection.state !== 'error' || (scope !== '' && scope !== name)) continue;
+    for (const name of this.connections.keys()) {
+      if (scope !== '' && scope !== name) continue;
       if (!this.callerListing.has(name) && this.refused(name)) names.push(name);
     }
     return names;

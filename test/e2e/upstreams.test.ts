@@ -304,6 +304,7 @@ describe('upstream servers: registry, admin API, connections', () => {
       '/api/v1/servers/{name}/enable',
       '/api/v1/servers/{name}/logs',
       '/api/v1/servers/{name}/tools',
+      '/api/v1/servers/{server}/connection',
       '/api/v1/servers/{server}/secrets',
       '/api/v1/servers/{server}/secrets/{name}',
     ]);

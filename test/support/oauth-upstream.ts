@@ -52,6 +52,8 @@ export interface OAuthUpstream {
   refreshFailures: number;
   /** Token-exchange grants answered. */
   exchanges: number;
+  /** The access tokens the token-exchange grant issued (for leak checks). */
+  exchangedTokens: string[];
   /** Every request to the MCP endpoint: the token's subject (or null when refused) and the JSON-RPC method. */
   seen: { sub: string | null; method: string | undefined; status: number }[];
   /** Tools and the scope each needs beyond a valid token (403 insufficient_scope without it). */
@@ -168,6 +170,7 @@ export async function startOAuthUpstream(options: OAuthUpstreamOptions = {}): Pr
     refreshes: 0,
     refreshFailures: 0,
     exchanges: 0,
+    exchangedTokens: [],
     seen: [],
     toolScopes: { admin_op: 'admin' },
     rejectIssuedBefore: 0,
@@ -229,6 +232,7 @@ export async function startOAuthUpstream(options: OAuthUpstreamOptions = {}): Pr
         .setExpirationTime(`${ttl}s`)
         .sign(privateKey);
       fixture.exchanges++;
+      fixture.exchangedTokens.push(accessToken);
       ctx.body = { access_token: accessToken, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: ttl, scope };
     },
     ['subject_token', 'subject_token_type', 'audience', 'resource', 'scope', 'requested_token_type', 'actor_token', 'actor_token_type'],

@@ -1,4 +1,5 @@
 import type { JWTPayload } from 'jose';
+import { rememberSubjectToken } from '../subject-token.js';
 import { AppError } from '../../common/errors/app-error.js';
 import { ErrorCode } from '../../common/errors/error-code.js';
 import { ReplicatedCache, type CacheBus } from '../../database/replicated-cache.js';
@@ -138,6 +139,8 @@ export class TokenAuthenticator {
     const audiences = audiencesOf(payload);
     if (!audienceForGateway(audiences, this.audience)) throw new InvalidTokenError('the token is not meant for this gateway (audience)');
     const principal = await principalFromToken(this.users, payload, this.method, this.claims);
+    // For RFC 8693 exchange on the caller's behalf; never stored on the principal itself.
+    rememberSubjectToken(principal, token);
     return { principal, audiences, expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity };
   }
 }

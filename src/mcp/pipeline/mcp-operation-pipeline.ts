@@ -4,12 +4,14 @@ import { ProtocolError, ProtocolErrorCode, type CallToolResult } from '@modelcon
 import { startingError, waitForStarting } from './starting-servers.js';
 import type { Client } from '@modelcontextprotocol/client';
 import { PinoLogger } from 'nestjs-pino';
+import type { Principal } from '../../auth/principal.js';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
 import { SecretsService } from '../../secrets/secrets.service.js';
-import { listThroughCaller, routeCall, type RouteServices } from '../upstream-route.js';
-import { UpstreamConnectionsService } from '../../upstream-oauth/upstream-connections.service.js';
+import { listThroughCaller, routeCall, type Route, type RouteServices } from '../upstream-route.js';
+import { authErrorIn, UpstreamAuthError } from '../../upstreams/auth-challenge.js';
+import { UpstreamConnectionsService, type ConnectRequest, type UsableToken } from '../../upstream-oauth/upstream-connections.service.js';
 import { ConnectAsk, isConnectRequestState } from '../../upstream-connect/connect-ask.service.js';
 
 const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
@@ -47,6 +49,26 @@ const isTimeout = (error: unknown) => error instanceof Error && /timed? ?out/i.t
 /** A tool call that cannot reach its upstream: a result the model can read, not a protocol error. */
 function upstreamFailure(server: string, problem: string): CallToolResult {
   return { isError: true, content: [{ type: 'text', text: `Upstream MCP server "${server}" failed: ${problem}` }] };
+}
+
+/** An upstream refused the caller's OAuth token (401/403) before running the call; handled by `withOAuthRetry`. */
+class OAuthRefusal extends Error {
+  constructor(
+    readonly error: UpstreamAuthError,
+    readonly token: UsableToken,
+    readonly principal?: Principal,
+  ) {
+    super(error.message);
+  }
+}
+
+/** A per-caller OAuth connection whose start the upstream refused with 401/403 (`lastError` says so): the same as a refused call. */
+function refusedAtStart(route: Route | undefined, lastError: string | null | undefined, principal: Principal): void {
+  if (!route || !('oauth' in route) || !route.oauth || !lastError) return;
+  const status = /^HTTP (401|403)\b/.exec(lastError)?.[1];
+  if (!status) return;
+  const error = /insufficient_scope/.test(lastError) ? 'insufficient_scope' : 'invalid_token';
+  throw new OAuthRefusal(new UpstreamAuthError(Number(status) as 401 | 403, { error }), route.oauth, principal);
 }
 
 /** Re-raises an upstream failure as a protocol error that names the server. */
@@ -356,20 +378,33 @@ export class McpOperationPipeline implements OnModuleInit {
   private async callTool(authorized: AuthorizedOperation<'tools/call'>): Promise<CallToolResult> {
     const op = authorized.operation;
     const target = op.target!;
-    const params = op.params;
     const client = op.client;
     // A 2026-07-28 retry carrying the answers to an input_required round (MRTR): the call is
     // already running upstream; hand it the answers instead of calling again.
     // A retry answering a connect ask (ConnectAsk) is a fresh call.
     if (op.era === 'modern' && client?.requestState !== undefined && !isConnectRequestState(client.requestState)) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
-    const route = await routeCall(this.routing, authorized);
-    // The caller must connect their upstream account: the era's ask (URL elicitation, input_required, or the link in text).
-    if (route && 'problem' in route) return this.connectAsk.answer(op, route, (): CallToolResult => ({ isError: true, content: [{ type: 'text', text: route.problem }] }));
+    return this.withOAuthRetry(
+      op,
+      true,
+      (token) => this.callRouted(authorized, token),
+      (problem) => ({ isError: true, content: [{ type: 'text', text: problem.problem }] }),
+    );
+  }
+
+  /** `tools/call` on the route for the caller (with `token`: the refreshed OAuth token after a 401). */
+  private async callRouted(authorized: AuthorizedOperation<'tools/call'>, token: UsableToken | undefined): Promise<CallToolResult> {
+    const op = authorized.operation;
+    const target = op.target!;
+    const params = op.params;
+    const client = op.client;
+    const route = await routeCall(this.routing, authorized, token);
+    if (route && 'problem' in route) return this.connectNeeded(op, true, route, (): CallToolResult => ({ isError: true, content: [{ type: 'text', text: route.problem }] }));
     const connection = route?.connection;
     let handedOver = false;
     try {
       if (!connection || !(await connection.ready())) {
         const status = connection?.getStatus();
+        refusedAtStart(route, status?.lastError, op.principal);
         return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
       }
       const progressToken = params._meta?.progressToken;
@@ -394,6 +429,9 @@ export class McpOperationPipeline implements OnModuleInit {
           return op.scope === '' ? withAggregatedUris('tools/call', target.server, result) : result;
         } catch (error) {
           if (signal?.aborted) throw error;
+          // A 401/403 refused the request before it ran: refresh and retry, or ask (withOAuthRetry).
+          const refused = route.oauth ? authErrorIn(error) : undefined;
+          if (refused) throw new OAuthRefusal(refused, route.oauth!, op.principal);
           if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
           if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
           return upstreamFailure(target.server, errorText(error));
@@ -414,25 +452,100 @@ export class McpOperationPipeline implements OnModuleInit {
   }
 
   /** Routes `op` to its upstream's SDK client and runs `use` with the server's timeout. */
-  private async withClient<T>(authorized: AuthorizedOperation, use: (client: Client, options: { signal?: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
+  private withClient<T>(authorized: AuthorizedOperation, use: (client: Client, options: { signal?: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
+    return this.withOAuthRetry(
+      authorized.operation,
+      false,
+      (token) => this.withRoutedClient(authorized, use, token),
+      (problem) => {
+        throw new ProtocolError(ProtocolErrorCode.InvalidRequest, problem.problem);
+      },
+    );
+  }
+
+  private async withRoutedClient<T>(authorized: AuthorizedOperation, use: (client: Client, options: { signal?: AbortSignal; timeout: number }) => Promise<T>, token: UsableToken | undefined): Promise<T> {
     const op = authorized.operation;
     const target = op.target!;
-    const route = await routeCall(this.routing, authorized);
-    if (route && 'problem' in route) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
+    const route = await routeCall(this.routing, authorized, token);
+    if (route && 'problem' in route) {
+      return this.connectNeeded(op, false, route, () => {
+        throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
+      });
+    }
     const connection = route?.connection;
     try {
       const client = await connection?.ready();
       if (!connection || !client) {
         const status = connection?.getStatus();
+        refusedAtStart(route, status?.lastError, op.principal);
         throw new ProtocolError(
           ProtocolErrorCode.InternalError,
           `Upstream MCP server "${target.server}" is unavailable${status?.lastError ? `: ${status.lastError}` : ` (${status?.state ?? 'unknown'})`}`,
         );
       }
-      return await use(client, { signal: op.signal, timeout: connection.server.timeoutMs }).catch((e: unknown) => named(target, e));
+      return await use(client, { signal: op.signal, timeout: connection.server.timeoutMs }).catch((e: unknown) => {
+        const refused = route.oauth ? authErrorIn(e) : undefined;
+        if (refused) throw new OAuthRefusal(refused, route.oauth!, op.principal);
+        return named(target, e);
+      });
     } finally {
       route?.release();
     }
+  }
+
+  /**
+   * Runs `attempt` (a call routed with the caller's OAuth token) and handles the upstream
+   * refusing that token: a 401 (RFC 6750 `invalid_token`; the request did not run) refreshes
+   * the token once and runs the call again with the new one — a second 401 marks the connection
+   * `needs_reauth`; a 403 `insufficient_scope` asks for the union of held and required scopes
+   * (MCP 2025-11-25 authorization, "Scope Challenge Handling"), never twice for the same set.
+   * What cannot be retried becomes `problem` through `ask` (the caller is asked to connect).
+   */
+  private async withOAuthRetry<T>(op: ClassifiedOperation, toolResult: boolean, attempt: (token: UsableToken | undefined) => Promise<T>, ask: (problem: { problem: string; connect?: ConnectRequest }) => T): Promise<T> {
+    const server = op.target!.server;
+    try {
+      return await attempt(undefined);
+    } catch (error) {
+      if (!(error instanceof OAuthRefusal)) throw error;
+      const next = await this.afterRefusal(server, error, false);
+      if (!('token' in next)) return this.connectNeeded(op, toolResult, next, () => ask(next));
+      try {
+        return await attempt(next);
+      } catch (again) {
+        if (!(again instanceof OAuthRefusal)) throw again;
+        const last = await this.afterRefusal(server, again, true);
+        const problem = 'token' in last ? { problem: `Upstream MCP server "${server}" refused the refreshed token` } : last;
+        return this.connectNeeded(op, toolResult, problem, () => ask(problem));
+      }
+    }
+  }
+
+  /** What to do after the upstream refused a token: a token to retry with, or the problem to report. */
+  private async afterRefusal(server: string, refusal: OAuthRefusal, final: boolean): Promise<UsableToken | { problem: string; connect?: ConnectRequest }> {
+    const { error, token } = refusal;
+    if (error.status === 403) {
+      if (error.challenge.error === 'insufficient_scope') {
+        const result = await this.connections.stepUp(server, token, error.challenge.scopes ?? []);
+        return 'failure' in result ? { problem: result.failure } : 'connect' in result ? result : { problem: `Upstream MCP server "${server}" refused the call (HTTP 403)` };
+      }
+      return { problem: `Upstream MCP server "${server}" refused the call (${error.message}); your account may lack access there` };
+    }
+    if (final) {
+      await this.connections.markNeedsReauth(server, token.owner, 'the upstream refused the access token again after a refresh');
+      return { problem: `Your connection to server "${server}" must be renewed (the upstream refuses its token): ${this.connections.howToConnect(server)}`, connect: { server, reason: 'needs_reauth' } };
+    }
+    const result = await this.connections.rejected(server, token, refusal.principal);
+    return 'failure' in result ? { problem: result.failure } : result;
+  }
+
+  /**
+   * The one place a route problem is turned into what the client sees. `problem.connect` set:
+   * the caller must connect (or reconnect, or grant more scopes) — {@link ConnectAsk} makes it
+   * the era's ask (URL elicitation error, `input_required`, or a tool error with the link);
+   * `toolResult` false (prompts, resources): only the -32042 error, else `otherwise()`.
+   */
+  private connectNeeded<T>(op: ClassifiedOperation, toolResult: boolean, problem: { problem: string; connect?: ConnectRequest }, otherwise: () => T): T {
+    return this.connectAsk.answer(op, problem, otherwise, toolResult);
   }
 
   /**

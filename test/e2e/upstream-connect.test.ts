@@ -210,6 +210,29 @@ describe('connecting a user account to an OAuth upstream in the flow (issue 14)'
     }
   });
 
+  it('insufficient_scope: the call asks again with the union of scopes; after approving, the retried call runs with the wider grant', async () => {
+    const client = await mcpClient('erin', 'legacy', { elicitation: { url: {} } });
+    try {
+      const error = await client.callTool({ name: 'acme__admin_op', arguments: {} }).then(
+        () => assert.fail('the call should ask for more access'),
+        (e: unknown) => e,
+      );
+      const elicitation = elicitationOf(error);
+      assert.match(elicitation.message, /more access.*admin/);
+      const jar = new Jar();
+      await jar.signIn(balancer.url, 'erin');
+      upstream.nextLogin = 'erin-at-acme';
+      const authorizeAt = await jar.startConnect(elicitation.url);
+      assert.deepEqual(authorizeAt.searchParams.get('scope')?.split(' ').filter((s) => s !== 'offline_access').sort(), ['admin', 'read']);
+      const callback = await jar.authorize(authorizeAt, balancer.url);
+      assert.equal((await jar.request('GET', callback.href)).status, 200);
+      const result = await client.callTool({ name: 'acme__admin_op', arguments: {} });
+      assert.equal(toolText(result), 'admin done as erin-at-acme');
+    } finally {
+      await client.close();
+    }
+  });
+
   it('a 2026-07-28 client gets input_required with the URL elicitation; its retry after connecting succeeds as that user, and the other user still sees only their own account', async () => {
     const page = await newPage();
     let asked = 0;

@@ -5,7 +5,7 @@ import { ProtocolError } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
 import type { AppConfig } from '../config/config.schema.js';
 import { KeyRing } from '../secrets/secret-crypto.js';
-import { ConnectAsk, CONNECT_REQUEST_STATE_PREFIX, isConnectRequestState } from './connect-ask.service.js';
+import { ConnectAsk, CONNECT_REQUEST_STATE_PREFIX, declinedConnect, isConnectRequestState } from './connect-ask.service.js';
 import { ConnectLinks } from './connect-links.service.js';
 
 const config = { http: { publicUrl: 'https://gatehouse.example' }, upstreamConnect: { linkTtlMs: 60_000, flowTtlMs: 60_000 } } as AppConfig;
@@ -94,5 +94,15 @@ describe('ConnectAsk: the era’s question when a call needs the caller’s upst
     assert.throws(() => ask.answer({ era: 'legacy', principal: erin, client: { capabilities: URL_CAPS } }, problem, plain, false), (e: unknown) => e instanceof ProtocolError && e.code === -32042);
     assert.deepEqual(ask.answer({ era: 'modern', principal: erin, client: { capabilities: URL_CAPS } }, problem, plain, false), { plain: true });
     assert.deepEqual(ask.answer({ era: 'legacy', principal: erin, client: { capabilities: {} } }, problem, plain, false), { plain: true });
+  });
+
+  it('a 2026-07-28 retry declining the connect ask gets a tool error instead of another ask; accepting (or another state) is a fresh call', () => {
+    const state = `${CONNECT_REQUEST_STATE_PREFIX}abc`;
+    const declined = declinedConnect({ requestState: state, inputResponses: { 'connect-linear': { action: 'decline' } } });
+    assert.equal(declined?.isError, true);
+    assert.match((declined?.content[0] as { text: string }).text, /did not connect your account for "linear"/);
+    assert.equal(declinedConnect({ requestState: state, inputResponses: { 'connect-linear': { action: 'accept' } } }), undefined);
+    assert.equal(declinedConnect({ requestState: 'broker-state', inputResponses: { 'connect-linear': { action: 'decline' } } }), undefined);
+    assert.equal(declinedConnect(undefined), undefined);
   });
 });

@@ -1,10 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
-import { UrlElicitationRequiredError } from '@modelcontextprotocol/server';
+import { UrlElicitationRequiredError, type CallToolResult } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
 import type { McpEra } from '../mcp/pipeline/mcp-operation.js';
 import type { ConnectRequest } from '../upstream-oauth/upstream-connections.service.js';
 import { ConnectLinks } from './connect-links.service.js';
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * The `requestState` of an `input_required` result that asks to connect an account: a retry
@@ -17,14 +19,29 @@ export function isConnectRequestState(state: unknown): boolean {
   return typeof state === 'string' && state.startsWith(CONNECT_REQUEST_STATE_PREFIX);
 }
 
+/**
+ * A 2026-07-28 retry that answers a connect ask with `decline` or `cancel` (the user did not
+ * connect): the tool error to return instead of asking again, so a client that declines
+ * automatically does not loop. Undefined for any other request.
+ */
+export function declinedConnect(client: { requestState?: string; inputResponses?: Record<string, unknown> } | undefined): CallToolResult | undefined {
+  if (!client || !isConnectRequestState(client.requestState)) return undefined;
+  for (const [key, answer] of Object.entries(client.inputResponses ?? {})) {
+    const action = isObject(answer) ? answer.action : undefined;
+    if (key.startsWith('connect-') && (action === 'decline' || action === 'cancel')) {
+      const server = key.slice('connect-'.length);
+      return { isError: true, content: [{ type: 'text', text: `You did not connect your account for "${server}", so the call was not made. Run it again to be asked again.` }] };
+    }
+  }
+  return undefined;
+}
+
 /** The operation a connect ask answers: its era, what the client declared, who calls. */
 export interface AskingOperation {
   era: McpEra;
   principal: Principal;
   client?: { capabilities?: Record<string, unknown> };
 }
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Whether the client declared URL-mode elicitation (`capabilities.elicitation.url`, MCP 2025-11-25 client/elicitation). */
 export function supportsUrlElicitation(capabilities: Record<string, unknown> | undefined): boolean {

@@ -181,7 +181,7 @@ export class ConnectFlowService {
     try {
       await auth(provider, { serverUrl: url, resourceMetadataUrl: discovered.resourceMetadataUrl, scope, fetchFn: this.fetchFor(url, template.oauth!.authorizationServer) });
     } catch (error) {
-      this.discovered.delete(server);
+      this.discovered.clear();
       throw this.failure(server, error, 'discovery_failed', 'find or register with the authorization server of');
     }
     if (!provider.authorizationUrl || !flow.codeVerifier) throw new ConnectFailure('discovery_failed', 502, `Gatehouse could not build an authorization request for server "${server}".`);
@@ -285,10 +285,12 @@ export class ConnectFlowService {
    * @throws ConnectFailure `discovery_failed` (502)
    */
   async discover(server: string): Promise<Discovered> {
-    const cached = this.discovered.get(server);
-    if (cached && Date.now() - cached.at < DISCOVERY_TTL_MS) return cached;
     const { url } = this.connectable(server);
     const authorizationServer = this.upstreams.template(server)!.oauth!.authorizationServer;
+    // Keyed by what the admin configured too: a changed URL or authorization server is discovered afresh.
+    const cacheKey = `${server}\n${url}\n${authorizationServer ?? ''}`;
+    const cached = this.discovered.get(cacheKey);
+    if (cached && Date.now() - cached.at < DISCOVERY_TTL_MS) return cached;
     let resourceMetadataUrl: URL | undefined;
     let challengeScope: string | undefined;
     try {
@@ -322,7 +324,8 @@ export class ConnectFlowService {
       throw new ConnectFailure('discovery_failed', 502, `Gatehouse found no authorization server metadata (RFC 8414 or OpenID Connect) for server "${server}" at ${state.authorizationServerUrl}; an administrator can set its oauth.authorizationServer.`);
     }
     const found: Discovered = { state, resourceMetadataUrl, challengeScope, at: Date.now() };
-    this.discovered.set(server, found);
+    if (this.discovered.size >= 1000) this.discovered.clear();
+    this.discovered.set(cacheKey, found);
     return found;
   }
 

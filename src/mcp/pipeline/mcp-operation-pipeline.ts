@@ -12,7 +12,7 @@ import { SecretsService } from '../../secrets/secrets.service.js';
 import { listThroughCaller, routeCall, type Route, type RouteServices } from '../upstream-route.js';
 import { authErrorIn, UpstreamAuthError } from '../../upstreams/auth-challenge.js';
 import { UpstreamConnectionsService, type ConnectRequest, type UsableToken } from '../../upstream-oauth/upstream-connections.service.js';
-import { ConnectAsk, isConnectRequestState } from '../../upstream-connect/connect-ask.service.js';
+import { ConnectAsk, declinedConnect, isConnectRequestState } from '../../upstream-connect/connect-ask.service.js';
 
 const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
@@ -383,6 +383,8 @@ export class McpOperationPipeline implements OnModuleInit {
     // already running upstream; hand it the answers instead of calling again.
     // A retry answering a connect ask (ConnectAsk) is a fresh call.
     if (op.era === 'modern' && client?.requestState !== undefined && !isConnectRequestState(client.requestState)) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
+    const declined = op.era === 'modern' ? declinedConnect(client) : undefined;
+    if (declined) return declined;
     return this.withOAuthRetry(
       op,
       true,

@@ -12,6 +12,7 @@ import { DatabaseModule } from './database/database.module.js';
 import { HealthModule } from './health/health.module.js';
 import { McpModule } from './mcp/mcp.module.js';
 import { UpstreamOAuthModule } from './upstream-oauth/upstream-oauth.module.js';
+import { UpstreamConnectModule } from './upstream-connect/upstream-connect.module.js';
 import { UpstreamsModule } from './upstreams/upstreams.module.js';
 import { UsersModule } from './users/users.module.js';
 import { OAuthServerModule } from './oauth-server/oauth-server.module.js';
@@ -43,6 +44,7 @@ export class AppModule {
         ApiKeysModule,
         UpstreamsModule,
         UpstreamOAuthModule,
+        UpstreamConnectModule,
         McpModule,
         RateLimitModule,
         ...(config.oauthServer.enabled ? [OAuthServerModule] : []),

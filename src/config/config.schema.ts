@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { parseKeyRing } from '../secrets/secret-crypto.js';
 import { OAUTH_SERVER_ENV, oauthServerConfig, refineOAuthServerEnv, type OAuthServerConfig } from './oauth-server.config.js';
 import { UPSTREAM_OAUTH_ENV, upstreamOAuthConfig, type UpstreamOAuthSettings } from './upstream-oauth.config.js';
+import { UPSTREAM_CONNECT_ENV, upstreamConnectConfig, type UpstreamConnectSettings } from './upstream-connect.config.js';
 import { envBool, envCustom, envEnum, envInt, envList, envSecret, envSecretList, envSize, envString, envUrl } from './env-parsers.js';
 import { GROUP_ROLE_ITEM, loginConfigFrom, parseLoginProviders, type LoginConfig } from './login-config.js';
 
@@ -150,6 +151,7 @@ export const envSchema = z.object({
   ...OAUTH_SERVER_ENV,
   // Issue 14, per-user upstream OAuth (src/upstream-oauth, docs/upstream-oauth.md).
   ...UPSTREAM_OAUTH_ENV,
+  ...UPSTREAM_CONNECT_ENV,
 
   // Issue 13, sign-in (src/login, src/config/login-config.ts, docs/oauth.md "Login").
   GATEHOUSE_LOGIN_PROVIDERS: envCustom(parseLoginProviders, true).optional(),
@@ -370,6 +372,8 @@ export interface AppConfig {
   oauthServer: OAuthServerConfig;
   /** Per-user OAuth connections to upstream servers (docs/upstream-oauth.md). */
   upstreamOAuth: UpstreamOAuthSettings;
+  /** The connect flow: links and pending authorization requests (src/upstream-connect). */
+  upstreamConnect: UpstreamConnectSettings;
   shutdown: { timeoutMs: number; delayMs: number };
   /** Sign-in at identity providers and with local passwords; browser sessions (src/login). */
   login: LoginConfig;
@@ -511,6 +515,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
     },
     oauthServer: oauthServerConfig(e, publicUrl),
     upstreamOAuth: upstreamOAuthConfig(e),
+    upstreamConnect: upstreamConnectConfig(e),
     shutdown: { timeoutMs: e.SHUTDOWN_TIMEOUT, delayMs: e.SHUTDOWN_DELAY },
     login: loginConfigFrom(e),
   };

@@ -3,6 +3,7 @@ import { DiscoveryModule } from '@nestjs/core';
 import { PoliciesModule } from '../policies/policies.module.js';
 import { SecretsModule } from '../secrets/secrets.module.js';
 import { SessionsModule } from '../sessions/sessions.module.js';
+import { UpstreamConnectModule } from '../upstream-connect/upstream-connect.module.js';
 import { UpstreamOAuthModule } from '../upstream-oauth/upstream-oauth.module.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
 import { McpFastPath } from './edge/fast-path.js';
@@ -24,7 +25,7 @@ import { LogLevels } from './pipeline/log-levels.js';
  * (`@McpOperationHookProvider()`) are discovered in any module.
  */
 @Module({
-  imports: [DiscoveryModule, UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule, UpstreamOAuthModule],
+  imports: [DiscoveryModule, UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule, UpstreamOAuthModule, UpstreamConnectModule],
   controllers: [McpController],
   providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, SessionSubscriptions, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
   exports: [McpEdgeService, McpOperationPipeline],

@@ -1,7 +1,11 @@
 import type { KeyRing, SealedSecret } from '../secrets/secret-crypto.js';
 
-/** The sealed fields of an upstream OAuth connection. */
-export type SealedField = 'access_token' | 'refresh_token' | 'client_secret';
+/**
+ * The sealed fields of an upstream OAuth connection, and of the connect flow
+ * (src/upstream-connect): a registered client's secret, a pending flow's PKCE verifier, a
+ * connect link's reference.
+ */
+export type SealedField = 'access_token' | 'refresh_token' | 'client_secret' | 'registered_client_secret' | 'code_verifier' | 'connect_link';
 
 /** Owner of a server's shared connection (as `SHARED_OWNER` of the secrets store). */
 export const SHARED_CONNECTION_OWNER = '*';

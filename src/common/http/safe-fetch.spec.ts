@@ -46,4 +46,11 @@ describe('SafeFetch', () => {
     assert.deepEqual(JSON.parse(ok.body.toString()), { ok: true });
     await f.close();
   });
+
+  it('fetches a host name that resolves when the connection asks for every address (Node happy-eyeballs: `localhost`)', async () => {
+    const f = local();
+    const ok = await f.fetch(`http://localhost:${port}/doc`, { method: 'POST', body: 'x' });
+    assert.equal(ok.status, 200);
+    await f.close();
+  });
 });

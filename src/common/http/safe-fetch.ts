@@ -119,13 +119,15 @@ export class SafeFetch {
     this.agent = new Agent({
       connect: {
         ...(options.ca ? { ca: options.ca } : {}),
-        lookup: (hostname, _opts, callback) => {
+        lookup: (hostname, opts, callback) => {
           resolve(hostname, (error, addresses) => {
             if (error) return callback(error, '', 4);
             const refused = options.allowPrivate ? undefined : addresses.find((a) => isPrivateAddress(a.address));
             if (refused || addresses.length === 0) {
               return callback(new SafeFetchError(`${hostname} resolves to a private or reserved address, which is not fetched`), '', 4);
             }
+            // With `all` (Node's happy-eyeballs connect, e.g. for `localhost`), the answer is the list itself.
+            if ((opts as { all?: boolean }).all) return (callback as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addresses);
             callback(null, addresses[0].address, addresses[0].family);
           });
         },

@@ -1,3 +1,4 @@
+import type { ConnectAsk } from '../../upstream-connect/connect-ask.service.js';
 import type { UpstreamConnectionsService } from '../../upstream-oauth/upstream-connections.service.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -20,8 +21,14 @@ const catalog = buildCatalog([{ server: 'gh', tools: [{ name: 'x', inputSchema: 
 const warnings: unknown[] = [];
 
 /** A pipeline over fakes: one catalog, policies that allow everything, the given hooks as discovered providers. */
-function pipelineWith(hooks: { hook: McpOperationHook; order?: number }[]): McpOperationPipeline {
-  const upstreams = { catalog: () => catalog, connection: () => undefined, template: () => undefined, stillStarting: () => Promise.resolve([]) } as unknown as UpstreamServersService;
+function pipelineWith(hooks: { hook: McpOperationHook; order?: number }[], awaitingCallerListing: string[] = []): McpOperationPipeline {
+  const upstreams = {
+    catalog: () => catalog,
+    connection: () => undefined,
+    template: () => undefined,
+    stillStarting: () => Promise.resolve([]),
+    awaitingCallerListing: () => awaitingCallerListing,
+  } as unknown as UpstreamServersService;
   const policies = { decide: () => ({ allowed: true, by: 'default' }), decideFor: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
   const wrappers = hooks.map((h) => ({ instance: h.hook, order: h.order }));
   const discovery = {
@@ -29,7 +36,7 @@ function pipelineWith(hooks: { hook: McpOperationHook; order?: number }[]): McpO
     getMetadataByDecorator: (_d: unknown, w: { order?: number }) => (w.order === undefined ? undefined : { order: w.order }),
   } as unknown as DiscoveryService;
   const logger = { setContext: () => undefined, warn: (o: unknown) => warnings.push(o) } as unknown as PinoLogger;
-  const pipeline = new McpOperationPipeline(upstreams, policies, {} as SecretsService, discovery, logger, {} as ClientRequests, {} as InputRequiredBroker, {} as LogLevels, {} as SessionSubscriptions, {} as UpstreamConnectionsService);
+  const pipeline = new McpOperationPipeline(upstreams, policies, {} as SecretsService, discovery, logger, {} as ClientRequests, {} as InputRequiredBroker, {} as LogLevels, {} as SessionSubscriptions, {} as UpstreamConnectionsService, {} as ConnectAsk);
   pipeline.onModuleInit();
   return pipeline;
 }
@@ -85,6 +92,15 @@ describe('McpOperationPipeline hooks', () => {
     const call: McpOperationRequest<'tools/call'> = { kind: 'tools/call', scope: '', principal: ANONYMOUS_PRINCIPAL, params: { name: 'gh__nope' }, era: 'legacy', path: 'sdk' };
     await assert.rejects(pipeline.run(call), /Unknown tool "gh__nope"/);
     assert.deepEqual(refused, [['tools/call', -32602]]);
+  });
+
+  it('a tool of a per-user server nobody has listed yet is classified by its prefix (the route then asks to connect); other unknown names stay unknown', () => {
+    const pipeline = pipelineWith([], ['linear']);
+    const call = (name: string, scope = ''): McpOperationRequest<'tools/call'> => ({ kind: 'tools/call', scope, principal: ANONYMOUS_PRINCIPAL, params: { name }, era: 'legacy', path: 'sdk' });
+    assert.deepEqual(pipeline.classify(call('linear__create_issue')).target, { server: 'linear', name: 'create_issue' });
+    assert.deepEqual(pipeline.classify(call('gh__x')).target, { server: 'gh', name: 'x' }, 'listed tools resolve as before');
+    assert.throws(() => pipeline.classify(call('other__tool')), /Unknown tool "other__tool"/);
+    assert.throws(() => pipeline.classify(call('linear__')), /Unknown tool/);
   });
 
   it('echoes at most 200 characters of an unknown name back to the client', async () => {

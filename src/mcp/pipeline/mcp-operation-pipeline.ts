@@ -11,6 +11,7 @@ import { SecretsService } from '../../secrets/secrets.service.js';
 import { listThroughCaller, routeCall, type Route, type RouteServices } from '../upstream-route.js';
 import { authErrorIn, UpstreamAuthError } from '../../upstreams/auth-challenge.js';
 import { UpstreamConnectionsService, type ConnectRequest, type UsableToken } from '../../upstream-oauth/upstream-connections.service.js';
+import { ConnectAsk, declinedConnect, isConnectRequestState } from '../../upstream-connect/connect-ask.service.js';
 
 const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 import { assertAuthorized, authorize, policySubject, type AuthorizedOperation } from './authorized-operation.js';
@@ -140,6 +141,7 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly logLevels: LogLevels,
     private readonly subscriptions: SessionSubscriptions,
     private readonly connections: UpstreamConnectionsService,
+    private readonly connectAsk: ConnectAsk,
     @Optional() @Inject(APP_CONFIG) config?: AppConfig,
   ) {
     logger.setContext('McpPipeline');
@@ -199,6 +201,22 @@ export class McpOperationPipeline implements OnModuleInit {
     }
   }
 
+  /**
+   * A tool of a per-user server nobody has listed yet on this replica (its shared connection is
+   * refused for want of a user's token or secret, and no caller's connection has listed it, see
+   * CallerListing): its name cannot be checked, so the call is routed by its server prefix and
+   * the route decides — a caller who has not connected is asked to (the connect flow), one who
+   * has reaches the upstream, which knows its tools. Undefined for any other unknown name.
+   */
+  private unlistedTool(scope: string, name: string): Target | undefined {
+    const waiting = this.upstreams.awaitingCallerListing(scope);
+    if (waiting.length === 0) return undefined;
+    if (scope !== '') return waiting.includes(scope) ? { server: scope, name } : undefined;
+    const at = name.indexOf(NAME_SEPARATOR);
+    const server = at > 0 ? name.slice(0, at) : '';
+    return waiting.includes(server) && at + NAME_SEPARATOR.length < name.length ? { server, name: name.slice(at + NAME_SEPARATOR.length) } : undefined;
+  }
+
   /** Step 1: what is asked, on what. Throws -32600 for a vanished scope, -32602 for an unknown name. */
   classify<K extends McpOperationKind>(request: McpOperationRequest<K>): ClassifiedOperation<K> {
     const op = request as ClassifiedOperation<K>;
@@ -208,7 +226,7 @@ export class McpOperationPipeline implements OnModuleInit {
     switch (request.kind) {
       case 'tools/call': {
         const { name } = request.params as McpOperationRequest<'tools/call'>['params'];
-        const target = catalog.resolveTool(name);
+        const target = catalog.resolveTool(name) ?? this.unlistedTool(request.scope, name);
         if (!target) {
           const hint = request.scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
           throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${echoed(name)}".${hint}`);
@@ -382,9 +400,13 @@ export class McpOperationPipeline implements OnModuleInit {
     const client = op.client;
     // A 2026-07-28 retry carrying the answers to an input_required round (MRTR): the call is
     // already running upstream; hand it the answers instead of calling again.
-    if (op.era === 'modern' && client?.requestState !== undefined) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
+    // A retry answering a connect ask (ConnectAsk) is a fresh call.
+    if (op.era === 'modern' && client?.requestState !== undefined && !isConnectRequestState(client.requestState)) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
+    const declined = op.era === 'modern' ? declinedConnect(client) : undefined;
+    if (declined) return declined;
     return this.withOAuthRetry(
-      target.server,
+      op,
+      true,
       (token) => this.callRouted(authorized, token),
       (problem) => ({ isError: true, content: [{ type: 'text', text: problem.problem }] }),
     );
@@ -397,7 +419,7 @@ export class McpOperationPipeline implements OnModuleInit {
     const params = op.params;
     const client = op.client;
     const route = await routeCall(this.routing, authorized, token);
-    if (route && 'problem' in route) return this.connectNeeded(route, () => ({ isError: true, content: [{ type: 'text', text: route.problem }] }));
+    if (route && 'problem' in route) return this.connectNeeded(op, true, route, (): CallToolResult => ({ isError: true, content: [{ type: 'text', text: route.problem }] }));
     const connection = route?.connection;
     let handedOver = false;
     try {
@@ -484,7 +506,8 @@ export class McpOperationPipeline implements OnModuleInit {
     const key = `${method} ${ns(target)}`;
     if (mrtr && client?.requestState !== undefined) return this.inputs.resume(op.principal.id, key, client, op.signal);
     return this.withOAuthRetry(
-      target.server,
+      authorized.operation,
+      false,
       (token) => this.forwardRouted(authorized, method, params, map, token),
       (problem) => {
         throw new ProtocolError(ProtocolErrorCode.InvalidRequest, problem.problem);
@@ -507,7 +530,7 @@ export class McpOperationPipeline implements OnModuleInit {
     const key = `${method} ${ns(target)}`;
     const route = await routeCall(this.routing, authorized, token);
     if (route && 'problem' in route) {
-      return this.connectNeeded(route, () => {
+      return this.connectNeeded(op, false, route, () => {
         throw new ProtocolError(ProtocolErrorCode.InvalidRequest, route.problem);
       });
     }
@@ -612,20 +635,21 @@ export class McpOperationPipeline implements OnModuleInit {
    * (MCP 2025-11-25 authorization, "Scope Challenge Handling"), never twice for the same set.
    * What cannot be retried becomes `problem` through `ask` (the caller is asked to connect).
    */
-  private async withOAuthRetry<T>(server: string, attempt: (token: UsableToken | undefined) => Promise<T>, ask: (problem: { problem: string; connect?: ConnectRequest }) => T): Promise<T> {
+  private async withOAuthRetry<T>(op: ClassifiedOperation, toolResult: boolean, attempt: (token: UsableToken | undefined) => Promise<T>, ask: (problem: { problem: string; connect?: ConnectRequest }) => T): Promise<T> {
+    const server = op.target!.server;
     try {
       return await attempt(undefined);
     } catch (error) {
       if (!(error instanceof OAuthRefusal)) throw error;
       const next = await this.afterRefusal(server, error, false);
-      if (!('token' in next)) return this.connectNeeded(next, () => ask(next));
+      if (!('token' in next)) return this.connectNeeded(op, toolResult, next, () => ask(next));
       try {
         return await attempt(next);
       } catch (again) {
         if (!(again instanceof OAuthRefusal)) throw again;
         const last = await this.afterRefusal(server, again, true);
         const problem = 'token' in last ? { problem: `Upstream MCP server "${server}" refused the refreshed token` } : last;
-        return this.connectNeeded(problem, () => ask(problem));
+        return this.connectNeeded(op, toolResult, problem, () => ask(problem));
       }
     }
   }
@@ -650,11 +674,12 @@ export class McpOperationPipeline implements OnModuleInit {
 
   /**
    * The one place a route problem is turned into what the client sees. `problem.connect` set:
-   * the caller must connect (or reconnect, or grant more scopes) — the connect flow makes this
-   * the era's ask (URL elicitation, `input_required`); today: `otherwise()`, the plain text.
+   * the caller must connect (or reconnect, or grant more scopes) — {@link ConnectAsk} makes it
+   * the era's ask (URL elicitation error, `input_required`, or a tool error with the link);
+   * `toolResult` false (prompts, resources): only the -32042 error, else `otherwise()`.
    */
-  private connectNeeded<T>(problem: { problem: string; connect?: ConnectRequest }, otherwise: () => T): T {
-    return otherwise();
+  private connectNeeded<T>(op: ClassifiedOperation, toolResult: boolean, problem: { problem: string; connect?: ConnectRequest }, otherwise: () => T): T {
+    return this.connectAsk.answer(op, problem, otherwise, toolResult);
   }
 
   /**

@@ -133,7 +133,7 @@ describe('input_required retries across replicas', () => {
     assert.match(JSON.stringify(done.body?.result), /interview of Grace \(via B twice\) on replicas/);
   });
 
-  it('the replica holding the call is gone: a retry on B gets -32602 "call again" within the relay bound', async () => {
+  it('the replica holding the call is gone: a retry on B gets -32602 "call again" within the relay bound; expired mailbox rows are swept', async () => {
     const c = await startTestApp(db.url, ENV);
     await connectedOn(c.url, 'subs', { 'x-api-key': ADMIN_KEY });
     const alice = await bearer('alice');
@@ -146,13 +146,18 @@ describe('input_required retries across replicas', () => {
       await c.shutdown('owner gone');
     }
 
+    // A leftover from an earlier relay, past GATEHOUSE_INPUT_REQUIRED_TTL: swept by the next relay.
+    await a.app.get(DataSource).query(
+      `INSERT INTO input_required_relay (id, owner_instance, principal_id, target, request_state, input_responses, expires_at)
+       VALUES (gen_random_uuid(), 'gone', 'alice', 'subs', 'stale', '{}', now() - interval '1 second')`,
+    );
     const started = Date.now();
     const retry = await interview(b, alice, { requestState: round1.requestState, inputResponses: { [keyOf(round1, 'elicitation/create')]: { action: 'decline' } } });
     const elapsed = Date.now() - started;
     assert.equal(retry.body?.error?.code, -32602, JSON.stringify(retry.body));
     assert.match(retry.body.error.message, /call again without it/);
     assert.ok(elapsed < RELAY_TIMEOUT_MS + 2_000, `answered after ${elapsed} ms`);
-    // Nothing is left in the mailbox.
+    // Nothing is left in the mailbox: the answered row is deleted, the expired one swept.
     const rows = await a.app.get(DataSource).query<{ n: number }[]>('SELECT count(*)::int AS n FROM input_required_relay');
     assert.equal(rows[0].n, 0);
   });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { DataSource } from 'typeorm';
@@ -7,7 +9,7 @@ import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { hsToken } from '../support/identity.js';
 import { modernRequest, type RpcBody } from '../support/mcp-raw.js';
-import { connectedOn, registerConnected } from '../support/upstreams.js';
+import { connectedOn, eventually, registerConnected } from '../support/upstreams.js';
 
 /**
  * A 2026-07-28 `input_required` retry (MRTR) served by any replica: the call is parked on the
@@ -16,6 +18,7 @@ import { connectedOn, registerConnected } from '../support/upstreams.js';
  */
 
 const FIXTURE = resolve('test/fixtures/subscribable-upstream.mjs');
+const SLOW = resolve('test/fixtures/ask-then-wait-upstream.mjs');
 const SECRET = 'a-shared-secret-of-at-least-32-characters-for-mrtr';
 const ADMIN_KEY = 'mrtr-replicas-admin-key-0123456789';
 const RELAY_TIMEOUT_MS = 1_500;
@@ -34,21 +37,26 @@ const bearer = async (sub: string) => `Bearer ${await hsToken(SECRET, { sub, aud
 
 type InputRequired = { resultType: 'input_required'; inputRequests: Record<string, { method: string }>; requestState: string };
 
-/** A raw 2026-07-28 `prompts/get interview` on `app`'s /mcp/subs, as `authorization`; a retry when `retry` is given. */
-async function interview(app: TestApp, authorization: string, retry?: { requestState: string; inputResponses: Record<string, unknown> }) {
-  const { body, headers } = modernRequest('prompts/get', {
-    name: 'interview',
-    arguments: { topic: 'replicas' },
-    ...retry,
-    _meta: { 'io.modelcontextprotocol/clientCapabilities': CAPS },
-  });
-  const res = await fetch(`${app.url}/mcp/subs`, { method: 'POST', headers: { ...headers, authorization }, body: JSON.stringify(body) });
+type Retry = { requestState: string; inputResponses: Record<string, unknown> };
+
+/** POSTs a raw 2026-07-28 request to `app` at `path` as `authorization` (a retry when `retry` is given); its JSON-RPC response. */
+async function modern(app: TestApp, path: string, method: string, params: Record<string, unknown>, authorization: string, retry?: Retry, signal?: AbortSignal) {
+  const { body, headers } = modernRequest(method, { ...params, ...retry, _meta: { 'io.modelcontextprotocol/clientCapabilities': CAPS } });
+  const res = await fetch(`${app.url}${path}`, { method: 'POST', headers: { ...headers, authorization }, body: JSON.stringify(body), signal });
   const text = await res.text();
   // JSON, or an SSE stream whose log notifications come before the response.
   const messages = text.startsWith('{') ? [text] : text.split('\n').flatMap((l) => (l.startsWith('data:') ? [l.slice(5)] : []));
   const response = messages.map((m) => JSON.parse(m) as RpcBody & { method?: string }).find((m) => m.method === undefined);
   return { status: res.status, body: response };
 }
+
+/** `prompts/get interview` on /mcp/subs: elicits a name, then samples (two rounds). */
+const interview = (app: TestApp, authorization: string, retry?: Retry) =>
+  modern(app, '/mcp/subs', 'prompts/get', { name: 'interview', arguments: { topic: 'replicas' } }, authorization, retry);
+
+/** `tools/call ask-then-wait` on /mcp/slow: elicits a name, then works `ms` ms. */
+const askThenWait = (app: TestApp, authorization: string, ms: number, retry?: Retry, signal?: AbortSignal) =>
+  modern(app, '/mcp/slow', 'tools/call', { name: 'ask-then-wait', arguments: { ms } }, authorization, retry, signal);
 
 /** The embedded request key of `method` in an input_required result. */
 function keyOf(result: InputRequired, method: string): string {
@@ -61,6 +69,7 @@ describe('input_required retries across replicas', () => {
   let db: TestDatabase;
   let a: TestApp;
   let b: TestApp;
+  const cancelLog = join(mkdtempSync(join(tmpdir(), 'gatehouse-mrtr-')), 'cancelled.log');
 
   before(async () => {
     db = await createTestDatabase();
@@ -68,7 +77,9 @@ describe('input_required retries across replicas', () => {
     b = await startTestApp(db.url, ENV);
     const admin = { 'x-api-key': ADMIN_KEY };
     await registerConnected(a.url, { name: 'subs', transport: 'stdio', command: process.execPath, args: [FIXTURE] }, admin);
+    await registerConnected(a.url, { name: 'slow', transport: 'stdio', command: process.execPath, args: [SLOW], env: { CANCEL_LOG: cancelLog } }, admin);
     await connectedOn(b.url, 'subs', admin);
+    await connectedOn(b.url, 'slow', admin);
   });
   after(async () => {
     await a.shutdown('test done');
@@ -131,6 +142,28 @@ describe('input_required retries across replicas', () => {
       inputResponses: { [sampling]: { role: 'assistant', model: 'm', content: { type: 'text', text: 'via B twice' } } },
     });
     assert.match(JSON.stringify(done.body?.result), /interview of Grace \(via B twice\) on replicas/);
+  });
+
+  it('a relayed round that runs longer than the relay bound is kept alive by the owner and answered through B', async () => {
+    const alice = await bearer('alice');
+    const ms = RELAY_TIMEOUT_MS * 2;
+    const first = await askThenWait(a, alice, ms);
+    const round1 = first.body?.result as InputRequired;
+    assert.equal(round1?.resultType, 'input_required', JSON.stringify(first.body));
+    const done = await askThenWait(b, alice, ms, { requestState: round1.requestState, inputResponses: { [keyOf(round1, 'elicitation/create')]: { action: 'accept', content: { name: 'Linus' } } } });
+    assert.match(JSON.stringify(done.body), new RegExp(`confirmed by Linus after ${ms} ms`));
+  });
+
+  it('a client that goes away from B during a relayed round has the call cancelled on the owner', async () => {
+    const alice = await bearer('alice');
+    const first = await askThenWait(a, alice, 60_000);
+    const round1 = first.body?.result as InputRequired;
+    assert.equal(round1?.resultType, 'input_required', JSON.stringify(first.body));
+    const gone = new AbortController();
+    const retry = askThenWait(b, alice, 60_000, { requestState: round1.requestState, inputResponses: { [keyOf(round1, 'elicitation/create')]: { action: 'accept', content: { name: 'Barbara' } } } }, gone.signal);
+    setTimeout(() => gone.abort(), 500);
+    await assert.rejects(retry, /abort/i);
+    await eventually('the upstream call cancelled', () => (existsSync(cancelLog) && readFileSync(cancelLog, 'utf8').includes('cancelled Barbara') ? true : undefined), 10_000);
   });
 
   it('the replica holding the call is gone: a retry on B gets -32602 "call again" within the relay bound; expired mailbox rows are swept', async () => {

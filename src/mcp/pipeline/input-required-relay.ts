@@ -40,6 +40,13 @@ export const ownerGone = () =>
     'requestState belongs to a Gatehouse replica that did not answer (it may have stopped, see GATEHOUSE_INPUT_REQUIRED_RELAY_TIMEOUT): call again without it',
   );
 
+/** The database could not be used to relay a retry (the row is the only way to reach the owner). */
+const relayUnavailable = () =>
+  new ProtocolError(
+    ProtocolErrorCode.InternalError,
+    'Gatehouse could not pass this retry to the replica holding the call (its database is unavailable): retry shortly, or call again without requestState',
+  );
+
 /**
  * Serves a 2026-07-28 `input_required` retry (MRTR, basic/patterns/mrtr) on any replica: the
  * parked call lives in the memory of the replica that started it, whose change-bus
@@ -119,11 +126,15 @@ export class InputRequiredRelay implements BeforeApplicationShutdown {
   async forward(owner: string, retry: RelayedRetry, signal: AbortSignal | undefined): Promise<Record<string, unknown>> {
     const id = randomUUID();
     void this.dataSource.query('DELETE FROM input_required_relay WHERE expires_at < now()').catch(() => undefined);
-    await this.dataSource.query(
-      `INSERT INTO input_required_relay (id, owner_instance, principal_id, target, request_state, input_responses, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))`,
-      [id, owner, retry.principalId, retry.target, retry.requestState, JSON.stringify(retry.inputResponses), this.ttlMs / 1000],
-    );
+    await this.dataSource
+      .query(
+        `INSERT INTO input_required_relay (id, owner_instance, principal_id, target, request_state, input_responses, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))`,
+        [id, owner, retry.principalId, retry.target, retry.requestState, JSON.stringify(retry.inputResponses), this.ttlMs / 1000],
+      )
+      .catch(() => {
+        throw relayUnavailable();
+      });
     let wake: () => void = () => undefined;
     this.waiting.set(id, () => wake());
     const onAbort = () => wake();
@@ -147,7 +158,9 @@ export class InputRequiredRelay implements BeforeApplicationShutdown {
           `SELECT outcome, extract(epoch FROM now() - coalesce(heartbeat_at, created_at)) * 1000 AS silent_ms
              FROM input_required_relay WHERE id = $1`,
           [id],
-        );
+        ).catch((): never => {
+          throw relayUnavailable();
+        });
         const row = rows[0];
         if (!row) throw ownerGone();
         if (row.outcome) {

@@ -8,6 +8,7 @@ import { DataSource } from 'typeorm';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { hsToken } from '../support/identity.js';
+import { findLeaks } from '../support/leaks.js';
 import { modernRequest, type RpcBody } from '../support/mcp-raw.js';
 import { connectedOn, eventually, registerConnected } from '../support/upstreams.js';
 
@@ -121,7 +122,7 @@ describe('input_required retries across replicas', () => {
     }
   });
 
-  it('a retry on B by another principal is refused with -32602, and the owner’s own retry on B still succeeds', async () => {
+  it('a retry on B by another principal is refused with -32602, and the owner’s own retry on B still succeeds; no token in logs or the refusal', async () => {
     const alice = await bearer('alice');
     const first = await interview(a, alice);
     const round1 = first.body?.result as InputRequired;
@@ -129,7 +130,8 @@ describe('input_required retries across replicas', () => {
     const elicitation = keyOf(round1, 'elicitation/create');
     const answer = { [elicitation]: { action: 'accept', content: { name: 'Grace' } } };
 
-    const foreign = await interview(b, await bearer('mallory'), { requestState: round1.requestState, inputResponses: answer });
+    const mallory = await bearer('mallory');
+    const foreign = await interview(b, mallory, { requestState: round1.requestState, inputResponses: answer });
     assert.equal(foreign.body?.error?.code, -32602, JSON.stringify(foreign.body));
     assert.match(foreign.body.error.message, /requestState/);
 
@@ -142,6 +144,8 @@ describe('input_required retries across replicas', () => {
       inputResponses: { [sampling]: { role: 'assistant', model: 'm', content: { type: 'text', text: 'via B twice' } } },
     });
     assert.match(JSON.stringify(done.body?.result), /interview of Grace \(via B twice\) on replicas/);
+    const tokens = { alice: alice.slice('Bearer '.length), mallory: mallory.slice('Bearer '.length) };
+    assert.deepEqual(findLeaks(tokens, { 'logs of A': [a.logs.raw], 'logs of B': [b.logs.raw], 'the refusal': [JSON.stringify(foreign.body)] }), []);
   });
 
   it('a relayed round that runs longer than the relay bound is kept alive by the owner and answered through B', async () => {

@@ -115,6 +115,7 @@ export const envSchema = z.object({
   GATEHOUSE_HTTP_MAX_RESPONSE_BYTES: envSize(1024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
   GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT: envInt(0, 24 * 3_600_000).default(600_000),
   GATEHOUSE_INPUT_REQUIRED_TTL: envInt(1_000, 24 * 3_600_000).default(300_000),
+  GATEHOUSE_INPUT_REQUIRED_RELAY_TIMEOUT: envInt(100, 600_000).default(5_000),
   GATEHOUSE_ENCRYPTION_KEYS: envSecret(3).optional(),
   GATEHOUSE_MAX_SECRETS_PER_USER: envInt(1, 1_000_000).default(200),
   GATEHOUSE_MAX_API_KEYS_PER_USER: envInt(1, 1_000_000).default(50),
@@ -325,6 +326,11 @@ export interface AppConfig {
     maxTotalTimeoutMs: number;
     /** A 2026-07-28 client has this many ms to retry an `input_required` answer before the upstream's request is refused. */
     inputRequiredTtlMs: number;
+    /**
+     * A retry relayed to the replica holding its parked call (ms): that replica must take it up,
+     * and then keep signalling it is alive, within this bound, else the retry gets -32602.
+     */
+    inputRequiredRelayTimeoutMs: number;
     /** Bounds on each list walked from an upstream over all its pages: items, bytes (UTF-8 JSON). */
     listLimits: { maxItems: number; maxBytes: number };
   };
@@ -477,6 +483,7 @@ export function toAppConfig(e: ParsedEnv): AppConfig {
       httpMaxResponseBytes: e.GATEHOUSE_HTTP_MAX_RESPONSE_BYTES,
       maxTotalTimeoutMs: e.GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT,
       inputRequiredTtlMs: e.GATEHOUSE_INPUT_REQUIRED_TTL,
+      inputRequiredRelayTimeoutMs: e.GATEHOUSE_INPUT_REQUIRED_RELAY_TIMEOUT,
       listLimits: { maxItems: e.GATEHOUSE_UPSTREAM_LIST_MAX_ITEMS, maxBytes: e.GATEHOUSE_UPSTREAM_LIST_MAX_BYTES },
     },
     secrets: { keys: e.GATEHOUSE_ENCRYPTION_KEYS, dataDir: e.GATEHOUSE_DATA_DIR, maxPerUser: e.GATEHOUSE_MAX_SECRETS_PER_USER },

@@ -15,6 +15,7 @@ import { SdkServing } from './edge/sdk-serving.js';
 import { McpController } from './mcp.controller.js';
 import { McpEdgeService } from './mcp-edge.service.js';
 import { McpOperationPipeline } from './pipeline/mcp-operation-pipeline.js';
+import { InputRequiredRelay } from './pipeline/input-required-relay.js';
 import { ClientRequests, InputRequiredBroker } from './pipeline/server-requests.js';
 import { SessionSubscriptions } from './pipeline/resource-subscriptions.js';
 import { LogLevels } from './pipeline/log-levels.js';
@@ -27,7 +28,7 @@ import { LogLevels } from './pipeline/log-levels.js';
 @Module({
   imports: [DiscoveryModule, UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule, UpstreamOAuthModule, UpstreamConnectModule],
   controllers: [McpController],
-  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, SessionSubscriptions, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
+  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, InputRequiredRelay, SessionSubscriptions, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
   exports: [McpEdgeService, McpOperationPipeline],
 })
 export class McpModule {}

@@ -16,6 +16,7 @@ const OWNER: Record<string, string> = {
   login_identities: 'login',
   local_credentials: 'login',
   login_throttle: 'login',
+  input_required_relay: 'mcp',
 };
 
 function sources(dir: string): string[] {

@@ -91,8 +91,13 @@ export const EVERYTHING_STDIO = { name: 'everything', transport: 'stdio', comman
 export async function registerConnected(baseUrl: string, server: { name: string } & Record<string, unknown> = EVERYTHING_STDIO, headers: Record<string, string> = {}): Promise<void> {
   const res = await fetch(`${baseUrl}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(server) });
   if (res.status !== 201) throw new Error(`registering ${server.name}: HTTP ${res.status} ${await res.text()}`);
-  await eventually(`${server.name} connected`, async () => {
-    const v = (await (await fetch(`${baseUrl}/api/v1/servers/${server.name}`, { headers })).json()) as { status: { state: string } };
+  await connectedOn(baseUrl, server.name, headers);
+}
+
+/** Waits until server `name` is connected on the Gatehouse at `baseUrl` (e.g. another replica). */
+export async function connectedOn(baseUrl: string, name: string, headers: Record<string, string> = {}): Promise<void> {
+  await eventually(`${name} connected on ${baseUrl}`, async () => {
+    const v = (await (await fetch(`${baseUrl}/api/v1/servers/${name}`, { headers })).json()) as { status: { state: string } };
     return v.status.state === 'connected' ? true : undefined;
   });
 }

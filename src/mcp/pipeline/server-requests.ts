@@ -1,10 +1,11 @@
-import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, Optional, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/server';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import { ChangeBusService } from '../../database/change-bus.service.js';
 import type { ServerRequestMethod, UpstreamCaller } from '../../upstreams/upstream-callers.js';
+import { InputRequiredRelay } from './input-required-relay.js';
 import { LogLevels } from './log-levels.js';
 
 /**
@@ -210,16 +211,27 @@ const unknownState = () =>
  *
  * The upstream call itself stays one call (it may have effects; it is never re-sent). A parked
  * call whose client does not come back within GATEHOUSE_INPUT_REQUIRED_TTL has its upstream
- * requests refused and is cancelled. A retry that reaches another replica than the one holding
- * the call gets -32602 and must start over (the state is this replica's memory).
+ * requests refused and is cancelled. The call lives in this replica's memory; its
+ * `requestState` names this replica, so a retry that reaches another replica is relayed here
+ * and answered there ({@link InputRequiredRelay}); without a relay (unit tests) such a retry
+ * gets -32602.
  */
 @Injectable()
-export class InputRequiredBroker implements BeforeApplicationShutdown {
+export class InputRequiredBroker implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly parked = new Map<string, ParkedCall>();
   private readonly ttlMs: number;
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    @Optional() private readonly relay?: InputRequiredRelay,
+  ) {
     this.ttlMs = config.upstreams.inputRequiredTtlMs;
+  }
+
+  onApplicationBootstrap(): void {
+    this.relay?.serve((retry, signal) =>
+      this.resume(retry.principalId, retry.target, { requestState: retry.requestState, inputResponses: retry.inputResponses }, signal),
+    );
   }
 
   beforeApplicationShutdown(): void {
@@ -265,17 +277,22 @@ export class InputRequiredBroker implements BeforeApplicationShutdown {
       for (const input of call.inputs.values()) input.reject(new ProtocolError(ProtocolErrorCode.InternalError, 'The call ended'));
       call.wake?.();
     });
-    return this.round(randomBytes(16).toString('base64url'), call, legSignal);
+    const random = randomBytes(16).toString('base64url');
+    return this.round(this.relay?.mintState(random) ?? random, call, legSignal);
   }
 
   /**
    * A retried request carrying `requestState`: hands its `inputResponses` to the waiting
-   * upstream requests and resolves with the next round's answer. -32602 for a state that is
-   * unknown here, expired, or another principal's or tool's.
+   * upstream requests and resolves with the next round's answer. A state minted by another
+   * replica is relayed to it ({@link InputRequiredRelay.forward}) and its answer returned.
+   * -32602 for a state that is unknown, expired, or another principal's or tool's (checked
+   * where the call is held), or whose replica is gone.
    */
   resume(owner: string, target: string, client: CallingClient, legSignal: AbortSignal | undefined): Promise<Record<string, unknown>> {
     const id = client.requestState!;
     const call = this.parked.get(id);
+    const elsewhere = call ? undefined : this.relay?.ownerOf(id);
+    if (elsewhere !== undefined) return this.relay!.forward(elsewhere, { principalId: owner, target, requestState: id, inputResponses: client.inputResponses ?? {} }, legSignal);
     if (!call || call.owner !== owner || call.target !== target) return Promise.reject(unknownState());
     this.parked.delete(id);
     clearTimeout(call.expiry);

@@ -3,6 +3,8 @@ import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PinoLogger } from 'nestjs-pino';
 import { Public } from '../common/decorators/public.decorator.js';
+import { AppError } from '../common/errors/app-error.js';
+import { ErrorCode } from '../common/errors/error-code.js';
 import { issueCsrfToken, verifyCsrfToken } from '../common/html/csrf.js';
 import type { RenderedPage } from '../common/html/page.js';
 import { BrowserSessionService } from '../login/browser-session.service.js';
@@ -100,10 +102,8 @@ export class ConnectController {
   @Get(CLIENT_METADATA_PATH.slice(1))
   metadataDocument(@Res() reply: FastifyReply): void {
     const document = this.flows.clientMetadataDocument();
-    if (!document) {
-      void reply.status(404).send({ error: { code: 'NOT_FOUND', message: 'Gatehouse publishes its client metadata document only when PUBLIC_URL is https' } });
-      return;
-    }
+    // The standard error envelope (code, message, requestId) through the global filter.
+    if (!document) throw new AppError(ErrorCode.NotFound, 'Gatehouse publishes its client metadata document only when PUBLIC_URL is https');
     void reply.status(200).header('content-type', 'application/json').header('cache-control', 'public, max-age=3600').send(document);
   }
 

@@ -37,3 +37,68 @@ export const ENVELOPE = {
 export const modernHeaders = (method, name, auth = {}) => ({ 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': MODERN, 'mcp-method': method, ...(name ? { 'mcp-name': name } : {}), ...auth });
 export const modernCall = (name) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: { message: 'hello' }, _meta: ENVELOPE } });
 export const modernList = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: ENVELOPE } });
+
+/**
+ * Starts the fast echo upstream (5 tools) and one Gatehouse (`<dir>/dist/main.js`, node flags
+ * `nodeArgs`) as teams run it — NODE_ENV=production, LOG_LEVEL=info unless `LOG_LEVEL` or
+ * `BENCH_LOG_LEVEL` is set, `MCP_AUTH_STRATEGY=api_key` with a random static key — on a database
+ * of its own under TEST_DATABASE_URL, and registers the upstream as server `echo`. Resolves
+ * `{ base, auth, child, stop }` once the server is connected; `stop()` ends both processes and
+ * drops the database.
+ */
+export async function launchGatehouse({ dir = '.', nodeArgs = [], stderr = 'inherit' } = {}) {
+  const { spawn } = await import('node:child_process');
+  const { randomBytes } = await import('node:crypto');
+  const { default: pg } = await import('pg');
+  const adminUrl = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const db = `gh_bench_${randomBytes(4).toString('hex')}`;
+  const sql = async (text) => {
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    await c.query(text);
+    await c.end();
+  };
+  await sql(`CREATE DATABASE ${db}`);
+  const dbUrl = new URL(adminUrl);
+  dbUrl.pathname = `/${db}`;
+  const key = randomBytes(24).toString('hex');
+  const [pUp, pGh] = await Promise.all([freePort(), freePort()]);
+  const up = spawn(process.execPath, ['bench/echo-upstream.mjs'], { env: { ...process.env, PORT: String(pUp), TOOLS: '5' }, stdio: 'ignore' });
+  const child = spawn(process.execPath, [...nodeArgs, `${dir}/dist/main.js`], {
+    cwd: dir,
+    env: {
+      ...process.env,
+      DATABASE_URL: dbUrl.toString(),
+      PORT: String(pGh),
+      NODE_ENV: 'production',
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? process.env.LOG_LEVEL ?? 'info',
+      GATEHOUSE_ENV_FILE: '/nonexistent',
+      MCP_AUTH_STRATEGY: 'api_key',
+      MCP_API_KEYS: key,
+      HTTP_MAX_CONCURRENT_SESSIONS: '100000',
+      GATEHOUSE_ENCRYPTION_KEYS: `b:${randomBytes(32).toString('base64')}`,
+    },
+    stdio: ['ignore', 'ignore', stderr],
+  });
+  const stop = async () => {
+    if (child.exitCode === null) await new Promise((res) => (child.once('exit', res), child.kill('SIGTERM')));
+    up.kill();
+    await sql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  };
+  const base = `http://127.0.0.1:${pGh}`;
+  const auth = { 'x-api-key': key };
+  try {
+    await waitFor(`${base}/readyz`, (r) => r.status === 200);
+    const r = await fetch(`${base}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ name: 'echo', transport: 'streamable_http', url: `http://127.0.0.1:${pUp}/mcp` }) });
+    if (r.status !== 201) throw new Error(`register: ${r.status}`);
+    for (let i = 0; i < 100; i++) {
+      const v = await (await fetch(`${base}/api/v1/servers/echo`, { headers: auth })).json();
+      if (v.status?.state === 'connected') break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { base, auth, child, stop };
+}

@@ -3,13 +3,14 @@
 // database against one fast HTTP upstream; alternating 5 s rounds of tools/call at 16 connections;
 // medians of req/s and of Gatehouse CPU per request (utime+stime from /proc). As teams run it by
 // default: NODE_ENV=production, LOG_LEVEL=info (BENCH_LOG_LEVEL), calls carrying an API key
-// (BENCH_CREDENTIALS=none: without credentials).
-// Usage: node bench/compare-builds.mjs /path/a:label-a /path/b:label-b …   (ROUNDS=4, TEST_DATABASE_URL)
+// (BENCH_CREDENTIALS=none: without credentials). ERA=modern: 2026-07-28 requests instead of a
+// legacy session.
+// Usage: node bench/compare-builds.mjs /path/a:label-a /path/b:label-b …   (ROUNDS=4, ERA, TEST_DATABASE_URL)
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { freePort } from './harness.mjs';
+import { freePort, modernCall, modernHeaders } from './harness.mjs';
 const ADMIN_URL = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 const dbUrl = (name) => { const u = new URL(ADMIN_URL); u.pathname = `/${name}`; return u.toString(); };
 const builds = process.argv.slice(2); // dir:label
@@ -35,10 +36,13 @@ for (const t of targets) {
   for (let i = 0; i < 100; i++) { const v = await (await fetch(`${t.url}/api/v1/servers/echo`, { headers: A })).json(); if (v.status?.state === 'connected') break; await new Promise((r) => setTimeout(r, 100)); }
   const init = await fetch(`${t.url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...credentials }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'b', version: '1' } } }) });
   await init.text();
-  t.headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': init.headers.get('mcp-session-id'), ...credentials };
+  t.headers =
+    process.env.ERA === 'modern'
+      ? modernHeaders('tools/call', 'echo__echo', credentials)
+      : { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': init.headers.get('mcp-session-id'), ...credentials };
   t.runs = [];
 }
-const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo__echo', arguments: { message: 'hello' } } });
+const body = process.env.ERA === 'modern' ? modernCall('echo__echo') : JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo__echo', arguments: { message: 'hello' } } });
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
 for (let round = 0; round < ROUNDS; round++) {
   for (let k = 0; k < targets.length; k++) {

@@ -5,7 +5,8 @@
 // default: NODE_ENV=production, LOG_LEVEL=info (BENCH_LOG_LEVEL), calls carrying an API key
 // (BENCH_CREDENTIALS=none: without credentials). ERA=modern: 2026-07-28 requests instead of a
 // legacy session.
-// Usage: node bench/compare-builds.mjs /path/a:label-a /path/b:label-b …   (ROUNDS=4, ERA, TEST_DATABASE_URL)
+// Usage: node bench/compare-builds.mjs /path/a:label-a /path/b:label-b[:node-flag,…] …   (ROUNDS=4, ERA, TEST_DATABASE_URL)
+// A third field gives node flags for that build, e.g. `.:frames:--experimental-async-context-frame`.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
@@ -21,12 +22,12 @@ const credentials = process.env.BENCH_CREDENTIALS === 'none' ? {} : { 'x-api-key
 const cpuUs = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
 const targets = [];
 for (const spec of builds) {
-  const [dir, label] = spec.split(':');
+  const [dir, label, flags] = spec.split(':');
   const db = `gh_three_${label}`;
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect(); await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`); await admin.query(`CREATE DATABASE ${db}`); await admin.end();
   const p = await freePort();
-  const child = spawn(process.execPath, [`${dir}/dist/main.js`], { cwd: dir, env: { ...process.env, DATABASE_URL: dbUrl(db), PORT: String(p), NODE_ENV: 'production', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', MCP_AUTH_STRATEGY: 'none,api_key', MCP_API_KEYS: KEY, HTTP_MAX_CONCURRENT_SESSIONS: '100000', GATEHOUSE_ENCRYPTION_KEYS: `k:${Buffer.alloc(32, 1).toString('base64')}` }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...(flags ? flags.split(',') : []), `${dir}/dist/main.js`], { cwd: dir, env: { ...process.env, DATABASE_URL: dbUrl(db), PORT: String(p), NODE_ENV: 'production', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', MCP_AUTH_STRATEGY: 'none,api_key', MCP_API_KEYS: KEY, HTTP_MAX_CONCURRENT_SESSIONS: '100000', GATEHOUSE_ENCRYPTION_KEYS: `k:${Buffer.alloc(32, 1).toString('base64')}` }, stdio: ['ignore', 'ignore', 'inherit'] });
   targets.push({ label, child, url: `http://127.0.0.1:${p}` });
 }
 for (const t of targets) {

@@ -40,13 +40,13 @@ export const modernList = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools
 
 /**
  * Starts the fast echo upstream (5 tools) and one Gatehouse (`<dir>/dist/main.js`, node flags
- * `nodeArgs`) as teams run it — NODE_ENV=production, LOG_LEVEL=info unless `LOG_LEVEL` or
+ * `nodeArgs`, run under `wrapper` — e.g. valgrind — when given) as teams run it — NODE_ENV=production, LOG_LEVEL=info unless `LOG_LEVEL` or
  * `BENCH_LOG_LEVEL` is set, `MCP_AUTH_STRATEGY=api_key` with a random static key — on a database
  * of its own under TEST_DATABASE_URL, and registers the upstream as server `echo`. Resolves
  * `{ base, auth, child, stop }` once the server is connected; `stop()` ends both processes and
  * drops the database.
  */
-export async function launchGatehouse({ dir = '.', nodeArgs = [], stderr = 'inherit' } = {}) {
+export async function launchGatehouse({ dir = '.', nodeArgs = [], stderr = 'inherit', wrapper = [], readyTimeoutMs = 60_000 } = {}) {
   const { spawn } = await import('node:child_process');
   const { randomBytes } = await import('node:crypto');
   const { default: pg } = await import('pg');
@@ -64,7 +64,8 @@ export async function launchGatehouse({ dir = '.', nodeArgs = [], stderr = 'inhe
   const key = randomBytes(24).toString('hex');
   const [pUp, pGh] = await Promise.all([freePort(), freePort()]);
   const up = spawn(process.execPath, ['bench/echo-upstream.mjs'], { env: { ...process.env, PORT: String(pUp), TOOLS: '5' }, stdio: 'ignore' });
-  const child = spawn(process.execPath, [...nodeArgs, `${dir}/dist/main.js`], {
+  const [command, ...args] = [...wrapper, process.execPath, ...nodeArgs, `${dir}/dist/main.js`];
+  const child = spawn(command, args, {
     cwd: dir,
     env: {
       ...process.env,
@@ -88,7 +89,7 @@ export async function launchGatehouse({ dir = '.', nodeArgs = [], stderr = 'inhe
   const base = `http://127.0.0.1:${pGh}`;
   const auth = { 'x-api-key': key };
   try {
-    await waitFor(`${base}/readyz`, (r) => r.status === 200);
+    await waitFor(`${base}/readyz`, (r) => r.status === 200, readyTimeoutMs);
     const r = await fetch(`${base}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ name: 'echo', transport: 'streamable_http', url: `http://127.0.0.1:${pUp}/mcp` }) });
     if (r.status !== 201) throw new Error(`register: ${r.status}`);
     for (let i = 0; i < 100; i++) {
@@ -101,4 +102,16 @@ export async function launchGatehouse({ dir = '.', nodeArgs = [], stderr = 'inhe
     throw error;
   }
   return { base, auth, child, stop };
+}
+
+/**
+ * The headers and body of a `tools/call echo__echo` to Gatehouse at `base` with credentials
+ * `auth`, per era: legacy opens a 2025-06-18 session first (`initialize`) and names it;
+ * modern carries the 2026-07-28 envelope and headers.
+ */
+export async function toolsCallRequest(base, auth, era) {
+  if (era !== 'legacy') return { headers: modernHeaders('tools/call', 'echo__echo', auth), body: modernCall('echo__echo') };
+  const init = await fetch(`${base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: ACCEPT, ...auth }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LEGACY, capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }) });
+  await init.text();
+  return { headers: { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': LEGACY, 'mcp-session-id': init.headers.get('mcp-session-id'), ...auth }, body: call('echo__echo') };
 }

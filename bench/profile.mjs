@@ -6,7 +6,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
-import { launchGatehouse, LEGACY, ACCEPT, call, modernCall, modernHeaders } from './harness.mjs';
+import { launchGatehouse, toolsCallRequest } from './harness.mjs';
 
 const which = process.argv[2] ?? 'both';
 const SECONDS = Number(process.argv[3] ?? 8);
@@ -56,17 +56,7 @@ async function profileEra(era) {
   rmSync(dir, { recursive: true, force: true });
   const { base, auth, stop } = await launchGatehouse({ nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
   try {
-    let headers;
-    let body;
-    if (era === 'legacy') {
-      const init = await fetch(`${base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: ACCEPT, ...auth }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LEGACY, capabilities: {}, clientInfo: { name: 'p', version: '1' } } }) });
-      await init.text();
-      headers = { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': LEGACY, 'mcp-session-id': init.headers.get('mcp-session-id'), ...auth };
-      body = call('echo__echo');
-    } else {
-      headers = modernHeaders('tools/call', 'echo__echo', auth);
-      body = modernCall('echo__echo');
-    }
+    const { headers, body } = await toolsCallRequest(base, auth, era);
     const from = Number(process.hrtime.bigint() / 1000n);
     const res = await autocannon({ url: `${base}/mcp`, method: 'POST', headers, body, connections: 16, duration: SECONDS });
     const bad = res.non2xx + res.errors + res.timeouts;

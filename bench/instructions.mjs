@@ -1,0 +1,56 @@
+// Instructions per `tools/call`, counted by valgrind's callgrind: unlike CPU time, the count
+// barely moves with the load other processes put on the machine, so it can compare builds on a
+// shared machine. Gatehouse runs as teams run it (production, LOG_LEVEL=info, an API key) under
+// `valgrind --tool=callgrind` with collection off; after WARMUP calls, collection is switched on
+// (`callgrind_control -i on`) for CALLS calls made by CONCURRENCY sequential clients, then the
+// count is read (`callgrind_control -d`). Slow: valgrind runs Node ~50× slower (start-up takes
+// minutes).
+// Usage: node bench/instructions.mjs [legacy|modern] [distDir=.] [label]   (WARMUP=1000, CALLS=2000, CONCURRENCY=4)
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync, mkdirSync } from 'node:fs';
+import { resolve, join } from 'node:path';
+import { launchGatehouse, toolsCallRequest } from './harness.mjs';
+
+const era = process.argv[2] ?? 'legacy';
+const DIST = resolve(process.argv[3] ?? '.');
+const label = process.argv[4] ?? era;
+const WARMUP = Number(process.env.WARMUP ?? 1000);
+const CALLS = Number(process.env.CALLS ?? 2000);
+const CONCURRENCY = Number(process.env.CONCURRENCY ?? 4);
+const out = resolve('.bench/callgrind', label);
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+
+const wrapper = ['valgrind', '--tool=callgrind', '--collect-atstart=no', '--smc-check=all-non-file', `--callgrind-out-file=${out}/callgrind.out.%p`];
+const { base, auth, child, stop } = await launchGatehouse({ dir: DIST, wrapper, stderr: 'ignore', readyTimeoutMs: 900_000 });
+try {
+  const { headers, body } = await toolsCallRequest(base, auth, era);
+  const run = async (n) => {
+    let bad = 0;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async (_, k) => {
+        for (let i = k; i < n; i += CONCURRENCY) {
+          const r = await fetch(`${base}/mcp`, { method: 'POST', headers, body });
+          await r.text();
+          if (r.status !== 200) bad++;
+        }
+      }),
+    );
+    if (bad) throw new Error(`${bad} calls failed`);
+  };
+  await run(WARMUP);
+  execFileSync('callgrind_control', ['-z', String(child.pid)], { stdio: 'ignore' });
+  execFileSync('callgrind_control', ['-i', 'on', String(child.pid)], { stdio: 'ignore' });
+  await run(CALLS);
+  execFileSync('callgrind_control', ['-i', 'off', String(child.pid)], { stdio: 'ignore' });
+  execFileSync('callgrind_control', ['-d', String(child.pid)], { stdio: 'ignore' });
+  const files = readdirSync(out).filter((f) => f.startsWith('callgrind.out'));
+  let ir = 0;
+  for (const f of files) {
+    const m = /^summary: (\d+)/m.exec(readFileSync(join(out, f), 'utf8')) ?? /^totals: (\d+)/m.exec(readFileSync(join(out, f), 'utf8'));
+    if (m) ir = Math.max(ir, Number(m[1]));
+  }
+  process.stdout.write(`${label} (${era}, ${DIST}): ${(ir / CALLS / 1e6).toFixed(3)} M instructions per tools/call (${CALLS} calls after ${WARMUP}, ${CONCURRENCY} clients)\n`);
+} finally {
+  await stop();
+}

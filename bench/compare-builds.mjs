@@ -6,12 +6,13 @@
 // (BENCH_CREDENTIALS=none: without credentials). ERA=modern: 2026-07-28 requests instead of a
 // legacy session.
 // Usage: node bench/compare-builds.mjs /path/a:label-a /path/b:label-b[:node-flag,…] …   (ROUNDS=4, ERA, TEST_DATABASE_URL)
-// A third field gives node flags for that build, e.g. `.:frames:--experimental-async-context-frame`.
+// A third field gives node flags for that build (default GATEHOUSE_NODE_FLAGS, as the Dockerfile;
+// `none` for none), e.g. `.:hooks:none`.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { freePort, modernCall, modernHeaders } from './harness.mjs';
+import { freePort, GATEHOUSE_NODE_FLAGS, modernCall, modernHeaders } from './harness.mjs';
 const ADMIN_URL = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 const dbUrl = (name) => { const u = new URL(ADMIN_URL); u.pathname = `/${name}`; return u.toString(); };
 const builds = process.argv.slice(2); // dir:label
@@ -27,7 +28,7 @@ for (const spec of builds) {
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect(); await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`); await admin.query(`CREATE DATABASE ${db}`); await admin.end();
   const p = await freePort();
-  const child = spawn(process.execPath, [...(flags ? flags.split(',') : []), `${dir}/dist/main.js`], { cwd: dir, env: { ...process.env, DATABASE_URL: dbUrl(db), PORT: String(p), NODE_ENV: 'production', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', MCP_AUTH_STRATEGY: 'none,api_key', MCP_API_KEYS: KEY, HTTP_MAX_CONCURRENT_SESSIONS: '100000', GATEHOUSE_ENCRYPTION_KEYS: `k:${Buffer.alloc(32, 1).toString('base64')}` }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...(flags === undefined ? GATEHOUSE_NODE_FLAGS : flags.split(',').filter((f) => f && f !== 'none')), `${dir}/dist/main.js`], { cwd: dir, env: { ...process.env, DATABASE_URL: dbUrl(db), PORT: String(p), NODE_ENV: 'production', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', MCP_AUTH_STRATEGY: 'none,api_key', MCP_API_KEYS: KEY, HTTP_MAX_CONCURRENT_SESSIONS: '100000', GATEHOUSE_ENCRYPTION_KEYS: `k:${Buffer.alloc(32, 1).toString('base64')}` }, stdio: ['ignore', 'ignore', 'inherit'] });
   targets.push({ label, child, url: `http://127.0.0.1:${p}` });
 }
 for (const t of targets) {

@@ -22,6 +22,12 @@ export async function waitFor(url, ok = (r) => r.status < 500, timeoutMs = 60_00
   }
 }
 
+/**
+ * Node flags Gatehouse runs with, as the Dockerfile and `npm start` start it: AsyncLocalStorage
+ * on async context frames instead of async hooks (Node 22; the default from Node 24).
+ */
+export const GATEHOUSE_NODE_FLAGS = ['--experimental-async-context-frame'];
+
 export const ACCEPT = 'application/json, text/event-stream';
 export const LEGACY = '2025-06-18';
 export const call = (name, id = 1) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { message: 'hello' } } });
@@ -40,13 +46,13 @@ export const modernList = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools
 
 /**
  * Starts the fast echo upstream (5 tools) and one Gatehouse (`<dir>/dist/main.js`, node flags
- * `nodeArgs`, run under `wrapper` — e.g. valgrind — when given) as teams run it — NODE_ENV=production, LOG_LEVEL=info unless `LOG_LEVEL` or
+ * `nodeArgs` — by default {@link GATEHOUSE_NODE_FLAGS} —, run under `wrapper` — e.g. valgrind — when given; extra variables `env`) as teams run it — NODE_ENV=production, LOG_LEVEL=info unless `LOG_LEVEL` or
  * `BENCH_LOG_LEVEL` is set, `MCP_AUTH_STRATEGY=api_key` with a random static key — on a database
  * of its own under TEST_DATABASE_URL, and registers the upstream as server `echo`. Resolves
  * `{ base, auth, child, stop }` once the server is connected; `stop()` ends both processes and
  * drops the database.
  */
-export async function launchGatehouse({ dir = '.', nodeArgs = [], stderr = 'inherit', wrapper = [], readyTimeoutMs = 60_000 } = {}) {
+export async function launchGatehouse({ dir = '.', nodeArgs = GATEHOUSE_NODE_FLAGS, stderr = 'inherit', wrapper = [], readyTimeoutMs = 60_000, env = {} } = {}) {
   const { spawn } = await import('node:child_process');
   const { randomBytes } = await import('node:crypto');
   const { default: pg } = await import('pg');
@@ -78,6 +84,7 @@ export async function launchGatehouse({ dir = '.', nodeArgs = [], stderr = 'inhe
       MCP_API_KEYS: key,
       HTTP_MAX_CONCURRENT_SESSIONS: '100000',
       GATEHOUSE_ENCRYPTION_KEYS: `b:${randomBytes(32).toString('base64')}`,
+      ...env,
     },
     stdio: ['ignore', 'ignore', stderr],
   });

@@ -13,7 +13,7 @@
 //   DevTools' Memory tab, "Comparison" view).
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { freePort, launchGatehouse, LEGACY, ACCEPT } from './harness.mjs';
+import { freePort, GATEHOUSE_NODE_FLAGS, launchGatehouse, LEGACY, ACCEPT } from './harness.mjs';
 
 const N = Number(process.argv[2] ?? 1000);
 const DIST = resolve(process.argv[3] ?? '.');
@@ -100,7 +100,7 @@ async function openSession(base, auth) {
 }
 
 const pInspect = await freePort();
-const { base, auth, stop } = await launchGatehouse({ dir: DIST, nodeArgs: [`--inspect=127.0.0.1:${pInspect}`], stderr: 'ignore' });
+const { base, auth, stop } = await launchGatehouse({ dir: DIST, nodeArgs: [...GATEHOUSE_NODE_FLAGS, `--inspect=127.0.0.1:${pInspect}`], stderr: 'ignore' });
 try {
   const [{ webSocketDebuggerUrl }] = await (await fetch(`http://127.0.0.1:${pInspect}/json/list`)).json();
   const cdp = await inspector(webSocketDebuggerUrl);

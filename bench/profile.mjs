@@ -6,7 +6,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
-import { launchGatehouse, toolsCallRequest } from './harness.mjs';
+import { GATEHOUSE_NODE_FLAGS, launchGatehouse, toolsCallRequest } from './harness.mjs';
 
 const which = process.argv[2] ?? 'both';
 const SECONDS = Number(process.argv[3] ?? 8);
@@ -54,7 +54,7 @@ function summarize(file, requests, window) {
 async function profileEra(era) {
   const dir = join(outDir, era);
   rmSync(dir, { recursive: true, force: true });
-  const { base, auth, stop } = await launchGatehouse({ nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  const { base, auth, stop } = await launchGatehouse({ nodeArgs: [...GATEHOUSE_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`] });
   try {
     const { headers, body } = await toolsCallRequest(base, auth, era);
     const from = Number(process.hrtime.bigint() / 1000n);

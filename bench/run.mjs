@@ -18,7 +18,7 @@ import { SignJWT } from 'jose';
 import { measureInProcess } from './in-process.mjs';
 import pg from 'pg';
 import { Client } from 'undici';
-import { ACCEPT, LEGACY, call, freePort, list, modernCall, modernHeaders, modernList, waitFor } from './harness.mjs';
+import { ACCEPT, GATEHOUSE_NODE_FLAGS, LEGACY, call, freePort, list, modernCall, modernHeaders, modernList, waitFor } from './harness.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 // Gatehouse runs with `none,api_key,bearer`: requests without credentials measure the
@@ -185,7 +185,7 @@ try {
     MCP_JWT_AUDIENCE: 'gatehouse',
     GATEHOUSE_ENCRYPTION_KEYS: `bench:${randomBytes(32).toString('base64')}`,
   };
-  const gatehouse = start('gatehouse', process.execPath, ['dist/main.js'], { PORT: String(pGh), ...ghEnv });
+  const gatehouse = start('gatehouse', process.execPath, [...GATEHOUSE_NODE_FLAGS, 'dist/main.js'], { PORT: String(pGh), ...ghEnv });
   // The previous build, on a database of its own, for the same-run comparison (BENCH_BASELINE).
   const baselineDir = process.env.BENCH_BASELINE;
   let baseline;
@@ -197,7 +197,7 @@ try {
     const baseUrl = new URL(adminUrl);
     baseUrl.pathname = `/${dbName}_base`;
     const pBase = await freePort();
-    const child = spawn(process.execPath, [join(baselineDir, 'dist/main.js')], {
+    const child = spawn(process.execPath, [...GATEHOUSE_NODE_FLAGS, join(baselineDir, 'dist/main.js')], {
       cwd: baselineDir,
       env: { ...process.env, ...ghEnv, DATABASE_URL: baseUrl.toString(), PORT: String(pBase) },
       stdio: ['ignore', 'pipe', 'pipe'],

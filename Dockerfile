@@ -31,4 +31,7 @@ EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "dist/main.js"]
+# AsyncLocalStorage without async hooks (the default from Node 24): the request logging scope
+# otherwise costs every promise a hook call; 17-27 % of the instructions of a tools/call
+# (docs/benchmarks.md, issue 12).
+CMD ["node", "--experimental-async-context-frame", "dist/main.js"]

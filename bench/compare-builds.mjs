@@ -3,13 +3,16 @@
 // database against one fast HTTP upstream; alternating 5 s rounds of tools/call at 16 connections;
 // medians of req/s and of Gatehouse CPU per request (utime+stime from /proc). As teams run it by
 // default: NODE_ENV=production, LOG_LEVEL=info (BENCH_LOG_LEVEL), calls carrying an API key
-// (BENCH_CREDENTIALS=none: without credentials).
-// Usage: node bench/compare-builds.mjs /path/a:label-a /path/b:label-b …   (ROUNDS=4, TEST_DATABASE_URL)
+// (BENCH_CREDENTIALS=none: without credentials). ERA=modern: 2026-07-28 requests instead of a
+// legacy session.
+// Usage: node bench/compare-builds.mjs /path/a:label-a /path/b:label-b[:node-flag,…] …   (ROUNDS=4, ERA, TEST_DATABASE_URL)
+// A third field gives node flags for that build (default GATEHOUSE_NODE_FLAGS, as the Dockerfile;
+// `none` for none), e.g. `.:hooks:none`.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { freePort } from './harness.mjs';
+import { freePort, GATEHOUSE_NODE_FLAGS, modernCall, modernHeaders } from './harness.mjs';
 const ADMIN_URL = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 const dbUrl = (name) => { const u = new URL(ADMIN_URL); u.pathname = `/${name}`; return u.toString(); };
 const builds = process.argv.slice(2); // dir:label
@@ -20,12 +23,12 @@ const credentials = process.env.BENCH_CREDENTIALS === 'none' ? {} : { 'x-api-key
 const cpuUs = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
 const targets = [];
 for (const spec of builds) {
-  const [dir, label] = spec.split(':');
+  const [dir, label, flags] = spec.split(':');
   const db = `gh_three_${label}`;
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect(); await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`); await admin.query(`CREATE DATABASE ${db}`); await admin.end();
   const p = await freePort();
-  const child = spawn(process.execPath, [`${dir}/dist/main.js`], { cwd: dir, env: { ...process.env, DATABASE_URL: dbUrl(db), PORT: String(p), NODE_ENV: 'production', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', MCP_AUTH_STRATEGY: 'none,api_key', MCP_API_KEYS: KEY, HTTP_MAX_CONCURRENT_SESSIONS: '100000', GATEHOUSE_ENCRYPTION_KEYS: `k:${Buffer.alloc(32, 1).toString('base64')}` }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...(flags === undefined ? GATEHOUSE_NODE_FLAGS : flags.split(',').filter((f) => f && f !== 'none')), `${dir}/dist/main.js`], { cwd: dir, env: { ...process.env, DATABASE_URL: dbUrl(db), PORT: String(p), NODE_ENV: 'production', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', MCP_AUTH_STRATEGY: 'none,api_key', MCP_API_KEYS: KEY, HTTP_MAX_CONCURRENT_SESSIONS: '100000', GATEHOUSE_ENCRYPTION_KEYS: `k:${Buffer.alloc(32, 1).toString('base64')}` }, stdio: ['ignore', 'ignore', 'inherit'] });
   targets.push({ label, child, url: `http://127.0.0.1:${p}` });
 }
 for (const t of targets) {
@@ -35,10 +38,13 @@ for (const t of targets) {
   for (let i = 0; i < 100; i++) { const v = await (await fetch(`${t.url}/api/v1/servers/echo`, { headers: A })).json(); if (v.status?.state === 'connected') break; await new Promise((r) => setTimeout(r, 100)); }
   const init = await fetch(`${t.url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...credentials }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'b', version: '1' } } }) });
   await init.text();
-  t.headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': init.headers.get('mcp-session-id'), ...credentials };
+  t.headers =
+    process.env.ERA === 'modern'
+      ? modernHeaders('tools/call', 'echo__echo', credentials)
+      : { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', 'mcp-session-id': init.headers.get('mcp-session-id'), ...credentials };
   t.runs = [];
 }
-const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo__echo', arguments: { message: 'hello' } } });
+const body = process.env.ERA === 'modern' ? modernCall('echo__echo') : JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo__echo', arguments: { message: 'hello' } } });
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
 for (let round = 0; round < ROUNDS; round++) {
   for (let k = 0; k < targets.length; k++) {

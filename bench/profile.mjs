@@ -3,18 +3,13 @@
 // and prints the top frames by self time and by inclusive time, in µs per request.
 // Usage: node bench/profile.mjs [legacy|modern|both] [seconds]   (needs a build and TEST_DATABASE_URL)
 // The .cpuprofile files stay in .bench/profiles/ (open them in Chrome DevTools or speedscope).
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
-import pg from 'pg';
-import { freePort, waitFor, LEGACY, ACCEPT, call, modernCall, modernHeaders } from './harness.mjs';
+import { GATEHOUSE_NODE_FLAGS, launchGatehouse, toolsCallRequest } from './harness.mjs';
 
 const which = process.argv[2] ?? 'both';
 const SECONDS = Number(process.argv[3] ?? 8);
-const ADMIN_URL = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
-const KEY = randomBytes(24).toString('hex');
 const outDir = resolve('.bench/profiles');
 mkdirSync(outDir, { recursive: true });
 
@@ -57,54 +52,11 @@ function summarize(file, requests, window) {
 }
 
 async function profileEra(era) {
-  const db = `gh_prof_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${db}`);
-  await admin.end();
-  const dbUrl = new URL(ADMIN_URL);
-  dbUrl.pathname = `/${db}`;
-  const [pUp, pGh] = await Promise.all([freePort(), freePort()]);
-  const up = spawn(process.execPath, ['bench/echo-upstream.mjs'], { env: { ...process.env, PORT: String(pUp), TOOLS: '5' }, stdio: 'ignore' });
   const dir = join(outDir, era);
   rmSync(dir, { recursive: true, force: true });
-  const gh = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: dbUrl.toString(),
-      PORT: String(pGh),
-      NODE_ENV: 'production',
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
-      GATEHOUSE_ENV_FILE: '/nonexistent',
-      MCP_AUTH_STRATEGY: 'api_key',
-      MCP_API_KEYS: KEY,
-      HTTP_MAX_CONCURRENT_SESSIONS: '100000',
-      GATEHOUSE_ENCRYPTION_KEYS: `p:${randomBytes(32).toString('base64')}`,
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const base = `http://127.0.0.1:${pGh}`;
+  const { base, auth, stop } = await launchGatehouse({ nodeArgs: [...GATEHOUSE_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`] });
   try {
-    await waitFor(`${base}/readyz`, (r) => r.status === 200);
-    const auth = { 'x-api-key': KEY };
-    const r = await fetch(`${base}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ name: 'echo', transport: 'streamable_http', url: `http://127.0.0.1:${pUp}/mcp` }) });
-    if (r.status !== 201) throw new Error(`register: ${r.status}`);
-    for (let i = 0; i < 100; i++) {
-      const v = await (await fetch(`${base}/api/v1/servers/echo`, { headers: auth })).json();
-      if (v.status?.state === 'connected') break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    let headers;
-    let body;
-    if (era === 'legacy') {
-      const init = await fetch(`${base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: ACCEPT, ...auth }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: LEGACY, capabilities: {}, clientInfo: { name: 'p', version: '1' } } }) });
-      await init.text();
-      headers = { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': LEGACY, 'mcp-session-id': init.headers.get('mcp-session-id'), ...auth };
-      body = call('echo__echo');
-    } else {
-      headers = modernHeaders('tools/call', 'echo__echo', auth);
-      body = modernCall('echo__echo');
-    }
+    const { headers, body } = await toolsCallRequest(base, auth, era);
     const from = Number(process.hrtime.bigint() / 1000n);
     const res = await autocannon({ url: `${base}/mcp`, method: 'POST', headers, body, connections: 16, duration: SECONDS });
     const bad = res.non2xx + res.errors + res.timeouts;
@@ -112,15 +64,7 @@ async function profileEra(era) {
     const to = Number(process.hrtime.bigint() / 1000n);
     return { dir, requests: res.requests.total, window: { from, to } };
   } finally {
-    await new Promise((res) => {
-      gh.once('exit', res);
-      gh.kill('SIGTERM');
-    });
-    up.kill();
-    const a = new pg.Client({ connectionString: ADMIN_URL });
-    await a.connect();
-    await a.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await a.end();
+    await stop();
   }
 }
 

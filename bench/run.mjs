@@ -19,7 +19,7 @@ import { measureInProcess } from './in-process.mjs';
 import { gatehouseIssuedToken } from './issued-token.mjs';
 import pg from 'pg';
 import { Client } from 'undici';
-import { ACCEPT, LEGACY, call, freePort, list, modernCall, modernHeaders, modernList, waitFor } from './harness.mjs';
+import { ACCEPT, GATEHOUSE_NODE_FLAGS, LEGACY, call, freePort, list, modernCall, modernHeaders, modernList, waitFor } from './harness.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 // Gatehouse runs with `none,api_key,bearer`: requests without credentials measure the
@@ -190,7 +190,7 @@ try {
   // JWT it issued (ES256, oauth2 strategy) with the external HS256 one. Not the baseline's env: a
   // build from before issue 13 would refuse GATEHOUSE_OAUTH_SERVER.
   const ghOwnEnv = { ...ghEnv, MCP_AUTH_STRATEGY: `${ghEnv.MCP_AUTH_STRATEGY},oauth2`, GATEHOUSE_OAUTH_SERVER: 'true', PUBLIC_URL: `http://127.0.0.1:${pGh}` };
-  const gatehouse = start('gatehouse', process.execPath, ['dist/main.js'], { PORT: String(pGh), ...ghOwnEnv });
+  const gatehouse = start('gatehouse', process.execPath, [...GATEHOUSE_NODE_FLAGS, 'dist/main.js'], { PORT: String(pGh), ...ghOwnEnv });
   // The previous build, on a database of its own, for the same-run comparison (BENCH_BASELINE).
   const baselineDir = process.env.BENCH_BASELINE;
   let baseline;
@@ -202,7 +202,7 @@ try {
     const baseUrl = new URL(adminUrl);
     baseUrl.pathname = `/${dbName}_base`;
     const pBase = await freePort();
-    const child = spawn(process.execPath, [join(baselineDir, 'dist/main.js')], {
+    const child = spawn(process.execPath, [...GATEHOUSE_NODE_FLAGS, join(baselineDir, 'dist/main.js')], {
       cwd: baselineDir,
       env: { ...process.env, ...ghEnv, DATABASE_URL: baseUrl.toString(), PORT: String(pBase) },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,7 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { BlockList, isIPv4 } from 'node:net';
-import passport from 'passport';
 import { AppError } from '../common/errors/app-error.js';
 import { ErrorCode } from '../common/errors/error-code.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -82,16 +81,26 @@ export function authError(config: AppConfig, request: FastifyRequest, status: 40
   return new AppError(code, message, { headers: { 'www-authenticate': `Bearer ${parts.join(', ')}` } });
 }
 
+/** What {@link AuthenticationService} calls of a strategy: passport-custom's verify, `validate(req)`. */
+interface CredentialStrategy {
+  validate(req: CredentialRequest): Promise<Principal | false | null | undefined>;
+}
+
 /**
  * Turns a request's credentials into a {@link Principal}. The credential's shape picks the
  * strategy — an `X-API-Key` header or a `gatehouse_…`/static key is `api_key`, a JWT is
  * `bearer` or `oauth2` (by its issuer when both are on), identity headers from a trusted proxy
- * are `trusted_header` — and passport runs that one strategy. Adding a strategy: one class
- * (like {@link ApiKeyStrategy}) and one line in {@link STRATEGY_CLASSES} (see docs/auth.md).
+ * are `trusted_header` — and that one strategy's `validate` runs. The strategies are passport
+ * strategies (`passport-custom`), but are called directly: with the strategy already chosen,
+ * passport's `authenticate` only added a middleware closure, a strategy object and its
+ * callbacks per request (about a tenth of a cached API-key check), and its outcomes map one to
+ * one — a principal; a falsy user → 401 "the credentials are not valid"; an error as thrown.
+ * Adding a strategy: one class (like {@link ApiKeyStrategy}) and one line in the constructor
+ * (see docs/auth.md).
  */
 @Injectable()
 export class AuthenticationService {
-  private readonly passport = new passport.Passport();
+  private readonly strategies = new Map<StrategyName, CredentialStrategy>();
   private readonly enabled: Set<string>;
   private readonly trusted = new BlockList();
 
@@ -110,7 +119,7 @@ export class AuthenticationService {
       ['api_key', apiKey],
       ['trusted_header', trustedHeader],
     ] as const) {
-      if (this.enabled.has(name)) this.passport.use(name, strategy as unknown as passport.Strategy);
+      if (this.enabled.has(name)) this.strategies.set(name, strategy);
     }
     for (const entry of config.auth.trustedProxies) {
       const [address, bits] = entry.split('/');
@@ -163,15 +172,18 @@ export class AuthenticationService {
     }
   }
 
-  private run(strategy: StrategyName, request: CredentialRequest): Promise<Principal> {
-    return new Promise((resolve, reject) => {
-      const middleware = this.passport.authenticate(strategy, { session: false }, (error: unknown, user: Principal | false) => {
-        if (error) reject(error instanceof Error ? error : new Error('authentication failed'));
-        else if (user) resolve(user);
-        else reject(new InvalidTokenError('the credentials are not valid'));
-      }) as (req: unknown, res: unknown, next: (e?: unknown) => void) => void;
-      middleware(request, {}, (e) => reject(e instanceof Error ? e : new Error('authentication failed')));
-    });
+  private async run(name: StrategyName, request: CredentialRequest): Promise<Principal> {
+    const strategy = this.strategies.get(name);
+    // classify() only yields enabled strategies.
+    if (!strategy) throw new Error(`strategy ${name} is not enabled`);
+    let user: Principal | false | null | undefined;
+    try {
+      user = await strategy.validate(request);
+    } catch (error) {
+      throw error instanceof Error ? error : new Error('authentication failed');
+    }
+    if (!user) throw new InvalidTokenError('the credentials are not valid');
+    return user;
   }
 
   /** The request's credentials: none, one, or an X-API-Key and a bearer token to compare. */

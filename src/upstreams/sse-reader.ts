@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { createParser, type EventSourceMessage, type ParseError } from 'eventsource-parser';
 import { DescribedError } from './error-description.js';
 
@@ -46,8 +47,48 @@ export async function* decodeUtf8(body: AsyncIterable<Uint8Array>, limits: Pick<
   if (rest) yield rest;
 }
 
-/** A whole (non-streamed) response body as text, within `maxResponseBytes` (see {@link decodeUtf8}). */
-export async function readText(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes' | 'setBy'>): Promise<string> {
+/**
+ * A whole (non-streamed) response body as text, within `maxResponseBytes` (see {@link decodeUtf8}:
+ * the same decoding, cap and error). A Node `Readable` (undici's response body) is read through
+ * its `data` events and decoded once at the end: the async iterator and generator of the general
+ * path cost several promises per chunk on every forwarded `tools/call` (docs/benchmarks.md,
+ * issue 12). Past the cap the body is destroyed (undici then releases the socket); a body that
+ * errors or closes before its end rejects, as iterating it would.
+ */
+export function readText(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes' | 'setBy'>): Promise<string> {
+  if (!(body instanceof Readable)) return readTextIterating(body, limits);
+  const prematureClose = () => Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+  if (body.destroyed) {
+    // Its 'error' event may still be on its way: heard here, so it is not an uncaught one.
+    body.on('error', () => undefined);
+    return Promise.reject(body.errored ?? prematureClose());
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    const done = (error?: Error, text?: string) => {
+      body.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      if (error) reject(error);
+      else resolve(text!);
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.byteLength;
+      if (bytes > limits.maxResponseBytes) {
+        done(new UpstreamResponseTooLargeError(`the upstream's response exceeded ${limits.maxResponseBytes} bytes (${limits.setBy ?? 'GATEHOUSE_HTTP_MAX_RESPONSE_BYTES'})`));
+        body.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    };
+    // TextDecoder over the whole body gives what the streaming decode gives chunk by chunk.
+    const onEnd = () => done(undefined, new TextDecoder('utf-8').decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    const onError = (error: Error) => done(error);
+    const onClose = () => done(prematureClose());
+    body.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
+  });
+}
+
+async function readTextIterating(body: AsyncIterable<Uint8Array>, limits: Pick<ResponseLimits, 'maxResponseBytes' | 'setBy'>): Promise<string> {
   const parts: string[] = [];
   for await (const text of decodeUtf8(body, limits)) parts.push(text);
   return parts.join('');

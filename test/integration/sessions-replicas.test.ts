@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { PinoLogger } from 'nestjs-pino';
 import pg from 'pg';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { buildDataSourceOptions } from '../../src/database/data-source-options.js';
 import { SchemaStateService } from '../../src/database/schema-state.service.js';
 import { McpSessionEntity } from '../../src/sessions/mcp-session.entity.js';
@@ -33,15 +33,16 @@ describe('sessions across replicas (expiry from the row, sliding expiry, cap und
     await db.drop();
   });
 
-  /** One replica: its own cache and bus, the shared database and clock. */
-  function replica(bus = new FakeBus()) {
+  /** One replica: its own cache and bus, the shared database and clock (and data source, when given). */
+  function replica(bus = new FakeBus(), env: Record<string, string> = {}, dataSource: DataSource = ds) {
     const config = configFrom({
       DATABASE_URL: db.url,
       HTTP_SESSION_TIMEOUT: String(TIMEOUT),
       HTTP_MAX_CONCURRENT_SESSIONS: '3',
       HTTP_SESSION_CLEANUP_INTERVAL: String(24 * 3_600_000),
+      ...env,
     });
-    const svc = new SessionsService(ds.getRepository(McpSessionEntity), config, ds, bus.asService(), schema, new PinoLogger({ pinoHttp: { level: 'silent' } }), clock);
+    const svc = new SessionsService(ds.getRepository(McpSessionEntity), config, dataSource, bus.asService(), schema, new PinoLogger({ pinoHttp: { level: 'silent' } }), clock);
     svc.onApplicationBootstrap();
     services.push(svc);
     return { svc, bus };
@@ -136,5 +137,47 @@ describe('sessions across replicas (expiry from the row, sliding expiry, cap und
     assert.deepEqual({ ok, refused }, { ok: 3, refused: 2 });
     const [{ n }] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM mcp_sessions WHERE principal = 'capped' AND closed_at IS NULL");
     assert.equal(n, 3);
+  });
+
+  it('opens a session without reading the other open sessions of its principal (an idle session costs nothing per initialize)', async () => {
+    // Every row a query inside create() returns, through a data source whose transactions record them.
+    const returned: number[] = [];
+    const rowsOf = (r: unknown) => (Array.isArray(r) ? (Array.isArray(r[0]) ? r[0].length : r.length) : 0);
+    const recording = new Proxy(ds, {
+      get: (target, key) =>
+        key === 'transaction'
+          ? <T>(run: (em: EntityManager) => Promise<T>) =>
+              target.transaction((em) =>
+                run(
+                  new Proxy(em, {
+                    get: (e, k) =>
+                      k === 'query'
+                        ? async (...args: Parameters<EntityManager['query']>) => {
+                            const result: unknown = await e.query(...args);
+                            returned.push(rowsOf(result));
+                            return result;
+                          }
+                        : (Reflect.get(e, k) as unknown),
+                  }),
+                ),
+              )
+          : (Reflect.get(target, key) as unknown),
+    });
+    const long = { HTTP_SESSION_TIMEOUT: String(3_600_000) };
+    const { svc } = replica(new FakeBus(), { ...long, HTTP_MAX_CONCURRENT_SESSIONS: '1000' }, recording);
+    for (let i = 0; i < 200; i++) await svc.create(init('many'));
+    returned.length = 0;
+    await svc.create(init('many'));
+    assert.ok(returned.length > 0, 'create() ran its queries through the data source');
+    assert.ok(Math.max(...returned) <= 1, `rows returned per query while 200 sessions were open: ${returned.join(', ')}`);
+
+    // At the cap, reclaiming reads only the sessions it closes.
+    const { svc: capped } = replica(new FakeBus(), { ...long, HTTP_MAX_CONCURRENT_SESSIONS: '201', HTTP_SESSION_RECLAIM_IDLE: '1000' }, recording);
+    clock.t += 120_000; // all 201 idle for longer than the reclaim time plus one touch interval, none expired
+    const oldest = (await db.query<{ id: string }>("SELECT id FROM mcp_sessions WHERE principal = 'many' AND closed_at IS NULL ORDER BY last_seen_at, id LIMIT 1"))[0].id;
+    returned.length = 0;
+    await capped.create(init('many'));
+    assert.ok(Math.max(...returned) <= 1, `rows returned per query when reclaiming: ${returned.join(', ')}`);
+    assert.equal((await row(oldest)).closed, true, 'the least recently used idle session was reclaimed');
   });
 });

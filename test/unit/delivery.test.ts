@@ -42,7 +42,13 @@ describe('delivery files', () => {
     const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
     assert.match(runtime, /^USER (?!root)\w+/m, 'the runtime stage switches to a non-root user');
     assert.match(runtime, /^HEALTHCHECK .*\n?.*\/healthz/m);
-    assert.match(runtime, /^CMD \["node", "dist\/main\.js"\]/m);
+    // AsyncLocalStorage on async context frames, not async hooks (docs/benchmarks.md, issue 12).
+    assert.match(runtime, /^CMD \["node", "--experimental-async-context-frame", "dist\/main\.js"\]/m);
+  });
+
+  it('npm start runs Gatehouse with the same node flags as the image', () => {
+    const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
+    for (const name of ['start', 'start:prod']) assert.equal(scripts[name], 'node --experimental-async-context-frame dist/main.js', name);
   });
 
   it('.env.example and docs/configuration.md name every variable the schema reads', () => {

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { afterEach, describe, it, mock } from 'node:test';
+import type { FastifyRequest } from 'fastify';
+import passport from 'passport';
+import type { ApiKeysService } from '../api-keys/api-keys.service.js';
+import { AppError } from '../common/errors/app-error.js';
+import { loadConfig } from '../config/load-config.js';
+import { AuthenticationService } from './authentication.service.js';
+import { InvalidTokenError } from './jwt-verifier.js';
+import { ANONYMOUS_PRINCIPAL, type Principal } from './principal.js';
+import type { ApiKeyStrategy } from './strategies/api-key.strategy.js';
+import type { BearerStrategy } from './strategies/bearer.strategy.js';
+import type { CredentialRequest } from './strategies/credential.js';
+import type { OAuth2Strategy } from './strategies/oauth2.strategy.js';
+import type { TrustedHeaderStrategy } from './strategies/trusted-header.strategy.js';
+
+const KEYS = 'test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=';
+
+/** An AuthenticationService with API keys on, whose api_key strategy's `validate` is `validate`. */
+function serviceWith(validate: (req: CredentialRequest) => Promise<Principal | false>) {
+  const result = loadConfig({ NODE_ENV: 'test', GATEHOUSE_ENCRYPTION_KEYS: KEYS, MCP_AUTH_STRATEGY: 'api_key' }, null);
+  if (!result.ok) throw new Error(result.errors.join('\n'));
+  const seen: CredentialRequest[] = [];
+  const apiKey = { validate: (req: CredentialRequest) => (seen.push(req), validate(req)) } as unknown as ApiKeyStrategy;
+  const service = new AuthenticationService(result.config, {} as ApiKeysService, {} as BearerStrategy, {} as OAuth2Strategy, apiKey, {} as TrustedHeaderStrategy);
+  return { service, seen };
+}
+
+const request = (key: string) =>
+  ({ method: 'POST', url: '/mcp', headers: { 'x-api-key': key }, query: {}, raw: { rawHeaders: ['X-API-Key', key], socket: { remoteAddress: '127.0.0.1' } } }) as unknown as FastifyRequest;
+
+describe('AuthenticationService calls the chosen strategy directly', () => {
+  afterEach(() => mock.restoreAll());
+
+  it('returns the strategy’s principal without passport’s per-request authenticate machinery', async () => {
+    const proto = passport.Passport.prototype as { authenticate: (...args: unknown[]) => unknown };
+    const authenticate = mock.method(proto, 'authenticate');
+    const principal: Principal = { ...ANONYMOUS_PRINCIPAL, id: 'key:k1', method: 'api_key' };
+    const { service, seen } = serviceWith(() => Promise.resolve(principal));
+    assert.equal(await service.authenticate(request('gatehouse_abc')), principal);
+    assert.deepEqual(seen[0].credential, { kind: 'api_key', value: 'gatehouse_abc' }, 'the strategy receives the classified credential');
+    assert.equal(seen[0].resource?.resource, 'http://localhost:3000/mcp', 'and the request’s resource');
+    assert.equal(authenticate.mock.callCount(), 0, 'no passport middleware built per request');
+  });
+
+  it('answers a strategy’s "no user" and its InvalidTokenError with a 401 challenge, other errors as thrown', async () => {
+    const refused = serviceWith(() => Promise.resolve(false));
+    await assert.rejects(refused.service.authenticate(request('x')), (e: unknown) => {
+      assert.ok(e instanceof AppError);
+      assert.equal(e.status, 401);
+      assert.match(e.message, /the credentials are not valid/);
+      assert.match(String(e.headers?.['www-authenticate']), /error="invalid_token"/);
+      return true;
+    });
+    const invalid = serviceWith(() => Promise.reject(new InvalidTokenError('the API key has been revoked')));
+    await assert.rejects(invalid.service.authenticate(request('x')), (e: unknown) => e instanceof AppError && e.status === 401 && /revoked/.test(e.message));
+    const broken = new Error('database unreachable');
+    const failing = serviceWith(() => Promise.reject(broken));
+    await assert.rejects(failing.service.authenticate(request('x')), (e: unknown) => e === broken);
+  });
+});

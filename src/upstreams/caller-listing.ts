@@ -70,6 +70,6 @@ export class CallerListing {
     if (adopted) return { server: connection.server, offerings: () => adopted };
     if (template?.oauth == null) return connection;
     const offerings: Offerings = { tools: [connectTool(connection.server.name)], prompts: [], resources: [], resourceTemplates: [] };
-    return { server: Object.assign(Object.create(Object.getPrototypeOf(connection.server) as object) as UpstreamServerEntity, connection.server, { toolFilter: {} }), offerings: () => offerings };
+    return { server: Object.assign(Object.create(Object.getPrototypeOf(connection.server) as object) as UpstreamServerEntity, connection.server, { toolFilter: { allow: [], deny: [] } }), offerings: () => offerings };
   }
 }

@@ -107,9 +107,13 @@ describe('what users who have not connected see of a per-user OAuth server (issu
     let told = 0;
     watcher.setNotificationHandler('notifications/tools/list_changed', () => void told++);
     const asked: string[] = [];
+    let toldBeforeRetry = 0;
     const frank = await mcpClient('frank', 'auto', '/mcp', async (url) => {
       asked.push(url);
       await connect(url, 'frank', 'frank-at-acme');
+      // The callback alone lists the server through frank's new connection: sessions are told before any retry.
+      for (let i = 0; i < 50 && told === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      toldBeforeRetry = told;
       return 'accept';
     });
     try {
@@ -122,8 +126,7 @@ describe('what users who have not connected see of a per-user OAuth server (issu
       assert.deepEqual(await names(frank), ['acme__admin_op', 'acme__whoami']);
       const whoami = await frank.callTool({ name: 'acme__whoami', arguments: {} });
       assert.equal((JSON.parse(toolText(whoami)) as { sub: string }).sub, 'frank-at-acme');
-      for (let i = 0; i < 50 && told === 0; i++) await new Promise((r) => setTimeout(r, 100));
-      assert.ok(told > 0, 'an open session got notifications/tools/list_changed');
+      assert.ok(toldBeforeRetry > 0, 'an open session got notifications/tools/list_changed once the callback stored the connection');
     } finally {
       await frank.close();
       await watcher.close();

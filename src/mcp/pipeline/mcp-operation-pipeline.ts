@@ -11,6 +11,10 @@ import { SecretsService } from '../../secrets/secrets.service.js';
 import { listThroughCaller, routeCall, type Route, type RouteServices } from '../upstream-route.js';
 import { authErrorIn, UpstreamAuthError } from '../../upstreams/auth-challenge.js';
 import { UpstreamConnectionsService, type ConnectRequest, type UsableToken } from '../../upstream-oauth/upstream-connections.service.js';
+import { ChangeBusService } from '../../database/change-bus.service.js';
+import { RESYNC_TOPIC } from '../../database/change-bus.js';
+import { UPSTREAM_OAUTH_CHANGED } from '../../upstream-oauth/upstream-oauth.topics.js';
+import { SHARED_CONNECTION_OWNER } from '../../upstream-oauth/token-sealing.js';
 import { ConnectAsk, declinedConnect, isConnectRequestState } from '../../upstream-connect/connect-ask.service.js';
 
 const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
@@ -153,6 +157,7 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly connections: UpstreamConnectionsService,
     private readonly connectAsk: ConnectAsk,
     @Optional() @Inject(APP_CONFIG) config?: AppConfig,
+    @Optional() private readonly bus?: ChangeBusService,
   ) {
     logger.setContext('McpPipeline');
     this.routing = { upstreams, secrets, connections };
@@ -165,6 +170,24 @@ export class McpOperationPipeline implements OnModuleInit {
       .filter((w) => w.instance)
       .map((w) => ({ hook: w.instance as McpOperationHook, order: this.discovery.getMetadataByDecorator(McpOperationHookProvider, w)?.order ?? 0 }));
     this.hooks = found.sort((a, b) => a.order - b.order).map((f) => f.hook);
+    this.bus?.subscribe(UPSTREAM_OAUTH_CHANGED, (event) => {
+      if (event.topic !== RESYNC_TOPIC) void this.listForNewConnection(event.data.server, event.data.owner);
+    });
+  }
+
+  /**
+   * A user's OAuth connection to `server` was stored (e.g. the connect flow's callback): when no
+   * catalog of the server is known on this replica (it shows the connect tool), list it through
+   * that user's connection now, so the real tools replace the connect tool and every session is
+   * told (`notifications/tools/list_changed`) without waiting for the user's next call. `owner`
+   * is the connection's owner key (`secretOwner`: the user id, else the principal id); `*` (the
+   * shared connection) lists nothing here. Never throws.
+   */
+  private async listForNewConnection(server: string, owner: string): Promise<void> {
+    if (owner === SHARED_CONNECTION_OWNER || !this.upstreams.awaitingCallerListing(server).includes(server)) return;
+    // Only the owner key matters for routing an OAuth server (secretOwner = userId ?? id); no policy is involved.
+    const principal: Principal = { userId: null, id: owner, displayName: owner, email: null, roles: [], groups: [], scopes: [], method: 'bearer', keyId: null };
+    await listThroughCaller(this.routing, principal, [server]);
   }
 
   /** Adds a hook at run time (tests, or modules that build hooks dynamically); returns its removal. */

@@ -1,4 +1,5 @@
 import { hasPlaceholders } from '../secrets/placeholders.js';
+import { connectTool } from './catalog.js';
 import type { UpstreamConnection } from './upstream-connection.js';
 import type { UpstreamServerEntity } from './upstream-server.entity.js';
 
@@ -53,9 +54,22 @@ export class CallerListing {
     return this.borrowed.has(server);
   }
 
-  /** `connection` as the catalog reads it: with the adopted offerings while it is `refused`. */
-  source(connection: UpstreamConnection, refused: boolean): CatalogSource {
-    const adopted = refused ? this.borrowed.get(connection.server.name) : undefined;
-    return adopted ? { server: connection.server, offerings: () => adopted } : connection;
+  /** The offerings adopted for `server` (undefined: none), e.g. to store them for other replicas. */
+  adopted(server: string): Offerings | undefined {
+    return this.borrowed.get(server);
+  }
+
+  /**
+   * `connection` as the catalog reads it: with the adopted offerings while it is `refused`; a
+   * refused server with `oauth` and nothing adopted is listed with Gatehouse's connect tool
+   * alone (see {@link connectTool}; the server's tool filter does not apply to it).
+   */
+  source(connection: UpstreamConnection, refused: boolean, template?: UpstreamServerEntity): CatalogSource {
+    if (!refused) return connection;
+    const adopted = this.borrowed.get(connection.server.name);
+    if (adopted) return { server: connection.server, offerings: () => adopted };
+    if (template?.oauth == null) return connection;
+    const offerings: Offerings = { tools: [connectTool(connection.server.name)], prompts: [], resources: [], resourceTemplates: [] };
+    return { server: Object.assign(Object.create(Object.getPrototypeOf(connection.server) as object) as UpstreamServerEntity, connection.server, { toolFilter: { allow: [], deny: [] } }), offerings: () => offerings };
   }
 }

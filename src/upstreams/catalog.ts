@@ -52,7 +52,33 @@ export interface Target {
   server: string;
   /** The name (or URI) the upstream itself uses. */
   name: string;
+  /** Set on Gatehouse's own `connect` tool of a per-user OAuth server (see {@link connectTool}): never forwarded. */
+  connectTool?: true;
 }
+
+/** The upstream-side name of Gatehouse's connect tool: `<server>__connect` on `/mcp`, `connect` on `/mcp/<server>`. */
+export const CONNECT_TOOL_NAME = 'connect';
+/** `_meta` key marking Gatehouse's connect tool (an upstream's own tool named `connect` lacks it). */
+export const CONNECT_TOOL_META = 'io.gatehouse/connect';
+
+/**
+ * The tool a server with `oauth: { mode: "user" }` is listed with while no catalog of it is known
+ * (no caller has connected and listed it, on any replica): calling it asks the caller to connect
+ * their account (the connect flow), so an AI client's model sees that the server exists and how
+ * to start using it. Empty input schema (MCP 2025-11-25 server/tools: `inputSchema` is an object
+ * schema; no arguments).
+ */
+export function connectTool(server: string): Tool {
+  return {
+    name: CONNECT_TOOL_NAME,
+    description: `Connect your ${server} account to use its tools. Gatehouse lists ${server}'s tools once an account is connected.`,
+    inputSchema: { type: 'object', properties: {} },
+    _meta: { [CONNECT_TOOL_META]: true },
+  };
+}
+
+/** Whether `tool` is Gatehouse's {@link connectTool} (not an upstream's own). */
+export const isConnectTool = (tool: Tool): boolean => tool._meta?.[CONNECT_TOOL_META] === true;
 
 export interface Catalog {
   tools: Tool[];
@@ -141,7 +167,7 @@ export function buildCatalog(sources: CatalogSource[], mode: 'aggregate' | 'sing
       if (toolIndex.has(name)) continue; // the upstream listed the same name twice
       const shown = source.injected?.length ? withoutArguments(tool, source.injected) : tool;
       tools.push(renamed(shown, name, part));
-      toolIndex.set(name, { server, name: tool.name });
+      toolIndex.set(name, isConnectTool(tool) ? { server, name: tool.name, connectTool: true } : { server, name: tool.name });
       names.push({ kind: 'tool', server, name, original: tool.name, renamed: part !== tool.name });
     }
     const promptNames = assignNames(source.prompts.map((p) => p.name), budget, takenPrompts, full);

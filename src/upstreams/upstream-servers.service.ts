@@ -47,6 +47,11 @@ export class UpstreamServersService {
     return this.catalogs.get(scope, this.supervisor.catalogSources());
   }
 
+  /** See {@link UpstreamSupervisor.loadStoredListings}. */
+  loadStoredListings(servers: string[]): Promise<void> {
+    return this.supervisor.loadStoredListings(servers);
+  }
+
   /** See {@link UpstreamSupervisor.awaitingCallerListing}. */
   awaitingCallerListing(scope: string): string[] {
     return this.supervisor.awaitingCallerListing(scope);

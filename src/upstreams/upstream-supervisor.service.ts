@@ -17,6 +17,8 @@ import { connectionKey, httpOptions, UpstreamConnection, type UpstreamStatus } f
 import { UpstreamPoolService } from './upstream-pool.service.js';
 import { UPSTREAMS_CHANGED, UpstreamRegistry } from './upstream-registry.service.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
+import { isConnectTool } from './catalog.js';
+import { ListingStore, listingKey, UPSTREAM_LISTING_CHANGED } from './listing-store.js';
 
 /**
  * A server configured per caller (placeholders in env/headers) also runs once without them —
@@ -50,6 +52,10 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
   /** Each server's ring of recent log lines; it outlives reconnects and configuration changes, not deletion. */
   private readonly logs = new Map<string, ServerLog>();
   private readonly callerListing = new CallerListing();
+  /** Servers whose stored listing this replica has read (or found none of) since it last changed. */
+  private readonly listingsRead = new Set<string>();
+  /** The JSON of each server's listing as last stored or read, so an unchanged one is not written again. */
+  private readonly listingJson = new Map<string, string>();
   private readonly detached = new AsyncResource('gatehouse.upstreams');
   private readonly unsubscribe: (() => void)[] = [];
   private stopped = false;
@@ -65,6 +71,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     @Inject(PROCESS_SPAWNER) private readonly spawner: ProcessSpawner,
     private readonly logger: PinoLogger,
     gates: ReadinessGates,
+    private readonly listings: ListingStore,
   ) {
     logger.setContext('Upstreams');
     this.gate = gates.register('upstreams');
@@ -84,7 +91,16 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
         if (this.callerListing.adopt(name, this.refused(name), connection.offerings())) {
           this.logger.info({ server: name }, 'listing a per-user server through a caller\'s connection (its shared one is refused)');
           this.catalog.changed(name);
+          this.background(this.storeListing(name));
         }
+      }),
+    );
+    this.unsubscribe.push(
+      this.bus.subscribe(UPSTREAM_LISTING_CHANGED, (event) => {
+        const names = event.topic === RESYNC_TOPIC ? [...this.listingsRead] : [event.data.server];
+        for (const name of names) this.listingsRead.delete(name);
+        const refused = names.filter((name) => this.refused(name));
+        if (refused.length > 0) this.background(this.loadStoredListings(refused));
       }),
     );
     // The tables may not exist yet (the app listens before it migrates): the registry waits.
@@ -141,7 +157,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
 
   /** What the catalog lists: every connection, with a caller's listing standing in for a refused one (see {@link CallerListing}). */
   *catalogSources(): Generator<CatalogSource> {
-    for (const [name, connection] of this.connections) yield this.callerListing.source(connection, this.refused(name));
+    for (const [name, connection] of this.connections) yield this.callerListing.source(connection, this.refused(name), this.templates.get(name));
   }
 
   /**
@@ -155,6 +171,46 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
       if (!this.callerListing.has(name) && this.refused(name)) names.push(name);
     }
     return names;
+  }
+
+  /**
+   * Reads the stored listing (see {@link ListingStore}) of each of `servers` this replica has not
+   * read since it last changed, and adopts it for a server whose shared connection is refused —
+   * so a fresh replica lists a per-user server's tools before any caller connects there. A
+   * database failure is logged, not thrown: the server stays listed as before.
+   */
+  async loadStoredListings(servers: string[]): Promise<void> {
+    const wanted = servers.filter((name) => !this.listingsRead.has(name) && this.templates.has(name)).map((name) => ({ name, key: listingKey(this.templates.get(name)!) }));
+    if (wanted.length === 0) return;
+    let found: Awaited<ReturnType<ListingStore['read']>>;
+    try {
+      found = await this.listings.read(wanted);
+    } catch (error) {
+      this.logger.warn({ err: error, servers: wanted.map((w) => w.name) }, 'could not read the stored listings of per-user servers');
+      return;
+    }
+    for (const { name } of wanted) {
+      this.listingsRead.add(name);
+      const offerings = found.get(name);
+      const json = offerings && JSON.stringify(offerings);
+      if (!offerings || json === this.listingJson.get(name)) continue;
+      if (this.callerListing.adopt(name, this.refused(name), offerings)) {
+        this.listingJson.set(name, json!);
+        this.catalog.changed(name);
+      }
+    }
+  }
+
+  /** Stores what was adopted for `name` for every replica (unless it is what was last stored or read), and tells them. */
+  private async storeListing(name: string): Promise<void> {
+    const offerings = this.callerListing.adopted(name);
+    const template = this.templates.get(name);
+    if (!offerings || !template) return;
+    const json = JSON.stringify(offerings);
+    if (json === this.listingJson.get(name)) return;
+    this.listingJson.set(name, json);
+    await this.listings.write(name, listingKey(template), offerings);
+    await this.bus.publish(UPSTREAM_LISTING_CHANGED, { server: name });
   }
 
   private refused(name: string): boolean {
@@ -186,7 +242,7 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     if (!row.enabled) return { state: 'disabled', lastError: null, lastRecovery: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
     const status = this.connections.get(row.name)?.getStatus() ?? { state: 'connecting', lastError: null, lastRecovery: null, toolCount: 0, updatedAt: row.updatedAt.toISOString() };
     if (!this.refused(row.name)) return status;
-    const listed = [...this.catalogSources()].find((s) => s.server.name === row.name)?.offerings().tools.length ?? 0;
+    const listed = [...this.catalogSources()].find((s) => s.server.name === row.name)?.offerings().tools.filter((t) => !isConnectTool(t)).length ?? 0;
     return { ...status, state: 'needs_user_credentials', toolCount: listed };
   }
 
@@ -251,6 +307,8 @@ export class UpstreamSupervisor implements OnApplicationBootstrap, BeforeApplica
     });
     this.connections.set(name, next);
     this.callerListing.forget(name);
+    this.listingsRead.delete(name);
+    this.listingJson.delete(name);
     this.catalog.invalidate();
     if (current) {
       const reason = row.enabled ? 'the server configuration changed' : 'the server was disabled';

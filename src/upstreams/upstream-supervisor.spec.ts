@@ -14,6 +14,7 @@ import type { UpstreamPoolService } from './upstream-pool.service.js';
 import type { UpstreamRegistry } from './upstream-registry.service.js';
 import { UpstreamServerEntity } from './upstream-server.entity.js';
 import { UpstreamSupervisor } from './upstream-supervisor.service.js';
+import type { ListingStore } from './listing-store.js';
 
 /** A fake stdio MCP server in memory: answers initialize and tools/list, nothing else. No real process (pid undefined). */
 function fakeServerProcess(): ChildProcess {
@@ -88,7 +89,7 @@ describe('UpstreamSupervisor', () => {
     const pool = { retire: () => Promise.resolve() } as unknown as UpstreamPoolService;
     const config = { upstreams: { stdioIdleTtlMs: 0 } } as AppConfig;
     const logger = { setContext: () => undefined, info: () => undefined, warn: () => undefined, debug: () => undefined, error: () => undefined } as unknown as PinoLogger;
-    const supervisor = new UpstreamSupervisor(registry, pool, new UpstreamCatalog(logger), config, {} as ChangeBusService, new FakeClock(), spawner, logger, new ReadinessGates());
+    const supervisor = new UpstreamSupervisor(registry, pool, new UpstreamCatalog(logger), config, {} as ChangeBusService, new FakeClock(), spawner, logger, new ReadinessGates(), {} as ListingStore);
 
     await supervisor.reconcile('x', row(['v1']));
     const first = supervisor.connection('x')!;

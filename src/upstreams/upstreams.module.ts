@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { systemClock, UPSTREAM_CLOCK } from './clock.js';
 import { nodeSpawner, PROCESS_SPAWNER } from './process-spawner.js';
+import { ListingStore } from './listing-store.js';
 import { UpstreamCatalog } from './upstream-catalog.service.js';
 import { UpstreamPoolService } from './upstream-pool.service.js';
 import { UpstreamRegistry } from './upstream-registry.service.js';
@@ -25,6 +26,7 @@ import { UpstreamSupervisor } from './upstream-supervisor.service.js';
     UpstreamSupervisor,
     UpstreamPoolService,
     UpstreamCatalog,
+    ListingStore,
     UpstreamServersService,
   ],
   exports: [UpstreamServersService],

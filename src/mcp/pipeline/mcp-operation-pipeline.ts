@@ -5,12 +5,16 @@ import { startingError, waitForStarting } from './starting-servers.js';
 import { PinoLogger } from 'nestjs-pino';
 import type { Principal } from '../../auth/principal.js';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
-import { NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
+import { CONNECT_TOOL_NAME, NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
 import { SecretsService } from '../../secrets/secrets.service.js';
 import { listThroughCaller, routeCall, type Route, type RouteServices } from '../upstream-route.js';
 import { authErrorIn, UpstreamAuthError } from '../../upstreams/auth-challenge.js';
 import { UpstreamConnectionsService, type ConnectRequest, type UsableToken } from '../../upstream-oauth/upstream-connections.service.js';
+import { ChangeBusService } from '../../database/change-bus.service.js';
+import { RESYNC_TOPIC } from '../../database/change-bus.js';
+import { UPSTREAM_OAUTH_CHANGED } from '../../upstream-oauth/upstream-oauth.topics.js';
+import { SHARED_CONNECTION_OWNER } from '../../upstream-oauth/token-sealing.js';
 import { ConnectAsk, declinedConnect, isConnectRequestState } from '../../upstream-connect/connect-ask.service.js';
 
 const LISTS = new Set<string>(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
@@ -49,6 +53,16 @@ const isTimeout = (error: unknown) => error instanceof Error && /timed? ?out/i.t
 /** A tool call that cannot reach its upstream: a result the model can read, not a protocol error. */
 function upstreamFailure(server: string, problem: string): CallToolResult {
   return { isError: true, content: [{ type: 'text', text: `Upstream MCP server "${server}" failed: ${problem}` }] };
+}
+
+/**
+ * What Gatehouse's connect tool answers a caller already connected to `server` (their
+ * connection just listed the server's tools, which every session is told of with
+ * `notifications/tools/list_changed`).
+ */
+function connectedResult(server: string, scope: string): CallToolResult {
+  const names = scope === '' ? `${server}${NAME_SEPARATOR}<tool>` : 'their own names';
+  return { content: [{ type: 'text', text: `Your ${server} account is connected. Its tools are listed as ${names}; list the tools again to see them.` }] };
 }
 
 /** An upstream refused the caller's OAuth token (401/403) before running the call; handled by `withOAuthRetry`. */
@@ -143,6 +157,7 @@ export class McpOperationPipeline implements OnModuleInit {
     private readonly connections: UpstreamConnectionsService,
     private readonly connectAsk: ConnectAsk,
     @Optional() @Inject(APP_CONFIG) config?: AppConfig,
+    @Optional() private readonly bus?: ChangeBusService,
   ) {
     logger.setContext('McpPipeline');
     this.routing = { upstreams, secrets, connections };
@@ -155,6 +170,24 @@ export class McpOperationPipeline implements OnModuleInit {
       .filter((w) => w.instance)
       .map((w) => ({ hook: w.instance as McpOperationHook, order: this.discovery.getMetadataByDecorator(McpOperationHookProvider, w)?.order ?? 0 }));
     this.hooks = found.sort((a, b) => a.order - b.order).map((f) => f.hook);
+    this.bus?.subscribe(UPSTREAM_OAUTH_CHANGED, (event) => {
+      if (event.topic !== RESYNC_TOPIC) void this.listForNewConnection(event.data.server, event.data.owner);
+    });
+  }
+
+  /**
+   * A user's OAuth connection to `server` was stored (e.g. the connect flow's callback): when no
+   * catalog of the server is known on this replica (it shows the connect tool), list it through
+   * that user's connection now, so the real tools replace the connect tool and every session is
+   * told (`notifications/tools/list_changed`) without waiting for the user's next call. `owner`
+   * is the connection's owner key (`secretOwner`: the user id, else the principal id); `*` (the
+   * shared connection) lists nothing here. Never throws.
+   */
+  private async listForNewConnection(server: string, owner: string): Promise<void> {
+    if (owner === SHARED_CONNECTION_OWNER || !this.upstreams.awaitingCallerListing(server).includes(server)) return;
+    // Only the owner key matters for routing an OAuth server (secretOwner = userId ?? id); no policy is involved.
+    const principal: Principal = { userId: null, id: owner, displayName: owner, email: null, roles: [], groups: [], scopes: [], method: 'bearer', keyId: null };
+    await listThroughCaller(this.routing, principal, [server]);
   }
 
   /** Adds a hook at run time (tests, or modules that build hooks dynamically); returns its removal. */
@@ -178,9 +211,30 @@ export class McpOperationPipeline implements OnModuleInit {
     // A per-user server its blank connection cannot list is listed through the caller's (rare: one cheap check).
     if (LISTS.has(request.kind)) {
       const servers = this.upstreams.awaitingCallerListing(request.scope);
-      if (servers.length > 0) return listThroughCaller(this.routing, request.principal, servers).then(() => this.runListed(request, starting));
+      if (servers.length > 0) return this.listUnlisted(request, servers).then(() => this.runListed(request, starting));
     }
     return this.runListed(request, starting);
+  }
+
+  /**
+   * Before a list: per-user servers (`servers`) this replica has no catalog of take the last
+   * listing any replica stored; those still without one are listed through the caller's own
+   * connection. What remains unlisted shows Gatehouse's connect tool (see `connectTool`).
+   */
+  private async listUnlisted(request: McpOperationRequest, servers: string[]): Promise<void> {
+    await this.upstreams.loadStoredListings(servers);
+    const still = this.upstreams.awaitingCallerListing(request.scope);
+    if (still.length > 0) await listThroughCaller(this.routing, request.principal, still);
+  }
+
+  /**
+   * `<server>__connect` (`connect` on `/mcp/<server>`) for a server with `oauth` whose catalog
+   * has no such tool (any more): Gatehouse's connect tool, still callable by a client that listed
+   * it before the server's tools were known. Undefined for any other name.
+   */
+  private connectToolTarget(scope: string, name: string): Target | undefined {
+    const server = scope !== '' ? (name === CONNECT_TOOL_NAME ? scope : '') : name.endsWith(`${NAME_SEPARATOR}${CONNECT_TOOL_NAME}`) ? name.slice(0, -(NAME_SEPARATOR.length + CONNECT_TOOL_NAME.length)) : '';
+    return server && this.upstreams.template(server)?.oauth != null ? { server, name: CONNECT_TOOL_NAME, connectTool: true } : undefined;
   }
 
   private runListed<K extends McpOperationKind>(request: McpOperationRequest<K>, starting: string[]): Promise<Record<string, unknown>> {
@@ -226,7 +280,7 @@ export class McpOperationPipeline implements OnModuleInit {
     switch (request.kind) {
       case 'tools/call': {
         const { name } = request.params as McpOperationRequest<'tools/call'>['params'];
-        const target = catalog.resolveTool(name) ?? this.unlistedTool(request.scope, name);
+        const target = catalog.resolveTool(name) ?? this.connectToolTarget(request.scope, name) ?? this.unlistedTool(request.scope, name);
         if (!target) {
           const hint = request.scope === '' ? ' Names on this endpoint are <server>__<tool>; see tools/list.' : '';
           throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${echoed(name)}".${hint}`);
@@ -428,6 +482,8 @@ export class McpOperationPipeline implements OnModuleInit {
         refusedAtStart(route, status?.lastError, op.principal);
         return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);
       }
+      // Gatehouse's connect tool: the caller has a working connection (else they were asked to connect above).
+      if (target.connectTool) return connectedResult(target.server, op.scope);
       const progressToken = params._meta?.progressToken;
       // Injected arguments overwrite whatever the client sent under those names.
       const args = route.inject && Object.keys(route.inject).length > 0 ? { ...params.arguments, ...route.inject } : params.arguments;

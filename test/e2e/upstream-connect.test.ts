@@ -131,7 +131,7 @@ describe('connecting a user account to an OAuth upstream in the flow (issue 14)'
       assert.equal(upstream.seen.filter((s) => s.sub !== null).length, 0, 'nothing reached the upstream with a token');
 
       upstream.nextLogin = 'erin-at-acme';
-      await connectInBrowser(await newPage(), elicitation.url, 'erin', true);
+      await connectInBrowser(await newPage(), elicitation.url, 'erin', Boolean(process.env.GATEHOUSE_WRITE_SCREENSHOTS || process.env.UPDATE_SCREENSHOTS));
 
       const result = await client.callTool({ name: 'acme__whoami', arguments: {} });
       assert.equal(result.isError, undefined, toolText(result));

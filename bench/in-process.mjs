@@ -10,6 +10,7 @@ import { UpstreamServersService } from '../dist/src/upstreams/upstream-servers.s
 import { SecretsService } from '../dist/src/secrets/secrets.service.js';
 import { PoliciesService } from '../dist/src/policies/policies.service.js';
 import { routeCall } from '../dist/src/mcp/upstream-route.js';
+import { UpstreamConnectionsService } from '../dist/src/upstream-oauth/upstream-connections.service.js';
 import { McpOperationPipeline } from '../dist/src/mcp/pipeline/mcp-operation-pipeline.js';
 import { authorize } from '../dist/src/mcp/pipeline/authorized-operation.js';
 
@@ -103,6 +104,7 @@ export async function measureInProcess(env, { apiKey, jwt }) {
 
     const upstreams = gh.app.get(UpstreamServersService);
     const secrets = gh.app.get(SecretsService);
+    const connections = gh.app.get(UpstreamConnectionsService);
     for (let i = 0; i < 200 && !(upstreams.connection('vault')?.getClient() && upstreams.connection('echo')?.getClient()); i++) await new Promise((r) => setTimeout(r, 50));
     // routeCall takes only an authorized operation: classify and authorize one per server (once).
     const mcp = gh.app.get(McpOperationPipeline);
@@ -111,7 +113,7 @@ export async function measureInProcess(env, { apiKey, jwt }) {
     const route = (server) => {
       const authorized = op(server);
       return async () => {
-        const r = await routeCall(upstreams, secrets, authorized);
+        const r = await routeCall({ upstreams, secrets, connections }, authorized);
         if (!r || 'problem' in r) throw new Error(`route ${server}: ${r?.problem ?? 'not connected'}`);
         r.release();
       };

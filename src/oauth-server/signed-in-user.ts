@@ -1,20 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 
-/**
- * A person signed in to Gatehouse in this browser (the contract with the login module,
- * /work/briefs/oauth-contract.md; the login module's `BrowserSessionService` has this shape).
- */
-export interface SignedInUser {
-  /** users.id (uuid). */
-  userId: string;
-  /** Opaque id of the browser session (not the cookie value). */
-  sessionId: string;
-  /** Seconds since the epoch when they signed in (OIDC `auth_time`). */
-  authTime: number;
-  /** Provider key that authenticated them ('local' for a Gatehouse password). */
-  idp: string;
-  amr?: string[];
-}
+// The login module owns the shape (its BrowserSessionService returns it); one definition.
+import type { SignedInUser } from '../login/signed-in-user.js';
+
+export type { SignedInUser };
 
 /** Who is signed in to this browser, and where to send one who is not. */
 export interface SignedInUserResolver {

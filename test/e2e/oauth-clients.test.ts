@@ -14,7 +14,7 @@ import { UsersService } from '../../src/users/users.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { Balancer } from '../support/balancer.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { consentInBrowser, freePort, launchChromium, TestSignIn, userApiKey } from '../support/oauth.js';
+import { consentInBrowser, freePort, launchChromium, memoryOAuthProvider, TestSignIn, userApiKey } from '../support/oauth.js';
 import { EVERYTHING_STDIO, eventually, registerConnected } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
@@ -58,28 +58,12 @@ describe('MCP clients against Gatehouse as the authorization server', () => {
 
   it('the SDK v1 client with its OAuth provider connects, lists and calls a tool as the signed-in user (her secret injected)', async () => {
     const redirectUrl = `http://127.0.0.1:${await freePort()}/callback`;
-    let info: { client_id: string } | undefined;
-    let tokens: Record<string, unknown> | undefined;
-    let verifier = '';
-    let authUrl: URL | undefined;
-    const provider: V1Provider = {
-      get redirectUrl() {
-        return redirectUrl;
-      },
-      get clientMetadata() {
-        return { client_name: 'SDK v1', redirect_uris: [redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-      },
-      clientInformation: () => info,
-      saveClientInformation: (i) => void (info = i as { client_id: string }),
-      tokens: () => tokens as never,
-      saveTokens: (t) => void (tokens = t as Record<string, unknown>),
-      redirectToAuthorization: (url) => void (authUrl = url),
-      saveCodeVerifier: (v) => void (verifier = v),
-      codeVerifier: () => verifier,
-    };
+    const memory = memoryOAuthProvider('SDK v1', redirectUrl);
+    const provider: V1Provider = memory.provider;
     const mcpUrl = new URL(`${balancer.url}/mcp`);
     const first = new V1Transport(mcpUrl, { authProvider: provider });
     await assert.rejects(new V1Client({ name: 'sdk-v1', version: '1' }).connect(first), V1UnauthorizedError);
+    const authUrl = memory.authorizationUrl();
     assert.ok(authUrl, 'the client was sent to the authorization endpoint');
     assert.equal(authUrl.searchParams.get('resource'), `${balancer.url}/mcp`, 'RFC 8707 resource from the protected-resource metadata');
     const { params } = await consentInBrowser(browser, balancer.url, alice, authUrl.href, redirectUrl);

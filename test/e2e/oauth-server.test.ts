@@ -11,7 +11,7 @@ import { PoliciesService } from '../../src/policies/policies.service.js';
 import { UsersService } from '../../src/users/users.service.js';
 import { configFrom, LogCapture } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { AsClient, claimsOf, consentInBrowser, deviceInBrowser, formPost, freePort, jsonOf, launchChromium, pkce, TestSignIn } from '../support/oauth.js';
+import { AsClient, claimsOf, consentInBrowser, deviceInBrowser, formPost, freePort, jsonOf, launchChromium, memoryOAuthProvider, pkce, TestSignIn } from '../support/oauth.js';
 import { EVERYTHING, eventually } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
@@ -208,28 +208,12 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
 
   it('the SDK v2 client with its OAuth provider connects, lists and calls a tool as the signed-in user', async () => {
     const redirectUrl = 'http://127.0.0.1:43115/callback';
-    let info: { client_id: string } | undefined;
-    let tokens: Record<string, unknown> | undefined;
-    let verifier = '';
-    let authUrl: URL | undefined;
-    const provider: OAuthClientProvider = {
-      get redirectUrl() {
-        return redirectUrl;
-      },
-      get clientMetadata() {
-        return { client_name: 'SDK v2', redirect_uris: [redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-      },
-      clientInformation: () => info,
-      saveClientInformation: (i) => void (info = i as { client_id: string }),
-      tokens: () => tokens as never,
-      saveTokens: (t) => void (tokens = t as Record<string, unknown>),
-      redirectToAuthorization: (url) => void (authUrl = url),
-      saveCodeVerifier: (v) => void (verifier = v),
-      codeVerifier: () => verifier,
-    };
+    const memory = memoryOAuthProvider('SDK v2', redirectUrl);
+    const provider: OAuthClientProvider = memory.provider;
     const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { authProvider: provider });
     const client = new Client({ name: 'sdk-v2', version: '1' });
     await assert.rejects(client.connect(transport), UnauthorizedError);
+    const authUrl = memory.authorizationUrl();
     assert.ok(authUrl, 'the client was sent to the authorization endpoint');
     const { params } = await consentInBrowser(browser, base, alice, authUrl.href, redirectUrl);
     await transport.finishAuth(params);

@@ -232,3 +232,31 @@ export async function writeScreenshots(page: Page, name: string): Promise<void> 
   await page.screenshot({ path: `docs/images/${name}-320.png`, fullPage: true });
   await page.setViewportSize(viewport);
 }
+
+/**
+ * An in-memory OAuth client provider as the SDK clients (v1 `OAuthClientProvider` and v2's, the
+ * same shape) use it: a public client (`none`) with the loopback `redirectUrl`, registered
+ * dynamically. `authorizationUrl()` is where the SDK last sent the browser (undefined before).
+ */
+export function memoryOAuthProvider(clientName: string, redirectUrl: string) {
+  let info: { client_id: string } | undefined;
+  let tokens: Record<string, unknown> | undefined;
+  let verifier = '';
+  let authUrl: URL | undefined;
+  const provider = {
+    get redirectUrl() {
+      return redirectUrl;
+    },
+    get clientMetadata() {
+      return { client_name: clientName, redirect_uris: [redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+    },
+    clientInformation: () => info,
+    saveClientInformation: (i: unknown) => void (info = i as { client_id: string }),
+    tokens: () => tokens as never,
+    saveTokens: (t: unknown) => void (tokens = t as Record<string, unknown>),
+    redirectToAuthorization: (url: URL) => void (authUrl = url),
+    saveCodeVerifier: (v: string) => void (verifier = v),
+    codeVerifier: () => verifier,
+  };
+  return { provider, authorizationUrl: () => authUrl };
+}

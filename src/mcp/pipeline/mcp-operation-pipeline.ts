@@ -564,26 +564,28 @@ export class McpOperationPipeline implements OnModuleInit {
     return this.withOAuthRetry(
       authorized.operation,
       false,
-      (token) => this.forwardRouted(authorized, method, params, map, token),
+      (token) => this.forwardRouted(authorized, method, params, map, { mrtr, key }, token),
       (problem) => {
         throw new ProtocolError(ProtocolErrorCode.InvalidRequest, problem.problem);
       },
     );
   }
 
-  /** {@link forward} on the route for the caller (with `token`: the refreshed OAuth token after a 401). */
+  /**
+   * {@link forward} on the route for the caller (with `token`: the refreshed OAuth token after a
+   * 401); `round` is what `forward` decided: whether MRTR applies and the broker's key.
+   */
   private async forwardRouted(
     authorized: AuthorizedOperation,
     method: 'prompts/get' | 'resources/read' | 'completion/complete',
     params: Record<string, unknown> & { _meta?: Record<string, unknown> },
     map: (result: Record<string, unknown>) => Record<string, unknown>,
+    { mrtr, key }: { mrtr: boolean; key: string },
     token: UsableToken | undefined,
   ): Promise<Record<string, unknown>> {
     const op = authorized.operation;
     const target = op.target!;
     const client = op.client;
-    const mrtr = op.era === 'modern' && method !== 'completion/complete';
-    const key = `${method} ${ns(target)}`;
     const route = await routeCall(this.routing, authorized, token);
     if (route && 'problem' in route) {
       return this.connectNeeded(op, false, route, () => {

@@ -511,6 +511,9 @@ describe('trusted_header and optional authentication', () => {
   it('with none beside api_key, admits requests without credentials to /mcp only; REQUIRE_FOR_SESSION=true refuses initialize', async () => {
     const open = await startTestApp(db.url, { MCP_AUTH_STRATEGY: 'none,api_key' });
     try {
+      // As a load balancer would: send traffic once the replica says it is ready (a loaded CI
+      // machine can still be finishing start-up here; /mcp then answers 503 with Retry-After).
+      await eventually('the replica is ready', async () => ((await fetch(`${open.url}/readyz`)).status === 200 ? true : undefined), 20_000);
       assert.equal((await call(open, '/mcp', { headers: MCP_HEADERS, body: initialize })).status, 200);
       assert.equal((await call(open, '/api/v1/servers')).status, 401, 'the admin API still needs a key');
       assert.equal((await call(open, '/api/v1/me')).status, 401);

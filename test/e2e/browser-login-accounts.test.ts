@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { idpSignIn, LoginDeployment } from '../support/login-deployment.js';
+import { eventually } from '../support/upstreams.js';
 
 describe('browser sign-in: plain OAuth2, Gatehouse passwords, disabled users, roles from IdP groups, one user per person', () => {
   let d: LoginDeployment;
@@ -27,8 +28,12 @@ describe('browser sign-in: plain OAuth2, Gatehouse passwords, disabled users, ro
     const page = await d.signInAtIdp('dave');
     const dave = (await d.usersRow('dave'))!;
     assert.equal((await d.api('PATCH', `/api/v1/users/${dave.id}`, { disabled: true })).status, 200);
-    const [open] = await d.db.query<{ n: string }>('SELECT count(*) AS n FROM browser_sessions WHERE user_id = $1 AND revoked_at IS NULL', [dave.id]);
-    assert.equal(Number(open.n), 0, 'their browser sessions are revoked');
+    // current() refuses a disabled user's sessions at once; the rows are revoked by the
+    // users.changed listener after the PATCH commits (on every replica): wait for it.
+    await eventually('their browser sessions are revoked', async () => {
+      const [open] = await d.db.query<{ n: string }>('SELECT count(*) AS n FROM browser_sessions WHERE user_id = $1 AND revoked_at IS NULL', [dave.id]);
+      return Number(open.n) === 0 ? true : undefined;
+    }, 10_000);
     await page.reload();
     assert.equal(await page.locator('h1').textContent(), 'Sign in');
     await page.goto(`${d.balancer.url}/login/team`);

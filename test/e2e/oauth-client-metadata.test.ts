@@ -14,7 +14,7 @@ import { UsersService } from '../../src/users/users.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { Balancer } from '../support/balancer.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { AsClient, consentInBrowser, launchChromium, pkce, TestSignIn } from '../support/oauth.js';
+import { AsClient, consentInBrowser, launchChromium, pkce, redirectUri, TestSignIn } from '../support/oauth.js';
 
 const MAX_BYTES = 5 * 1024;
 
@@ -48,11 +48,12 @@ describe('Client ID Metadata Documents', () => {
   let tls: { key: string; cert: string };
   /** Paths the document server was asked for, in order. */
   const served: string[] = [];
-  const redirect = 'http://127.0.0.1:43141/cb';
+  let redirect: string;
 
   const doc = (path: string, extra: Record<string, unknown> = {}) => ({ client_id: `${origin}${path}`, client_name: 'Metadata Client', redirect_uris: [redirect], token_endpoint_auth_method: 'none', ...extra });
 
   before(async () => {
+    redirect = await redirectUri('/metadata/cb');
     tls = selfSigned();
     docs = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
       const path = req.url ?? '/';

@@ -14,7 +14,7 @@ import { UsersService } from '../../src/users/users.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { Balancer } from '../support/balancer.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { consentInBrowser, freePort, launchChromium, memoryOAuthProvider, TestSignIn, userApiKey } from '../support/oauth.js';
+import { consentInBrowser, freePort, launchChromium, memoryOAuthProvider, redirectUri, TestSignIn, userApiKey } from '../support/oauth.js';
 import { EVERYTHING_STDIO, eventually, registerConnected } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
@@ -57,7 +57,7 @@ describe('MCP clients against Gatehouse as the authorization server', () => {
   });
 
   it('the SDK v1 client with its OAuth provider connects, lists and calls a tool as the signed-in user (her secret injected)', async () => {
-    const redirectUrl = `http://127.0.0.1:${await freePort()}/callback`;
+    const redirectUrl = await redirectUri('/sdk-v1/callback');
     const memory = memoryOAuthProvider('SDK v1', redirectUrl);
     const provider: V1Provider = memory.provider;
     const mcpUrl = new URL(`${balancer.url}/mcp`);

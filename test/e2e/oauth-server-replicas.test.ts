@@ -6,7 +6,7 @@ import { UsersService } from '../../src/users/users.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { Balancer } from '../support/balancer.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { AsClient, claimsOf, consentInBrowser, formPost, launchChromium, pkce, TestSignIn, userApiKey } from '../support/oauth.js';
+import { AsClient, claimsOf, consentInBrowser, formPost, launchChromium, pkce, redirectUri, TestSignIn, userApiKey } from '../support/oauth.js';
 import { findLeaks } from '../support/leaks.js';
 import { eventually } from '../support/upstreams.js';
 
@@ -28,11 +28,12 @@ describe('the authorization server on two replicas', () => {
   let alice: string;
   let as: AsClient;
   let client: { client_id: string };
-  const redirect = 'http://127.0.0.1:43131/cb';
+  let redirect: string;
   /** Every code, access and refresh token handed out (for the leak check). */
   const issued: string[] = [];
 
   before(async () => {
+    redirect = await redirectUri('/replicas/cb');
     db = await createTestDatabase();
     balancer = await Balancer.start();
     const env = { PUBLIC_URL: balancer.url, MCP_AUTH_STRATEGY: 'oauth2,api_key', MCP_API_KEYS: ADMIN_KEY, GATEHOUSE_OAUTH_SERVER: 'true' };

@@ -11,7 +11,7 @@ import { PoliciesService } from '../../src/policies/policies.service.js';
 import { UsersService } from '../../src/users/users.service.js';
 import { configFrom, LogCapture } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { AsClient, claimsOf, consentInBrowser, deviceInBrowser, formPost, freePort, jsonOf, launchChromium, memoryOAuthProvider, pkce, TestSignIn } from '../support/oauth.js';
+import { AsClient, claimsOf, consentInBrowser, deviceInBrowser, formPost, freePort, jsonOf, launchChromium, memoryOAuthProvider, pkce, redirectUri, TestSignIn } from '../support/oauth.js';
 import { EVERYTHING, eventually } from '../support/upstreams.js';
 
 const ADMIN_KEY = 'static-bootstrap-key-0123456789abcdef';
@@ -70,9 +70,9 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
   const register = (metadata: Record<string, unknown>) => new AsClient(base).register(metadata);
   const authorizeUrl = (clientId: string, redirectUri: string, challenge: string | undefined, extra: Record<string, string> = {}) => new AsClient(base).authorizeUrl(clientId, redirectUri, challenge, extra);
 
-  async function codeFor(clientId: string, redirectUri: string, extra: Record<string, string> = {}) {
+  async function codeFor(clientId: string, redirect: string, extra: Record<string, string> = {}) {
     const { verifier, challenge } = pkce();
-    const { params } = await consentInBrowser(browser, base, alice, authorizeUrl(clientId, redirectUri, challenge, extra), redirectUri);
+    const { params } = await consentInBrowser(browser, base, alice, authorizeUrl(clientId, redirect, challenge, extra), redirect);
     const code = params.get('code');
     assert.ok(code, `no code: ${params.toString()}`);
     assert.equal(params.get('iss'), base, 'RFC 9207 iss');
@@ -120,7 +120,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
   });
 
   it("Cursor: registers cursor:// among several redirect URIs; consent page, code + PKCE, JWT for PUBLIC_URL/mcp that works on /mcp; code replay refused", async () => {
-    const redirect = 'http://127.0.0.1:43111/callback';
+    const redirect = await redirectUri('/cursor/callback');
     const client = await register({ client_name: 'Cursor', redirect_uris: ['cursor://anysphere.cursor-retrieval/oauth/callback', redirect] });
     const { verifier, challenge } = pkce();
     const flow = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, redirect, challenge), redirect, 'approve', { screenshot: 'consent' });
@@ -143,7 +143,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
   });
 
   it('negative: PKCE missing or plain, redirect URI mismatch, a resource that is not this gateway, consent denied', async () => {
-    const redirect = 'http://127.0.0.1:43112/cb';
+    const redirect = await redirectUri('/negative/cb');
     const client = await register({ client_name: 'Negative', redirect_uris: [redirect] });
     for (const [what, extra] of [
       ['missing', {}],
@@ -152,7 +152,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
       const { params } = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, redirect, undefined, extra), redirect, 'none');
       assert.equal(params.get('error'), 'invalid_request', `PKCE ${what}: ${params.toString()}`);
     }
-    const mismatch = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, 'http://127.0.0.1:43112/other', pkce().challenge), redirect, 'none');
+    const mismatch = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, await redirectUri('/negative/other'), pkce().challenge), redirect, 'none');
     assert.equal(mismatch.params.get('code'), null);
     assert.match(mismatch.pageText, /redirect_uri/);
     const foreign = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, redirect, pkce().challenge, { resource: 'https://elsewhere.example/mcp' }), redirect, 'none');
@@ -162,7 +162,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
   });
 
   it('resource with a trailing slash and a single-server resource: audience canonical; a server-scoped token is refused on /mcp', async () => {
-    const redirect = 'http://127.0.0.1:43113/cb';
+    const redirect = await redirectUri('/slash/cb');
     const client = await register({ client_name: 'Slash', redirect_uris: [redirect] });
     const slash = await codeFor(client.client_id, redirect, { resource: `${base}/mcp/` });
     const t1 = await token({ grant_type: 'authorization_code', code: slash.code, redirect_uri: redirect, client_id: client.client_id, code_verifier: slash.verifier, resource: `${base}/mcp/` });
@@ -179,12 +179,13 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
 
   it("Claude Code: a port-less loopback redirect URI matches any port (RFC 8252 §7.3)", async () => {
     const client = await register({ client_name: 'Claude Code', redirect_uris: ['http://localhost/callback'] });
-    const { params } = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, 'http://localhost:53682/callback', pkce().challenge), 'http://localhost:53682/callback');
+    const loopback = await redirectUri('/callback', 'localhost');
+    const { params } = await consentInBrowser(browser, base, alice, authorizeUrl(client.client_id, loopback, pkce().challenge), loopback);
     assert.ok(params.get('code'), params.toString());
   });
 
   it('refresh tokens rotate; two concurrent refreshes of one token both succeed; a reuse after the grace window revokes the grant', async () => {
-    const redirect = 'http://127.0.0.1:43114/cb';
+    const redirect = await redirectUri('/refresher/cb');
     const client = await register({ client_name: 'Refresher', redirect_uris: [redirect] });
     const { code, verifier } = await codeFor(client.client_id, redirect);
     const t = await token({ grant_type: 'authorization_code', code, redirect_uri: redirect, client_id: client.client_id, code_verifier: verifier });
@@ -207,7 +208,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
   });
 
   it('the SDK v2 client with its OAuth provider connects, lists and calls a tool as the signed-in user', async () => {
-    const redirectUrl = 'http://127.0.0.1:43115/callback';
+    const redirectUrl = await redirectUri('/sdk-v2/callback');
     const memory = memoryOAuthProvider('SDK v2', redirectUrl);
     const provider: OAuthClientProvider = memory.provider;
     const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { authProvider: provider });
@@ -293,7 +294,7 @@ describe('Gatehouse as the OAuth 2.1 authorization server', () => {
     assert.equal((await poll(client.client_id, denied.device_code)).body.error, 'access_denied');
   });
   it("ChatGPT's private_key_jwt: a client registered with its JWKS authenticates at /oauth/token with a signed assertion; a wrong-key assertion is refused", async () => {
-    const redirect = 'http://127.0.0.1:43116/cb';
+    const redirect = await redirectUri('/chatgpt/cb');
     const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
     const wrong = await generateKeyPair('ES256', { extractable: true });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'chatgpt-1', alg: 'ES256', use: 'sig' };

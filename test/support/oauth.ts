@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import type { INestApplicationContext } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
@@ -10,14 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { SignedInUser, SignedInUserResolver } from '../../src/oauth-server/signed-in-user.js';
 
-/** A free TCP port on 127.0.0.1 (the issuer URL must be known before the app starts). */
-export const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
+export { freePort } from './process.js';
 
 /** Test-only sign-in (the contract's stand-in for the login module): cookie `test_user=<users.id>`. */
 export class TestSignIn implements SignedInUserResolver {
@@ -43,6 +35,40 @@ export function launchChromium(): Promise<Browser> {
   });
 }
 
+/** The test process's one redirect-URI listener (see {@link redirectUri}). */
+interface RedirectCatcher {
+  port: number;
+  /** The first request per path since {@link consentInBrowser} cleared it. */
+  hits: Map<string, URL>;
+}
+
+let catcher: Promise<RedirectCatcher> | undefined;
+
+/** Starts (once per process) the listener every test redirect URI points at, on a port the kernel chose, kept open until exit. */
+function redirectCatcher(): Promise<RedirectCatcher> {
+  catcher ??= new Promise((resolve) => {
+    const hits = new Map<string, URL>();
+    const server = createHttpServer((req, res) => {
+      const url = new URL(req.url ?? '/', `http://${req.headers.host ?? '127.0.0.1'}`);
+      if (!hits.has(url.pathname)) hits.set(url.pathname, url);
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('done');
+    });
+    server.unref();
+    server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as { port: number }).port, hits }));
+  });
+  return catcher;
+}
+
+/**
+ * A loopback redirect URI (`http://<host>:<port><path>`) answered by the test's own listener, for
+ * {@link consentInBrowser}. The port is one the kernel gave a listener that stays open, so no
+ * other process can take it between registration and the redirect (fixed ports collided with
+ * parallel test processes' outgoing connections: EADDRINUSE on CI). Give each test its own path.
+ */
+export async function redirectUri(path: string, host: '127.0.0.1' | 'localhost' = '127.0.0.1'): Promise<string> {
+  return `http://${host}:${(await redirectCatcher()).port}${path}`;
+}
+
 /**
  * Drives a browser signed in as `userId` through `authorizeUrl`: consents (or denies) on the
  * Gatehouse page, and returns the query of the redirect to `redirectUri` — answered by the test,
@@ -64,20 +90,16 @@ export async function consentInBrowser(
     let captured: URL | undefined;
     const target = new URL(redirectUri);
     // A real listener at the redirect URI (Playwright's routes do not see redirect hops).
-    if (listen) {
-      const server = createHttpServer((req, res) => {
-        const url = new URL(req.url ?? '/', redirectUri);
-        if (!captured && url.pathname === target.pathname) captured = url;
-        res.writeHead(200, { 'content-type': 'text/plain' }).end('done');
-      });
-      await new Promise<void>((resolve) => server.listen(Number(target.port), target.hostname === 'localhost' ? '127.0.0.1' : target.hostname, resolve));
-      context.on('close', () => server.close());
-      page.on('close', () => server.close());
+    const catcher = listen ? await redirectCatcher() : undefined;
+    if (catcher) {
+      if (Number(target.port) !== catcher.port) throw new Error(`redirect URI ${redirectUri} is not on the test's redirect listener: build it with redirectUri()`);
+      catcher.hits.delete(target.pathname);
     }
+    const hit = () => (captured ??= catcher?.hits.get(target.pathname));
     await page.goto(authorizeUrl);
     let consentShown = false;
     let pageText = '';
-    if (!captured) {
+    if (!hit()) {
       consentShown = (await page.locator('#approve').count()) > 0;
       pageText = await page.locator('main').innerText().catch(() => '');
       if (consentShown && screenshot) await writeScreenshots(page, screenshot);
@@ -86,10 +108,10 @@ export async function consentInBrowser(
         await page.waitForURL((u) => u.origin === target.origin && u.pathname === target.pathname, { timeout: 10_000 }).catch(async () => {
           throw new Error(`no redirect to ${redirectUri} after ${decision}; at ${page.url()}: ${await page.content()}`);
         });
-        captured ??= new URL(page.url());
+        captured ??= hit() ?? new URL(page.url());
       }
     }
-    if (!captured && decision === 'none') await page.waitForLoadState('load').catch(() => undefined);
+    if (!hit() && decision === 'none') await page.waitForLoadState('load').catch(() => undefined);
     if (!captured && decision !== 'none') throw new Error(`no redirect to ${redirectUri}; page: ${pageText}`);
     return { params: captured?.searchParams ?? new URLSearchParams(), consentShown, pageText };
   } finally {

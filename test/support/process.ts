@@ -1,14 +1,51 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 
-export const freePort = (): Promise<number> =>
+/** Ports this process handed out (never twice, even after they were freed). */
+const handedOut = new Set<number>();
+
+/** The kernel's ephemeral range (Linux `ip_local_port_range`), which `listen(0)` and every outgoing connection draw from. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low > 0 && high >= low) return [low, high];
+  } catch {
+    // not Linux: the IANA dynamic range
+  }
+  return [49152, 65535];
+}
+
+const canListen = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      s.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+
+/**
+ * A TCP port on 127.0.0.1 that is free now, for a listener a test starts later (a child
+ * process's `PORT`, an issuer URL that must be known before the app starts).
+ *
+ * Drawn at random from 10000..(ephemeral low − 1), never from the kernel's ephemeral range: a
+ * port there can be taken between our check and the real `listen` by any outgoing connection of
+ * the parallel test processes (CI once failed with EADDRINUSE on exactly that). Outside it only
+ * another explicit `listen` can take it, and the random draw makes that unlikely; a port is never
+ * handed out twice by one process. Listeners that can take any port use `listen(0)` instead.
+ */
+export async function freePort(): Promise<number> {
+  const [low] = ephemeralRange();
+  const floor = 10_000;
+  const ceiling = Math.max(floor + 1_000, low) - 1;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = floor + Math.floor(Math.random() * (ceiling - floor));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port in ${floor}..${ceiling} after 200 tries`);
+}
 
 /** Every Gatehouse process a test started and has not seen exit. */
 const live = new Set<ChildProcess>();

@@ -3,18 +3,32 @@
 // and drops its own database on it), otherwise an embedded PostgreSQL started for this run.
 // Extra arguments are passed to `node --test` (e.g. a file path or --test-name-pattern).
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const freePort = () =>
+// A port for the embedded PostgreSQL, drawn outside the kernel's ephemeral range (where an
+// outgoing connection could take it between this check and PostgreSQL's own listen).
+const canListen = (port) =>
   new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+async function freePort() {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // not Linux
+  }
+  for (let i = 0; i < 200; i++) {
+    const port = 10_000 + Math.floor(Math.random() * (Math.max(11_000, low) - 10_001));
+    if (await canListen(port)) return port;
+  }
+  throw new Error('no free port for the embedded PostgreSQL');
+}
 
 let url = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
 let embedded;

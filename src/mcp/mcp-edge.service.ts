@@ -6,6 +6,7 @@ import type { Principal } from '../auth/principal.js';
 import { McpFastPath } from './edge/fast-path.js';
 import { HostOriginCheck } from './edge/host-origin.js';
 import { jsonRpcError } from './edge/json-rpc.js';
+import { LegacyLifecycle, type LifecycleAnswer } from './edge/legacy-lifecycle.js';
 import { LegacySessions } from './edge/legacy-sessions.js';
 import { MCP_RETRY_AFTER_S, McpReadiness } from './edge/mcp-readiness.js';
 import { NotificationFanout, STREAM_RETRY_AFTER_S, streamOwner } from './edge/notification-fanout.js';
@@ -29,7 +30,9 @@ export interface EarlyAnswer {
  *
  * 1. {@link refuse}: readiness (503 while the `policies` or `servers` gate is not ok), Host and
  *    Origin (403, {@link HostOriginCheck}), the scope (404 for an unknown `/mcp/<server>`).
- * 2. {@link tryFast}: the fast path ({@link McpFastPath}) for steady-state calls of both eras.
+ * 2. {@link tryFast}: the fast path ({@link McpFastPath}) for steady-state calls of both eras;
+ *    {@link tryLifecycle}: a legacy session's `initialize`, `notifications/initialized` and
+ *    `DELETE` without the SDK ({@link LegacyLifecycle}).
  * 3. {@link handle}: everything else — modern requests through the SDK's `createMcpHandler`,
  *    legacy ones through the session transport ({@link LegacySessions}) around the SDK's
  *    stateless legacy serving ({@link SdkServing}); GET streams and DELETE are ours.
@@ -48,6 +51,7 @@ export class McpEdgeService {
     private readonly sdk: SdkServing,
     private readonly fanout: NotificationFanout,
     private readonly pipeline: McpOperationPipeline,
+    private readonly lifecycle: LegacyLifecycle,
   ) {}
 
   /**
@@ -168,6 +172,11 @@ export class McpEdgeService {
   /** The fast path's JSON answer, or undefined (see {@link McpFastPath.answer}); call {@link refuse} first. */
   tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | undefined> {
     return this.fast.answer(method, headers, body, scope, abort, principal);
+  }
+
+  /** The legacy lifecycle answer, or undefined (see {@link LegacyLifecycle.answer}); call {@link refuse} first. */
+  tryLifecycle(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, principal: Principal, clientAddress: string): Promise<LifecycleAnswer | undefined> {
+    return this.lifecycle.answer(method, headers, body, scope, principal, clientAddress);
   }
 }
 

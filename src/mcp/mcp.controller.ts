@@ -4,6 +4,7 @@ import { CurrentPrincipal, McpEndpoint, RequiresPermission } from '../auth/auth.
 import type { Principal } from '../auth/principal.js';
 import { REQUEST_ID_HEADER } from '../common/http/request-id.js';
 import { McpEdgeService } from './mcp-edge.service.js';
+import type { LifecycleAnswer } from './edge/legacy-lifecycle.js';
 import { protectedIds, restoreIds } from '../common/http/json-rpc-ids.js';
 
 /** Bridges Fastify to the web-standard `Request`/`Response` the MCP SDK's serving entries take. */
@@ -13,6 +14,14 @@ function toWebRequest(req: FastifyRequest, signal: AbortSignal): Request {
     if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
   }
   return new Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: req.method, headers, signal });
+}
+
+/** Writes an answer made whole without the SDK, framed as {@link sendWebResponse} frames the SDK's. */
+function sendAnswer(reply: FastifyReply, answer: LifecycleAnswer, requestId: string, ids?: Map<string, string>): void {
+  reply.hijack();
+  reply.raw.writeHead(answer.status, { [REQUEST_ID_HEADER]: requestId, ...answer.headers });
+  if (answer.body !== undefined) reply.raw.write(restoreIds(answer.body, ids));
+  reply.raw.end();
 }
 
 async function sendWebResponse(reply: FastifyReply, response: Response, requestId: string, ids?: Map<string, string>): Promise<void> {
@@ -95,6 +104,11 @@ export class McpController {
     const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort, principal);
     if (fast !== undefined) {
       await reply.status(200).header('content-type', 'application/json').send(restoreIds(fast, ids));
+      return;
+    }
+    const lifecycle = await this.edge.tryLifecycle(req.method, req.headers, req.body, scope, principal, req.ip);
+    if (lifecycle) {
+      sendAnswer(reply, lifecycle, req.id, ids);
       return;
     }
     const isListen = (req.body as { method?: unknown } | null)?.method === 'subscriptions/listen';

@@ -8,6 +8,7 @@ import { UpstreamOAuthModule } from '../upstream-oauth/upstream-oauth.module.js'
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
 import { McpFastPath } from './edge/fast-path.js';
 import { HostOriginCheck } from './edge/host-origin.js';
+import { LegacyLifecycle } from './edge/legacy-lifecycle.js';
 import { LegacySessions } from './edge/legacy-sessions.js';
 import { McpReadiness } from './edge/mcp-readiness.js';
 import { NotificationFanout } from './edge/notification-fanout.js';
@@ -28,7 +29,7 @@ import { LogLevels } from './pipeline/log-levels.js';
 @Module({
   imports: [DiscoveryModule, UpstreamsModule, SessionsModule, PoliciesModule, SecretsModule, UpstreamOAuthModule, UpstreamConnectModule],
   controllers: [McpController],
-  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, InputRequiredRelay, SessionSubscriptions, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, SdkServing, NotificationFanout, McpEdgeService],
+  providers: [McpOperationPipeline, ClientRequests, InputRequiredBroker, InputRequiredRelay, SessionSubscriptions, LogLevels, McpReadiness, HostOriginCheck, McpFastPath, LegacySessions, LegacyLifecycle, SdkServing, NotificationFanout, McpEdgeService],
   exports: [McpEdgeService, McpOperationPipeline],
 })
 export class McpModule {}

@@ -1,7 +1,7 @@
 import { Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { isInitializeRequest, type LegacyHttpHandler, type McpHandlerRequestOptions } from '@modelcontextprotocol/server';
 import { ChangeBusService } from '../../database/change-bus.service.js';
-import { PENDING_PREFIX, PENDING_PRINCIPAL, SessionsService, TooManySessionsError, type LiveSession } from '../../sessions/sessions.service.js';
+import { PENDING_PREFIX, PENDING_PRINCIPAL, SessionsService, TooManySessionsError, type LiveSession, type SessionInit } from '../../sessions/sessions.service.js';
 import { isUnauthenticated, type Principal } from '../../auth/principal.js';
 import { jsonRpcError } from './json-rpc.js';
 import { NotificationFanout, streamOwner } from './notification-fanout.js';
@@ -69,35 +69,15 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
     const token = request.headers.get(SESSION_HEADER);
 
     if (request.method === 'POST' && isInitializeRequest(body)) {
-      const params = body.params;
-      let created: { token: string; session: LiveSession };
-      try {
-        created = await this.sessions.create({
-          // Opened without credentials (MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false): bound to
-          // whoever first authenticates on it.
-          principal: isUnauthenticated(principal) ? PENDING_PRINCIPAL : principal.id,
-          endpoint: scope,
-          protocolVersion: params.protocolVersion,
-          clientInfo: params.clientInfo,
-          capabilities: params.capabilities,
-          // Without credentials, or as the anonymous principal of `none` (every client is that
-          // one principal): capped per client address, not per principal.
-          withoutCredentials: principal.method === 'none',
-          clientAddress,
-        });
-      } catch (error) {
-        if (error instanceof TooManySessionsError) {
-          return jsonRpcError(429, -32000, error.message, { 'retry-after': String(Math.ceil(error.retryAfterMs / 1000)) });
-        }
-        throw error;
-      }
+      const opened = await this.open(body.params, scope, principal, clientAddress);
+      if ('refused' in opened) return jsonRpcError(429, -32000, opened.refused.message, opened.refused.headers);
       const response = await serve(request, { parsedBody: body, authInfo });
       if (response.status !== 200) {
-        await this.sessions.close(created.session);
+        await this.sessions.close(opened.session);
         return response;
       }
       const headers = new Headers(response.headers);
-      headers.set('Mcp-Session-Id', created.token);
+      headers.set('Mcp-Session-Id', opened.token);
       return new Response(response.body, { status: response.status, headers });
     }
 
@@ -133,6 +113,42 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
         return this.fanout.openStream(request, session, streamOwner(principal, clientAddress));
       default:
         return jsonRpcError(405, -32000, 'Method not allowed', { allow: 'GET, POST, DELETE' });
+    }
+  }
+
+  /**
+   * Opens the session of a legacy `initialize` (`params`: its validated params) in PostgreSQL:
+   * the session row (principal, or pending when opened without credentials; scope; requested
+   * protocol version, client info and capabilities). At the principal's or address's cap
+   * (HTTP_MAX_CONCURRENT_SESSIONS / HTTP_MAX_SESSIONS_PER_ADDRESS) with nothing reclaimable:
+   * `refused`, the message and headers (`retry-after`, seconds) of the 429 answer. Other errors
+   * are thrown. Shared by the SDK-served `initialize` and {@link LegacyLifecycle}.
+   */
+  async open(
+    params: { protocolVersion: string; clientInfo: unknown; capabilities: unknown },
+    scope: string,
+    principal: Principal,
+    clientAddress: string | undefined,
+  ): Promise<{ token: string; session: LiveSession } | { refused: { message: string; headers: Record<string, string> } }> {
+    try {
+      return await this.sessions.create({
+        // Opened without credentials (MCP_SESSION_AUTH_REQUIRE_FOR_SESSION=false): bound to
+        // whoever first authenticates on it.
+        principal: isUnauthenticated(principal) ? PENDING_PRINCIPAL : principal.id,
+        endpoint: scope,
+        protocolVersion: params.protocolVersion,
+        clientInfo: params.clientInfo as SessionInit['clientInfo'],
+        capabilities: params.capabilities as SessionInit['capabilities'],
+        // Without credentials, or as the anonymous principal of `none` (every client is that
+        // one principal): capped per client address, not per principal.
+        withoutCredentials: principal.method === 'none',
+        clientAddress,
+      });
+    } catch (error) {
+      if (error instanceof TooManySessionsError) {
+        return { refused: { message: error.message, headers: { 'retry-after': String(Math.ceil(error.retryAfterMs / 1000)) } } };
+      }
+      throw error;
     }
   }
 

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { IncomingHttpHeaders } from 'node:http';
-import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, classifyInboundRequest, isInitializeRequest, isInitializedNotification, isJsonContentType } from '@modelcontextprotocol/server';
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, isInitializeRequest, isInitializedNotification, isJsonContentType } from '@modelcontextprotocol/server';
 import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import type { Principal } from '../../auth/principal.js';
@@ -21,8 +21,11 @@ export interface LifecycleAnswer {
  * `legacyProtocolVersions(SUPPORTED_PROTOCOL_VERSIONS)`: modern revisions start at 2026-07-28).
  */
 const LEGACY_VERSIONS: readonly string[] = SUPPORTED_PROTOCOL_VERSIONS.filter((v) => v < '2026-07-28');
-/** The revisions the SDK's transport accepts in MCP-Protocol-Version on a session's request. */
-const HEADER_VERSIONS = new Set<string>(SUPPORTED_PROTOCOL_VERSIONS);
+/**
+ * The MCP-Protocol-Version values taken (or none): ones the SDK's transport accepts on a
+ * session's request, and that its classifier does not take for modern traffic.
+ */
+const HEADER_VERSIONS = new Set<string>(LEGACY_VERSIONS);
 /** The only members of a message the lifecycle path takes (anything else: the SDK's). */
 const REQUEST_KEYS = new Set(['jsonrpc', 'id', 'method', 'params']);
 const NOTIFICATION_KEYS = new Set(['jsonrpc', 'method', 'params']);
@@ -90,7 +93,10 @@ export class LegacyLifecycle {
     const mcpName = headers['mcp-name'];
     if (Array.isArray(version) || mcpMethod !== undefined || mcpName !== undefined) return undefined;
     if (version !== undefined && !HEADER_VERSIONS.has(version)) return undefined;
-    if (classifyInboundRequest({ httpMethod: 'POST', body, protocolVersionHeader: version }).kind !== 'legacy') return undefined;
+    // The SDK's classifier (`classifyInboundRequest`) takes a JSON-RPC message as legacy when its
+    // params carry no `_meta` (so no envelope claim) and no modern revision is named in the
+    // header: what is checked here and below, without its schema parsing.
+    if (isPlainObject(body.params) && '_meta' in body.params) return undefined;
     return body.method === 'initialize' ? this.initialize(body, scope, principal, clientAddress) : this.initialized(body, headers, scope, principal);
   }
 

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash as digest, randomBytes } from 'node:crypto';
 import { Inject, Injectable, Optional, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { PinoLogger } from 'nestjs-pino';
@@ -102,7 +102,8 @@ export class TooManySessionsError extends Error {
   }
 }
 
-const hash = (token: string) => createHash('sha256').update(token).digest('hex');
+/** SHA-256 (hex) of a session token: the session's id. One-shot `crypto.hash` (no Hash object per call); the same digest as `createHash('sha256').update(token).digest('hex')`. */
+const hash = (token: string) => digest('sha256', token, 'hex');
 
 /**
  * Legacy (2025-era) MCP sessions, kept in PostgreSQL so any replica serves any session. Each
@@ -320,6 +321,21 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     }
     if (now - session.touchedAt >= this.touchEveryMs && !(await this.touch(session, now))) return undefined;
     return session;
+  }
+
+  /**
+   * What {@link resolve} would return, when this replica can tell without I/O: the cached
+   * session for `token` on `endpoint`, open, unexpired and not due for a touch. Undefined
+   * otherwise — not necessarily "no session": then ask {@link resolve}, which loads, expires,
+   * touches and answers unknown, closed and foreign ids. Synchronous, so the steady-state
+   * request of a session costs no promise here.
+   */
+  cached(token: string, endpoint: string): LiveSession | undefined {
+    if (token.length === 0 || token.length > 200) return undefined;
+    const session = this.cache.peek(hash(token));
+    if (!session || session.endpoint !== endpoint) return undefined;
+    const now = this.clock.now();
+    return session.expiresAt > now && now - session.touchedAt < this.touchEveryMs ? session : undefined;
   }
 
   /**

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { PinoLogger } from 'nestjs-pino';
 import pg from 'pg';
@@ -64,6 +65,29 @@ describe('sessions across replicas (expiry from the row, sliding expiry, cap und
     const r = await row(session.id);
     assert.equal(r.closed, false);
     assert.equal(r.expires.getTime(), clock.t + TIMEOUT);
+  });
+
+  it('answers without I/O (cached) only what resolve would return unchanged; the id is the token’s SHA-256', async () => {
+    const { svc } = replica();
+    const { token, session } = await svc.create(init('cached'));
+    // Rows written by earlier builds (createHash) name the same sessions.
+    assert.equal(session.id, createHash('sha256').update(token).digest('hex'));
+    assert.equal(svc.cached(token, ''), session, 'cached, open, fresh');
+    assert.equal(svc.cached(token, 'other'), undefined, 'another endpoint');
+    assert.equal(svc.cached(`${token}x`, ''), undefined, 'unknown token');
+    assert.equal(svc.cached('', ''), undefined, 'empty token');
+    clock.t += touchIntervalMs(TIMEOUT); // a touch is due: only resolve writes it
+    assert.equal(svc.cached(token, ''), undefined, 'touch due');
+    const expiresBefore = (await row(session.id)).expires.getTime();
+    assert.equal((await svc.resolve(token, ''))?.id, session.id);
+    assert.ok((await row(session.id)).expires.getTime() > expiresBefore, 'resolve touched the row');
+    assert.equal(svc.cached(token, '')?.id, session.id, 'fresh again after the touch');
+    clock.t += TIMEOUT; // this copy has expired: the row decides, through resolve
+    assert.equal(svc.cached(token, ''), undefined, 'expired copy');
+    clock.t -= TIMEOUT;
+    await svc.close(session);
+    assert.equal(svc.cached(token, ''), undefined, 'closed');
+    assert.equal(await svc.resolve(token, ''), undefined);
   });
 
   it('never closes a session from a replica’s stale copy: the row decides', async () => {

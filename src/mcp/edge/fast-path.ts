@@ -119,7 +119,8 @@ export class McpFastPath {
       // An envelope claim makes it modern traffic.
       if (params._meta && PROTOCOL_VERSION_META_KEY in params._meta) return undefined;
       if (message.method === 'tools/list' && this.wrapsTools(scope)) return undefined;
-      const session = await this.sessions.sessionFor(token, scope, principal);
+      // Steady state: the cached session, decided without a promise; else the full check.
+      const session = this.sessions.sessionForNow(token, scope, principal) ?? (await this.sessions.sessionFor(token, scope, principal));
       if (!session) return undefined;
       const client = message.method === 'tools/call' ? { capabilities: session.capabilities, sessionId: session.id } : undefined;
       return this.sessions.tracked(session, message, abort, () => this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal, client));

@@ -166,17 +166,40 @@ export class LegacySessions implements OnApplicationBootstrap, BeforeApplication
     return (await this.sessions.bind(session, principal.id)) ? session : undefined;
   }
 
-  /** Runs a legacy request so that a later notifications/cancelled for its id can abort it. */
-  async tracked<T>(session: LiveSession, body: unknown, abort: AbortController | undefined, run: () => Promise<T>): Promise<T> {
+  /**
+   * {@link sessionFor}'s answer when it can be given without I/O — the cached, open session,
+   * not due for a touch, already bound to `principal` (the steady state of every session) —
+   * else undefined: then ask {@link sessionFor}, which decides everything else (unknown,
+   * expired, foreign, pending binding).
+   */
+  sessionForNow(token: string, scope: string, principal: Principal): LiveSession | undefined {
+    const session = this.sessions.cached(token, scope);
+    return session?.principal === principal.id ? session : undefined;
+  }
+
+  /**
+   * Runs a legacy request so that a later notifications/cancelled for its id can abort it: the
+   * request's `abort` is findable under `<session id>:<JSON id>` until `run`'s promise settles
+   * (its own reaction, registered before the caller's, removes it). Returns `run`'s promise;
+   * throws what `run` throws synchronously (callers are async functions: a rejection to theirs).
+   */
+  tracked<T>(session: LiveSession, body: unknown, abort: AbortController | undefined, run: () => Promise<T>): Promise<T> {
     const id = (body as { id?: unknown } | null)?.id;
     if (!abort || (typeof id !== 'string' && typeof id !== 'number')) return run();
     const key = `${session.id}:${JSON.stringify(id)}`;
     this.inflight.set(key, abort);
-    try {
-      return await run();
-    } finally {
+    const untrack = () => {
       if (this.inflight.get(key) === abort) this.inflight.delete(key);
+    };
+    let running: Promise<T>;
+    try {
+      running = run();
+    } catch (error) {
+      untrack();
+      throw error;
     }
+    running.then(untrack, untrack);
+    return running;
   }
 
   /**

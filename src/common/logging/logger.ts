@@ -19,7 +19,7 @@ export async function createRootLogger(config: AppConfig, destination?: Destinat
     {
       level: config.log.level,
       base: { service: 'gatehouse' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTime,
       formatters: {
         level: (label) => ({ level: label }),
         log: (object) => redactDeep(object) as Record<string, unknown>,
@@ -28,4 +28,27 @@ export async function createRootLogger(config: AppConfig, destination?: Destinat
     },
     stream,
   );
+}
+
+/** The second {@link isoTime} last formatted (ms since the epoch, a multiple of 1000), and its text up to the milliseconds. */
+let formattedSecond = Number.NaN;
+let secondPrefix = '';
+
+/**
+ * pino's timestamp field, `,"time":"2026-11-30T02:05:58.123Z"` — exactly what
+ * `pino.stdTimeFunctions.isoTime` writes (`Date#toISOString` of `Date.now()`), with the part up
+ * to the seconds formatted once per second instead of once per record. `now`: ms since the
+ * epoch (for tests).
+ */
+export function isoTime(now: number = Date.now()): string {
+  const ms = now % 1000;
+  if (!Number.isInteger(now) || ms < 0) return `,"time":"${new Date(now).toISOString()}"`;
+  const second = now - ms;
+  if (second !== formattedSecond) {
+    const iso = new Date(second).toISOString();
+    // `…:ss.000Z`: everything before the milliseconds (years past 9999 have more digits in front).
+    secondPrefix = `,"time":"${iso.slice(0, -4)}`;
+    formattedSecond = second;
+  }
+  return `${secondPrefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`;
 }

@@ -3,6 +3,7 @@ import { Global, Inject, Injectable, Module, Scope, type DynamicModule } from '@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger as NestPinoLogger, PARAMS_PROVIDER_TOKEN, PinoLogger, type Params } from 'nestjs-pino';
 import type { Logger } from 'pino';
+import { isProbePath } from '../http/host-origin.js';
 import { redactUrl } from './redact.js';
 
 /*
@@ -15,8 +16,6 @@ import { redactUrl } from './redact.js';
  * built only if something inside the request logs, and the access line built from plain fields.
  * nestjs-pino's `PinoLogger` stays the injectable every service logs through.
  */
-
-const PROBE_PATHS = new Set(['/healthz', '/readyz']);
 
 /** Headers worth having in an access log line; everything else is left out, not redacted. */
 const LOGGED_HEADERS = ['user-agent', 'content-type', 'content-length', 'mcp-protocol-version', 'mcp-method', 'accept'] as const;
@@ -110,7 +109,7 @@ export function installRequestLogging(fastify: FastifyInstance, logger: Logger):
   });
   /** The access line; `statusCode` undefined when the client went away before the response. */
   const line = (request: FastifyRequest, statusCode: number | undefined): void => {
-    if (PROBE_PATHS.has(request.url.split('?', 1)[0])) return;
+    if (isProbePath(request.url)) return;
     const begun = (request as Timed)[started];
     const record = {
       requestId: request.id,

@@ -166,7 +166,7 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
    * lookup compares strings only on an equal (process-seeded) V8 string hash, so the timing of
    * a miss reveals nothing about remembered keys (docs/auth.md, `api_key`).
    */
-  private readonly hashes = new LRUCache<string, { hash: string; fixed: Principal | undefined }>({ max: MAX_HASHED, ttl: CACHE_MS });
+  private readonly hashes = new LRUCache<string, { hash: string; fixed: Principal | undefined }>({ max: MAX_HASHED, ttl: CACHE_MS, ttlResolution: 0 });
 
   constructor(
     @InjectRepository(ApiKeyEntity) private readonly repo: Repository<ApiKeyEntity>,
@@ -221,9 +221,10 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
 
   /**
    * The principal for a presented key, or why it is refused (unknown, revoked, expired, owner
-   * disabled). Throws only if the database fails.
+   * disabled). Synchronous when everything it needs is in memory (the key's hash, its record,
+   * its owner), a promise otherwise. Throws (or rejects) only if the database fails.
    */
-  async verify(key: string): Promise<KeyCheck> {
+  verify(key: string): KeyCheck | Promise<KeyCheck> {
     const known = this.hashes.get(key);
     if (known?.fixed) return { principal: known.fixed };
     const hash = known ? known.hash : hashApiKey(key, this.config.auth.apiKeyPepper);
@@ -234,23 +235,40 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
         return { principal: fixed };
       }
     }
-    let record = this.keys.peek(hash);
-    if (!record) {
-      if (this.unknown.get(hash)) return NOT_VALID;
-      try {
-        record = await this.keys.get(hash);
-      } catch (error) {
-        if (!(error instanceof UnknownKeyHash)) throw error;
-        this.unknown.set(hash, true);
-        this.hashes.delete(key);
-        return NOT_VALID;
-      }
+    const record = this.keys.peek(hash);
+    if (!record) return this.loadAndCheck(key, hash, known !== undefined);
+    if (!known) this.hashes.set(key, { hash, fixed: undefined });
+    return this.check(record);
+  }
+
+  /** {@link verify} for a key whose record is not cached: loads it (an unknown hash is remembered apart). */
+  private async loadAndCheck(key: string, hash: string, known: boolean): Promise<KeyCheck> {
+    if (this.unknown.get(hash)) return NOT_VALID;
+    let record: KeyRecord;
+    try {
+      record = await this.keys.get(hash);
+    } catch (error) {
+      if (!(error instanceof UnknownKeyHash)) throw error;
+      this.unknown.set(hash, true);
+      this.hashes.delete(key);
+      return NOT_VALID;
     }
     if (!known) this.hashes.set(key, { hash, fixed: undefined });
+    return this.check(record);
+  }
+
+  /** A stored key's verdict from its record and its owner (read from the users cache, waited for only when not cached). */
+  private check(record: KeyRecord): KeyCheck | Promise<KeyCheck> {
     if (record.revoked) return { problem: 'the API key has been revoked' };
     const now = Date.now();
     if (record.expiresAt !== null && record.expiresAt <= now) return { problem: 'the API key has expired' };
-    const owner = record.userId === null ? null : await this.users.byId(record.userId);
+    if (record.userId === null) return this.admit(record, null, now);
+    const owner = this.users.cachedById(record.userId);
+    return owner !== undefined ? this.admit(record, owner, now) : this.users.byId(record.userId).then((loaded) => this.admit(record, loaded, now));
+  }
+
+  /** The principal of an unrevoked, unexpired key whose owner (null for none) is `owner`; `now` in ms. */
+  private admit(record: KeyRecord, owner: UserEntity | null, now: number): KeyCheck {
     if (record.userId !== null && !owner) return NOT_VALID;
     if (owner?.disabled) return { problem: "the API key's owner is disabled" };
     let memo = this.principals.get(record);

@@ -1,12 +1,14 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { AppConfig } from '../../config/config.schema.js';
 import { redactDeep } from './redact.js';
+import { AccessLine } from './request-logging.js';
 
 /**
  * The root pino logger. JSON in production (one object a line, for the cluster's log
  * collector); human-readable only when `LOG_FORMAT=pretty` or in development, and only if
  * the dev dependency `pino-pretty` is installed. Every record passes through
- * {@link redactDeep} (which copies nothing when nothing needs redacting). The per-request
+ * {@link redactDeep} (which copies nothing when nothing needs redacting), except access lines
+ * ({@link AccessLine}), which are built from non-sensitive fields only. The per-request
  * scope and access log are `request-logging.ts`.
  */
 export async function createRootLogger(config: AppConfig, destination?: DestinationStream): Promise<Logger> {
@@ -22,7 +24,8 @@ export async function createRootLogger(config: AppConfig, destination?: Destinat
       timestamp: isoTime,
       formatters: {
         level: (label) => ({ level: label }),
-        log: (object) => redactDeep(object) as Record<string, unknown>,
+        // An access line is made of fields known not to need it (request-logging.ts).
+        log: (object) => (object instanceof AccessLine ? object : (redactDeep(object) as Record<string, unknown>)),
       },
       serializers: { err: pino.stdSerializers.err, error: pino.stdSerializers.err },
     },

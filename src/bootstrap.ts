@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
 import { openAccessVerdict } from './auth/open-access.js';
 import { ConnectionDrainer } from './common/http/connection-drainer.js';
-import { HostOriginRules, hostOriginHook } from './common/http/host-origin.js';
+import { HostOriginRules, hostOriginHook, isProbePath } from './common/http/host-origin.js';
 import { installRequestLogging } from './common/logging/request-logging.js';
 import { clientErrorHandler, frameworkErrors, installInputLimits } from './common/http/input-limits.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
@@ -131,8 +131,7 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     void reply.header(REQUEST_ID_HEADER, request.id);
     // Between listening and the end of migrations only the probes answer; everything else
     // gets a clear 503 instead of a 500 from a missing table.
-    const path = request.url.split('?')[0];
-    if (!schema.isMigrated && path !== '/healthz' && path !== '/readyz') {
+    if (!schema.isMigrated && !isProbePath(request.url)) {
       void reply
         .status(503)
         .header('retry-after', '2')

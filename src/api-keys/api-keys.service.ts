@@ -27,6 +27,8 @@ const LAST_USED_EVERY_MS = 60_000;
 const MAX_CACHED = 50_000;
 /** Hashes presented that match no key: kept apart, so a spray of random keys evicts no valid entry. */
 const MAX_UNKNOWN = 10_000;
+/** Presented keys whose keyed hash is remembered ({@link ApiKeysService} `hashes`): at most this many, each at most {@link CACHE_MS}. */
+const MAX_HASHED = 1_000;
 
 export interface ApiKeyView {
   id: string;
@@ -150,6 +152,21 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly principals = new WeakMap<KeyRecord, { owner: UserEntity | null; principal: Principal }>();
   private readonly lastUsedWritten = new Map<string, number>();
   private readonly staticKeys: { hash: string; principal: Principal }[];
+  /**
+   * The keyed hash of recently verified keys, by the presented key (with the static key's
+   * principal when it is one of MCP_API_KEYS), so a client sending the same key on every
+   * request costs one map read instead of an HMAC-SHA-256 and the constant-time comparisons.
+   * It maps a key to its hash only — a function of the key and the pepper, both fixed for the
+   * process —, never to a verdict: revocation, expiry and the owner's state are checked on the
+   * key's record on every request, as without it. Only keys that matched a static key or a
+   * stored record enter it (never a guessed or mistyped string), at most {@link MAX_HASHED},
+   * each for at most {@link CACHE_MS}; it is never serialized, logged or exposed, and is cleared
+   * at shutdown. Holding presented keys in memory adds no exposure the process does not
+   * already have: it holds the pepper, MCP_API_KEYS and every in-flight request's key. The
+   * lookup compares strings only on an equal (process-seeded) V8 string hash, so the timing of
+   * a miss reveals nothing about remembered keys (docs/auth.md, `api_key`).
+   */
+  private readonly hashes = new LRUCache<string, { hash: string; fixed: Principal | undefined }>({ max: MAX_HASHED, ttl: CACHE_MS, ttlResolution: 0 });
 
   constructor(
     @InjectRepository(ApiKeyEntity) private readonly repo: Repository<ApiKeyEntity>,
@@ -192,36 +209,66 @@ export class ApiKeysService implements OnModuleInit, BeforeApplicationShutdown {
   beforeApplicationShutdown(): void {
     this.keys.dispose();
     this.unknown.clear();
+    this.hashes.clear();
   }
 
   /** Whether `key` is one of the static MCP_API_KEYS (they need not have the gatehouse_ shape). */
   isStaticKey(key: string): boolean {
-    return this.staticKeys.length > 0 && this.staticMatch(hashApiKey(key, this.config.auth.apiKeyPepper)) !== undefined;
+    if (this.staticKeys.length === 0) return false;
+    const known = this.hashes.get(key);
+    return (known ? known.fixed : this.staticMatch(hashApiKey(key, this.config.auth.apiKeyPepper))) !== undefined;
   }
 
   /**
    * The principal for a presented key, or why it is refused (unknown, revoked, expired, owner
-   * disabled). Throws only if the database fails.
+   * disabled). Synchronous when everything it needs is in memory (the key's hash, its record,
+   * its owner), a promise otherwise. Throws (or rejects) only if the database fails.
    */
-  async verify(key: string): Promise<KeyCheck> {
-    const hash = hashApiKey(key, this.config.auth.apiKeyPepper);
-    const fixed = this.staticMatch(hash);
-    if (fixed) return { principal: fixed };
-    let record = this.keys.peek(hash);
-    if (!record) {
-      if (this.unknown.get(hash)) return NOT_VALID;
-      try {
-        record = await this.keys.get(hash);
-      } catch (error) {
-        if (!(error instanceof UnknownKeyHash)) throw error;
-        this.unknown.set(hash, true);
-        return NOT_VALID;
+  verify(key: string): KeyCheck | Promise<KeyCheck> {
+    const known = this.hashes.get(key);
+    if (known?.fixed) return { principal: known.fixed };
+    const hash = known ? known.hash : hashApiKey(key, this.config.auth.apiKeyPepper);
+    if (!known) {
+      const fixed = this.staticMatch(hash);
+      if (fixed) {
+        this.hashes.set(key, { hash, fixed });
+        return { principal: fixed };
       }
     }
+    const record = this.keys.peek(hash);
+    if (!record) return this.loadAndCheck(key, hash, known !== undefined);
+    if (!known) this.hashes.set(key, { hash, fixed: undefined });
+    return this.check(record);
+  }
+
+  /** {@link verify} for a key whose record is not cached: loads it (an unknown hash is remembered apart). */
+  private async loadAndCheck(key: string, hash: string, known: boolean): Promise<KeyCheck> {
+    if (this.unknown.get(hash)) return NOT_VALID;
+    let record: KeyRecord;
+    try {
+      record = await this.keys.get(hash);
+    } catch (error) {
+      if (!(error instanceof UnknownKeyHash)) throw error;
+      this.unknown.set(hash, true);
+      this.hashes.delete(key);
+      return NOT_VALID;
+    }
+    if (!known) this.hashes.set(key, { hash, fixed: undefined });
+    return this.check(record);
+  }
+
+  /** A stored key's verdict from its record and its owner (read from the users cache, waited for only when not cached). */
+  private check(record: KeyRecord): KeyCheck | Promise<KeyCheck> {
     if (record.revoked) return { problem: 'the API key has been revoked' };
     const now = Date.now();
     if (record.expiresAt !== null && record.expiresAt <= now) return { problem: 'the API key has expired' };
-    const owner = record.userId === null ? null : await this.users.byId(record.userId);
+    if (record.userId === null) return this.admit(record, null, now);
+    const owner = this.users.cachedById(record.userId);
+    return owner !== undefined ? this.admit(record, owner, now) : this.users.byId(record.userId).then((loaded) => this.admit(record, loaded, now));
+  }
+
+  /** The principal of an unrevoked, unexpired key whose owner (null for none) is `owner`; `now` in ms. */
+  private admit(record: KeyRecord, owner: UserEntity | null, now: number): KeyCheck {
     if (record.userId !== null && !owner) return NOT_VALID;
     if (owner?.disabled) return { problem: "the API key's owner is disabled" };
     let memo = this.principals.get(record);

@@ -73,14 +73,21 @@ export class AuthGuard implements CanActivate {
     return access;
   }
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  /** Whether the request may reach its route; throws 401/403. Synchronous when authentication is (see {@link AuthenticationService.principalOf}). */
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     const { isPublic, permission, anyPrincipal, isMcp } = this.access(context);
     if (isPublic) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest & { principal?: Principal }>();
     if (!permission && !anyPrincipal) {
       throw new AppError(ErrorCode.Forbidden, `${request.method} ${request.routeOptions.url ?? request.url} declares no permission and is closed`);
     }
-    const principal = (await this.authentication.authenticate(request)) ?? this.withoutCredentials(request, isMcp);
+    const found = this.authentication.principalOf(request);
+    return found instanceof Promise ? found.then((principal) => this.admit(request, principal, permission, isMcp)) : this.admit(request, found, permission, isMcp);
+  }
+
+  /** Sets the request's principal (`found`, or who a request without credentials is) and checks `permission`; throws 401/403. */
+  private admit(request: FastifyRequest & { principal?: Principal }, found: Principal | null, permission: Permission | undefined, isMcp: boolean): true {
+    const principal = found ?? this.withoutCredentials(request, isMcp);
     request.principal = principal;
     if (!permission) {
       if (isUnauthenticated(principal)) throw this.missing(request);

@@ -17,7 +17,7 @@ import type { TrustedHeaderStrategy } from './strategies/trusted-header.strategy
 const KEYS = 'test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=';
 
 /** An AuthenticationService with API keys on, whose api_key strategy's `validate` is `validate`. */
-function serviceWith(validate: (req: CredentialRequest) => Promise<Principal | false>) {
+function serviceWith(validate: (req: CredentialRequest) => Principal | false | Promise<Principal | false>) {
   const result = loadConfig({ NODE_ENV: 'test', GATEHOUSE_ENCRYPTION_KEYS: KEYS, MCP_AUTH_STRATEGY: 'api_key' }, null);
   if (!result.ok) throw new Error(result.errors.join('\n'));
   const seen: CredentialRequest[] = [];
@@ -57,5 +57,36 @@ describe('AuthenticationService calls the chosen strategy directly', () => {
     const broken = new Error('database unreachable');
     const failing = serviceWith(() => Promise.reject(broken));
     await assert.rejects(failing.service.authenticate(request('x')), (e: unknown) => e === broken);
+  });
+
+  it('answers without a promise when the strategy does (a key checked in memory), with the same outcomes', () => {
+    const principal: Principal = { ...ANONYMOUS_PRINCIPAL, id: 'key:k1', method: 'api_key' };
+    assert.equal(serviceWith(() => principal).service.principalOf(request('gatehouse_abc')), principal);
+    assert.equal(serviceWith(() => principal).service.principalOf({ ...request('k'), headers: {}, raw: { rawHeaders: [] } } as unknown as FastifyRequest), null, 'no credentials');
+    assert.throws(
+      () => serviceWith(() => false).service.principalOf(request('x')),
+      (e: unknown) => e instanceof AppError && e.status === 401 && /the credentials are not valid/.test(e.message),
+    );
+    assert.throws(
+      () =>
+        serviceWith(() => {
+          throw new InvalidTokenError('the API key has been revoked');
+        }).service.principalOf(request('x')),
+      (e: unknown) => e instanceof AppError && e.status === 401 && /revoked/.test(e.message),
+    );
+    const broken = new Error('database unreachable');
+    assert.throws(
+      () =>
+        serviceWith(() => {
+          throw broken;
+        }).service.principalOf(request('x')),
+      (e: unknown) => e === broken,
+    );
+  });
+
+  it('still answers authenticate() with a promise, rejected on refusal, whatever the strategy', async () => {
+    await assert.rejects(serviceWith(() => false).service.authenticate(request('x')), (e: unknown) => e instanceof AppError && e.status === 401);
+    const principal: Principal = { ...ANONYMOUS_PRINCIPAL, id: 'key:k1', method: 'api_key' };
+    assert.equal(await serviceWith(() => principal).service.authenticate(request('x')), principal);
   });
 });

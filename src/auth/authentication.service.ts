@@ -81,9 +81,20 @@ export function authError(config: AppConfig, request: FastifyRequest, status: 40
   return new AppError(code, message, { headers: { 'www-authenticate': `Bearer ${parts.join(', ')}` } });
 }
 
-/** What {@link AuthenticationService} calls of a strategy: passport-custom's verify, `validate(req)`. */
+type StrategyResult = Principal | false | null | undefined;
+
+/** What {@link AuthenticationService} calls of a strategy: passport-custom's verify, `validate(req)` (synchronous or not). */
 interface CredentialStrategy {
-  validate(req: CredentialRequest): Promise<Principal | false | null | undefined>;
+  validate(req: CredentialRequest): StrategyResult | Promise<StrategyResult>;
+}
+
+/** A strategy's failure as an Error (passport strategies may throw anything). */
+const asError = (error: unknown): Error => (error instanceof Error ? error : new Error('authentication failed'));
+
+/** A strategy's user: a falsy one is "the credentials are not valid". */
+function accepted(user: StrategyResult): Principal {
+  if (!user) throw new InvalidTokenError('the credentials are not valid');
+  return user;
 }
 
 /**
@@ -135,20 +146,36 @@ export class AuthenticationService {
   }
 
   /**
-   * The principal for the request's credentials; null when it carries none. Throws 400/401/403.
-   * Ambiguous credentials are refused with 400 `invalid_request`, never resolved by picking
-   * one: two `Authorization` or two `X-API-Key` headers, or an `X-API-Key` and an
+   * The principal for the request's credentials; null when it carries none. Rejects with
+   * 400/401/403. Ambiguous credentials are refused with 400 `invalid_request`, never resolved
+   * by picking one: two `Authorization` or two `X-API-Key` headers, or an `X-API-Key` and an
    * `Authorization: Bearer` that authenticate as different principals (the same key in both is
    * fine). JWT audiences are checked against the request's resource ({@link requestResource}).
    */
   async authenticate(request: FastifyRequest): Promise<Principal | null> {
+    return this.principalOf(request);
+  }
+
+  /**
+   * {@link authenticate} without a promise when none is needed: synchronous when the
+   * credential's check is (an API key whose hash, record and owner are in memory) — the
+   * principal or null, refusals thrown —, otherwise a promise of the same (refusals rejected).
+   * The guard calls this: a fast path of about a dozen fewer promises per request.
+   */
+  principalOf(request: FastifyRequest): Principal | null | Promise<Principal | null> {
     if (this.open) return null;
     const found = this.classify(request);
     if (found.length === 0) return null;
     const resource = requestResource(this.config.http.publicUrl, request.url);
-    const first = await this.verifyOne(request, found[0], resource);
+    const first = this.verifyOne(request, found[0], resource);
     if (found.length === 1) return first;
-    const second = await this.verifyOne(request, found[1], resource);
+    return this.sameForBoth(request, first, found[1], resource);
+  }
+
+  /** An X-API-Key and a bearer token: both verified (in that order), and they must name one principal. */
+  private async sameForBoth(request: FastifyRequest, verifying: Principal | Promise<Principal>, other: [StrategyName, Credential], resource: RequestResource): Promise<Principal> {
+    const first = await verifying;
+    const second = await this.verifyOne(request, other, resource);
     if (second.id !== first.id) {
       throw authError(this.config, request, 400, 'X-API-Key and Authorization name different principals; send one credential', {
         error: 'invalid_request',
@@ -158,32 +185,35 @@ export class AuthenticationService {
     return first;
   }
 
-  private async verifyOne(request: FastifyRequest, [strategy, credential]: [StrategyName, Credential], resource: RequestResource): Promise<Principal> {
-    try {
-      // Strategies get a small object of their own, not the Fastify request: passport decorates
-      // what it is given (req.login, …), and reshaping every request object slows the rest of
-      // the request pipeline.
-      return await this.run(strategy, { credential, resource });
-    } catch (error) {
+  private verifyOne(request: FastifyRequest, [strategy, credential]: [StrategyName, Credential], resource: RequestResource): Principal | Promise<Principal> {
+    const refused = (error: unknown): never => {
       if (error instanceof InvalidTokenError) {
         throw authError(this.config, request, 401, `Unauthorized: ${error.message}`, { error: 'invalid_token', description: error.message });
       }
       throw error;
+    };
+    try {
+      // Strategies get a small object of their own, not the Fastify request: passport decorates
+      // what it is given (req.login, …), and reshaping every request object slows the rest of
+      // the request pipeline.
+      const principal = this.run(strategy, { credential, resource });
+      return principal instanceof Promise ? principal.catch(refused) : principal;
+    } catch (error) {
+      return refused(error);
     }
   }
 
-  private async run(name: StrategyName, request: CredentialRequest): Promise<Principal> {
+  private run(name: StrategyName, request: CredentialRequest): Principal | Promise<Principal> {
     const strategy = this.strategies.get(name);
     // classify() only yields enabled strategies.
     if (!strategy) throw new Error(`strategy ${name} is not enabled`);
-    let user: Principal | false | null | undefined;
+    let user: StrategyResult | Promise<StrategyResult>;
     try {
-      user = await strategy.validate(request);
+      user = strategy.validate(request);
     } catch (error) {
-      throw error instanceof Error ? error : new Error('authentication failed');
+      throw asError(error);
     }
-    if (!user) throw new InvalidTokenError('the credentials are not valid');
-    return user;
+    return user instanceof Promise ? user.then(accepted, (error: unknown) => Promise.reject(asError(error))) : accepted(user);
   }
 
   /** The request's credentials: none, one, or an X-API-Key and a bearer token to compare. */

@@ -55,9 +55,22 @@ export function installOAuthServer(
   const pages = new InteractionPages(options.config, options.resolver);
   const rules = HostOriginRules.fromConfig(options.config);
   const publicUrl = new URL(options.config.http.publicUrl);
-  fastify.addHook('onRequest', async (request, reply) => {
-    const path = request.url.split('?')[0];
-    if (!isOAuthServerPath(path)) return;
+  // Synchronous for every other path (no promise per request): only the authorization
+  // server's paths enter the asynchronous part, which ends by handing on, replying or hijacking.
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const queryAt = request.url.indexOf('?');
+    const path = queryAt === -1 ? request.url : request.url.slice(0, queryAt);
+    if (!isOAuthServerPath(path)) {
+      done();
+      return;
+    }
+    serve(request, reply, path).then(
+      () => done(),
+      (error: Error | undefined) => done(error ?? new Error('the authorization server hook failed')),
+    );
+  });
+
+  async function serve(request: FastifyRequest, reply: FastifyReply, path: string): Promise<unknown> {
     const cors = CORS_PATHS.has(path);
     const head = request.raw as unknown as RequestHead;
     // Pages sent with `Referrer-Policy: no-referrer` make Chromium post their forms with
@@ -128,7 +141,7 @@ export function installOAuthServer(
     // Headers set on the Fastify reply so far (request id, CORS) go out with oidc-provider's answer.
     for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) reply.raw.setHeader(name, value);
     void provider.callback()(raw, reply.raw);
-  });
+  }
 }
 
 /** {@link installOAuthServer} with its parts taken from the Nest application (bootstrap). */

@@ -32,8 +32,13 @@ export class RateLimitAddressGuard implements CanActivate {
     private readonly limits: RateLimitService,
   ) {}
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  /** Synchronous (no promise for Nest to await) when limits are off or the route is public. */
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     if (!this.limits.enabled || isPublic(this.reflector, context)) return true;
+    return this.check(context);
+  }
+
+  private async check(context: ExecutionContext): Promise<boolean> {
     const http = context.switchToHttp();
     const request = http.getRequest<FastifyRequest>();
     const exhausted = await this.limits.addressExhausted(request.ip);
@@ -61,11 +66,16 @@ export class RateLimitPrincipalGuard implements CanActivate {
     private readonly limits: RateLimitService,
   ) {}
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  /** Synchronous (no promise for Nest to await) when limits are off, the route is public or nobody was authenticated. */
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     if (!this.limits.enabled || isPublic(this.reflector, context)) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest & { principal?: Principal }>();
     const principal = request.principal;
     if (!principal) return true;
+    return this.charge(request, principal);
+  }
+
+  private async charge(request: FastifyRequest, principal: Principal): Promise<boolean> {
     const decision = isUnauthenticated(principal)
       ? await this.limits.chargeAddress(request.ip)
       : await this.limits.chargePrincipal(principal.method === 'none' ? `none:${request.ip}` : principal.id);

@@ -155,9 +155,14 @@ export class UsersService implements BeforeApplicationShutdown {
 
   /** The user with id `id` (cached; dropped on `users.changed`), or null if there is none. */
   async byId(id: string): Promise<UserEntity | null> {
-    if (!isUuid(id)) return null;
-    const hit = this.users.peek(id);
+    const hit = this.cachedById(id);
     return hit !== undefined ? hit : this.users.get(id);
+  }
+
+  /** {@link byId} without waiting: the user, or null if there is none, when known in memory; undefined when it must be loaded. */
+  cachedById(id: string): UserEntity | null | undefined {
+    if (!isUuid(id)) return null;
+    return this.users.peek(id);
   }
 
   private async upsert([issuer, subject, email, displayName, groups]: [string, string, string | null, string | null, string[]]): Promise<UserEntity> {

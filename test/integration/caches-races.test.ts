@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { syncBuiltinESMExports } from 'node:module';
 import { describe, it } from 'node:test';
 import type { JWTPayload } from 'jose';
 import type { PinoLogger } from 'nestjs-pino';
@@ -237,5 +239,56 @@ describe('per-replica caches: a read racing a change is never cached', () => {
     await users.patch(USER_ID, { roles: ['admin'] }, admin);
     assert.deepEqual(bus.published.map(({ topic, data }) => ({ topic, data })), [{ topic: 'users.changed', data: { id: USER_ID } }], 'published (in the transaction), not yet delivered');
     assert.deepEqual((await tokens.authenticate('token-1', API)).roles, ['admin'], 'the next request here sees the new role');
+  });
+});
+
+/** Counts `crypto.createHmac` calls while `body` runs (the keyed hash of a presented API key is one). */
+async function countingHmacs<T>(body: (count: () => number) => Promise<T>): Promise<T> {
+  const original = crypto.createHmac;
+  let n = 0;
+  crypto.createHmac = ((...args: Parameters<typeof original>) => {
+    n++;
+    return original(...args);
+  });
+  syncBuiltinESMExports();
+  try {
+    return await body(() => n);
+  } finally {
+    crypto.createHmac = original;
+    syncBuiltinESMExports();
+  }
+}
+
+describe('API keys: the keyed hash of a presented key is remembered, never its verdict', () => {
+  it('hashes a verified key once, still refuses it at once when revoked, and remembers no unknown key', async () => {
+    const bus = new FakeBus();
+    const reads = new HeldReads();
+    const pepper = 'pepper-for-the-memo-test-0123456789';
+    const key = 'gatehouse_memotestkey0123456789abcdefghijk';
+    const staticKey = 'a-static-bootstrap-key-0123456789';
+    const stored = hashApiKey(key, pepper);
+    const staticId = `static-${hashApiKey(staticKey, pepper).slice(0, 12)}`;
+    const repo = {
+      query: (_sql: string, [h]: [string]) => (h === stored ? reads.query() : Promise.resolve([])),
+      update: () => Promise.resolve(),
+    } as unknown as Repository<ApiKeyEntity>;
+    const config = { auth: { staticApiKeys: [staticKey], apiKeyPepper: pepper } } as unknown as AppConfig;
+    const keys = new ApiKeysService(repo, config, bus as unknown as ChangeBusService, sessions, logger, usersOn(new HeldReads(), bus));
+    const row = (revoked: boolean) => ({ id: KEY_ID, name: 'bot', user_id: null, role: 'member', scopes: ['mcp'], expires_at: null, revoked_at: revoked ? new Date() : null });
+    reads.rows = [row(false)];
+    await countingHmacs(async (hmacs) => {
+      for (let i = 0; i < 3; i++) assert.ok('principal' in (await keys.verify(key)));
+      assert.equal(hmacs(), 1, 'one HMAC for three verifications of a stored key');
+      for (let i = 0; i < 3; i++) assert.equal(((await keys.verify(staticKey)) as { principal: { keyId: string } }).principal.keyId, staticId);
+      assert.equal(keys.isStaticKey(staticKey), true);
+      assert.equal(keys.isStaticKey(key), false);
+      assert.equal(hmacs(), 2, 'one more for the static key, verified three times and classified twice');
+      reads.rows = [row(true)];
+      bus.emit('api_keys.changed', { id: KEY_ID });
+      assert.deepEqual(await keys.verify(key), { problem: 'the API key has been revoked' }, 'revocation is checked on the record: effective at once');
+      const unknown = 'gatehouse_unknownkey0123456789abcdefghijklm';
+      for (let i = 0; i < 2; i++) assert.deepEqual(await keys.verify(unknown), { problem: 'the API key is not valid' });
+      assert.equal(hmacs(), 4, 'a key that matches nothing is hashed every time (never remembered)');
+    });
   });
 });

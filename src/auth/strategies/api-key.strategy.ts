@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { Strategy } from 'passport-custom';
-import { ApiKeysService } from '../../api-keys/api-keys.service.js';
+import { ApiKeysService, type KeyCheck } from '../../api-keys/api-keys.service.js';
 import { InvalidTokenError } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
 import { credentialOf, type CredentialRequest } from './credential.js';
@@ -18,9 +18,14 @@ export class ApiKeyStrategy extends PassportStrategy(Strategy, 'api_key') {
     return isolatedPassport;
   }
 
-  async validate(req: CredentialRequest): Promise<Principal> {
-    const check = await this.keys.verify(credentialOf(req, 'api_key').value);
-    if ('problem' in check) throw new InvalidTokenError(check.problem);
-    return check.principal;
+  /** The key's principal; throws (or rejects with) {@link InvalidTokenError} saying why it is refused. Synchronous when the key's verification is. */
+  validate(req: CredentialRequest): Principal | Promise<Principal> {
+    const check = this.keys.verify(credentialOf(req, 'api_key').value);
+    return check instanceof Promise ? check.then(principalOf) : principalOf(check);
   }
+}
+
+function principalOf(check: KeyCheck): Principal {
+  if ('problem' in check) throw new InvalidTokenError(check.problem);
+  return check.principal;
 }

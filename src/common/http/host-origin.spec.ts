@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HostOriginRules, parseHost, type RequestHead } from './host-origin.js';
+import { HostOriginRules, isProbePath, parseHost, type RequestHead } from './host-origin.js';
 
 const rules = new HostOriginRules(true, ['localhost', '127.0.0.1', '[::1]', 'MCP.Example.com'], ['https://app.example.com', '*']);
 const head = (method: string, url: string, headers: Record<string, string>, extraHosts: string[] = []): RequestHead => ({
@@ -61,5 +61,17 @@ describe('Host/Origin rules', () => {
     const refusal = rules.check(head('GET', '/api/v1/me', { host: long }));
     assert.equal(refusal?.status, 403);
     assert.ok((refusal?.message.length ?? 0) < 200, refusal?.message);
+  });
+
+  it('answers the same for a Host seen before (the last parse is reused) as for a new one', () => {
+    const fresh = new HostOriginRules(true, ['localhost'], []);
+    for (const [host, status] of [['localhost:1', undefined], ['localhost:1', undefined], ['a b', 400], ['a b', 400], ['evil.example', 403], ['localhost:1', undefined], ['evil.example', 403]] as const) {
+      assert.equal(fresh.check(head('POST', '/mcp', { host }))?.status, status, host);
+    }
+  });
+
+  it('tells the probes by their path, whatever the query', () => {
+    for (const url of ['/healthz', '/readyz', '/readyz?full=1', '/healthz?']) assert.equal(isProbePath(url), true, url);
+    for (const url of ['/healthz/', '/mcp', '/api/v1/readyz', '/mcp?/healthz', '']) assert.equal(isProbePath(url), false, url);
   });
 });

@@ -21,6 +21,12 @@ export interface HostOriginRefusal {
 /** Paths answered whatever the `Host` (Kubernetes probes send `Host: <pod IP>:<port>`). */
 export const PROBE_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 
+/** Whether a request target (path, then maybe `?query`) is one of the {@link PROBE_PATHS}. */
+export function isProbePath(url: string): boolean {
+  const queryAt = url.indexOf('?');
+  return PROBE_PATHS.has(queryAt === -1 ? url : url.slice(0, queryAt));
+}
+
 /** Methods a browser may send cross-site without side effects being expected of them (RFC 9110 §9.2.1). */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -110,6 +116,9 @@ export interface RequestHead {
 export class HostOriginRules {
   private readonly allowedHosts: ReadonlySet<string>;
   private readonly allowedOrigins: ReadonlySet<string>;
+  /** The last `Host` value {@link check} parsed, and its parse (clients send the same one request after request). */
+  private lastHost: string | undefined;
+  private lastParsed: Readonly<ParsedHost> | undefined;
 
   /**
    * @param protection `HTTP_DNS_REBINDING_PROTECTION`
@@ -155,10 +164,13 @@ export class HostOriginRules {
     if (hosts > 1) return badRequest('more than one Host header (RFC 9112 §3.2)');
     const hostHeader = request.headers.host;
     const host = typeof hostHeader === 'string' ? hostHeader : undefined;
-    const queryAt = request.url.indexOf('?');
-    const isProbe = PROBE_PATHS.has(queryAt === -1 ? request.url : request.url.slice(0, queryAt));
+    const isProbe = isProbePath(request.url);
     if (host === undefined || host === '') return isProbe ? undefined : badRequest('the Host header is missing or empty');
-    let parsed = parseHost(host);
+    if (host !== this.lastHost) {
+      this.lastParsed = parseHost(host);
+      this.lastHost = host;
+    }
+    let parsed = this.lastParsed;
     if (!parsed) return badRequest(`the Host header ${show(host)} is not a valid host[:port]`);
     if (isProbe) return undefined;
     // An absolute-form target (`GET http://name/path`) names the host itself; the server must use

@@ -95,7 +95,9 @@ export function installInputLimits(app: NestFastifyApplication, fastify: Fastify
       sendError(new AppError(ErrorCode.ServiceUnavailable, 'Gatehouse is shutting down; retry (another replica will answer)'), request, reply);
       return;
     }
-    if (options.bodyTimeoutMs > 0 && expectsBody(request.raw) && !request.raw.complete) armBodyTimer(request, reply, options.bodyTimeoutMs);
+    // Checked again once this turn of the event loop is over: a body that came with the headers
+    // (most small ones do) has been read by then and needs no timer, nor its two listeners.
+    if (options.bodyTimeoutMs > 0 && expectsBody(request.raw) && !request.raw.complete) setImmediate(armBodyTimer, request, reply, options.bodyTimeoutMs);
     done();
   });
 }
@@ -103,9 +105,10 @@ export function installInputLimits(app: NestFastifyApplication, fastify: Fastify
 const expectsBody = (raw: IncomingMessage) =>
   raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] !== undefined && raw.headers['content-length'] !== '0');
 
-/** Answers 408 and closes the connection if the body is still incomplete after `ms`. */
+/** Answers 408 and closes the connection if the body, incomplete now, is still incomplete after `ms`. */
 function armBodyTimer(request: FastifyRequest, reply: FastifyReply, ms: number): void {
   const raw = request.raw;
+  if (raw.complete || raw.destroyed) return;
   const timer = setTimeout(() => {
     if (raw.complete) return;
     const socket = raw.socket;

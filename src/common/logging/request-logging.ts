@@ -3,6 +3,7 @@ import { Global, Inject, Injectable, Module, Scope, type DynamicModule } from '@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger as NestPinoLogger, PARAMS_PROVIDER_TOKEN, PinoLogger, type Params } from 'nestjs-pino';
 import type { Logger } from 'pino';
+import { isProbePath } from '../http/host-origin.js';
 import { redactUrl } from './redact.js';
 
 /*
@@ -15,8 +16,6 @@ import { redactUrl } from './redact.js';
  * built only if something inside the request logs, and the access line built from plain fields.
  * nestjs-pino's `PinoLogger` stays the injectable every service logs through.
  */
-
-const PROBE_PATHS = new Set(['/healthz', '/readyz']);
 
 /** Headers worth having in an access log line; everything else is left out, not redacted. */
 const LOGGED_HEADERS = ['user-agent', 'content-type', 'content-length', 'mcp-protocol-version', 'mcp-method', 'accept'] as const;
@@ -82,8 +81,26 @@ export class RequestLoggingModule {
 
 type LoggedRequest = FastifyRequest & { principal?: { id: string } };
 
+/**
+ * The fields of one access log line (see {@link installRequestLogging}), in their output order.
+ * Every field name in it is fixed here and none is sensitive (`req.headers` holds only
+ * {@link LOGGED_HEADERS}; the URL's credential parameters are masked), so redaction would
+ * change nothing: the root logger passes it through as it is instead of walking it
+ * (logger.ts; request-logging.spec.ts checks the premise).
+ */
+export class AccessLine {
+  constructor(
+    readonly requestId: string,
+    readonly req: { id: string; method: string; url: string; headers: Record<string, unknown>; remoteAddress: string | undefined },
+    readonly res: { statusCode: number } | undefined,
+    /** ms */
+    readonly responseTime: number | undefined,
+    readonly principalId: string | undefined,
+  ) {}
+}
+
 /** The request fields of an access log line: id, method, URL (credentials in the query masked), a few headers, peer address. */
-function requestFields(request: FastifyRequest): Record<string, unknown> {
+export function requestFields(request: FastifyRequest): AccessLine['req'] {
   const headers: Record<string, unknown> = {};
   for (const name of LOGGED_HEADERS) {
     const value = request.headers[name];
@@ -110,15 +127,15 @@ export function installRequestLogging(fastify: FastifyInstance, logger: Logger):
   });
   /** The access line; `statusCode` undefined when the client went away before the response. */
   const line = (request: FastifyRequest, statusCode: number | undefined): void => {
-    if (PROBE_PATHS.has(request.url.split('?', 1)[0])) return;
+    if (isProbePath(request.url)) return;
     const begun = (request as Timed)[started];
-    const record = {
-      requestId: request.id,
-      req: requestFields(request),
-      res: statusCode === undefined ? undefined : { statusCode },
-      responseTime: begun === undefined ? undefined : Math.round(performance.now() - begun),
-      principalId: (request as LoggedRequest).principal?.id,
-    };
+    const record = new AccessLine(
+      request.id,
+      requestFields(request),
+      statusCode === undefined ? undefined : { statusCode },
+      begun === undefined ? undefined : Math.round(performance.now() - begun),
+      (request as LoggedRequest).principal?.id,
+    );
     if (statusCode === undefined) logger.info(record, 'request aborted');
     else if (statusCode >= 500) logger.error(record, 'request errored');
     else if (statusCode >= 400) logger.warn(record, 'request completed');

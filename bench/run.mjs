@@ -10,7 +10,7 @@
 // previous release, built with `npm run build`) and compare the two in alternation, same run.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
@@ -29,14 +29,41 @@ const JWT_SECRET = randomBytes(32).toString('hex');
 const ADMIN = { 'x-api-key': ADMIN_KEY };
 const CONNECTIONS = 32;
 const children = [];
+// Whatever ends this process (an uncaught error included) ends its children: left running, they would load the next run.
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
+/**
+ * A child's stdout and stderr go to a file of its own (as a container runtime's log file), not
+ * through a pipe into this process: this process is also the load generator, and reading every
+ * access log line here took CPU from it on Gatehouse's rows only (and once grew a string past
+ * V8's limit). Gatehouse still pays its own writes. The file's tail is printed if it exits early.
+ */
+const logDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
+function logFile(name) {
+  const path = join(logDir, `${name}.log`);
+  return { path, fd: openSync(path, 'w') };
+}
+/** The last 8 KB of a log file (it can be hundreds of MB after the load). */
+function tail(path) {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.min(size, 8192));
+    readSync(fd, buf, 0, buf.length, size - buf.length);
+    return buf.toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
 
 function start(name, command, args, env = {}) {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = logFile(name);
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', log.fd, log.fd] });
+  closeSync(log.fd);
   children.push(child);
-  let out = '';
-  child.stdout.on('data', (c) => (out += c));
-  child.stderr.on('data', (c) => (out += c));
-  child.on('exit', (code) => code && code !== 0 && !stopping && process.stderr.write(`${name} exited ${code}:\n${out}\n`));
+  child.on('exit', (code) => code && code !== 0 && !stopping && process.stderr.write(`${name} exited ${code}:\n${tail(log.path)}\n`));
   return child;
 }
 
@@ -202,14 +229,14 @@ try {
     const baseUrl = new URL(adminUrl);
     baseUrl.pathname = `/${dbName}_base`;
     const pBase = await freePort();
+    const baseLog = logFile('gatehouse-baseline');
     const child = spawn(process.execPath, [...GATEHOUSE_NODE_FLAGS, join(baselineDir, 'dist/main.js')], {
       cwd: baselineDir,
       env: { ...process.env, ...ghEnv, DATABASE_URL: baseUrl.toString(), PORT: String(pBase) },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', baseLog.fd, baseLog.fd],
     });
+    closeSync(baseLog.fd);
     children.push(child);
-    child.stdout.resume();
-    child.stderr.resume();
     baseline = { child, url: `http://127.0.0.1:${pBase}` };
   }
   start('mcp-proxy', 'node_modules/.bin/mcp-proxy', ['--port', String(pProxy), '--host', '127.0.0.1', '--no-eventStore', '--', process.execPath, 'bench/stdio-echo.mjs']);
@@ -445,4 +472,5 @@ try {
     () => undefined,
   );
   await embedded?.stop();
+  rmSync(logDir, { recursive: true, force: true });
 }

@@ -18,6 +18,8 @@ export interface ResolvedValues {
   headers: Record<string, string>;
   /** The secret values among them (masked at any length in what the connection reports); not part of the key. */
   secretValues?: string[];
+  /** {@link fingerprint} of `env` and `headers` when the caller already has it (it is the pool key's costly part). */
+  fingerprint?: string;
 }
 
 export interface ConnectionPoolOptions {
@@ -84,7 +86,7 @@ export class ConnectionPool {
   async acquire(template: UpstreamServerEntity, owner: string, resolved: ResolvedValues): Promise<PooledConnection> {
     const server = template.name;
     if (this.stopped) throw new PoolExhaustedError('the gateway is shutting down');
-    const key = `${server}\n${owner}\n${fingerprint([resolved.env, resolved.headers])}`;
+    const key = `${server}\n${owner}\n${resolved.fingerprint ?? fingerprint([resolved.env, resolved.headers])}`;
     let entry = this.entries.get(key);
     if (entry) {
       this.entries.delete(key); // most recently used last

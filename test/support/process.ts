@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 const handedOut = new Set<number>();
 
 /** The kernel's ephemeral range (Linux `ip_local_port_range`), which `listen(0)` and every outgoing connection draw from. */
-function ephemeralRange(): [number, number] {
+export function ephemeralRange(): [number, number] {
   try {
     const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
     if (low > 0 && high >= low) return [low, high];
@@ -17,7 +17,8 @@ function ephemeralRange(): [number, number] {
   return [49152, 65535];
 }
 
-const canListen = (port: number): Promise<boolean> =>
+/** Whether a listener could bind `port` on 127.0.0.1 right now (it binds and closes at once). */
+export const canListen = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
     const s = createServer();
     s.once('error', () => resolve(false));

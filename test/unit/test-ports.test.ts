@@ -1,26 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
-import { freePort } from '../support/process.js';
+import { canListen, ephemeralRange, freePort } from '../support/process.js';
 import { redirectUri } from '../support/oauth.js';
-
-/** The kernel's ephemeral range, where outgoing connections of every parallel test process take their local ports. */
-function ephemeralRange(): [number, number] {
-  try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    return [low, high];
-  } catch {
-    return [49152, 65535];
-  }
-}
-
-const listenable = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
 
 // CI once failed with EADDRINUSE: a test's fixed OAuth redirect port, in the ephemeral range, was
 // taken by another test process's outgoing connection. These pin the two rules that prevent it.
@@ -31,7 +12,7 @@ describe('ports the tests listen on', () => {
     assert.equal(new Set(ports).size, ports.length, 'never the same port twice');
     for (const port of ports) {
       assert.ok(port < low || port > high, `${port} is inside the ephemeral range ${low}-${high}`);
-      assert.ok(await listenable(port), `${port} is not free`);
+      assert.ok(await canListen(port), `${port} is not free`);
     }
   });
 
@@ -40,7 +21,7 @@ describe('ports the tests listen on', () => {
     const second = new URL(await redirectUri('/b/cb', 'localhost'));
     assert.equal(first.port, second.port, 'one listener per test process');
     assert.equal(second.hostname, 'localhost');
-    assert.equal(await listenable(Number(first.port)), false, 'the port is held by the listener');
+    assert.equal(await canListen(Number(first.port)), false, 'the port is held by the listener');
     const res = await fetch(`${first.origin}/a/cb?code=x`);
     assert.equal(res.status, 200);
   });

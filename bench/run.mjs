@@ -2,7 +2,9 @@
 // Gatehouse runs as teams run it: NODE_ENV=production, the default LOG_LEVEL (info; override with
 // BENCH_LOG_LEVEL), requests authenticated by an API key or a JWT, both protocol eras. First the
 // headline (issue 12): Gatehouse as a fraction of a bare Node forwarder and as a multiple of the
-// SDK reference server, per era, latency added at concurrency 1, idle RSS. Then the detail rows
+// SDK reference server, per era, latency added at concurrency 1, idle RSS; beside them the stack's
+// floor (bench/fastify-forwarder.mjs: Fastify + undici + pino and nothing of Gatehouse's own), so
+// the gap splits into the stack's share and Gatehouse's. Then the detail rows
 // and the ratios earlier issues set targets for.
 // Needs a built tree (npm run bench builds) and a PostgreSQL (TEST_DATABASE_URL, DATABASE_URL,
 // or an embedded one started for the run). BENCH_SECONDS (default 8) sets each run's length.
@@ -196,9 +198,10 @@ try {
   const dbUrl = new URL(adminUrl);
   dbUrl.pathname = `/${dbName}`;
 
-  const [pUp5, pUp200, pRef, pGh, pProxy, pBare] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [pUp5, pUp200, pRef, pGh, pProxy, pBare, pFloor] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   const upstream = start('echo-upstream', process.execPath, ['bench/echo-upstream.mjs'], { PORT: String(pUp5), TOOLS: '5' });
   const bareProcess = start('bare-forwarder', process.execPath, ['bench/bare-forwarder.mjs'], { PORT: String(pBare), UPSTREAM: `http://127.0.0.1:${pUp5}/mcp` });
+  const floorProcess = start('fastify-forwarder', process.execPath, ['bench/fastify-forwarder.mjs'], { PORT: String(pFloor), UPSTREAM: `http://127.0.0.1:${pUp5}/mcp`, LOG_FILE: join(logDir, 'fastify-forwarder-access.log') });
   start('echo-upstream-200', process.execPath, ['bench/echo-upstream.mjs'], { PORT: String(pUp200), TOOLS: '200' });
   const refProcess = start('sdk-reference', process.execPath, ['bench/sdk-reference.mjs'], { PORT: String(pRef) });
   const ghEnv = {
@@ -247,7 +250,8 @@ try {
   const gh = `http://127.0.0.1:${pGh}`;
   const proxy = `http://127.0.0.1:${pProxy}/mcp`;
   const bare = `http://127.0.0.1:${pBare}/mcp`;
-  await Promise.all([waitFor(bare), waitFor(up5), waitFor(up200), waitFor(ref), waitFor(`${gh}/readyz`, (r) => r.status === 200), waitFor(proxy, () => true)]);
+  const floor = `http://127.0.0.1:${pFloor}/mcp`;
+  await Promise.all([waitFor(bare), waitFor(floor, () => true), waitFor(up5), waitFor(up200), waitFor(ref), waitFor(`${gh}/readyz`, (r) => r.status === 200), waitFor(proxy, () => true)]);
   if (baseline) {
     await waitFor(`${baseline.url}/readyz`, (r) => r.status === 200);
     const r = await fetch(`${baseline.url}/api/v1/servers`, { method: 'POST', headers: { 'content-type': 'application/json', ...ADMIN }, body: JSON.stringify({ name: 'echo', transport: 'streamable_http', url: up5 }) });
@@ -297,6 +301,7 @@ try {
   const head = await interleaved([
     ['upstream, called directly', up5, plain, call('echo'), upstream.pid],
     ['bare Node forwarder → upstream', bare, plain, call('echo'), bareProcess.pid],
+    ['Fastify + undici + pino forwarder (the stack\'s floor)', floor, plain, call('echo'), floorProcess.pid],
     ['SDK reference server, legacy (stateless 2025)', ref, plain, call('echo'), refProcess.pid],
     ['SDK reference server, modern (2026-07-28)', ref, modernHeaders('tools/call', 'echo'), modernCall('echo'), refProcess.pid],
     ['Gatehouse, legacy session, API key', `${gh}/mcp`, legacyKey, call('echo__echo')],
@@ -304,7 +309,7 @@ try {
     ['Gatehouse, legacy session, JWT', `${gh}/mcp`, legacyJwt, call('echo__echo')],
     ['Gatehouse, modern, JWT', `${gh}/mcp`, modernHeaders('tools/call', 'echo__echo', jwtAuth), modernCall('echo__echo')],
   ], gatehouse.pid, { rounds: HEAD_ROUNDS });
-  const [hDirect, hBare, hRefLegacy, hRefModern, hKeyLegacy, hKeyModern, hJwtLegacy, hJwtModern] = head.medians;
+  const [hDirect, hBare, hFloor, hRefLegacy, hRefModern, hKeyLegacy, hKeyModern, hJwtLegacy, hJwtModern] = head.medians;
 
   process.stdout.write('\ntools/call echo at concurrency 1 (sequential, one kept-alive connection; alternating blocks):\n');
   const lat = await latencies([
@@ -329,7 +334,10 @@ try {
       `  ${era.padEnd(24)} ${String(key.rps).padStart(13)} ${(key.rps / hBare.rps).toFixed(2).padStart(7)} ${(key.rps / refRow.rps).toFixed(2).padStart(9)} ${String(jw.rps).padStart(10)} ${(jw.rps / hBare.rps).toFixed(2).padStart(7)} ${key.cpu.toFixed(0).padStart(10)} ${addedMs.toFixed(3).padStart(12)}\n`,
     );
   }
-  process.stdout.write(`  the bare forwarder adds p50 ${added(1).toFixed(3)} ms\n\n`);
+  process.stdout.write(`  the bare forwarder adds p50 ${added(1).toFixed(3)} ms\n`);
+  process.stdout.write(
+    `  the stack's floor (bench/fastify-forwarder.mjs): ${hFloor.rps} req/s, ${(hFloor.rps / hBare.rps).toFixed(2)} × bare, ${hFloor.cpu.toFixed(0)} µs CPU/request; Gatehouse legacy / modern ${(hKeyLegacy.rps / hFloor.rps).toFixed(2)} / ${(hKeyModern.rps / hFloor.rps).toFixed(2)} × the floor\n\n`,
+  );
 
   process.stdout.write('Detail rows, tools/call echo, no credentials:\n');
   const reference = await load('3. SDK reference server (createMcpHandler)', ref, plain, call('echo'));
@@ -424,6 +432,8 @@ try {
   const targets = [
     ['Gatehouse legacy, API key vs bare forwarder (req/s)', ratio(hKeyLegacy.rps, hBare.rps), '≥ 0.60', hKeyLegacy.rps / hBare.rps >= 0.6],
     ['Gatehouse modern, API key vs bare forwarder (req/s)', ratio(hKeyModern.rps, hBare.rps), '≥ 0.60', hKeyModern.rps / hBare.rps >= 0.6],
+    ['  the stack\'s floor (Fastify + undici + pino) vs bare forwarder', ratio(hFloor.rps, hBare.rps), '—', true],
+    ['  Gatehouse vs the stack\'s floor, legacy / modern (req/s)', `${ratio(hKeyLegacy.rps, hFloor.rps)} / ${ratio(hKeyModern.rps, hFloor.rps)}`, '—', true],
     ['  the same with a JWT, legacy / modern', `${ratio(hJwtLegacy.rps, hBare.rps)} / ${ratio(hJwtModern.rps, hBare.rps)}`, '—', true],
     ['Gatehouse vs SDK reference, legacy / modern (req/s)', `${ratio(hKeyLegacy.rps, hRefLegacy.rps)} / ${ratio(hKeyModern.rps, hRefModern.rps)}`, '—', true],
     ['added p50 at concurrency 1 vs bare forwarder\'s, legacy', `${added(2).toFixed(2)} / ${added(1).toFixed(2)}`, '≤ 2×', added(2) <= 2 * Math.max(added(1), 0.05)],

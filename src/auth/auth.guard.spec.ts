@@ -28,7 +28,7 @@ function guarded(answer: () => Principal | null | Promise<Principal | null>, han
   const context = {
     getHandler: () => (Routes.prototype as unknown as Record<string, unknown>)[handler],
     getClass: () => Routes,
-    switchToHttp: () => ({ getRequest: () => request }),
+    getArgByIndex: (index: number) => (index === 0 ? request : undefined),
   } as unknown as ExecutionContext;
   return { run: () => guard.canActivate(context), request };
 }

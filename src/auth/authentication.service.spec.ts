@@ -39,8 +39,33 @@ describe('AuthenticationService calls the chosen strategy directly', () => {
     const { service, seen } = serviceWith(() => Promise.resolve(principal));
     assert.equal(await service.authenticate(request('gatehouse_abc')), principal);
     assert.deepEqual(seen[0].credential, { kind: 'api_key', value: 'gatehouse_abc' }, 'the strategy receives the classified credential');
-    assert.equal(seen[0].resource?.resource, 'http://localhost:3000/mcp', 'and the request’s resource');
+    assert.equal(seen[0].resource, undefined, 'and no resource: only JWT audiences are checked against it');
     assert.equal(authenticate.mock.callCount(), 0, 'no passport middleware built per request');
+  });
+
+  it('hands a JWT strategy the request’s resource (RFC 8707), also beside an X-API-Key', async () => {
+    const result = loadConfig({ NODE_ENV: 'test', GATEHOUSE_ENCRYPTION_KEYS: KEYS, MCP_AUTH_STRATEGY: 'api_key,bearer', MCP_JWT_SECRET: 'x'.repeat(32) }, null);
+    if (!result.ok) throw new Error(result.errors.join('\n'));
+    const principal: Principal = { ...ANONYMOUS_PRINCIPAL, id: 'user:u1', method: 'bearer' };
+    const seen: CredentialRequest[] = [];
+    const strategy = { validate: (req: CredentialRequest) => (seen.push(req), principal) };
+    const keys = { isStaticKey: () => false } as unknown as ApiKeysService;
+    const service = new AuthenticationService(result.config, keys, strategy as unknown as BearerStrategy, {} as OAuth2Strategy, strategy as unknown as ApiKeyStrategy, {} as TrustedHeaderStrategy);
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln';
+    const bearer = (url: string, headers: Record<string, string> = {}) =>
+      ({ method: 'POST', url, headers: { authorization: `Bearer ${jwt}`, ...headers }, query: {}, raw: { rawHeaders: ['Authorization', `Bearer ${jwt}`, ...Object.entries(headers).flat()], socket: {} } }) as unknown as FastifyRequest;
+    assert.equal(service.principalOf(bearer('/mcp/github')), principal);
+    assert.deepEqual(seen[0], { credential: { kind: 'jwt', value: jwt }, resource: { resource: 'http://localhost:3000/mcp/github', accepts: ['http://localhost:3000/mcp/github', 'http://localhost:3000/mcp'] } });
+    seen.length = 0;
+    assert.equal(await service.principalOf(bearer('/mcp', { 'x-api-key': 'k' })), principal);
+    assert.deepEqual(
+      seen.map((r) => [r.credential?.kind, r.resource?.resource]),
+      [
+        ['api_key', 'http://localhost:3000/mcp'],
+        ['jwt', 'http://localhost:3000/mcp'],
+      ],
+      'both credentials are verified, with the resource',
+    );
   });
 
   it('answers a strategy’s "no user" and its InvalidTokenError with a 401 challenge, other errors as thrown', async () => {

@@ -57,12 +57,21 @@ export function resourceMetadataUrl(publicUrl: string, url: string): string {
   return `${publicUrl}/.well-known/oauth-protected-resource${resource.slice(publicUrl.length)}`;
 }
 
-/** How many times header `name` (lower case) occurs in the raw request (Node keeps only the first Authorization). */
-function headerCount(request: FastifyRequest, name: string): number {
+/**
+ * The credential header that occurs more than once in the raw request (Node keeps only the first
+ * `Authorization`), `Authorization` before `X-API-Key`; undefined when neither repeats. One pass
+ * over the raw headers.
+ */
+function repeatedCredentialHeader(request: FastifyRequest): 'Authorization' | 'X-API-Key' | undefined {
   const raw = request.raw.rawHeaders;
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === name.length && raw[i].toLowerCase() === name) n++;
-  return n;
+  let authorization = 0;
+  let apiKey = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.length === 13 && name.toLowerCase() === 'authorization') authorization++;
+    else if (name.length === 9 && name.toLowerCase() === 'x-api-key') apiKey++;
+  }
+  return authorization > 1 ? 'Authorization' : apiKey > 1 ? 'X-API-Key' : undefined;
 }
 
 const quote = (s: string) => `"${s.replace(/["\\]/g, '')}"`;
@@ -166,14 +175,20 @@ export class AuthenticationService {
     if (this.open) return null;
     const found = this.classify(request);
     if (found.length === 0) return null;
-    const resource = requestResource(this.config.http.publicUrl, request.url);
+    // Only JWT audiences are checked against the resource: an API key or a proxy's identity needs none.
+    const resource = found[0][1].kind === 'jwt' || found[1]?.[1].kind === 'jwt' ? requestResource(this.config.http.publicUrl, request.url) : undefined;
     const first = this.verifyOne(request, found[0], resource);
     if (found.length === 1) return first;
     return this.sameForBoth(request, first, found[1], resource);
   }
 
   /** An X-API-Key and a bearer token: both verified (in that order), and they must name one principal. */
-  private async sameForBoth(request: FastifyRequest, verifying: Principal | Promise<Principal>, other: [StrategyName, Credential], resource: RequestResource): Promise<Principal> {
+  private async sameForBoth(
+    request: FastifyRequest,
+    verifying: Principal | Promise<Principal>,
+    other: [StrategyName, Credential],
+    resource: RequestResource | undefined,
+  ): Promise<Principal> {
     const first = await verifying;
     const second = await this.verifyOne(request, other, resource);
     if (second.id !== first.id) {
@@ -185,22 +200,25 @@ export class AuthenticationService {
     return first;
   }
 
-  private verifyOne(request: FastifyRequest, [strategy, credential]: [StrategyName, Credential], resource: RequestResource): Principal | Promise<Principal> {
-    const refused = (error: unknown): never => {
-      if (error instanceof InvalidTokenError) {
-        throw authError(this.config, request, 401, `Unauthorized: ${error.message}`, { error: 'invalid_token', description: error.message });
-      }
-      throw error;
-    };
+  /** `resource`: the request's, when the credential is a JWT (audiences are checked against it). */
+  private verifyOne(request: FastifyRequest, [strategy, credential]: [StrategyName, Credential], resource: RequestResource | undefined): Principal | Promise<Principal> {
     try {
       // Strategies get a small object of their own, not the Fastify request: passport decorates
       // what it is given (req.login, …), and reshaping every request object slows the rest of
       // the request pipeline.
       const principal = this.run(strategy, { credential, resource });
-      return principal instanceof Promise ? principal.catch(refused) : principal;
+      return principal instanceof Promise ? principal.catch((error: unknown) => this.refused(request, error)) : principal;
     } catch (error) {
-      return refused(error);
+      return this.refused(request, error);
     }
+  }
+
+  /** A strategy's refusal as thrown to the client: {@link InvalidTokenError} becomes a 401 `invalid_token`, anything else as it is. */
+  private refused(request: FastifyRequest, error: unknown): never {
+    if (error instanceof InvalidTokenError) {
+      throw authError(this.config, request, 401, `Unauthorized: ${error.message}`, { error: 'invalid_token', description: error.message });
+    }
+    throw error;
   }
 
   private run(name: StrategyName, request: CredentialRequest): Principal | Promise<Principal> {
@@ -229,14 +247,12 @@ export class AuthenticationService {
         { error: 'invalid_request' },
       );
     }
-    for (const name of ['authorization', 'x-api-key']) {
-      if (headerCount(request, name) > 1) {
-        const header = name === 'authorization' ? 'Authorization' : 'X-API-Key';
-        throw authError(this.config, request, 400, `more than one ${header} header; send one credential`, {
-          error: 'invalid_request',
-          description: `more than one ${header} header`,
-        });
-      }
+    const header = repeatedCredentialHeader(request);
+    if (header) {
+      throw authError(this.config, request, 400, `more than one ${header} header; send one credential`, {
+        error: 'invalid_request',
+        description: `more than one ${header} header`,
+      });
     }
     const found: [StrategyName, Credential][] = [];
     const apiKeyHeader = request.headers['x-api-key'];

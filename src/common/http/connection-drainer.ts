@@ -20,13 +20,20 @@ export class ConnectionDrainer {
   private readonly inFlight = new Set<ServerResponse>();
 
   constructor(private readonly server: Server) {
-    server.on('request', (request: { socket: Socket }, response: ServerResponse) => {
+    // One listener function for every response (`this` is the response; 'close' is emitted once):
+    // no closure and no `once` wrapper per request.
+    const { inFlight } = this;
+    const closed = (socket: Socket) => {
+      if (this.draining) this.endWhenIdle(socket);
+    };
+    function onClose(this: ServerResponse): void {
+      inFlight.delete(this);
+      closed(this.req.socket);
+    }
+    server.on('request', (_request: unknown, response: ServerResponse) => {
       this.inFlight.add(response);
       if (this.draining) this.markClose(response);
-      response.once('close', () => {
-        this.inFlight.delete(response);
-        if (this.draining) this.endWhenIdle(request.socket);
-      });
+      response.on('close', onClose);
     });
   }
 

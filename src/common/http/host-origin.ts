@@ -156,6 +156,15 @@ export class HostOriginRules {
     return host !== undefined && parsed.host === host.toLowerCase();
   }
 
+  /** {@link parseHost} of `host`, remembered for the last value (the hook and `/mcp`'s own check parse the same one). */
+  private parsedHost(host: string): Readonly<ParsedHost> | undefined {
+    if (host !== this.lastHost) {
+      this.lastParsed = parseHost(host);
+      this.lastHost = host;
+    }
+    return this.lastParsed;
+  }
+
   /** The refusal for a request, or undefined when it may pass (see the class for the rules). */
   check(request: RequestHead): HostOriginRefusal | undefined {
     const raw = request.rawHeaders;
@@ -166,11 +175,7 @@ export class HostOriginRules {
     const host = typeof hostHeader === 'string' ? hostHeader : undefined;
     const isProbe = isProbePath(request.url);
     if (host === undefined || host === '') return isProbe ? undefined : badRequest('the Host header is missing or empty');
-    if (host !== this.lastHost) {
-      this.lastParsed = parseHost(host);
-      this.lastHost = host;
-    }
-    let parsed = this.lastParsed;
+    let parsed = this.parsedHost(host);
     if (!parsed) return badRequest(`the Host header ${show(host)} is not a valid host[:port]`);
     if (isProbe) return undefined;
     // An absolute-form target (`GET http://name/path`) names the host itself; the server must use
@@ -209,7 +214,7 @@ export class HostOriginRules {
    */
   problem(host: string | undefined, origin: string | undefined): string | undefined {
     if (!this.protection) return undefined;
-    const parsed = host ? parseHost(host) : undefined;
+    const parsed = host ? this.parsedHost(host) : undefined;
     if (!parsed || !this.allowedHosts.has(parsed.hostname)) return `Forbidden: Host ${show(host ?? '')} is not allowed (HTTP_ALLOWED_HOSTS)`;
     if (origin !== undefined && origin !== '' && !this.isAllowedOrigin(origin, host)) return `Forbidden: Origin ${show(origin)} is not allowed (HTTP_CORS_ORIGINS)`;
     return undefined;

@@ -37,6 +37,11 @@ describe('access log lines', () => {
     assert.deepEqual(Object.keys(line.req.headers), ['user-agent', 'content-type', 'content-length', 'mcp-protocol-version', 'mcp-method', 'accept']);
   });
 
+  it('leave out the logged headers a request lacks', () => {
+    const bare = { ...request, headers: { accept: '*/*', cookie: 'gh=s3cret' } } as unknown as FastifyRequest;
+    assert.equal(JSON.stringify(requestFields(bare).headers), '{"accept":"*/*"}');
+  });
+
   it('are written exactly as the same fields in a plain object would be', async () => {
     const result = loadConfig({ NODE_ENV: 'production', GATEHOUSE_ENCRYPTION_KEYS: KEYS, MCP_AUTH_STRATEGY: 'api_key', MCP_API_KEYS: 'k'.repeat(32), LOG_LEVEL: 'info' }, null);
     if (!result.ok) throw new Error(result.errors.join('\n'));

@@ -15,7 +15,8 @@ import { SERVER_REQUEST_METHODS, type ServerRequestMethod } from './upstream-cal
 const isServerRequest = (method: string): method is ServerRequestMethod => (SERVER_REQUEST_METHODS as readonly string[]).includes(method);
 
 export interface ForwardOptions {
-  signal?: AbortSignal;
+  /** The caller's cancellation: aborting it aborts the call (failing with its reason) and tells the upstream. */
+  cancellation?: Cancellation;
   /** No answer (and, with `maxTotalTimeoutMs`, no progress) within this many ms: the call fails. */
   timeoutMs: number;
   /** Each progress notification restarts `timeoutMs`, up to this many ms in all (MCP spec, basic/utilities/progress). */
@@ -121,14 +122,12 @@ export class HttpForwarder {
     const deadline = this.clock.now() + options.timeoutMs;
     // One cancellation and one timer, cleared when the call settles: AbortSignal.timeout()/any()
     // would keep a timer and its signal alive for the whole timeout after every fast call.
+    const outer = options.cancellation;
     const call = new Cancellation();
     const expire = () => call.abort(new Error('timeout'));
     let timer = setTimeout(expire, options.timeoutMs);
-    const signal = options.signal;
-    const cancel = () => call.abort(signal!.reason);
-    if (signal?.aborted) cancel();
-    else signal?.addEventListener('abort', cancel, { once: true });
-    const timedOut = () => call.aborted && !signal?.aborted;
+    outer?.hold(call);
+    const timedOut = () => call.aborted && !outer?.aborted;
     const { maxTotalTimeoutMs, onProgress } = options;
     let legOptions = options;
     if (maxTotalTimeoutMs && onProgress) {
@@ -168,7 +167,7 @@ export class HttpForwarder {
       }
     } finally {
       clearTimeout(timer);
-      signal?.removeEventListener('abort', cancel);
+      outer?.release(call);
     }
   }
 
@@ -309,7 +308,7 @@ export class HttpForwarder {
     let reply: Record<string, unknown>;
     try {
       if (!options.onRequest || !isServerRequest(message.method)) throw new ProtocolError(-32601, `Method not found: ${message.method}`);
-      const result = await options.onRequest(message.method, message.params, options.signal ?? new AbortController().signal);
+      const result = await options.onRequest(message.method, message.params, options.cancellation?.signal ?? new AbortController().signal);
       reply = { jsonrpc: '2.0', id: message.id, result };
     } catch (error) {
       const e = error instanceof ProtocolError ? error : new ProtocolError(-32603, error instanceof Error ? error.message : String(error));

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import { STATUS_CODES } from 'node:http';
 import { ProtocolError } from '@modelcontextprotocol/client';
 import { Pool } from 'undici';
@@ -6,13 +7,16 @@ import { UpstreamAuthError, parseBearerChallenge } from './auth-challenge.js';
 import { DescribedError } from './error-description.js';
 import { DEFAULT_RETRY, neverSent, parseRetryAfter, retryDelay, UpstreamRefusedError, type RetryOptions } from './http-retry.js';
 import { MAX_REDIRECTS } from './redirects.js';
-import { DEFAULT_RESPONSE_LIMITS, readSseEvents, readText, type ResponseLimits } from './sse-reader.js';
+import { DEFAULT_RESPONSE_LIMITS, type ResponseLimits } from './sse-reader.js';
+import { Cancellation, type Abortable } from './cancellation.js';
+import { PostHandler, type BodyUse, type Reply, type ReplyHeaders, type SseBody } from './dispatch-reply.js';
 import { SERVER_REQUEST_METHODS, type ServerRequestMethod } from './upstream-callers.js';
 
 const isServerRequest = (method: string): method is ServerRequestMethod => (SERVER_REQUEST_METHODS as readonly string[]).includes(method);
 
 export interface ForwardOptions {
-  signal?: AbortSignal;
+  /** The caller's cancellation: aborting it aborts the call (failing with its reason) and tells the upstream. */
+  cancellation?: Cancellation;
   /** No answer (and, with `maxTotalTimeoutMs`, no progress) within this many ms: the call fails. */
   timeoutMs: number;
   /** Each progress notification restarts `timeoutMs`, up to this many ms in all (MCP spec, basic/utilities/progress). */
@@ -59,8 +63,10 @@ const CANCEL_TIMEOUT_MS = 2_000;
 /**
  * The hot path to a streamable-HTTP upstream that speaks a 2025 (session) revision: one
  * keep-alive connection pool per upstream, a JSON-RPC POST per call on the session the SDK
- * client negotiated, JSON or SSE answers parsed as they stream ({@link readSseEvents}, within
- * the size caps).
+ * client negotiated, JSON or SSE answers parsed as they arrive ({@link PostHandler}: undici's
+ * low-level dispatch, no response stream; SSE through {@link SseBody}, within the size caps).
+ * One {@link Cancellation} per call stops whatever it has in flight when the caller cancels,
+ * the timeout fires or the connection closes.
  *
  * Around each request: 307/308 redirects are followed within the server's origin (or the
  * configured `redirectOrigins`), a 308 remembered for later calls; 429/503 refusals and
@@ -114,15 +120,14 @@ export class HttpForwarder {
    */
   async request(method: string, params: Record<string, unknown> | undefined, options: ForwardOptions): Promise<unknown> {
     const deadline = this.clock.now() + options.timeoutMs;
-    // One controller, cleared when the call settles: AbortSignal.timeout()/any() would keep a
-    // timer and its signal alive for the whole timeout after every fast call.
-    const controller = new AbortController();
-    const expire = () => controller.abort(new Error('timeout'));
+    // One cancellation and one timer, cleared when the call settles: AbortSignal.timeout()/any()
+    // would keep a timer and its signal alive for the whole timeout after every fast call.
+    const outer = options.cancellation;
+    const call = new Cancellation();
+    const expire = () => call.abort(new Error('timeout'));
     let timer = setTimeout(expire, options.timeoutMs);
-    const cancel = () => controller.abort(options.signal?.reason);
-    if (options.signal?.aborted) cancel();
-    else options.signal?.addEventListener('abort', cancel, { once: true });
-    const timedOut = () => controller.signal.aborted && !options.signal?.aborted;
+    outer?.hold(call);
+    const timedOut = () => call.aborted && !outer?.aborted;
     const { maxTotalTimeoutMs, onProgress } = options;
     let legOptions = options;
     if (maxTotalTimeoutMs && onProgress) {
@@ -132,7 +137,7 @@ export class HttpForwarder {
         ...options,
         onProgress: (progress) => {
           clearTimeout(timer);
-          if (!controller.signal.aborted) timer = setTimeout(expire, Math.max(0, Math.min(options.timeoutMs, cap - Date.now())));
+          if (!call.aborted) timer = setTimeout(expire, Math.max(0, Math.min(options.timeoutMs, cap - Date.now())));
           onProgress(progress);
         },
       };
@@ -142,9 +147,9 @@ export class HttpForwarder {
         const id = this.nextId++;
         let wait: number | undefined;
         try {
-          return await this.exchange(id, method, params, controller.signal, legOptions);
+          return await this.exchange(id, method, params, call, legOptions);
         } catch (error) {
-          if (controller.signal.aborted) {
+          if (call.aborted) {
             void this.notifyCancelled(id, timedOut() ? `timed out after ${options.timeoutMs} ms (Gatehouse's timeout for this server)` : 'cancelled by the client');
             if (timedOut()) throw new DescribedError(`timed out after ${options.timeoutMs} ms`, { cause: error });
             throw error;
@@ -154,7 +159,7 @@ export class HttpForwarder {
           if (wait === undefined) throw error;
         }
         try {
-          await this.sleep(wait, controller.signal);
+          await this.sleep(wait, call);
         } catch (error) {
           if (timedOut()) throw new DescribedError(`timed out after ${options.timeoutMs} ms (waiting to retry)`, { cause: error });
           throw error;
@@ -162,7 +167,7 @@ export class HttpForwarder {
       }
     } finally {
       clearTimeout(timer);
-      options.signal?.removeEventListener('abort', cancel);
+      outer?.release(call);
     }
   }
 
@@ -173,28 +178,23 @@ export class HttpForwarder {
   }
 
   /** Sends one POST, following allowed redirects; resolves with the answer to `id`. */
-  private async exchange(id: number, method: string, params: Record<string, unknown> | undefined, signal: AbortSignal, options: ForwardOptions): Promise<unknown> {
-    const { statusCode, headers, body } = await this.post({ jsonrpc: '2.0', id, method, params }, signal);
-    const type = String(headers['content-type'] ?? '');
-    if (statusCode === 429 || statusCode === 503) {
-      await body.dump().catch(() => undefined);
-      throw new UpstreamRefusedError(statusCode, parseRetryAfter(headers['retry-after'], this.clock.now()));
-    }
-    if (statusCode === 404 && this.headers['mcp-session-id']) {
-      await body.dump().catch(() => undefined);
-      throw new UpstreamSessionLostError('the upstream ended its session (HTTP 404)');
-    }
+  private async exchange(id: number, method: string, params: Record<string, unknown> | undefined, call: Cancellation, options: ForwardOptions): Promise<unknown> {
+    const body = JSON.stringify({ jsonrpc: '2.0', id, method, params });
+    const target = this.target;
+    let reply = await this.dispatch(target, body, call, this.bodyUse);
+    if (reply.statusCode === 307 || reply.statusCode === 308) reply = await this.redirected(reply, target, body, call, this.bodyUse);
+    const { statusCode, headers, text, events } = reply;
+    if (statusCode === 429 || statusCode === 503) throw new UpstreamRefusedError(statusCode, parseRetryAfter(headers['retry-after'], this.clock.now()));
+    if (statusCode === 404 && this.headers['mcp-session-id']) throw new UpstreamSessionLostError('the upstream ended its session (HTTP 404)');
     if (statusCode === 401 || statusCode === 403) {
       // Refused before the message was processed (RFC 6750 §3.1): the challenge tells the caller what to do.
-      await body.dump().catch(() => undefined);
       const challenge = headers['www-authenticate'];
       throw new UpstreamAuthError(statusCode, parseBearerChallenge(Array.isArray(challenge) ? challenge.join(', ') : challenge));
     }
-    if (type.startsWith('text/event-stream')) return this.fromEventStream(body, id, options);
-    const text = await readText(body, this.limits);
+    if (events) return this.fromEventStream(events, id, options);
     let message: RpcMessage | undefined;
     try {
-      message = JSON.parse(text) as RpcMessage;
+      message = JSON.parse(text!) as RpcMessage;
     } catch (error) {
       if (statusCode === 400 && this.headers['mcp-session-id']) throw new UpstreamSessionLostError('the upstream no longer knows its session (HTTP 400)');
       if (statusCode >= 400) throw new DescribedError(`HTTP ${statusCode}${STATUS_CODES[statusCode] ? ` ${STATUS_CODES[statusCode]}` : ''}`);
@@ -207,29 +207,52 @@ export class HttpForwarder {
     return this.settle(message, id);
   }
 
+  /**
+   * How {@link exchange} reads an answer: refusals (429/503), a lost session (404), 401/403 are
+   * drained (their status says it all), SSE streamed, anything else read whole.
+   */
+  private readonly bodyUse = (statusCode: number, headers: ReplyHeaders): BodyUse => {
+    if (statusCode === 429 || statusCode === 503 || statusCode === 401 || statusCode === 403 || (statusCode === 404 && this.headers['mcp-session-id'])) return 'drain';
+    return String(headers['content-type'] ?? '').startsWith('text/event-stream') ? 'events' : 'text';
+  };
+
   /** POSTs `message` to the target, following 307/308 within the allowed origins (RFC 9110 §15.4.8/9: method and body kept). */
-  private async post(message: object, signal: AbortSignal) {
+  private async post(message: object, call: Cancellation, use: (statusCode: number, headers: ReplyHeaders) => BodyUse): Promise<Reply> {
     const body = JSON.stringify(message);
-    let url = this.target;
+    const target = this.target;
+    const reply = await this.dispatch(target, body, call, use);
+    return reply.statusCode === 307 || reply.statusCode === 308 ? this.redirected(reply, target, body, call, use) : reply;
+  }
+
+  /** Follows the redirect `reply` to a POST of `body` to `from`, and any after it (see {@link post}). */
+  private async redirected(reply: Reply, from: URL, body: string, call: Cancellation, use: (statusCode: number, headers: ReplyHeaders) => BodyUse): Promise<Reply> {
+    let url = from;
     for (let hops = 0; ; hops++) {
-      const response = await this.poolFor(url.origin).request({ method: 'POST', path: `${url.pathname}${url.search}`, headers: this.headers, body, signal });
-      if (response.statusCode !== 307 && response.statusCode !== 308) return response;
-      await response.body.dump().catch(() => undefined);
-      const location = response.headers.location;
+      const location = reply.headers.location;
       let next: URL;
       try {
         next = new URL(String(Array.isArray(location) ? location[0] : location), url);
       } catch {
-        throw new DescribedError(`HTTP ${response.statusCode} redirect without a valid Location`);
+        throw new DescribedError(`HTTP ${reply.statusCode} redirect without a valid Location`);
       }
       if (!this.origins.has(next.origin)) {
-        throw new DescribedError(`HTTP ${response.statusCode} redirect to ${next.origin}${next.pathname} not followed: another origin (list it in the server's redirectOrigins to allow it)`);
+        throw new DescribedError(`HTTP ${reply.statusCode} redirect to ${next.origin}${next.pathname} not followed: another origin (list it in the server's redirectOrigins to allow it)`);
       }
       if (hops + 1 >= MAX_REDIRECTS) throw new DescribedError(`more than ${MAX_REDIRECTS} redirects`);
       // A permanent redirect holds for every later call too.
-      if (response.statusCode === 308 && url === this.target) this.target = next;
+      if (reply.statusCode === 308 && url === this.target) this.target = next;
       url = next;
+      reply = await this.dispatch(url, body, call, use);
+      if (reply.statusCode !== 307 && reply.statusCode !== 308) return reply;
     }
+  }
+
+  /** One POST of `body` to `url` (a redirect's body drained), through the origin's pool. */
+  private dispatch(url: URL, body: string, call: Cancellation, use: (statusCode: number, headers: ReplyHeaders) => BodyUse): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const handler = new PostHandler(this.limits, (statusCode, headers) => (statusCode === 307 || statusCode === 308 ? 'drain' : use(statusCode, headers)), call, resolve, reject);
+      this.poolFor(url.origin).dispatch({ method: 'POST', path: `${url.pathname}${url.search}`, headers: this.headers, body }, handler);
+    });
   }
 
   private poolFor(origin: string): Pool {
@@ -244,26 +267,35 @@ export class HttpForwarder {
   /** Tells the upstream to stop working on `requestId` (best effort, bounded, never throws). */
   private async notifyCancelled(requestId: number, reason: string): Promise<void> {
     if (this.pools.size === 0) return; // closed
+    await this.postDrained({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason } });
+  }
+
+  /** POSTs `message` (a notification, an answer) within CANCEL_TIMEOUT_MS, its reply drained; never throws. */
+  private async postDrained(message: object): Promise<void> {
+    const call = new Cancellation();
+    const timer = setTimeout(() => call.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), CANCEL_TIMEOUT_MS).unref();
     try {
-      const signal = AbortSignal.timeout(CANCEL_TIMEOUT_MS);
-      const { body } = await this.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason } }, signal);
-      await body.dump().catch(() => undefined);
+      await this.post(message, call, drainAll);
     } catch {
-      // The upstream may be gone; a cancellation is advisory anyway.
+      // The upstream may be gone; a cancellation is advisory anyway, and a call fails on its own stream.
+    } finally {
+      clearTimeout(timer);
     }
   }
 
-  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+  private sleep(ms: number, call: Cancellation): Promise<void> {
     return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        timer.cancel();
-        reject(signal.reason instanceof Error ? signal.reason : new DescribedError('aborted'));
+      const waiting: Abortable = {
+        abort: (reason) => {
+          timer.cancel();
+          reject(reason instanceof Error ? reason : new DescribedError('aborted'));
+        },
       };
       const timer = this.clock.setTimer(() => {
-        signal.removeEventListener('abort', onAbort);
+        call.release(waiting);
         resolve();
       }, ms);
-      signal.addEventListener('abort', onAbort, { once: true });
+      call.hold(waiting);
     });
   }
 
@@ -276,18 +308,13 @@ export class HttpForwarder {
     let reply: Record<string, unknown>;
     try {
       if (!options.onRequest || !isServerRequest(message.method)) throw new ProtocolError(-32601, `Method not found: ${message.method}`);
-      const result = await options.onRequest(message.method, message.params, options.signal ?? new AbortController().signal);
+      const result = await options.onRequest(message.method, message.params, options.cancellation?.signal ?? new AbortController().signal);
       reply = { jsonrpc: '2.0', id: message.id, result };
     } catch (error) {
       const e = error instanceof ProtocolError ? error : new ProtocolError(-32603, error instanceof Error ? error.message : String(error));
       reply = { jsonrpc: '2.0', id: message.id, error: { code: e.code, message: e.message, ...(e.data === undefined ? {} : { data: e.data }) } };
     }
-    try {
-      const response = await this.post(reply, AbortSignal.timeout(CANCEL_TIMEOUT_MS));
-      await response.body.dump();
-    } catch {
-      // the upstream is gone: the call itself fails on its own stream
-    }
+    await this.postDrained(reply);
   }
 
   private settle(message: RpcMessage, id: number): unknown {
@@ -296,16 +323,30 @@ export class HttpForwarder {
     return message.result;
   }
 
-  /** Reads SSE events until the response to `id`, passing progress notifications on. */
-  private async fromEventStream(body: AsyncIterable<Uint8Array>, id: number, options: ForwardOptions): Promise<unknown> {
-    for await (const event of readSseEvents(body, this.limits)) {
-      if (!event.data || (event.event !== undefined && event.event !== 'message')) continue;
-      const message = JSON.parse(event.data) as RpcMessage;
-      if (message.method === 'notifications/progress' && message.params) options.onProgress?.(message.params);
-      else if (message.method !== undefined && message.id !== undefined) void this.answer(message as RpcMessage & { method: string; id: number | string }, options);
-      else if (message.method !== undefined) options.onNotification?.(message.method, message.params);
-      else if (message.id === id) return this.settle(message, id);
-    }
-    throw new DescribedError('the upstream closed the stream without an answer');
+  /**
+   * Reads SSE events until the response to `id`, passing progress notifications on. Events are
+   * handled in the caller's async context (its request's logger), not the socket's.
+   */
+  private fromEventStream(events: SseBody, id: number, options: ForwardOptions): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const onEvent = (event: { event?: string; data: string }): boolean => {
+        if (!event.data || (event.event !== undefined && event.event !== 'message')) return false;
+        const message = JSON.parse(event.data) as RpcMessage;
+        if (message.method === 'notifications/progress' && message.params) options.onProgress?.(message.params);
+        else if (message.method !== undefined && message.id !== undefined) void this.answer(message as RpcMessage & { method: string; id: number | string }, options);
+        else if (message.method !== undefined) options.onNotification?.(message.method, message.params);
+        else if (message.id === id) {
+          resolve(this.settle(message, id));
+          return true;
+        }
+        return false;
+      };
+      // The stream's own error as is (an abort's reason, undici's error), as iterating the body threw it.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+      events.consume(AsyncResource.bind(onEvent), AsyncResource.bind((error?: unknown) => reject(error ?? new DescribedError('the upstream closed the stream without an answer'))));
+    });
   }
 }
+
+/** Every reply drained: notifications and answers need only be delivered. */
+const drainAll = (): BodyUse => 'drain';

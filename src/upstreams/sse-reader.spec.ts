@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { readSseEvents, readText, UpstreamResponseTooLargeError } from './sse-reader.js';
+import { readSseEvents, UpstreamResponseTooLargeError } from './sse-reader.js';
 
 const LIMITS = { maxEventChars: 1024, maxResponseBytes: 64 * 1024 };
 
@@ -87,41 +86,5 @@ describe('readSseEvents', () => {
     const large = await time(8_000_000);
     // Linear: ~8×; quadratic (rescanning the buffer per chunk): ~64×. Generous for a loaded machine.
     assert.ok(large < 24 * small + 100, `1 MB: ${small.toFixed(0)} ms, 8 MB: ${large.toFixed(0)} ms`);
-  });
-});
-
-describe('readText', () => {
-  it('decodes split characters and enforces maxResponseBytes', async () => {
-    assert.equal(await readText(chunked('{"t":"ü😀"}', 1), LIMITS), '{"t":"ü😀"}');
-    await assert.rejects(readText(chunked('x'.repeat(70_000), 4096), LIMITS), UpstreamResponseTooLargeError);
-  });
-
-  it('reads a Node stream (an undici body) alike: split characters, invalid bytes, the cap, errors, an early close', async () => {
-    const stream = (text: string | Buffer, size: number) => {
-      const bytes = Buffer.isBuffer(text) ? text : Buffer.from(text, 'utf8');
-      const parts: Buffer[] = [];
-      for (let at = 0; at < bytes.length; at += size) parts.push(bytes.subarray(at, at + size));
-      return Readable.from(parts, { objectMode: false });
-    };
-    assert.equal(await readText(stream('{"t":"ü😀"}', 1), LIMITS), '{"t":"ü😀"}');
-    assert.equal(await readText(stream('', 1), LIMITS), '');
-    const invalid = Buffer.from([0x7b, 0xff, 0xe2, 0x82, 0x7d]); // {, a stray byte, a truncated €, }
-    assert.equal(await readText(stream(invalid, 2), LIMITS), new TextDecoder().decode(invalid), 'U+FFFD where the streaming decoder puts it');
-    const big = stream('x'.repeat(70_000), 4096);
-    await assert.rejects(readText(big, LIMITS), UpstreamResponseTooLargeError);
-    assert.equal(big.destroyed, true, 'past the cap the body is dropped (undici releases the socket)');
-    const failing = new Readable({ read() {} });
-    const reading = readText(failing, LIMITS);
-    failing.push('{"partial"');
-    failing.destroy(new Error('other side closed'));
-    await assert.rejects(reading, /other side closed/);
-    const cut = new Readable({ read() {} });
-    const cutReading = readText(cut, LIMITS);
-    cut.push('{');
-    cut.destroy();
-    await assert.rejects(cutReading, { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-    const gone = new Readable({ read() {} });
-    gone.destroy(new Error('aborted'));
-    await assert.rejects(readText(gone, LIMITS), /aborted/);
   });
 });

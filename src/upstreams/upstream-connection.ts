@@ -18,6 +18,7 @@ import { DescribedError, describeUpstreamError } from './error-description.js';
 import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
 import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
+import { Cancellation } from './cancellation.js';
 import type { ResponseLimits } from './sse-reader.js';
 import { fetchWithinOrigins } from './redirects.js';
 import { DEFAULT_RETRY, fetchRetryingRefusals } from './http-retry.js';
@@ -384,6 +385,16 @@ export class UpstreamConnection {
   }
 
   /**
+   * {@link ready} without a promise when nothing has to be woken (the hot path): the SDK client
+   * or undefined at once, or — for a parked stdio server — the promise of {@link ready}.
+   */
+  readyNow(): Client | undefined | Promise<Client | undefined> {
+    if (this.machine.state === 'idle') return this.ready();
+    this.lastUsed = this.clock.now();
+    return this.getClient();
+  }
+
+  /**
    * Calls a tool on the upstream (its own name). 2025-era HTTP upstreams take the pooled
    * {@link HttpForwarder}; everything else the SDK client. Progress notifications arrive as
    * their wire params, with the caller's own `progressToken` (passed in `_meta`).
@@ -393,27 +404,36 @@ export class UpstreamConnection {
     options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
   ): Promise<CallToolResult> {
     const release = this.callers.add(options.caller);
-    return this.track(options.signal, async (signal) => {
-      const forwarded = this.viaForwarder('tools/call', params, signal, options);
-      if (forwarded) return (await forwarded) as CallToolResult;
-      const timeoutMs = this.server.timeoutMs;
-      const client = await this.ready();
-      if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
-      const progressToken = params._meta?.progressToken;
-      return await client.callTool(
-        { name: params.name, arguments: params.arguments },
-        {
-          signal,
-          timeout: timeoutMs,
-          // The SDK client validates structured content (and mirrors x-mcp headers) from the
-          // tool's definition; the lists are walked by Gatehouse, not cached in the client.
-          toolDefinition: this.toolDefinition(params.name),
-          onprogress: progressToken === undefined || !options.onProgress ? undefined : (p) => options.onProgress!({ ...p, progressToken }),
-          // Progress restarts the timeout, within GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT in all.
-          ...(progressToken !== undefined && this.events.maxTotalTimeoutMs ? { resetTimeoutOnProgress: true, maxTotalTimeout: Math.max(timeoutMs, this.events.maxTotalTimeoutMs) } : {}),
-        },
-      );
-    }).finally(release);
+    return this.track(
+      options.signal,
+      (call) => (this.viaForwarder('tools/call', params, call, options) as Promise<CallToolResult> | undefined) ?? this.callToolViaClient(params, call.signal, options),
+      release,
+    );
+  }
+
+  /** {@link callTool} through the SDK client (every upstream but a 2025-era streamable-HTTP one). */
+  private async callToolViaClient(
+    params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
+    signal: AbortSignal,
+    options: { onProgress?: (params: Record<string, unknown>) => void },
+  ): Promise<CallToolResult> {
+    const timeoutMs = this.server.timeoutMs;
+    const client = await this.ready();
+    if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
+    const progressToken = params._meta?.progressToken;
+    return await client.callTool(
+      { name: params.name, arguments: params.arguments },
+      {
+        signal,
+        timeout: timeoutMs,
+        // The SDK client validates structured content (and mirrors x-mcp headers) from the
+        // tool's definition; the lists are walked by Gatehouse, not cached in the client.
+        toolDefinition: this.toolDefinition(params.name),
+        onprogress: progressToken === undefined || !options.onProgress ? undefined : (p) => options.onProgress!({ ...p, progressToken }),
+        // Progress restarts the timeout, within GATEHOUSE_UPSTREAM_MAX_TOTAL_TIMEOUT in all.
+        ...(progressToken !== undefined && this.events.maxTotalTimeoutMs ? { resetTimeoutOnProgress: true, maxTotalTimeout: Math.max(timeoutMs, this.events.maxTotalTimeoutMs) } : {}),
+      },
+    );
   }
 
   /**
@@ -430,9 +450,10 @@ export class UpstreamConnection {
     options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
   ): Promise<Record<string, unknown>> {
     const release = this.callers.add(options.caller);
-    return this.track(options.signal, async (signal) => {
-      const forwarded = this.viaForwarder(method, params, signal, options);
+    return this.track(options.signal, async (call) => {
+      const forwarded = this.viaForwarder(method, params, call, options);
       if (forwarded) return (await forwarded) as Record<string, unknown>;
+      const signal = call.signal;
       const client = await this.ready();
       if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
       const progressToken = params._meta?.progressToken;
@@ -441,7 +462,7 @@ export class UpstreamConnection {
         timeout: this.server.timeoutMs,
         onprogress: progressToken === undefined || !options.onProgress ? undefined : (p: Record<string, unknown>) => options.onProgress!({ ...p, progressToken }),
       } as never));
-    }).finally(release);
+    }, release);
   }
 
   /**
@@ -453,7 +474,7 @@ export class UpstreamConnection {
   private viaForwarder(
     method: string,
     params: Record<string, unknown>,
-    signal: AbortSignal,
+    cancellation: Cancellation,
     options: { onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
   ): Promise<unknown> | undefined {
     const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
@@ -461,7 +482,7 @@ export class UpstreamConnection {
     const generation = this.generation;
     const send = (f: HttpForwarder) =>
       f.request(method, params, {
-        signal,
+        cancellation,
         timeoutMs: this.server.timeoutMs,
         maxTotalTimeoutMs: this.events.maxTotalTimeoutMs,
         onProgress: options.onProgress,
@@ -487,7 +508,8 @@ export class UpstreamConnection {
    * naming the problem when the upstream is not available.
    */
   async withClient<T>(outer: AbortSignal | undefined, work: (client: Client, signal: AbortSignal) => Promise<T>): Promise<T> {
-    return this.track(outer, async (signal) => {
+    return this.track(outer, async (call) => {
+      const signal = call.signal;
       const client = await this.ready();
       if (!client) throw new DescribedError(this.status.lastError ?? `it is ${this.machine.state}`);
       const generation = this.generation;
@@ -521,38 +543,58 @@ export class UpstreamConnection {
 
   /**
    * Runs one call as in flight: counted (idle parking waits for it), and failed at once with
-   * {@link UpstreamConnectionClosedError} if the connection is closed meanwhile — its `signal`
-   * is then aborted too, so the SDK tells the upstream to cancel and HTTP requests are dropped.
-   * The caller's own `outer` signal aborts it as before.
+   * {@link UpstreamConnectionClosedError} if the connection is closed meanwhile — its
+   * cancellation is then aborted too, so the SDK tells the upstream to cancel and HTTP requests
+   * are dropped. The caller's own `outer` signal aborts it as before. `release` runs when the
+   * call is over (as `finally`). One promise for the call: no async wrapper or `Promise.race`
+   * (this is the hot path).
    */
-  private async track<T>(outer: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    if (this.machine.state === 'closed') throw new UpstreamConnectionClosedError(this.server.name, this.closeReason ?? 'closed');
-    const controller = new AbortController();
-    const forward = () => controller.abort(outer?.reason);
+  private track<T>(outer: AbortSignal | undefined, run: (call: Cancellation) => Promise<T>, release?: () => void): Promise<T> {
+    if (this.machine.state === 'closed') {
+      release?.();
+      return Promise.reject(new UpstreamConnectionClosedError(this.server.name, this.closeReason ?? 'closed'));
+    }
+    const cancellation = new Cancellation();
+    const forward = () => cancellation.abort(outer!.reason);
     if (outer?.aborted) forward();
     else outer?.addEventListener('abort', forward, { once: true });
-    const call: InflightCall = { fail: (error) => controller.abort(error) };
-    this.inflight.add(call);
     this.lastUsed = this.clock.now();
-    try {
-      // One promise settled by whichever comes first, the call or fail() (no Promise.race and
-      // second promise per call: this is the hot path).
-      return await new Promise<T>((resolve, reject) => {
-        call.fail = (error) => {
-          controller.abort(error);
-          reject(error);
-        };
-        run(controller.signal).then(resolve, reject);
-      });
-    } catch (error) {
-      throw this.sanitized(error);
-    } finally {
-      this.inflight.delete(call);
-      outer?.removeEventListener('abort', forward);
-      this.lastUsed = this.clock.now();
-      // The idle TTL counts from the end of the last call.
-      if (this.inflight.size === 0 && this.machine.state === 'connected') this.scheduleIdleCheck(this.generation);
-    }
+    return new Promise<T>((resolve, reject) => {
+      let over = false;
+      const end = (): boolean => {
+        if (over) return false;
+        over = true;
+        this.inflight.delete(call);
+        outer?.removeEventListener('abort', forward);
+        this.lastUsed = this.clock.now();
+        // The idle TTL counts from the end of the last call.
+        if (this.inflight.size === 0 && this.machine.state === 'connected') this.scheduleIdleCheck(this.generation);
+        release?.();
+        return true;
+      };
+      const failed = (error: unknown) => {
+        // What the call failed with, sanitized (an abort's reason may be any value, as before).
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        if (end()) reject(this.sanitized(error));
+      };
+      const call: InflightCall = {
+        fail: (error) => {
+          cancellation.abort(error);
+          failed(error);
+        },
+      };
+      this.inflight.add(call);
+      let running: Promise<T>;
+      try {
+        running = run(cancellation);
+      } catch (error) {
+        failed(error);
+        return;
+      }
+      running.then((value) => {
+        if (end()) resolve(value);
+      }, failed);
+    });
   }
 
   /** Connects (or reconnects). Never rejects: failures become `state: "error"` and a retry. */

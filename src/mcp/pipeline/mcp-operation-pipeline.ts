@@ -477,7 +477,10 @@ export class McpOperationPipeline implements OnModuleInit {
     const connection = route?.connection;
     let handedOver = false;
     try {
-      if (!connection || !(await connection.ready())) {
+      // No promise to wait for unless a parked stdio server has to be woken.
+      let ready = connection?.readyNow();
+      if (ready instanceof Promise) ready = await ready;
+      if (!connection || !ready) {
         const status = connection?.getStatus();
         refusedAtStart(route, status?.lastError, op.principal);
         return upstreamFailure(target.server, status?.lastError ?? `it is ${status?.state ?? 'not connected'}`);

@@ -51,6 +51,12 @@ export class ReadinessGates {
     return Object.fromEntries([...this.gates].map(([name, g]) => [name, g.state]));
   }
 
+  /** Whether every gate is ok (what {@link failing} would answer empty), without allocating. */
+  allOk(): boolean {
+    for (const gate of this.gates.values()) if (gate.state !== 'ok') return false;
+    return true;
+  }
+
   /** The gates that are not ok, with their reasons. */
   failing(): { name: string; state: GateState; reason: string | null }[] {
     return [...this.gates.values()].filter((g) => g.state !== 'ok').map((g) => ({ name: g.name, state: g.state, reason: g.reason }));

@@ -169,8 +169,8 @@ export class McpEdgeService {
     return new Response(endingWith(response.body, release), { status: response.status, headers: response.headers });
   }
 
-  /** The fast path's JSON answer, or undefined (see {@link McpFastPath.answer}); call {@link refuse} first. */
-  tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | undefined> {
+  /** The fast path's JSON answer (a promise), or undefined: not the fast path's (see {@link McpFastPath.answer}); call {@link refuse} first. */
+  tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | undefined> | undefined {
     return this.fast.answer(method, headers, body, scope, abort, principal);
   }
 

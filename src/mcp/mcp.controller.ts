@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CurrentPrincipal, McpEndpoint, RequiresPermission } from '../auth/auth.decorators.js';
 import type { Principal } from '../auth/principal.js';
 import { REQUEST_ID_HEADER } from '../common/http/request-id.js';
-import { McpEdgeService } from './mcp-edge.service.js';
+import { McpEdgeService, type EarlyAnswer } from './mcp-edge.service.js';
 import type { LifecycleAnswer } from './edge/legacy-lifecycle.js';
 import { protectedIds, restoreIds } from '../common/http/json-rpc-ids.js';
 
@@ -49,6 +49,11 @@ async function sendWebResponse(reply: FastifyReply, response: Response, requestI
   raw.end();
 }
 
+/** Sends an answer given before any MCP processing (JSON body). */
+async function sendEarly(reply: FastifyReply, early: EarlyAnswer): Promise<void> {
+  await reply.status(early.status).headers({ ...early.headers, 'content-type': 'application/json' }).send(early.body);
+}
+
 /**
  * A 2025-era (session) POST: it carries `Mcp-Session-Id`, or is the `initialize` that opens
  * one. Its client going away is not a cancellation — MCP 2025-06-18 basic/transports,
@@ -89,23 +94,34 @@ export class McpController {
     return this.serve(req, reply, server, principal);
   }
 
-  private async serve(req: FastifyRequest, reply: FastifyReply, scope: string, principal: Principal): Promise<void> {
+  /**
+   * Serves one request: refusals, then the fast path (a steady-state call answered as plain
+   * JSON, without an `async` frame or extra promise of its own here), then {@link full}.
+   */
+  private serve(req: FastifyRequest, reply: FastifyReply, scope: string, principal: Principal): Promise<void> {
     const abort = new AbortController();
-    const disconnectCancels = !isLegacyPost(req);
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished && disconnectCancels) abort.abort();
-    });
+    // Only a request its client's disconnect cancels listens for it (see isLegacyPost); a
+    // response emits 'close' once.
+    if (!isLegacyPost(req)) {
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) abort.abort();
+      });
+    }
     const early = this.edge.refuse(req.headers, scope);
-    if (early) {
-      await reply.status(early.status).headers({ ...early.headers, 'content-type': 'application/json' }).send(early.body);
-      return;
-    }
+    if (early) return sendEarly(reply, early);
     const ids = protectedIds(req.raw);
-    const fast = await this.edge.tryFast(req.method, req.headers, req.body, scope, abort, principal);
-    if (fast !== undefined) {
-      await reply.status(200).header('content-type', 'application/json').send(restoreIds(fast, ids));
-      return;
-    }
+    const fast = this.edge.tryFast(req.method, req.headers, req.body, scope, abort, principal);
+    if (fast === undefined) return this.full(req, reply, scope, principal, abort, ids);
+    return fast.then((json) => {
+      if (json === undefined) return this.full(req, reply, scope, principal, abort, ids);
+      // Written at once (no onSend hook): nothing to wait for. The content type as Fastify
+      // completes a JSON one (it would append the charset on every reply).
+      void reply.status(200).header('content-type', 'application/json; charset=utf-8').send(restoreIds(json, ids));
+    });
+  }
+
+  /** Everything the fast path leaves: the legacy lifecycle, then the SDK's serving. */
+  private async full(req: FastifyRequest, reply: FastifyReply, scope: string, principal: Principal, abort: AbortController, ids: Map<string, string> | undefined): Promise<void> {
     const lifecycle = await this.edge.tryLifecycle(req.method, req.headers, req.body, scope, principal, req.ip);
     if (lifecycle) {
       sendAnswer(reply, lifecycle, req.id, ids);
@@ -118,10 +134,7 @@ export class McpController {
         abort.abort();
         reply.raw.end();
       });
-      if ('refused' in held) {
-        await reply.status(held.refused.status).headers({ ...held.refused.headers, 'content-type': 'application/json' }).send(held.refused.body);
-        return;
-      }
+      if ('refused' in held) return sendEarly(reply, held.refused);
       release = held.release;
     }
     try {

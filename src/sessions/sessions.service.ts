@@ -1,6 +1,7 @@
 import { hash as digest, randomBytes } from 'node:crypto';
 import { Inject, Injectable, Optional, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
+import { LRUCache } from 'lru-cache';
 import { PinoLogger } from 'nestjs-pino';
 import { DataSource, IsNull, Repository } from 'typeorm';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -105,6 +106,9 @@ export class TooManySessionsError extends Error {
 /** SHA-256 (hex) of a session token: the session's id. One-shot `crypto.hash` (no Hash object per call); the same digest as `createHash('sha256').update(token).digest('hex')`. */
 const hash = (token: string) => digest('sha256', token, 'hex');
 
+/** Presented tokens whose id (hash) is remembered ({@link SessionsService}'s token memo): as many as sessions cached. */
+const TOKENS_MAX = CACHE_MAX;
+
 /**
  * Legacy (2025-era) MCP sessions, kept in PostgreSQL so any replica serves any session. Each
  * replica caches the sessions it has seen ({@link ReplicatedCache}, entries trusted for one touch
@@ -125,6 +129,22 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
   private readonly unsubscribe: (() => void)[] = [];
   private readonly clock: SessionClock;
   private readonly touchEveryMs: number;
+  /**
+   * The id (SHA-256) of the tokens of recently used open sessions, by the presented token, so a
+   * client sending the same `Mcp-Session-Id` on every request costs a map read instead of a
+   * SHA-256. It maps a token to its hash only — a pure function of the token —, never to a
+   * verdict: whether the session is open, unexpired, on this endpoint and whose it is are read
+   * from the session cache on every request, as without it. Only tokens that named an open
+   * session enter it (never a guessed or mistyped string); an entry leaves when its session
+   * ends on any replica ({@link forget}), at the LRU bound ({@link TOKENS_MAX}) and at shutdown.
+   * Never serialized, logged or exposed. Holding these tokens adds no exposure the process does
+   * not already have (every in-flight request's token); the map compares strings only on an
+   * equal (process-seeded) V8 string hash, so a miss's timing reveals nothing about the tokens
+   * in it (the reasoning of the API-key memo, docs/auth.md).
+   */
+  private readonly tokenIds = new LRUCache<string, string>({ max: TOKENS_MAX, dispose: (id) => this.tokenOf.delete(id) });
+  /** The reverse of {@link tokenIds} (session id → token), so a session's end drops its token. */
+  private readonly tokenOf = new Map<string, string>();
 
   constructor(
     @InjectRepository(McpSessionEntity) private readonly repo: Repository<McpSessionEntity>,
@@ -155,6 +175,7 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     clearTimeout(this.sweepTimer);
     for (const off of this.unsubscribe.splice(0)) off();
     this.cache.dispose();
+    this.tokenIds.clear();
   }
 
   /** Called with the (hashed) id of every session that ends, on whichever replica ended it. */
@@ -250,6 +271,7 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     if (reclaimed.length > 0) this.logger.info({ sessions: reclaimed.length, group: group.column }, 'reclaimed idle MCP sessions to open a new one');
     const session: LiveSession = { id, principal: init.principal, endpoint: init.endpoint, protocolVersion, capabilities: storedCapabilities(init.capabilities), touchedAt: now, expiresAt };
     this.cache.set(id, session);
+    this.rememberToken(token, id);
     return { token, session };
   }
 
@@ -308,11 +330,14 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
    */
   async resolve(token: string, endpoint: string): Promise<LiveSession | undefined> {
     if (token.length === 0 || token.length > 200) return undefined;
-    const id = hash(token);
+    const known = this.tokenIds.get(token);
+    const id = known ?? hash(token);
     // Hot path: a cached entry is read synchronously; a miss loads once for all callers.
     let session = this.cache.peek(id);
     if (session === undefined) session = await this.cache.get(id);
-    if (!session || session.endpoint !== endpoint) return undefined;
+    if (!session) return undefined;
+    if (known === undefined) this.rememberToken(token, id);
+    if (session.endpoint !== endpoint) return undefined;
     const now = this.clock.now();
     if (session.expiresAt <= now) {
       // This copy says expired; the row decides (another replica may have extended it).
@@ -332,8 +357,12 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
    */
   cached(token: string, endpoint: string): LiveSession | undefined {
     if (token.length === 0 || token.length > 200) return undefined;
-    const session = this.cache.peek(hash(token));
-    if (!session || session.endpoint !== endpoint) return undefined;
+    const known = this.tokenIds.get(token);
+    const id = known ?? hash(token);
+    const session = this.cache.peek(id);
+    if (!session) return undefined;
+    if (known === undefined) this.rememberToken(token, id);
+    if (session.endpoint !== endpoint) return undefined;
     const now = this.clock.now();
     return session.expiresAt > now && now - session.touchedAt < this.touchEveryMs ? session : undefined;
   }
@@ -488,7 +517,15 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     for (const id of ids) await this.bus.publish(SESSION_CLOSED, { id }, tx);
   }
 
+  /** Enters `token` (of the open session `id`) in the token memo ({@link tokenIds}). */
+  private rememberToken(token: string, id: string): void {
+    this.tokenIds.set(token, id);
+    this.tokenOf.set(id, token);
+  }
+
   private forget(id: string): void {
+    const token = this.tokenOf.get(id);
+    if (token !== undefined) this.tokenIds.delete(token);
     this.cache.invalidate(id);
     for (const listener of this.closeListeners) listener(id);
   }

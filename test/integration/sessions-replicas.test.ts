@@ -90,6 +90,46 @@ describe('sessions across replicas (expiry from the row, sliding expiry, cap und
     assert.equal(await svc.resolve(token, ''), undefined);
   });
 
+  it('remembers the id of a used token (a hash, never a verdict): closed, ended elsewhere or expired sessions are refused at once, and their tokens dropped', async () => {
+    const memo = (svc: SessionsService) => (svc as unknown as { tokenIds: { has(token: string): boolean } }).tokenIds;
+    const a = replica();
+    const b = replica();
+    const { token, session } = await a.svc.create(init('memo'));
+    assert.ok(memo(a.svc).has(token), 'remembered when opened');
+    assert.equal(a.svc.cached(token, '')?.id, session.id);
+
+    // A guessed or unknown token never enters it.
+    assert.equal(await b.svc.resolve(`${token}x`, ''), undefined);
+    assert.equal(b.svc.cached(`${token}y`, ''), undefined);
+    assert.equal(memo(b.svc).has(`${token}x`) || memo(b.svc).has(`${token}y`), false);
+
+    // b learns the token by using it; closed on a, b refuses it as soon as the close reaches it.
+    assert.equal((await b.svc.resolve(token, ''))?.id, session.id);
+    assert.ok(memo(b.svc).has(token));
+    assert.equal(b.svc.cached(token, '')?.id, session.id, 'b answers from memory');
+    await a.svc.close(session);
+    assert.equal(a.svc.cached(token, ''), undefined, 'closed here: refused at once');
+    assert.equal(await a.svc.resolve(token, ''), undefined);
+    assert.equal(memo(a.svc).has(token), false, 'the token left the memo with its session');
+    b.bus.emit('sessions.closed', { id: session.id });
+    assert.equal(b.svc.cached(token, ''), undefined, 'closed elsewhere: refused once the bus says so');
+    assert.equal(await b.svc.resolve(token, ''), undefined);
+    assert.equal(memo(b.svc).has(token), false);
+
+    // Expired: refused at once, though the token is remembered.
+    const { token: t2, session: s2 } = await a.svc.create(init('memo'));
+    assert.equal(a.svc.cached(t2, '')?.id, s2.id);
+    clock.t += TIMEOUT + 1;
+    assert.equal(a.svc.cached(t2, ''), undefined, 'expired copy');
+    assert.equal(await a.svc.resolve(t2, ''), undefined, 'expired row');
+    assert.equal(memo(a.svc).has(t2), false);
+
+    // The memo is cleared at shutdown.
+    const { token: t3 } = await b.svc.create(init('memo'));
+    b.svc.beforeApplicationShutdown();
+    assert.equal(memo(b.svc).has(t3), false);
+  });
+
   it('never closes a session from a replica’s stale copy: the row decides', async () => {
     const a = replica();
     const b = replica();

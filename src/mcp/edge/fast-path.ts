@@ -12,6 +12,7 @@ import { UpstreamServersService } from '../../upstreams/upstream-servers.service
 import type { McpEra, McpOperationKind, McpParams } from '../pipeline/mcp-operation.js';
 import type { CallingClient } from '../pipeline/server-requests.js';
 import { LegacySessions, SESSION_HEADER } from './legacy-sessions.js';
+import type { LiveSession } from '../../sessions/sessions.service.js';
 
 /** 2025-era revisions a session may name in MCP-Protocol-Version. */
 const LEGACY_VERSIONS = new Set(SUPPORTED_PROTOCOL_VERSIONS.filter((v) => v < '2026'));
@@ -89,10 +90,13 @@ export class McpFastPath {
   }
 
   /**
-   * The JSON answer, or undefined: serve it the full way. The caller has already refused a
+   * The JSON answer, or undefined: serve it the full way — undefined at once when the request
+   * is not the fast path's, or a promise of the answer (of undefined when a legacy session
+   * turns out not to be served here after loading it). The caller has already refused a
    * foreign Host/Origin, an unknown scope and an unready replica ({@link McpEdgeService.refuse}).
+   * Throws only what a programming error would.
    */
-  async answer(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | undefined> {
+  answer(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | undefined> | undefined {
     if (!this.enabled || method !== 'POST') return undefined;
     const version = headers['mcp-protocol-version'];
     if (typeof version !== 'string') return undefined;
@@ -120,10 +124,9 @@ export class McpFastPath {
       if (params._meta && PROTOCOL_VERSION_META_KEY in params._meta) return undefined;
       if (message.method === 'tools/list' && this.wrapsTools(scope)) return undefined;
       // Steady state: the cached session, decided without a promise; else the full check.
-      const session = this.sessions.sessionForNow(token, scope, principal) ?? (await this.sessions.sessionFor(token, scope, principal));
-      if (!session) return undefined;
-      const client = message.method === 'tools/call' ? { capabilities: session.capabilities, sessionId: session.id } : undefined;
-      return this.sessions.tracked(session, message, abort, () => this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal, client));
+      const session = this.sessions.sessionForNow(token, scope, principal);
+      if (session) return this.runLegacy(session, message, params, scope, abort, principal);
+      return this.sessions.sessionFor(token, scope, principal).then((loaded) => (loaded ? this.runLegacy(loaded, message, params, scope, abort, principal) : undefined));
     }
 
     if (MODERN_VERSIONS.has(version)) {
@@ -163,6 +166,12 @@ export class McpFastPath {
     let wraps = this.legacyWrap.get(catalog);
     if (wraps === undefined) this.legacyWrap.set(catalog, (wraps = !catalog.tools.every(canWrapLikeSdk)));
     return wraps;
+  }
+
+  /** A legacy session's request, findable by notifications/cancelled while it runs. */
+  private runLegacy(session: LiveSession, message: Message, params: Params, scope: string, abort: AbortController, principal: Principal): Promise<string> {
+    const client = message.method === 'tools/call' ? { capabilities: session.capabilities, sessionId: session.id } : undefined;
+    return this.sessions.tracked(session, message, abort, () => this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal, client));
   }
 
   private async run(era: McpEra, kind: McpOperationKind, id: string | number, params: Params, scope: string, abort: AbortController, principal: Principal, client?: CallingClient): Promise<string> {

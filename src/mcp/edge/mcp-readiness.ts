@@ -18,6 +18,7 @@ export class McpReadiness {
 
   /** The reason `/mcp` cannot serve now (naming the gates), or undefined. */
   notReady(): string | undefined {
+    if (this.gates.allOk()) return undefined;
     const failing = this.gates.failing();
     if (failing.length === 0) return undefined;
     const blocking = failing.filter((g) => (MCP_GATES as readonly string[]).includes(g.name));

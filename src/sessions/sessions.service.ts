@@ -110,6 +110,12 @@ const hash = (token: string) => digest('sha256', token, 'hex');
 const TOKENS_MAX = CACHE_MAX;
 
 /**
+ * How long an unused token stays in the token memo, in ms (as the API-key memo's 60 s): a
+ * steady client keeps its entry, an idle session's token leaves memory at the next sweep after this.
+ */
+export const TOKEN_MEMO_IDLE_MS = 60_000;
+
+/**
  * Legacy (2025-era) MCP sessions, kept in PostgreSQL so any replica serves any session. Each
  * replica caches the sessions it has seen ({@link ReplicatedCache}, entries trusted for one touch
  * interval); a close on any replica is published on the change bus inside the closing
@@ -136,13 +142,15 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
    * verdict: whether the session is open, unexpired, on this endpoint and whose it is are read
    * from the session cache on every request, as without it. Only tokens that named an open
    * session enter it (never a guessed or mistyped string); an entry leaves when its session
-   * ends on any replica ({@link forget}), at the LRU bound ({@link TOKENS_MAX}) and at shutdown.
-   * Never serialized, logged or exposed. Holding these tokens adds no exposure the process does
-   * not already have (every in-flight request's token); the map compares strings only on an
-   * equal (process-seeded) V8 string hash, so a miss's timing reveals nothing about the tokens
-   * in it (the reasoning of the API-key memo, docs/auth.md).
+   * ends on any replica ({@link forget}), at the LRU bound ({@link TOKENS_MAX}), when unused for
+   * {@link TOKEN_MEMO_IDLE_MS} ({@link purgeIdleTokens}, run with every sweep) and at shutdown.
+   * Never serialized, logged or exposed. It holds tokens of sessions used in the last minute or
+   * so — live credentials, which otherwise stay in the process only while their requests run
+   * (hence the idle bound: an idle session's token does not sit in a heap dump); the map compares
+   * strings only on an equal (process-seeded) V8 string hash, so a miss's timing reveals nothing
+   * about the tokens in it (the reasoning of the API-key memo, docs/auth.md).
    */
-  private readonly tokenIds = new LRUCache<string, string>({ max: TOKENS_MAX, dispose: (id) => this.tokenOf.delete(id) });
+  private readonly tokenIds: LRUCache<string, string>;
   /** The reverse of {@link tokenIds} (session id → token), so a session's end drops its token. */
   private readonly tokenOf = new Map<string, string>();
 
@@ -158,6 +166,15 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     logger.setContext('Sessions');
     this.clock = clock ?? { now: () => Date.now() };
     this.touchEveryMs = touchIntervalMs(config.mcp.sessionTimeoutMs);
+    this.tokenIds = new LRUCache<string, string>({
+      max: TOKENS_MAX,
+      ttl: TOKEN_MEMO_IDLE_MS,
+      updateAgeOnGet: true,
+      // The session clock (tests move it); read on every use, not cached behind a timer.
+      perf: { now: () => this.clock.now() },
+      ttlResolution: 0,
+      dispose: (id) => this.tokenOf.delete(id),
+    });
     // `null`: no open session with this id (unknown or closed) — cached too, closes are final.
     // The bus's $resync clears it (closes may have been missed while disconnected).
     this.cache = new ReplicatedCache<string, LiveSession | null>(
@@ -445,8 +462,14 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     });
   }
 
+  /** Drops the token memo's entries unused for {@link TOKEN_MEMO_IDLE_MS} (lru-cache expires them lazily otherwise). */
+  purgeIdleTokens(): void {
+    this.tokenIds.purgeStale();
+  }
+
   private scheduleSweep(): void {
     this.sweepTimer = setTimeout(() => {
+      this.purgeIdleTokens();
       this.sweep()
         .then((n) => n > 0 && this.logger.info({ sessions: n }, 'closed idle MCP sessions'))
         .catch((error: unknown) => this.logger.warn({ err: error }, 'session sweep failed'))

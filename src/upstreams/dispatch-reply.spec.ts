@@ -251,3 +251,28 @@ describe('SseBody', () => {
     assert.equal(dropped, 1);
   });
 });
+
+describe('HttpForwarder after close()', () => {
+  it('sends nothing more and opens no new pool: a request fails with "closed", the upstream sees only what came before', async () => {
+    const { HttpForwarder } = await import('./http-forwarder.js');
+    let posts = 0;
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      posts++;
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":1,"result":{"ok":true}}'));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`);
+      const forwarder = new HttpForwarder(url, {}, '2025-06-18', 'sid');
+      assert.deepEqual(await forwarder.request('tools/call', { name: 'x' }, { timeoutMs: 5_000 }), { ok: true });
+      await forwarder.close();
+      await assert.rejects(forwarder.request('tools/call', { name: 'x' }, { timeoutMs: 5_000 }), /the connection to this server is closed/);
+      assert.equal((forwarder as unknown as { pools: Map<string, unknown> }).pools.size, 0, 'no pool made after close()');
+      assert.equal(posts, 1);
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -84,6 +84,8 @@ const CANCEL_TIMEOUT_MS = 2_000;
  */
 export class HttpForwarder {
   private readonly pools = new Map<string, Pool>();
+  /** {@link close} was called: no pool is (re)made, so nothing sent later — an answer to a server request, a cancellation — can leave one open. */
+  private closed = false;
   private target: URL;
   private readonly origins: Set<string>;
   private readonly headers: Record<string, string>;
@@ -171,7 +173,9 @@ export class HttpForwarder {
     }
   }
 
+  /** Closes every pool (in-flight requests fail); any request after this fails with "closed". */
   async close(): Promise<void> {
+    this.closed = true;
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
@@ -258,6 +262,7 @@ export class HttpForwarder {
   private poolFor(origin: string): Pool {
     let pool = this.pools.get(origin);
     if (!pool) {
+      if (this.closed) throw new DescribedError('the connection to this server is closed');
       pool = new Pool(origin, { connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
       this.pools.set(origin, pool);
     }
@@ -266,7 +271,7 @@ export class HttpForwarder {
 
   /** Tells the upstream to stop working on `requestId` (best effort, bounded, never throws). */
   private async notifyCancelled(requestId: number, reason: string): Promise<void> {
-    if (this.pools.size === 0) return; // closed
+    if (this.closed) return;
     await this.postDrained({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason } });
   }
 

@@ -7,7 +7,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { buildDataSourceOptions } from '../../src/database/data-source-options.js';
 import { SchemaStateService } from '../../src/database/schema-state.service.js';
 import { McpSessionEntity } from '../../src/sessions/mcp-session.entity.js';
-import { SessionsService, TooManySessionsError, touchIntervalMs, type SessionInit } from '../../src/sessions/sessions.service.js';
+import { SessionsService, TOKEN_MEMO_IDLE_MS, TooManySessionsError, touchIntervalMs, type SessionInit } from '../../src/sessions/sessions.service.js';
 import { configFrom } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { FakeBus } from '../support/fake-bus.js';
@@ -123,6 +123,17 @@ describe('sessions across replicas (expiry from the row, sliding expiry, cap und
     assert.equal(a.svc.cached(t2, ''), undefined, 'expired copy');
     assert.equal(await a.svc.resolve(t2, ''), undefined, 'expired row');
     assert.equal(memo(a.svc).has(t2), false);
+
+    // An unused token leaves at the sweep after TOKEN_MEMO_IDLE_MS; one in use stays.
+    const { token: idle } = await a.svc.create(init('memo'));
+    const { token: busy } = await a.svc.create(init('memo'));
+    for (let i = 0; i < 3; i++) {
+      clock.t += TOKEN_MEMO_IDLE_MS / 2;
+      a.svc.cached(busy, '');
+      a.svc.purgeIdleTokens();
+    }
+    assert.equal(memo(a.svc).has(idle), false, 'unused for longer than TOKEN_MEMO_IDLE_MS: dropped');
+    assert.equal(memo(a.svc).has(busy), true, 'used within TOKEN_MEMO_IDLE_MS: kept');
 
     // The memo is cleared at shutdown.
     const { token: t3 } = await b.svc.create(init('memo'));

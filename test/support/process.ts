@@ -26,6 +26,18 @@ export const canListen = (port: number): Promise<boolean> =>
   });
 
 /**
+ * Ports `fetch` refuses to connect to (the Fetch Standard's "bad ports", §2.9 Port blocking,
+ * https://fetch.spec.whatwg.org/#port-blocking): Node's fetch (undici) and Chromium fail any
+ * request to them as a network error. CI once failed when a Gatehouse was started on 10080 and its
+ * `/readyz` "answered 0" for 60 s.
+ */
+export const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123,
+  135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995,
+  1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
+/**
  * A TCP port on 127.0.0.1 that is free now, for a listener a test starts later (a child
  * process's `PORT`, an issuer URL that must be known before the app starts).
  *
@@ -33,15 +45,15 @@ export const canListen = (port: number): Promise<boolean> =>
  * port there can be taken between our check and the real `listen` by any outgoing connection of
  * the parallel test processes (CI once failed with EADDRINUSE on exactly that). Outside it only
  * another explicit `listen` can take it, and the random draw makes that unlikely; a port is never
- * handed out twice by one process. Listeners that can take any port use `listen(0)` instead.
+ * handed out twice by one process, nor one of {@link FETCH_BAD_PORTS}. `random`: the draw (tests). Listeners that can take any port use `listen(0)` instead.
  */
-export async function freePort(): Promise<number> {
+export async function freePort(random: () => number = Math.random): Promise<number> {
   const [low] = ephemeralRange();
   const floor = 10_000;
   const ceiling = Math.max(floor + 1_000, low) - 1;
   for (let attempt = 0; attempt < 200; attempt++) {
-    const port = floor + Math.floor(Math.random() * (ceiling - floor));
-    if (handedOut.has(port)) continue;
+    const port = floor + Math.floor(random() * (ceiling - floor));
+    if (handedOut.has(port) || FETCH_BAD_PORTS.has(port)) continue;
     handedOut.add(port);
     if (await canListen(port)) return port;
   }

@@ -347,13 +347,12 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
    */
   async resolve(token: string, endpoint: string): Promise<LiveSession | undefined> {
     if (token.length === 0 || token.length > 200) return undefined;
-    const known = this.tokenIds.get(token);
-    const id = known ?? hash(token);
+    const id = this.idOf(token);
     // Hot path: a cached entry is read synchronously; a miss loads once for all callers.
     let session = this.cache.peek(id);
     if (session === undefined) session = await this.cache.get(id);
     if (!session) return undefined;
-    if (known === undefined) this.rememberToken(token, id);
+    this.rememberToken(token, id);
     if (session.endpoint !== endpoint) return undefined;
     const now = this.clock.now();
     if (session.expiresAt <= now) {
@@ -374,11 +373,10 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
    */
   cached(token: string, endpoint: string): LiveSession | undefined {
     if (token.length === 0 || token.length > 200) return undefined;
-    const known = this.tokenIds.get(token);
-    const id = known ?? hash(token);
+    const id = this.idOf(token);
     const session = this.cache.peek(id);
     if (!session) return undefined;
-    if (known === undefined) this.rememberToken(token, id);
+    this.rememberToken(token, id);
     if (session.endpoint !== endpoint) return undefined;
     const now = this.clock.now();
     return session.expiresAt > now && now - session.touchedAt < this.touchEveryMs ? session : undefined;
@@ -540,8 +538,14 @@ export class SessionsService implements OnApplicationBootstrap, BeforeApplicatio
     for (const id of ids) await this.bus.publish(SESSION_CLOSED, { id }, tx);
   }
 
-  /** Enters `token` (of the open session `id`) in the token memo ({@link tokenIds}). */
+  /** The id of the session `token` names: remembered ({@link tokenIds}), else its SHA-256. */
+  private idOf(token: string): string {
+    return this.tokenIds.get(token) ?? hash(token);
+  }
+
+  /** Enters `token` (of the open session `id`) in the token memo ({@link tokenIds}), unless it is there. */
   private rememberToken(token: string, id: string): void {
+    if (this.tokenOf.has(id)) return;
     this.tokenIds.set(token, id);
     this.tokenOf.set(id, token);
   }

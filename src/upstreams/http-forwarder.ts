@@ -183,11 +183,7 @@ export class HttpForwarder {
 
   /** Sends one POST, following allowed redirects; resolves with the answer to `id`. */
   private async exchange(id: number, method: string, params: Record<string, unknown> | undefined, call: Cancellation, options: ForwardOptions): Promise<unknown> {
-    const body = JSON.stringify({ jsonrpc: '2.0', id, method, params });
-    const target = this.target;
-    let reply = await this.dispatch(target, body, call, this.bodyUse);
-    if (reply.statusCode === 307 || reply.statusCode === 308) reply = await this.redirected(reply, target, body, call, this.bodyUse);
-    const { statusCode, headers, text, events } = reply;
+    const { statusCode, headers, text, events } = await this.post({ jsonrpc: '2.0', id, method, params }, call, this.bodyUse);
     if (statusCode === 429 || statusCode === 503) throw new UpstreamRefusedError(statusCode, parseRetryAfter(headers['retry-after'], this.clock.now()));
     if (statusCode === 404 && this.headers['mcp-session-id']) throw new UpstreamSessionLostError('the upstream ended its session (HTTP 404)');
     if (statusCode === 401 || statusCode === 403) {

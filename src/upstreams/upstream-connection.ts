@@ -376,22 +376,18 @@ export class UpstreamConnection {
    * the upstream is not available. Every call goes through here, which also marks it used.
    */
   async ready(): Promise<Client | undefined> {
-    this.lastUsed = this.clock.now();
-    if (this.machine.state === 'idle') {
-      this.waking ??= this.connect().finally(() => (this.waking = undefined));
-      await this.waking;
-    }
-    return this.getClient();
+    return this.readyNow();
   }
 
   /**
    * {@link ready} without a promise when nothing has to be woken (the hot path): the SDK client
-   * or undefined at once, or — for a parked stdio server — the promise of {@link ready}.
+   * or undefined at once, or — for a parked stdio server — the promise of it once woken.
    */
   readyNow(): Client | undefined | Promise<Client | undefined> {
-    if (this.machine.state === 'idle') return this.ready();
     this.lastUsed = this.clock.now();
-    return this.getClient();
+    if (this.machine.state !== 'idle') return this.getClient();
+    this.waking ??= this.connect().finally(() => (this.waking = undefined));
+    return this.waking.then(() => this.getClient());
   }
 
   /**

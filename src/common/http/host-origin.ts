@@ -119,6 +119,9 @@ export class HostOriginRules {
   /** The last `Host` value {@link check} parsed, and its parse (clients send the same one request after request). */
   private lastHost: string | undefined;
   private lastParsed: Readonly<ParsedHost> | undefined;
+  /** The last `Host` and `Origin` {@link problem} found fine: the rules are fixed, so the verdict is too (no Origin parse per request). */
+  private fineHost: string | undefined;
+  private fineOrigin: string | undefined;
 
   /**
    * @param protection `HTTP_DNS_REBINDING_PROTECTION`
@@ -214,9 +217,12 @@ export class HostOriginRules {
    */
   problem(host: string | undefined, origin: string | undefined): string | undefined {
     if (!this.protection) return undefined;
+    if (host !== undefined && host === this.fineHost && origin === this.fineOrigin) return undefined;
     const parsed = host ? this.parsedHost(host) : undefined;
     if (!parsed || !this.allowedHosts.has(parsed.hostname)) return `Forbidden: Host ${show(host ?? '')} is not allowed (HTTP_ALLOWED_HOSTS)`;
     if (origin !== undefined && origin !== '' && !this.isAllowedOrigin(origin, host)) return `Forbidden: Origin ${show(origin)} is not allowed (HTTP_CORS_ORIGINS)`;
+    this.fineHost = host;
+    this.fineOrigin = origin;
     return undefined;
   }
 }

@@ -16,12 +16,6 @@ import { jsonRpcError } from './json-rpc.js';
 @Injectable()
 export class HostOriginCheck {
   private readonly rules: HostOriginRules;
-  /**
-   * The last `Host` and `Origin` found fine: the rules are fixed for the process, so their
-   * verdict is too, and clients send the same values request after request (no parse then).
-   */
-  private fineHost: string | undefined;
-  private fineOrigin: string | undefined;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     this.rules = HostOriginRules.fromConfig(config);
@@ -29,13 +23,7 @@ export class HostOriginCheck {
 
   /** Why `host`/`origin` are refused, or undefined when they are fine (see {@link HostOriginRules.problem}). */
   problem(host: string | undefined, origin: string | undefined): string | undefined {
-    if (host !== undefined && host === this.fineHost && origin === this.fineOrigin) return undefined;
-    const problem = this.rules.problem(host, origin);
-    if (problem === undefined && host !== undefined) {
-      this.fineHost = host;
-      this.fineOrigin = origin;
-    }
-    return problem;
+    return this.rules.problem(host, origin);
   }
 
   /** The 403 JSON-RPC answer for a refused web `Request`, or undefined when it may pass. */

@@ -20,7 +20,6 @@ export class McpReadiness {
   notReady(): string | undefined {
     if (this.gates.allOk()) return undefined;
     const failing = this.gates.failing();
-    if (failing.length === 0) return undefined;
     const blocking = failing.filter((g) => (MCP_GATES as readonly string[]).includes(g.name));
     if (blocking.length === 0) return undefined;
     return `Service unavailable: this replica is not ready to serve MCP (${blocking.map((g) => `${g.name}: ${g.reason ?? g.state}`).join('; ')}); retry shortly`;

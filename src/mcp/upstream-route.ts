@@ -35,6 +35,21 @@ interface Plan {
 const plans = new WeakMap<UpstreamServerEntity, Plan>();
 const noop = () => undefined;
 
+/** The `inject` of a route that injects nothing (shared, frozen: compare with it to skip the merge). */
+export const NO_INJECT: Record<string, string> = Object.freeze({});
+
+/**
+ * The route of a server without placeholders or injected arguments: its shared connection,
+ * nothing injected, nothing to release. One frozen object per connection, not one per call
+ * (no consumer changes a route).
+ */
+const sharedRoutes = new WeakMap<UpstreamConnection, Route>();
+function sharedRoute(connection: UpstreamConnection): Route {
+  let route = sharedRoutes.get(connection);
+  if (!route) sharedRoutes.set(connection, (route = Object.freeze({ connection, inject: NO_INJECT, release: noop })));
+  return route;
+}
+
 function planOf(template: UpstreamServerEntity): Plan {
   let plan = plans.get(template);
   if (!plan) {
@@ -55,8 +70,11 @@ function planOf(template: UpstreamServerEntity): Plan {
  * `authorize()`), so nothing reaches an upstream without a policy decision. Undefined when the
  * server is gone or not connected on this replica; `{ problem }` when the caller lacks a secret
  * the server needs (or the pool is exhausted). Call `release()` when the exchange is over.
+ * Known without a promise (returned as is, not wrapped) when the server is gone or its route
+ * is the plain shared one — the steady state of most calls; else a promise. Only a programming
+ * error (a forged operation) is thrown.
  */
-export function routeCall(services: RouteServices, authorized: AuthorizedOperation, token?: UsableToken): Promise<Route | undefined> {
+export function routeCall(services: RouteServices, authorized: AuthorizedOperation, token?: UsableToken): Route | undefined | Promise<Route | undefined> {
   assertAuthorized(authorized);
   const { principal, target } = authorized.operation;
   if (!target) throw new Error('BUG: routeCall on an operation without a target');
@@ -78,7 +96,12 @@ const CALLER_LISTING_WAIT_MS = 5_000;
  */
 export async function listThroughCaller(services: RouteServices, principal: Principal, servers: string[]): Promise<void> {
   const started = servers.map(async (server) => {
-    const route = await routeTo(services, principal, server).catch(() => undefined);
+    let route: Route | undefined;
+    try {
+      route = await routeTo(services, principal, server);
+    } catch {
+      route = undefined;
+    }
     if (route && 'release' in route) route.release();
   });
   let timer: NodeJS.Timeout | undefined;
@@ -145,15 +168,32 @@ function resolutionFor(template: UpstreamServerEntity, callerSecrets: CallerSecr
  * near expiry) — `token` when given (a refreshed one after a 401). The pool keys connections
  * by the resolved headers, so a connection carries exactly one user's token, and a refreshed
  * token starts a new one. Without a usable token: `{ problem, connect }`.
+ *
+ * Undefined and the shared route are returned as they are (see {@link routeCall}); the rest
+ * ({@link routeFor}) as a promise.
  */
-async function routeTo(services: RouteServices, principal: Principal, server: string, token?: UsableToken): Promise<Route | undefined> {
-  const { upstreams, secrets } = services;
-  const caller: Caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
+function routeTo(services: RouteServices, principal: Principal, server: string, token?: UsableToken): Route | undefined | Promise<Route | undefined> {
+  const { upstreams } = services;
   const connection = upstreams.connection(server);
   const template = upstreams.template(server);
   if (!connection || !template) return undefined;
   const plan = planOf(template);
-  if (!plan.perCaller && !plan.injects) return { connection, inject: {}, release: noop };
+  if (!plan.perCaller && !plan.injects) return sharedRoute(connection);
+  return routeFor(services, principal, server, connection, template, plan, token);
+}
+
+/** {@link routeTo} for a server with placeholders, injected arguments or `oauth`: the caller's values (and pooled connection). */
+async function routeFor(
+  services: RouteServices,
+  principal: Principal,
+  server: string,
+  connection: UpstreamConnection,
+  template: UpstreamServerEntity,
+  plan: Plan,
+  token: UsableToken | undefined,
+): Promise<Route | undefined> {
+  const { upstreams, secrets } = services;
+  const caller: Caller = { owner: secretOwner(principal), userId: principal.userId, email: principal.email };
 
   let oauth: UsableToken | undefined = token;
   if (plan.oauth && !oauth) {

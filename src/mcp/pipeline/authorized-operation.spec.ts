@@ -9,7 +9,9 @@ import { assertAuthorized, authorize, POLICY_DENIED, type AuthorizedOperation } 
 import type { ClassifiedOperation } from './mcp-operation.js';
 import type { SecretsService } from '../../secrets/secrets.service.js';
 import type { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
-import { routeCall } from '../upstream-route.js';
+import { NO_INJECT, routeCall } from '../upstream-route.js';
+import type { UpstreamConnection } from '../../upstreams/upstream-connection.js';
+import { UpstreamServerEntity } from '../../upstreams/upstream-server.entity.js';
 
 const op = (): ClassifiedOperation<'tools/call'> => ({
   kind: 'tools/call',
@@ -44,5 +46,34 @@ describe('authorize', () => {
     // Routing an upstream call takes only an authorized operation.
     const upstreams = { connection: () => assert.fail('must not be reached') } as unknown as UpstreamServersService;
     assert.throws(() => routeCall({ upstreams, secrets: {} as SecretsService, connections: {} as UpstreamConnectionsService }, forged), /without authorization/);
+  });
+});
+
+describe('routeCall', () => {
+  const allow = { decideFor: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
+  const plain = Object.assign(new UpstreamServerEntity(), { name: 'gh', transport: 'streamable_http' as const, env: {}, headers: {}, inject: {}, oauth: null });
+  const services = (connection: object | undefined) => ({
+    upstreams: { connection: () => connection, template: () => plain } as unknown as UpstreamServersService,
+    secrets: { forCaller: () => assert.fail('a plain server reads no secrets') } as unknown as SecretsService,
+    connections: {} as UpstreamConnectionsService,
+  });
+
+  it('routes a plain server to its shared connection without a promise: one frozen route per connection, nothing injected, nothing to release', () => {
+    const connection = {} as UpstreamConnection;
+    const first = routeCall(services(connection), authorize(allow, op()));
+    assert.ok(!(first instanceof Promise), 'known at once (was: a promise per call)');
+    assert.ok(first && 'connection' in first);
+    assert.equal(first.connection, connection);
+    assert.equal(first.inject, NO_INJECT);
+    assert.deepEqual(first.inject, {});
+    assert.equal(first.release(), undefined);
+    assert.ok(Object.isFrozen(first), 'shared by every call: no consumer may change it');
+    assert.equal(routeCall(services(connection), authorize(allow, op())), first, 'the same object for the next call');
+    const other = routeCall(services({}), authorize(allow, op()));
+    assert.notEqual(other, first, 'another connection has its own route');
+  });
+
+  it('a server that is gone has no route (undefined, not a promise)', () => {
+    assert.equal(routeCall(services(undefined), authorize(allow, op())), undefined);
   });
 });

@@ -86,6 +86,52 @@ describe('McpOperationPipeline hooks', () => {
     assert.equal(warnings.length, 1);
   });
 
+  it('with beforeCall hooks only: each in order, a returned promise awaited before the next and the call; a sync or async refusal is the client’s error and stops the rest', async () => {
+    const calls: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const pipeline = pipelineWith([
+      { hook: { beforeCall: () => void calls.push('sync') }, order: 1 },
+      { hook: { beforeCall: () => (calls.push('async'), gate.then(() => void calls.push('async done'))) }, order: 2 },
+      { hook: { beforeCall: () => void calls.push('last') }, order: 3 },
+    ]);
+    const running = pipeline.run(ping());
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(calls, ['sync', 'async'], 'later hooks wait for the pending one');
+    release();
+    assert.deepEqual(await running, {});
+    assert.deepEqual(calls, ['sync', 'async', 'async done', 'last']);
+
+    let reached = false;
+    const thrown = new ProtocolError(-32029, 'slow down');
+    const refusing = pipelineWith([
+      {
+        hook: {
+          beforeCall: () => {
+            throw thrown;
+          },
+        },
+        order: 1,
+      },
+      { hook: { beforeCall: () => void (reached = true) }, order: 2 },
+    ]);
+    const refused = refusing.run(ping());
+    assert.ok(refused instanceof Promise, 'a synchronous throw is a rejection, not an exception');
+    await assert.rejects(refused, (e: unknown) => e === thrown);
+    assert.equal(reached, false);
+  });
+
+  it('a hook with afterCall added at run time gets the outcome; removed, it no longer does', async () => {
+    const pipeline = pipelineWith([{ hook: { beforeCall: () => undefined } }]);
+    const outcomes: unknown[] = [];
+    const remove = pipeline.addHook({ afterCall: (_op, outcome) => void outcomes.push(outcome.ok) });
+    await pipeline.run(ping());
+    assert.deepEqual(outcomes, [true]);
+    remove();
+    await pipeline.run(ping());
+    assert.deepEqual(outcomes, [true]);
+  });
+
   it('onRefused sees what never got authorized (unknown tool), with the error the client gets', async () => {
     const refused: unknown[] = [];
     const pipeline = pipelineWith([{ hook: { onRefused: (request, error) => void refused.push([request.kind, error.code]) } }]);

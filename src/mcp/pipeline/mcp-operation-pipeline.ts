@@ -8,7 +8,7 @@ import { UpstreamServersService } from '../../upstreams/upstream-servers.service
 import { CONNECT_TOOL_NAME, NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
 import { SecretsService } from '../../secrets/secrets.service.js';
-import { listThroughCaller, routeCall, type Route, type RouteServices } from '../upstream-route.js';
+import { listThroughCaller, NO_INJECT, routeCall, type Route, type RouteServices } from '../upstream-route.js';
 import { authErrorIn, UpstreamAuthError } from '../../upstreams/auth-challenge.js';
 import { UpstreamConnectionsService, type ConnectRequest, type UsableToken } from '../../upstream-oauth/upstream-connections.service.js';
 import { ChangeBusService } from '../../database/change-bus.service.js';
@@ -25,6 +25,7 @@ import { ClientRequests, InputRequiredBroker } from './server-requests.js';
 import { SessionSubscriptions } from './resource-subscriptions.js';
 import { LogLevels, type LogLevel } from './log-levels.js';
 import type { UpstreamCaller } from '../../upstreams/upstream-callers.js';
+import type { UpstreamConnection } from '../../upstreams/upstream-connection.js';
 
 /** Capabilities that let a client answer an upstream's requests; a 2026-07-28 client with none never needs the MRTR broker. */
 const answersRequests = (capabilities: Record<string, unknown> | undefined) =>
@@ -54,6 +55,9 @@ const isTimeout = (error: unknown) => error instanceof Error && /timed? ?out/i.t
 function upstreamFailure(server: string, problem: string): CallToolResult {
   return { isError: true, content: [{ type: 'text', text: `Upstream MCP server "${server}" failed: ${problem}` }] };
 }
+
+/** A route problem a `tools/call` reports as its result (the caller cannot or need not be asked to connect). */
+const toolProblem = (problem: { problem: string }): CallToolResult => ({ isError: true, content: [{ type: 'text', text: problem.problem }] });
 
 /**
  * What Gatehouse's connect tool answers a caller already connected to `server` (their
@@ -140,6 +144,8 @@ const refuseOutsideMrtr =
 @Injectable()
 export class McpOperationPipeline implements OnModuleInit {
   private hooks: McpOperationHook[] = [];
+  /** Whether any hook has `afterCall`: without one, a call needs no clock reading, outcome object or async wrapper ({@link hooked}). */
+  private afterHooks = false;
   private readonly templateViews = new WeakMap<object, Catalog['resourceTemplates']>();
   private readonly pageSize: number;
   private readonly routing: RouteServices;
@@ -169,7 +175,7 @@ export class McpOperationPipeline implements OnModuleInit {
       .getProviders({ metadataKey: McpOperationHookProvider.KEY })
       .filter((w) => w.instance)
       .map((w) => ({ hook: w.instance as McpOperationHook, order: this.discovery.getMetadataByDecorator(McpOperationHookProvider, w)?.order ?? 0 }));
-    this.hooks = found.sort((a, b) => a.order - b.order).map((f) => f.hook);
+    this.setHooks(found.sort((a, b) => a.order - b.order).map((f) => f.hook));
     this.bus?.subscribe(UPSTREAM_OAUTH_CHANGED, (event) => {
       if (event.topic !== RESYNC_TOPIC) void this.listForNewConnection(event.data.server, event.data.owner);
     });
@@ -192,8 +198,14 @@ export class McpOperationPipeline implements OnModuleInit {
 
   /** Adds a hook at run time (tests, or modules that build hooks dynamically); returns its removal. */
   addHook(hook: McpOperationHook): () => void {
-    this.hooks = [...this.hooks, hook];
-    return () => (this.hooks = this.hooks.filter((h) => h !== hook));
+    this.setHooks([...this.hooks, hook]);
+    return () => this.setHooks(this.hooks.filter((h) => h !== hook));
+  }
+
+  /** Replaces the hook list (never mutated in place: a running call keeps the list it started with). */
+  private setHooks(hooks: McpOperationHook[]): void {
+    this.hooks = hooks;
+    this.afterHooks = hooks.some((h) => typeof h.afterCall === 'function');
   }
 
   /**
@@ -334,7 +346,35 @@ export class McpOperationPipeline implements OnModuleInit {
     }
   }
 
-  private async hooked<K extends McpOperationKind>(op: AuthorizedOperation<K>): Promise<Record<string, unknown>> {
+  /**
+   * Steps 3–7 with hooks. Without any `afterCall` hook (the steady state: the tool rate limit
+   * has only `beforeCall`), {@link guarded}: the same order and errors without the outcome and
+   * timing bookkeeping nobody reads; else {@link timed}.
+   */
+  private hooked<K extends McpOperationKind>(op: AuthorizedOperation<K>): Promise<Record<string, unknown>> {
+    return this.afterHooks ? this.timed(op) : this.guarded(op, this.hooks, 0);
+  }
+
+  /**
+   * `beforeCall` of `hooks[from…]` in order — a returned promise awaited, the rest continued
+   * after it — then {@link execute}. A hook or `execute` that throws rejects with what it threw
+   * (as the async {@link timed} does), and nothing after it runs.
+   */
+  private guarded(op: AuthorizedOperation, hooks: McpOperationHook[], from: number): Promise<Record<string, unknown>> {
+    try {
+      for (let i = from; i < hooks.length; i++) {
+        const pending = hooks[i].beforeCall?.(op);
+        if (pending) return pending.then(() => this.guarded(op, hooks, i + 1));
+      }
+      return this.execute(op);
+    } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+      return Promise.reject(error);
+    }
+  }
+
+  /** Steps 3–7 with `afterCall` hooks: each sees the outcome and the duration. */
+  private async timed<K extends McpOperationKind>(op: AuthorizedOperation<K>): Promise<Record<string, unknown>> {
     const hooks = this.hooks;
     const started = performance.now();
     let outcome: McpOutcome | undefined;
@@ -458,12 +498,13 @@ export class McpOperationPipeline implements OnModuleInit {
     if (op.era === 'modern' && client?.requestState !== undefined && !isConnectRequestState(client.requestState)) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
     const declined = op.era === 'modern' ? declinedConnect(client) : undefined;
     if (declined) return declined;
-    return this.withOAuthRetry(
-      op,
-      true,
-      (token) => this.callRouted(authorized, token),
-      (problem) => ({ isError: true, content: [{ type: 'text', text: problem.problem }] }),
-    );
+    // withOAuthRetry's first attempt inlined: no closures per call until a token is refused.
+    try {
+      return await this.callRouted(authorized, undefined);
+    } catch (error) {
+      if (!(error instanceof OAuthRefusal)) throw error;
+      return this.retryRefused(op, true, error, (token) => this.callRouted(authorized, token), toolProblem);
+    }
   }
 
   /** `tools/call` on the route for the caller (with `token`: the refreshed OAuth token after a 401). */
@@ -472,7 +513,9 @@ export class McpOperationPipeline implements OnModuleInit {
     const target = op.target!;
     const params = op.params;
     const client = op.client;
-    const route = await routeCall(this.routing, authorized, token);
+    // A plain shared route is known without a promise.
+    const routing = routeCall(this.routing, authorized, token);
+    const route = routing instanceof Promise ? await routing : routing;
     if (route && 'problem' in route) return this.connectNeeded(op, true, route, (): CallToolResult => ({ isError: true, content: [{ type: 'text', text: route.problem }] }));
     const connection = route?.connection;
     let handedOver = false;
@@ -487,46 +530,64 @@ export class McpOperationPipeline implements OnModuleInit {
       }
       // Gatehouse's connect tool: the caller has a working connection (else they were asked to connect above).
       if (target.connectTool) return connectedResult(target.server, op.scope);
-      const progressToken = params._meta?.progressToken;
       // Injected arguments overwrite whatever the client sent under those names.
-      const args = route.inject && Object.keys(route.inject).length > 0 ? { ...params.arguments, ...route.inject } : params.arguments;
-      const forward = async (caller: UpstreamCaller | undefined, signal: AbortSignal | undefined): Promise<CallToolResult> => {
-        // Progress is written before the result: the response must not overtake the last one.
-        const written: Promise<void>[] = [];
-        const onProgress =
-          progressToken === undefined || !op.notify
-            ? undefined
-            : (progress: Record<string, unknown>) => {
-                const sent = op.notify!(progress);
-                if (sent) written.push(sent.catch(() => undefined));
-              };
-        try {
-          const result = await connection.callTool(
-            { name: target.name, arguments: args, ...(progressToken === undefined ? {} : { _meta: { progressToken } }) },
-            { signal, onProgress, caller },
-          );
-          if (written.length > 0) await Promise.all(written);
-          return op.scope === '' ? withAggregatedUris('tools/call', target.server, result) : result;
-        } catch (error) {
-          if (signal?.aborted) throw error;
-          // A 401/403 refused the request before it ran: refresh and retry, or ask (withOAuthRetry).
-          const refused = route.oauth ? authErrorIn(error) : undefined;
-          if (refused) throw new OAuthRefusal(refused, route.oauth!, op.principal);
-          if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
-          if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
-          return upstreamFailure(target.server, errorText(error));
-        }
-      };
+      const args = route.inject !== NO_INJECT && Object.keys(route.inject).length > 0 ? { ...params.arguments, ...route.inject } : params.arguments;
       if (op.era === 'modern' && client && answersRequests(client.capabilities)) {
         // The call may outlive this request (input_required rounds): the route is released when it ends.
         handedOver = true;
         return (await this.inputs.start(op.principal.id, ns(target), client, op.signal, (caller, signal) =>
-          forward(caller, signal).finally(() => route.release()),
+          this.forwardTool(op, route, connection, args, caller, signal).finally(() => route.release()),
         )) as CallToolResult;
       }
-      return await forward(this.callerOf(op), op.signal);
+      return await this.forwardTool(op, route, connection, args, this.callerOf(op), op.signal);
     } finally {
       if (!handedOver) route?.release();
+    }
+  }
+
+  /**
+   * Sends a routed `tools/call` (`args`: the client's arguments with the route's injected ones)
+   * through `connection` for `caller`, with `signal`, and maps the outcome: progress (with the
+   * client's token) written before the result; an abort rethrown as is; a 401/403 as the
+   * {@link OAuthRefusal} {@link withOAuthRetry} handles; a timeout or failure as an `isError`
+   * result naming the server; an upstream protocol error with its code, naming the server.
+   */
+  private async forwardTool(
+    op: ClassifiedOperation<'tools/call'>,
+    route: Extract<Route, { connection: unknown }>,
+    connection: UpstreamConnection,
+    args: Record<string, unknown> | undefined,
+    caller: UpstreamCaller | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<CallToolResult> {
+    const target = op.target!;
+    const progressToken = op.params._meta?.progressToken;
+    // Progress is written before the result: the response must not overtake the last one.
+    let written: Promise<void>[] | undefined;
+    let onProgress: ((progress: Record<string, unknown>) => void) | undefined;
+    if (progressToken !== undefined && op.notify) {
+      const notify = op.notify;
+      const pending: Promise<void>[] = (written = []);
+      onProgress = (progress) => {
+        const sent = notify(progress);
+        if (sent) pending.push(sent.catch(() => undefined));
+      };
+    }
+    try {
+      const result = await connection.callTool(
+        progressToken === undefined ? { name: target.name, arguments: args } : { name: target.name, arguments: args, _meta: { progressToken } },
+        { signal, onProgress, caller },
+      );
+      if (written !== undefined && written.length > 0) await Promise.all(written);
+      return op.scope === '' ? withAggregatedUris('tools/call', target.server, result) : result;
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      // A 401/403 refused the request before it ran: refresh and retry, or ask (withOAuthRetry).
+      const refused = route.oauth ? authErrorIn(error) : undefined;
+      if (refused) throw new OAuthRefusal(refused, route.oauth!, op.principal);
+      if (isTimeout(error)) return upstreamFailure(target.server, `no answer within ${connection.server.timeoutMs} ms`);
+      if (error instanceof ProtocolError) throw new ProtocolError(error.code, `Upstream MCP server "${target.server}": ${error.message}`, error.data);
+      return upstreamFailure(target.server, errorText(error));
     }
   }
 
@@ -697,21 +758,32 @@ export class McpOperationPipeline implements OnModuleInit {
    * What cannot be retried becomes `problem` through `ask` (the caller is asked to connect).
    */
   private async withOAuthRetry<T>(op: ClassifiedOperation, toolResult: boolean, attempt: (token: UsableToken | undefined) => Promise<T>, ask: (problem: { problem: string; connect?: ConnectRequest }) => T): Promise<T> {
-    const server = op.target!.server;
     try {
       return await attempt(undefined);
     } catch (error) {
       if (!(error instanceof OAuthRefusal)) throw error;
-      const next = await this.afterRefusal(server, error, false);
-      if (!('token' in next)) return this.connectNeeded(op, toolResult, next, () => ask(next));
-      try {
-        return await attempt(next);
-      } catch (again) {
-        if (!(again instanceof OAuthRefusal)) throw again;
-        const last = await this.afterRefusal(server, again, true);
-        const problem = 'token' in last ? { problem: `Upstream MCP server "${server}" refused the refreshed token` } : last;
-        return this.connectNeeded(op, toolResult, problem, () => ask(problem));
-      }
+      return this.retryRefused(op, toolResult, error, attempt, ask);
+    }
+  }
+
+  /** {@link withOAuthRetry} after its first attempt was refused with `error`. */
+  private async retryRefused<T>(
+    op: ClassifiedOperation,
+    toolResult: boolean,
+    error: OAuthRefusal,
+    attempt: (token: UsableToken | undefined) => Promise<T>,
+    ask: (problem: { problem: string; connect?: ConnectRequest }) => T,
+  ): Promise<T> {
+    const server = op.target!.server;
+    const next = await this.afterRefusal(server, error, false);
+    if (!('token' in next)) return this.connectNeeded(op, toolResult, next, () => ask(next));
+    try {
+      return await attempt(next);
+    } catch (again) {
+      if (!(again instanceof OAuthRefusal)) throw again;
+      const last = await this.afterRefusal(server, again, true);
+      const problem = 'token' in last ? { problem: `Upstream MCP server "${server}" refused the refreshed token` } : last;
+      return this.connectNeeded(op, toolResult, problem, () => ask(problem));
     }
   }
 

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import type { PinoLogger } from 'nestjs-pino';
+import { UpstreamCatalog } from './upstream-catalog.service.js';
 import { describe, it } from 'node:test';
 import { buildCatalog, toolAllowed, type CatalogSource } from './catalog.js';
 import { NameWarningLog, nameWarnings } from './tool-names.js';
@@ -163,5 +165,23 @@ describe('exposed names meet the MCP tool-name rule (spec 2025-11-25, server/too
     log.check(buildCatalog([source('fs', [long70])], 'single'));
     log.check(buildCatalog([source('fs', [long70])], 'aggregate'));
     assert.deepEqual(logged, [`long_name:${long70}`, `long_name:fs__${long70}`]);
+  });
+});
+
+describe('UpstreamCatalog', () => {
+  it('asks for the sources only when it builds a catalog, not on every lookup', () => {
+    const catalogs = new UpstreamCatalog({ setContext: () => undefined, warn: () => undefined } as unknown as PinoLogger);
+    let asked = 0;
+    const sources = () => {
+      asked++;
+      return [{ server: { name: 'gh', enabled: true, toolFilter: {}, inject: {} }, offerings: () => ({ tools: [{ name: 'x', inputSchema: { type: 'object' as const } }], prompts: [], resources: [], resourceTemplates: [] }) }] as never;
+    };
+    const first = catalogs.get('', sources);
+    assert.equal(first?.resolveTool('gh__x')?.name, 'x');
+    for (let i = 0; i < 3; i++) assert.equal(catalogs.get('', sources), first);
+    assert.equal(asked, 1, 'cached lookups do not iterate the connections (was: a generator made per lookup)');
+    catalogs.invalidate();
+    assert.notEqual(catalogs.get('', sources), first);
+    assert.equal(asked, 2);
   });
 });

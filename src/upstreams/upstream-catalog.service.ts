@@ -24,13 +24,14 @@ export class UpstreamCatalog {
 
   /**
    * The catalog of `scope` (`''`: aggregated and namespaced; a server name: its own names)
-   * from `connections`; `undefined` for an unknown or disabled server. Cached until
-   * {@link invalidate} or {@link changed}.
+   * from the sources `connections()` yields (asked only when the catalog is built, not on
+   * every call: a lookup on the hot path allocates nothing); `undefined` for an unknown or
+   * disabled server. Cached until {@link invalidate} or {@link changed}.
    */
-  get(scope: string, connections: Iterable<CatalogSource>): Catalog | undefined {
+  get(scope: string, connections: () => Iterable<CatalogSource>): Catalog | undefined {
     let catalog = this.built.get(scope);
     if (catalog === undefined) {
-      const sources = [...connections]
+      const sources = [...connections()]
         .filter((c) => c.server.enabled && (scope === '' || c.server.name === scope))
         .sort((a, b) => a.server.name.localeCompare(b.server.name))
         .map((c) => ({ server: c.server.name, toolFilter: c.server.toolFilter, injected: Object.keys(c.server.inject), ...c.offerings() }));

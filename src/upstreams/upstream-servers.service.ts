@@ -38,13 +38,16 @@ export class UpstreamServersService {
     logger.setContext('Upstreams');
   }
 
+  /** What a catalog is built from (a method reference made once: {@link catalog} runs several times per call). */
+  private readonly catalogSources = () => this.supervisor.catalogSources();
+
   /**
    * The catalog a client of `/mcp` (scope `''`, aggregated and namespaced) or of
    * `/mcp/<server>` (its own names) sees; `undefined` for an unknown or disabled server.
    * Cached until something changes.
    */
   catalog(scope: string): Catalog | undefined {
-    return this.catalogs.get(scope, this.supervisor.catalogSources());
+    return this.catalogs.get(scope, this.catalogSources);
   }
 
   /** See {@link UpstreamSupervisor.loadStoredListings}. */

@@ -62,6 +62,8 @@ export function missingCapability(method: ServerRequestMethod, params: Record<st
  * to the only call in flight that has a client behind it, and is refused (never guessed) when
  * there are several — sending one user's sampling prompt to another user's client would leak it.
  */
+const noop = (): void => undefined;
+
 export class UpstreamCallers {
   private readonly callers = new Set<UpstreamCaller>();
   /**
@@ -72,11 +74,16 @@ export class UpstreamCallers {
    */
   linkedOnly = false;
 
-  /** Registers `caller` for the duration of one call; returns its removal. */
+  /** Registers `caller` for the duration of one call; returns its removal (or {@link remove} it). */
   add(caller: UpstreamCaller | undefined): () => void {
-    if (!caller) return () => undefined;
+    if (!caller) return noop;
     this.callers.add(caller);
     return () => this.callers.delete(caller);
+  }
+
+  /** The call of `caller` is over (the removal {@link add} returns, without a closure per call). */
+  remove(caller: UpstreamCaller): void {
+    this.callers.delete(caller);
   }
 
   /** The caller a message without a link to its request belongs to, or undefined (none, or ambiguous). */

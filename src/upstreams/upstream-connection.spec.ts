@@ -62,6 +62,25 @@ describe('UpstreamConnection', () => {
     await assert.rejects(c.callTool({ name: 'wait', arguments: { ms: 1 } }, {}), UpstreamConnectionClosedError);
   });
 
+  it('a call whose signal aborts fails (as the SDK client reports the abort), and leaves nothing behind: not counted, its caller unregistered, the listener removed', { timeout: 15_000 }, async () => {
+    const c = await connectionTo(slowServer());
+    const callers = (c as unknown as { callers: { callers: Set<unknown> } }).callers.callers;
+    const abort = new AbortController();
+    const caller = { capabilities: {}, request: () => Promise.reject(new Error('unused')) };
+    const call = c.callTool({ name: 'wait', arguments: { ms: 600_000 } }, { signal: abort.signal, caller });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(c.inflightCount, 1);
+    assert.ok(callers.has(caller), 'registered while the call runs');
+    const reason = new Error('the client went away');
+    abort.abort(reason);
+    await assert.rejects(call);
+    assert.equal(c.inflightCount, 0);
+    assert.equal(callers.has(caller), false);
+    // Already aborted: fails without waiting for the upstream's answer.
+    await assert.rejects(c.callTool({ name: 'wait', arguments: { ms: 600_000 } }, { signal: AbortSignal.abort(reason) }));
+    assert.equal(c.inflightCount, 0);
+  });
+
   it('withClient: an SDK request in flight is counted and fails at once on close', { timeout: 15_000 }, async () => {
     const c = await connectionTo(slowServer());
     const request = c.withClient(undefined, (client, signal) => client.callTool({ name: 'wait', arguments: { ms: 600_000 } }, { signal, timeout: 600_000 }));

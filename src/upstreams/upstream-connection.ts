@@ -17,7 +17,7 @@ import { systemClock, type Clock, type Timer } from './clock.js';
 import { DescribedError, describeUpstreamError } from './error-description.js';
 import { credentialsInArgs } from './server-view.js';
 import { ConnectionStateMachine, type ConnectionState } from './connection-state.js';
-import { HttpForwarder, type HttpForwarderOptions } from './http-forwarder.js';
+import { HttpForwarder, type ForwardOptions, type HttpForwarderOptions } from './http-forwarder.js';
 import { Cancellation } from './cancellation.js';
 import type { ResponseLimits } from './sse-reader.js';
 import { fetchWithinOrigins } from './redirects.js';
@@ -126,6 +126,84 @@ interface WatchedResource {
 /** One call being served through a connection; `fail` ends it at once. */
 interface InflightCall {
   fail(error: Error): void;
+}
+
+/** What a {@link TrackedCall} asks of its connection: note the call's end, sanitize what it failed with. */
+interface CallHost {
+  ended(call: InflightCall): void;
+  sanitized(error: unknown): unknown;
+}
+
+/** Listener options of the caller's signal (one object, not one per call). */
+const ONCE = { once: true } as const;
+
+/**
+ * One call in flight through a connection (see `UpstreamConnection.track`): its
+ * {@link Cancellation}, the listener on the caller's `outer` signal (`handleEvent`: aborts
+ * the cancellation with the signal's reason), the end that runs once, and the promise the
+ * caller gets — one object per call instead of a closure for each (the hot path).
+ *
+ * `promise` settles with what the call's work settles with ({@link follow}), or rejects at
+ * once with what {@link fail} is given (the connection closed): whichever comes first; then the
+ * call is over — off the connection's books, the signal's listener removed, `caller` no
+ * longer registered, `release` run.
+ */
+class TrackedCall<T> implements InflightCall {
+  readonly cancellation = new Cancellation();
+  readonly promise: Promise<T>;
+  private over = false;
+  private resolve!: (value: T) => void;
+  private reject!: (error: unknown) => void;
+
+  constructor(
+    private readonly host: CallHost,
+    private readonly outer: AbortSignal | undefined,
+    private readonly callers: UpstreamCallers,
+    private readonly caller: UpstreamCaller | undefined,
+    private readonly release: (() => void) | undefined,
+  ) {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    if (outer?.aborted) this.handleEvent();
+    else outer?.addEventListener('abort', this, ONCE);
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.cancellation.abort(this.outer!.reason);
+  }
+
+  /** Settles the call as `running` settles (unless it is over already). */
+  follow(running: Promise<T>): void {
+    running.then(
+      (value) => {
+        if (this.end()) this.resolve(value);
+      },
+      (error: unknown) => this.failed(error),
+    );
+  }
+
+  fail(error: Error): void {
+    this.cancellation.abort(error);
+    this.failed(error);
+  }
+
+  /** Ends the call with `error`, sanitized (an abort's reason may be any value, as before). */
+  failed(error: unknown): void {
+    if (this.end()) this.reject(this.host.sanitized(error));
+  }
+
+  private end(): boolean {
+    if (this.over) return false;
+    this.over = true;
+    this.outer?.removeEventListener('abort', this);
+    this.host.ended(this);
+    if (this.caller) this.callers.remove(this.caller);
+    this.release?.();
+    return true;
+  }
 }
 
 const GATEHOUSE_CLIENT = { name: 'gatehouse', version: '0.1.0' };
@@ -395,16 +473,23 @@ export class UpstreamConnection {
    * {@link HttpForwarder}; everything else the SDK client. Progress notifications arrive as
    * their wire params, with the caller's own `progressToken` (passed in `_meta`).
    */
-  async callTool(
+  callTool(
     params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
     options: { signal?: AbortSignal; onProgress?: (params: Record<string, unknown>) => void; caller?: UpstreamCaller },
   ): Promise<CallToolResult> {
-    const release = this.callers.add(options.caller);
-    return this.track(
-      options.signal,
-      (call) => (this.viaForwarder('tools/call', params, call, options) as Promise<CallToolResult> | undefined) ?? this.callToolViaClient(params, call.signal, options),
-      release,
-    );
+    // track() without its closure: this is the hot path.
+    const call = this.begin<CallToolResult>(options.signal, options.caller);
+    if (call instanceof Promise) return call;
+    let running: Promise<CallToolResult>;
+    try {
+      const cancellation = call.cancellation;
+      running = (this.viaForwarder('tools/call', params, cancellation, options) as Promise<CallToolResult> | undefined) ?? this.callToolViaClient(params, cancellation.signal, options);
+    } catch (error) {
+      call.failed(error);
+      return call.promise;
+    }
+    call.follow(running);
+    return call.promise;
   }
 
   /** {@link callTool} through the SDK client (every upstream but a 2025-era streamable-HTTP one). */
@@ -476,24 +561,30 @@ export class UpstreamConnection {
     const forwarder = this.machine.state === 'connected' ? this.forwarder : undefined;
     if (!forwarder) return undefined;
     const generation = this.generation;
-    const send = (f: HttpForwarder) =>
-      f.request(method, params, {
-        cancellation,
-        timeoutMs: this.server.timeoutMs,
-        maxTotalTimeoutMs: this.events.maxTotalTimeoutMs,
-        onProgress: options.onProgress,
-        // The request came on this call's own response stream: it is this caller's.
-        onRequest: (requestMethod, requestParams, requestSignal) => this.callers.request(this.server.name, requestMethod, requestParams, requestSignal, options.caller ?? null),
-        onNotification: (notificationMethod, notificationParams) => options.caller?.notify?.(notificationMethod, notificationParams),
-      });
-    return send(forwarder).catch(async (error: unknown) => {
-      // Refused, not run (see UpstreamSessionLostError): safe to send once more on a new session.
-      if (!isSessionLost(error, true)) throw error;
-      await this.renewSession(generation, error);
-      const renewed = this.machine.state === 'connected' ? this.forwarder : undefined;
-      if (!renewed) throw error;
-      return await send(renewed);
-    });
+    // One options object for the call and its resend (request() does not change it).
+    const forwardOptions: ForwardOptions = {
+      cancellation,
+      timeoutMs: this.server.timeoutMs,
+      maxTotalTimeoutMs: this.events.maxTotalTimeoutMs,
+      onProgress: options.onProgress,
+      // The request came on this call's own response stream: it is this caller's.
+      onRequest: (requestMethod, requestParams, requestSignal) => this.callers.request(this.server.name, requestMethod, requestParams, requestSignal, options.caller ?? null),
+      onNotification: (notificationMethod, notificationParams) => options.caller?.notify?.(notificationMethod, notificationParams),
+    };
+    return forwarder.request(method, params, forwardOptions).catch((error: unknown) => this.resendOnNewSession(error, generation, method, params, forwardOptions));
+  }
+
+  /**
+   * {@link viaForwarder}'s request failed with `error`: a forgotten session (refused, not run —
+   * see UpstreamSessionLostError) is renewed once and the request sent again on the new one;
+   * anything else is rethrown.
+   */
+  private async resendOnNewSession(error: unknown, generation: number, method: string, params: Record<string, unknown>, options: ForwardOptions): Promise<unknown> {
+    if (!isSessionLost(error, true)) throw error;
+    await this.renewSession(generation, error);
+    const renewed = this.machine.state === 'connected' ? this.forwarder : undefined;
+    if (!renewed) throw error;
+    return await renewed.request(method, params, options);
   }
 
   /**
@@ -546,52 +637,47 @@ export class UpstreamConnection {
    * (this is the hot path).
    */
   private track<T>(outer: AbortSignal | undefined, run: (call: Cancellation) => Promise<T>, release?: () => void): Promise<T> {
+    const call = this.begin<T>(outer, undefined, release);
+    if (call instanceof Promise) return call;
+    let running: Promise<T>;
+    try {
+      running = run(call.cancellation);
+    } catch (error) {
+      call.failed(error);
+      return call.promise;
+    }
+    call.follow(running);
+    return call.promise;
+  }
+
+  /**
+   * Starts a call for {@link track} (and {@link callTool}, which inlines it): `caller`
+   * registered (see {@link UpstreamCallers}) and the call counted until it is over — or, on a
+   * closed connection, the rejection with {@link UpstreamConnectionClosedError} (`release` run,
+   * nothing registered).
+   */
+  private begin<T>(outer: AbortSignal | undefined, caller: UpstreamCaller | undefined, release?: () => void): TrackedCall<T> | Promise<T> {
     if (this.machine.state === 'closed') {
       release?.();
       return Promise.reject(new UpstreamConnectionClosedError(this.server.name, this.closeReason ?? 'closed'));
     }
-    const cancellation = new Cancellation();
-    const forward = () => cancellation.abort(outer!.reason);
-    if (outer?.aborted) forward();
-    else outer?.addEventListener('abort', forward, { once: true });
+    if (caller) this.callers.add(caller);
+    const call = new TrackedCall<T>(this.callHost, outer, this.callers, caller, release);
     this.lastUsed = this.clock.now();
-    return new Promise<T>((resolve, reject) => {
-      let over = false;
-      const end = (): boolean => {
-        if (over) return false;
-        over = true;
-        this.inflight.delete(call);
-        outer?.removeEventListener('abort', forward);
-        this.lastUsed = this.clock.now();
-        // The idle TTL counts from the end of the last call.
-        if (this.inflight.size === 0 && this.machine.state === 'connected') this.scheduleIdleCheck(this.generation);
-        release?.();
-        return true;
-      };
-      const failed = (error: unknown) => {
-        // What the call failed with, sanitized (an abort's reason may be any value, as before).
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-        if (end()) reject(this.sanitized(error));
-      };
-      const call: InflightCall = {
-        fail: (error) => {
-          cancellation.abort(error);
-          failed(error);
-        },
-      };
-      this.inflight.add(call);
-      let running: Promise<T>;
-      try {
-        running = run(cancellation);
-      } catch (error) {
-        failed(error);
-        return;
-      }
-      running.then((value) => {
-        if (end()) resolve(value);
-      }, failed);
-    });
+    this.inflight.add(call);
+    return call;
   }
+
+  /** The connection's side of its {@link TrackedCall}s (made once). */
+  private readonly callHost: CallHost = {
+    ended: (call) => {
+      this.inflight.delete(call);
+      this.lastUsed = this.clock.now();
+      // The idle TTL counts from the end of the last call.
+      if (this.inflight.size === 0 && this.machine.state === 'connected') this.scheduleIdleCheck(this.generation);
+    },
+    sanitized: (error) => this.sanitized(error),
+  };
 
   /** Connects (or reconnects). Never rejects: failures become `state: "error"` and a retry. */
   async connect(): Promise<void> {

@@ -60,6 +60,12 @@ interface RpcMessage {
 /** Time allowed to deliver a notifications/cancelled to the upstream. */
 const CANCEL_TIMEOUT_MS = 2_000;
 
+/** Whether a call's own cancellation `call` fired while the caller's `outer` did not: Gatehouse's timeout. */
+const timedOut = (call: Cancellation, outer: Cancellation | undefined): boolean => call.aborted && !outer?.aborted;
+
+/** The request target of `url` (path and query), as undici takes it. */
+const pathOf = (url: URL): string => `${url.pathname}${url.search}`;
+
 /**
  * The hot path to a streamable-HTTP upstream that speaks a 2025 (session) revision: one
  * keep-alive connection pool per upstream, a JSON-RPC POST per call on the session the SDK
@@ -87,6 +93,9 @@ export class HttpForwarder {
   /** {@link close} was called: no pool is (re)made, so nothing sent later — an answer to a server request, a cancellation — can leave one open. */
   private closed = false;
   private target: URL;
+  /** {@link pathOf} `target` and its origin, kept with it (not rebuilt per call). */
+  private targetPath: string;
+  private targetOrigin: string;
   private readonly origins: Set<string>;
   private readonly headers: Record<string, string>;
   private readonly limits: ResponseLimits;
@@ -102,6 +111,8 @@ export class HttpForwarder {
     options: HttpForwarderOptions = {},
   ) {
     this.target = new URL(url);
+    this.targetPath = pathOf(this.target);
+    this.targetOrigin = this.target.origin;
     this.origins = new Set([url.origin, ...(options.redirectOrigins ?? [])]);
     this.limits = options.limits ?? DEFAULT_RESPONSE_LIMITS;
     this.retry = options.retry ?? DEFAULT_RETRY;
@@ -129,7 +140,6 @@ export class HttpForwarder {
     const expire = () => call.abort(new Error('timeout'));
     let timer = setTimeout(expire, options.timeoutMs);
     outer?.hold(call);
-    const timedOut = () => call.aborted && !outer?.aborted;
     const { maxTotalTimeoutMs, onProgress } = options;
     let legOptions = options;
     if (maxTotalTimeoutMs && onProgress) {
@@ -152,8 +162,8 @@ export class HttpForwarder {
           return await this.exchange(id, method, params, call, legOptions);
         } catch (error) {
           if (call.aborted) {
-            void this.notifyCancelled(id, timedOut() ? `timed out after ${options.timeoutMs} ms (Gatehouse's timeout for this server)` : 'cancelled by the client');
-            if (timedOut()) throw new DescribedError(`timed out after ${options.timeoutMs} ms`, { cause: error });
+            void this.notifyCancelled(id, timedOut(call, outer) ? `timed out after ${options.timeoutMs} ms (Gatehouse's timeout for this server)` : 'cancelled by the client');
+            if (timedOut(call, outer)) throw new DescribedError(`timed out after ${options.timeoutMs} ms`, { cause: error });
             throw error;
           }
           const refused = error instanceof UpstreamRefusedError || neverSent(error);
@@ -163,7 +173,7 @@ export class HttpForwarder {
         try {
           await this.sleep(wait, call);
         } catch (error) {
-          if (timedOut()) throw new DescribedError(`timed out after ${options.timeoutMs} ms (waiting to retry)`, { cause: error });
+          if (timedOut(call, outer)) throw new DescribedError(`timed out after ${options.timeoutMs} ms (waiting to retry)`, { cause: error });
           throw error;
         }
       }
@@ -208,11 +218,12 @@ export class HttpForwarder {
   }
 
   /**
-   * How {@link exchange} reads an answer: refusals (429/503), a lost session (404), 401/403 are
-   * drained (their status says it all), SSE streamed, anything else read whole.
+   * How {@link exchange} reads an answer: redirects (307/308, see {@link dispatch}), refusals
+   * (429/503), a lost session (404), 401/403 are drained (their status says it all), SSE
+   * streamed, anything else read whole.
    */
   private readonly bodyUse = (statusCode: number, headers: ReplyHeaders): BodyUse => {
-    if (statusCode === 429 || statusCode === 503 || statusCode === 401 || statusCode === 403 || (statusCode === 404 && this.headers['mcp-session-id'])) return 'drain';
+    if (statusCode === 307 || statusCode === 308 || statusCode === 429 || statusCode === 503 || statusCode === 401 || statusCode === 403 || (statusCode === 404 && this.headers['mcp-session-id'])) return 'drain';
     return String(headers['content-type'] ?? '').startsWith('text/event-stream') ? 'events' : 'text';
   };
 
@@ -240,18 +251,27 @@ export class HttpForwarder {
       }
       if (hops + 1 >= MAX_REDIRECTS) throw new DescribedError(`more than ${MAX_REDIRECTS} redirects`);
       // A permanent redirect holds for every later call too.
-      if (reply.statusCode === 308 && url === this.target) this.target = next;
+      if (reply.statusCode === 308 && url === this.target) {
+        this.target = next;
+        this.targetPath = pathOf(next);
+        this.targetOrigin = next.origin;
+      }
       url = next;
       reply = await this.dispatch(url, body, call, use);
       if (reply.statusCode !== 307 && reply.statusCode !== 308) return reply;
     }
   }
 
-  /** One POST of `body` to `url` (a redirect's body drained), through the origin's pool. */
+  /**
+   * One POST of `body` to `url` through the origin's pool. `use` must drain a redirect's body
+   * (307/308: only its status and Location matter) — {@link bodyUse} and `drainAll` do, so no
+   * wrapper is made per call.
+   */
   private dispatch(url: URL, body: string, call: Cancellation, use: (statusCode: number, headers: ReplyHeaders) => BodyUse): Promise<Reply> {
     return new Promise((resolve, reject) => {
-      const handler = new PostHandler(this.limits, (statusCode, headers) => (statusCode === 307 || statusCode === 308 ? 'drain' : use(statusCode, headers)), call, resolve, reject);
-      this.poolFor(url.origin).dispatch({ method: 'POST', path: `${url.pathname}${url.search}`, headers: this.headers, body }, handler);
+      const handler = new PostHandler(this.limits, use, call, resolve, reject);
+      const target = url === this.target;
+      this.poolFor(target ? this.targetOrigin : url.origin).dispatch({ method: 'POST', path: target ? this.targetPath : pathOf(url), headers: this.headers, body }, handler);
     });
   }
 

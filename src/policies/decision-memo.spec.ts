@@ -28,6 +28,34 @@ describe('DecisionMemo', () => {
     assert.equal(memo.decide(principal, 2, 'tools/call', 'a__echo', () => ALLOW), DENY);
   });
 
+  it('recall/remember: what remember stored is recalled for that principal object, operation, target and version only', () => {
+    const memo = new DecisionMemo();
+    const principal = {};
+    assert.equal(memo.recall(principal, 1, 'tools/call', 'a__echo'), undefined);
+    memo.remember(principal, 1, 'tools/call', 'a__echo', DENY);
+    assert.equal(memo.recall(principal, 1, 'tools/call', 'a__echo'), DENY);
+    assert.equal(memo.recall(principal, 1, 'prompts/get', 'a__echo'), undefined);
+    assert.equal(memo.recall(principal, 1, 'tools/call', 'a__other'), undefined);
+    assert.equal(memo.recall({}, 1, 'tools/call', 'a__echo'), undefined);
+    assert.equal(memo.recall(principal, 2, 'tools/call', 'a__echo'), undefined, 'another policy-set version');
+    // No key string joins operation and target: "a b" + "c" is not "a" + "b c".
+    memo.remember(principal, 1, 'a b', 'c', ALLOW);
+    assert.equal(memo.recall(principal, 1, 'a', 'b c'), undefined);
+  });
+
+  it('the bound counts decisions across operations, and storing one twice does not count twice', () => {
+    const memo = new DecisionMemo(3);
+    const principal = {};
+    memo.remember(principal, 1, 'tools/call', 'a', ALLOW);
+    memo.remember(principal, 1, 'tools/call', 'a', ALLOW);
+    memo.remember(principal, 1, 'prompts/get', 'a', ALLOW);
+    memo.remember(principal, 1, 'resources/read', 'a', ALLOW);
+    assert.equal(memo.recall(principal, 1, 'tools/call', 'a'), ALLOW, 'three distinct decisions fit');
+    memo.remember(principal, 1, 'tools/call', 'b', ALLOW);
+    assert.equal(memo.recall(principal, 1, 'tools/call', 'a'), undefined, 'the fourth started the map over');
+    assert.equal(memo.recall(principal, 1, 'tools/call', 'b'), ALLOW);
+  });
+
   it('holds at most its bound of decisions per principal', () => {
     const memo = new DecisionMemo(3);
     const principal = {};

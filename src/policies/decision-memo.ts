@@ -5,7 +5,10 @@ export const MAX_DECISIONS_PER_PRINCIPAL = 1_000;
 
 interface Remembered {
   version: number;
-  decisions: Map<string, Decision>;
+  /** Decisions by operation, then target (two lookups instead of a key string built per call). */
+  decisions: Map<string, Map<string, Decision>>;
+  /** Decisions held in all. */
+  size: number;
 }
 
 /**
@@ -24,18 +27,32 @@ export class DecisionMemo {
 
   /** The decision for `operation` on `target` under policy-set `version`, computed by `decide` at most once while remembered. */
   decide(principal: object, version: number, operation: string, target: string, decide: () => Decision): Decision {
+    let decision = this.recall(principal, version, operation, target);
+    if (decision === undefined) this.remember(principal, version, operation, target, (decision = decide()));
+    return decision;
+  }
+
+  /** The remembered decision for `operation` on `target` under policy-set `version`, if any ({@link decide} without a closure per call). */
+  recall(principal: object, version: number, operation: string, target: string): Decision | undefined {
+    const remembered = this.byPrincipal.get(principal);
+    if (!remembered || remembered.version !== version) return undefined;
+    return remembered.decisions.get(operation)?.get(target);
+  }
+
+  /** Remembers `decision` (see {@link recall}); past the bound, the principal's decisions start over. */
+  remember(principal: object, version: number, operation: string, target: string, decision: Decision): void {
     let remembered = this.byPrincipal.get(principal);
     if (!remembered || remembered.version !== version) {
-      remembered = { version, decisions: new Map() };
+      remembered = { version, decisions: new Map(), size: 0 };
       this.byPrincipal.set(principal, remembered);
     }
-    const key = `${operation} ${target}`;
-    let decision = remembered.decisions.get(key);
-    if (decision === undefined) {
-      decision = decide();
-      if (remembered.decisions.size >= this.maxPerPrincipal) remembered.decisions.clear();
-      remembered.decisions.set(key, decision);
+    if (remembered.size >= this.maxPerPrincipal) {
+      remembered.decisions.clear();
+      remembered.size = 0;
     }
-    return decision;
+    let byTarget = remembered.decisions.get(operation);
+    if (!byTarget) remembered.decisions.set(operation, (byTarget = new Map<string, Decision>()));
+    if (!byTarget.has(target)) remembered.size++;
+    byTarget.set(target, decision);
   }
 }

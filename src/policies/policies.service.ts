@@ -151,9 +151,13 @@ export class PoliciesService implements OnApplicationBootstrap, BeforeApplicatio
    */
   decideFor(principal: Principal, operation: PolicyOperation, target: string): Decision {
     if (!this.isLoaded) return { allowed: false, by: 'default' };
-    return this.memo.decide(principal, this.version, operation, target, () =>
-      evaluate(this.rules, { userId: principal.userId, apiKeyId: principal.keyId, roles: principal.roles, groups: principal.groups }, operation, target, this.config.policies.defaultEffect),
-    );
+    // recall/remember rather than memo.decide(…, closure): no closure per call.
+    let decision = this.memo.recall(principal, this.version, operation, target);
+    if (decision === undefined) {
+      decision = evaluate(this.rules, { userId: principal.userId, apiKeyId: principal.keyId, roles: principal.roles, groups: principal.groups }, operation, target, this.config.policies.defaultEffect);
+      this.memo.remember(principal, this.version, operation, target, decision);
+    }
+    return decision;
   }
 
   /** The catalog as `principal` may use it (tools, prompts, resources), cached until anything changes. */

@@ -26,6 +26,19 @@ describe('era encoding of fast-path results (mirrors the SDK codecs)', () => {
     assert.throws(() => toModernResult('tools/list', { tools: [], resultType: 'input_required' }));
   });
 
+  it('modern: one copy of the result, never changed in place, with the keys in the order a copy per change gives', () => {
+    const result = { content: [{ type: 'text', text: 'hi' }], isError: false };
+    const encoded = toModernResult('tools/call', result);
+    assert.notEqual(encoded, result);
+    assert.deepEqual(result, { content: [{ type: 'text', text: 'hi' }], isError: false }, 'the input is untouched');
+    assert.deepEqual(Object.keys(encoded), ['content', 'isError', 'resultType', '_meta']);
+    const list = toModernResult('resources/list', { resources: [], _meta: { other: 1 }, ttlMs: 5 });
+    assert.deepEqual(Object.keys(list), ['resources', '_meta', 'ttlMs', 'resultType', 'cacheScope']);
+    assert.equal(list.ttlMs, 5);
+    const stamped = { content: [], resultType: 'complete', _meta: { [SERVER_INFO]: { name: 'up' } } };
+    assert.equal(toModernResult('tools/call', stamped), stamped, 'nothing to change: the result itself');
+  });
+
   it('legacy: results unchanged; a preserialized field is spliced in verbatim', () => {
     const result = { tools: [{ name: 'x' }], nextCursor: 'c', [PRESERIALIZED]: { field: 'tools', json: '[{"name":"x"}]' } };
     assert.equal(responseJson('legacy', 'tools/list', 3, result), '{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"x"}],"nextCursor":"c"}}');

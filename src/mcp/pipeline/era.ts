@@ -107,23 +107,37 @@ function modernTools(tools: unknown[]): string {
  * `_meta["io.modelcontextprotocol/serverInfo"]` unless present.
  */
 export function toModernResult(kind: McpOperationKind, result: Record<string, unknown> & Preserialized): Record<string, unknown> {
+  // One copy of `result` at most (it is never changed in place), then its fields set on the
+  // copy: the same keys in the same order as a spread copy per change would give.
   let out = result;
+  let copied = false;
   if (kind === 'tools/list' && Array.isArray(result.tools)) {
     const tools = result.tools as unknown[];
     out = { ...result, [PRESERIALIZED]: { field: 'tools', json: modernTools(tools) } };
+    copied = true;
   }
-  if (out.resultType === undefined) out = { ...out, resultType: 'complete' };
-  else if (out.resultType !== 'complete' && !EXTENDED_RESULT_TYPES.has(kind)) throw new Error(`${kind} returned resultType ${JSON.stringify(out.resultType)}`);
+  if (out.resultType === undefined) {
+    if (!copied) {
+      out = { ...out };
+      copied = true;
+    }
+    out.resultType = 'complete';
+  } else if (out.resultType !== 'complete' && !EXTENDED_RESULT_TYPES.has(kind)) throw new Error(`${kind} returned resultType ${JSON.stringify(out.resultType)}`);
   if (out.resultType === 'complete' && CACHEABLE.has(kind)) {
     const hint = (CACHE_HINTS as Record<string, { ttlMs: number; cacheScope: string } | undefined>)[kind];
     const ttlMs = Number.isInteger(out.ttlMs) && (out.ttlMs as number) >= 0 ? out.ttlMs : (hint?.ttlMs ?? 0);
     const cacheScope = out.cacheScope === 'public' || out.cacheScope === 'private' ? out.cacheScope : (hint?.cacheScope ?? 'private');
-    out = { ...out, ttlMs, cacheScope };
+    if (!copied) {
+      out = { ...out };
+      copied = true;
+    }
+    out.ttlMs = ttlMs;
+    out.cacheScope = cacheScope;
   }
   const meta = out._meta;
-  if (meta === undefined) out = { ...out, _meta: { [SERVER_INFO_META_KEY]: GATEWAY_INFO } };
-  else if (typeof meta === 'object' && meta !== null && !Array.isArray(meta) && (meta as Record<string, unknown>)[SERVER_INFO_META_KEY] === undefined) {
-    out = { ...out, _meta: { ...meta, [SERVER_INFO_META_KEY]: GATEWAY_INFO } };
+  if (meta === undefined || (typeof meta === 'object' && meta !== null && !Array.isArray(meta) && (meta as Record<string, unknown>)[SERVER_INFO_META_KEY] === undefined)) {
+    if (!copied) out = { ...out };
+    out._meta = meta === undefined ? { [SERVER_INFO_META_KEY]: GATEWAY_INFO } : { ...meta, [SERVER_INFO_META_KEY]: GATEWAY_INFO };
   }
   return out;
 }

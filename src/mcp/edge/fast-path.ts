@@ -168,19 +168,37 @@ export class McpFastPath {
     return wraps;
   }
 
-  /** A legacy session's request, findable by notifications/cancelled while it runs. */
+  /** A legacy session's request, findable by notifications/cancelled while it runs (see {@link run}). */
   private runLegacy(session: LiveSession, message: Message, params: Params, scope: string, abort: AbortController, principal: Principal): Promise<string> {
     const client = message.method === 'tools/call' ? { capabilities: session.capabilities, sessionId: session.id } : undefined;
-    return this.sessions.tracked(session, message, abort, () => this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal, client));
+    return this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal, client, session);
   }
 
-  private async run(era: McpEra, kind: McpOperationKind, id: string | number, params: Params, scope: string, abort: AbortController, principal: Principal, client?: CallingClient): Promise<string> {
+  /**
+   * Runs one operation and answers it as JSON text. With `session` (legacy), the request is
+   * tracked for notifications/cancelled until it is over — as {@link LegacySessions.tracked}
+   * does, without its closure and extra promise per call.
+   */
+  private async run(
+    era: McpEra,
+    kind: McpOperationKind,
+    id: string | number,
+    params: Params,
+    scope: string,
+    abort: AbortController,
+    principal: Principal,
+    client?: CallingClient,
+    session?: LiveSession,
+  ): Promise<string> {
+    const tracked = session ? this.sessions.track(session, id, abort) : undefined;
     try {
       const result = await this.pipeline.run({ kind, scope, principal, params: params as McpParams[typeof kind], era, path: 'fast', signal: abort.signal, client });
       return responseJson(era, kind, id, result);
     } catch (error) {
       if (abort.signal.aborted) return JSON.stringify({ jsonrpc: '2.0', id, error: { code: -32603, message: 'Request cancelled by the client' } });
       return JSON.stringify({ jsonrpc: '2.0', id, error: toRpcError(error) });
+    } finally {
+      if (tracked !== undefined) this.sessions.untrack(tracked, abort);
     }
   }
 }

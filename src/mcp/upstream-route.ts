@@ -50,6 +50,11 @@ function sharedRoute(connection: UpstreamConnection): Route {
   return route;
 }
 
+/** Whether `route` is a plain server's shared route: nothing injected, no OAuth token, a `release` that does nothing. */
+export function isSharedRoute(route: Route): route is Extract<Route, { connection: UpstreamConnection }> {
+  return 'connection' in route && sharedRoutes.get(route.connection) === route;
+}
+
 function planOf(template: UpstreamServerEntity): Plan {
   let plan = plans.get(template);
   if (!plan) {

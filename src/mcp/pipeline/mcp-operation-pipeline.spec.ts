@@ -9,6 +9,7 @@ import { ANONYMOUS_PRINCIPAL } from '../../auth/principal.js';
 import type { PoliciesService } from '../../policies/policies.service.js';
 import type { SecretsService } from '../../secrets/secrets.service.js';
 import { buildCatalog } from '../../upstreams/catalog.js';
+import { UpstreamServerEntity } from '../../upstreams/upstream-server.entity.js';
 import type { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import type { McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClientRequests, InputRequiredBroker } from './server-requests.js';
@@ -154,5 +155,57 @@ describe('McpOperationPipeline hooks', () => {
     const long = `gh__${'x'.repeat(200_000)}`;
     const call: McpOperationRequest<'tools/call'> = { kind: 'tools/call', scope: '', principal: ANONYMOUS_PRINCIPAL, params: { name: long }, era: 'legacy', path: 'sdk' };
     await assert.rejects(pipeline.run(call), (e: unknown) => e instanceof ProtocolError && e.message.length < 400 && e.message.includes('(200004 characters)'));
+  });
+});
+
+describe('McpOperationPipeline tools/call routing', () => {
+  const plain = Object.assign(new UpstreamServerEntity(), { name: 'gh', transport: 'streamable_http' as const, env: {}, headers: {}, inject: {}, oauth: null });
+  const perCaller = Object.assign(new UpstreamServerEntity(), { ...plain, headers: { authorization: 'Bearer ${secret:TOKEN}' } });
+  const connection = (connected = true) => ({
+    readyNow: () => (connected ? {} : undefined),
+    getStatus: () => ({ state: 'error', lastError: 'boom' }),
+    server: { timeoutMs: 1_000 },
+    maskAlso: () => undefined,
+    callTool: (params: { name: string }) => Promise.resolve({ content: [{ type: 'text', text: `called ${params.name}` }] }),
+  });
+  const toolPipeline = (upstreams: Record<string, unknown>, secrets: object = {}) => {
+    const policies = { decideFor: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
+    const discovery = { getProviders: () => [], getMetadataByDecorator: () => undefined } as unknown as DiscoveryService;
+    const logger = { setContext: () => undefined, warn: () => undefined } as unknown as PinoLogger;
+    const services = { catalog: () => catalog, stillStarting: () => Promise.resolve([]), awaitingCallerListing: () => [], ...upstreams } as unknown as UpstreamServersService;
+    const pipeline = new McpOperationPipeline(services, policies, secrets as SecretsService, discovery, logger, {} as ClientRequests, {} as InputRequiredBroker, {} as LogLevels, {} as SessionSubscriptions, {} as UpstreamConnectionsService, {} as ConnectAsk);
+    pipeline.onModuleInit();
+    return pipeline;
+  };
+  const call = (): McpOperationRequest<'tools/call'> => ({ kind: 'tools/call', scope: '', principal: ANONYMOUS_PRINCIPAL, params: { name: 'gh__x', arguments: {} }, era: 'legacy', path: 'fast' });
+
+  it('a plain server’s connected upstream is called straight away (no OAuth-retry or release layer)', async () => {
+    const pipeline = toolPipeline({ connection: () => connection(), template: () => plain });
+    (pipeline as unknown as { callRetrying: () => never }).callRetrying = () => assert.fail('the slow path entered');
+    assert.deepEqual(await pipeline.run(call()), { content: [{ type: 'text', text: 'called x' }] });
+  });
+
+  it('a per-caller route is made once per call and released once, through the slow path', async () => {
+    let pooled = 0;
+    let released = 0;
+    const secrets = { forCaller: () => Promise.resolve({ values: new Map([['TOKEN', 't']]), unreadable: new Map() }), howToSet: () => '' };
+    const pipeline = toolPipeline(
+      {
+        connection: () => connection(),
+        template: () => perCaller,
+        pooled: () => {
+          pooled++;
+          return Promise.resolve({ connection: connection(), release: () => void released++ });
+        },
+      },
+      secrets,
+    );
+    assert.deepEqual(await pipeline.run(call()), { content: [{ type: 'text', text: 'called x' }] });
+    assert.deepEqual([pooled, released], [1, 1]);
+  });
+
+  it('an upstream that is not connected is an isError result naming it, on either path', async () => {
+    const pipeline = toolPipeline({ connection: () => connection(false), template: () => plain });
+    assert.deepEqual(await pipeline.run(call()), { isError: true, content: [{ type: 'text', text: 'Upstream MCP server "gh" failed: boom' }] });
   });
 });

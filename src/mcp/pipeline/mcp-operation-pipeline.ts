@@ -8,7 +8,7 @@ import { UpstreamServersService } from '../../upstreams/upstream-servers.service
 import { CONNECT_TOOL_NAME, NAME_SEPARATOR, type Catalog, type Target } from '../../upstreams/catalog.js';
 import { PoliciesService } from '../../policies/policies.service.js';
 import { SecretsService } from '../../secrets/secrets.service.js';
-import { listThroughCaller, NO_INJECT, routeCall, type Route, type RouteServices } from '../upstream-route.js';
+import { isSharedRoute, listThroughCaller, NO_INJECT, routeCall, type Route, type RouteServices } from '../upstream-route.js';
 import { authErrorIn, UpstreamAuthError } from '../../upstreams/auth-challenge.js';
 import { UpstreamConnectionsService, type ConnectRequest, type UsableToken } from '../../upstream-oauth/upstream-connections.service.js';
 import { ChangeBusService } from '../../database/change-bus.service.js';
@@ -109,6 +109,18 @@ export function toRpcError(error: unknown): { code: number; message: string; dat
 }
 
 const ns = (target: Target) => `${target.server}${NAME_SEPARATOR}${target.name}`;
+
+/**
+ * The policy check of a `tools/call` on `target`, one frozen object per target: a catalog's
+ * targets live as long as the catalog, so a steady stream of calls builds neither the object
+ * nor the namespaced name (a string the decision memo would flatten again) per call.
+ */
+const toolPolicies = new WeakMap<Target, { operation: 'tools/call'; name: string }>();
+function toolPolicy(target: Target): { operation: 'tools/call'; name: string } {
+  let policy = toolPolicies.get(target);
+  if (!policy) toolPolicies.set(target, (policy = Object.freeze({ operation: 'tools/call' as const, name: ns(target) })));
+  return policy;
+}
 
 /** A 2026-07-28 client that declared none of sampling, elicitation, roots: every upstream request is refused (the capability check comes first). */
 const refuseRequest: UpstreamCaller['request'] = (method) => Promise.reject(new ProtocolError(ProtocolErrorCode.InternalError, `BUG: ${method} reached a client without the capability`));
@@ -298,7 +310,7 @@ export class McpOperationPipeline implements OnModuleInit {
           throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${echoed(name)}".${hint}`);
         }
         op.target = target;
-        op.policy = { operation: 'tools/call', name: ns(target) };
+        op.policy = toolPolicy(target);
         break;
       }
       case 'prompts/get': {
@@ -487,34 +499,54 @@ export class McpOperationPipeline implements OnModuleInit {
    * `isError` result naming it (MCP spec, server/tools: errors in the tool execution are
    * reported in the result, so the model can see them); upstream protocol errors keep their
    * code and gain the server's name.
+   *
+   * The steady state — a plain shared route (no OAuth token the upstream could refuse, nothing
+   * to release) to a connected upstream, outside MRTR — goes straight to {@link forwardTool},
+   * without the async layers of the OAuth retry and the route's release (which could do
+   * nothing there); everything else through {@link callRetrying}. Same outcomes either way.
    */
-  private async callTool(authorized: AuthorizedOperation<'tools/call'>): Promise<CallToolResult> {
-    const op = authorized.operation;
-    const target = op.target!;
-    const client = op.client;
-    // A 2026-07-28 retry carrying the answers to an input_required round (MRTR): the call is
-    // already running upstream; hand it the answers instead of calling again.
-    // A retry answering a connect ask (ConnectAsk) is a fresh call.
-    if (op.era === 'modern' && client?.requestState !== undefined && !isConnectRequestState(client.requestState)) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
-    const declined = op.era === 'modern' ? declinedConnect(client) : undefined;
-    if (declined) return declined;
-    // withOAuthRetry's first attempt inlined: no closures per call until a token is refused.
+  private callTool(authorized: AuthorizedOperation<'tools/call'>): Promise<CallToolResult> {
     try {
-      return await this.callRouted(authorized, undefined);
+      const op = authorized.operation;
+      const target = op.target!;
+      const client = op.client;
+      // A 2026-07-28 retry carrying the answers to an input_required round (MRTR): the call is
+      // already running upstream; hand it the answers instead of calling again.
+      // A retry answering a connect ask (ConnectAsk) is a fresh call.
+      if (op.era === 'modern' && client?.requestState !== undefined && !isConnectRequestState(client.requestState)) return this.inputs.resume(op.principal.id, ns(target), client, op.signal) as Promise<CallToolResult>;
+      const declined = op.era === 'modern' ? declinedConnect(client) : undefined;
+      if (declined) return Promise.resolve(declined);
+      // Routed once: a pooled route holds a connection, so the slow path takes this one on.
+      const routing = routeCall(this.routing, authorized, undefined);
+      if (routing !== undefined && !(routing instanceof Promise) && isSharedRoute(routing) && !target.connectTool && !(op.era === 'modern' && client && answersRequests(client.capabilities))) {
+        const connection = routing.connection;
+        const ready = connection.readyNow();
+        if (ready && !(ready instanceof Promise)) return this.forwardTool(op, routing, connection, op.params.arguments, this.callerOf(op), op.signal);
+      }
+      return this.callRetrying(authorized, routing);
     } catch (error) {
-      if (!(error instanceof OAuthRefusal)) throw error;
-      return this.retryRefused(op, true, error, (token) => this.callRouted(authorized, token), toolProblem);
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+      return Promise.reject(error);
     }
   }
 
-  /** `tools/call` on the route for the caller (with `token`: the refreshed OAuth token after a 401). */
-  private async callRouted(authorized: AuthorizedOperation<'tools/call'>, token: UsableToken | undefined): Promise<CallToolResult> {
+  /** {@link callTool} on `routing` (its first route), with {@link withOAuthRetry}'s first attempt inlined: no closures per call until a token is refused. */
+  private async callRetrying(authorized: AuthorizedOperation<'tools/call'>, routing: ReturnType<typeof routeCall>): Promise<CallToolResult> {
+    try {
+      return await this.callRouted(authorized, undefined, routing);
+    } catch (error) {
+      if (!(error instanceof OAuthRefusal)) throw error;
+      return this.retryRefused(authorized.operation, true, error, (token) => this.callRouted(authorized, token, routeCall(this.routing, authorized, token)), toolProblem);
+    }
+  }
+
+  /** `tools/call` on `routing`, the route for the caller (with `token`: the refreshed OAuth token after a 401, which `routing` was made with). */
+  private async callRouted(authorized: AuthorizedOperation<'tools/call'>, token: UsableToken | undefined, routing: ReturnType<typeof routeCall>): Promise<CallToolResult> {
     const op = authorized.operation;
     const target = op.target!;
     const params = op.params;
     const client = op.client;
     // A plain shared route is known without a promise.
-    const routing = routeCall(this.routing, authorized, token);
     const route = routing instanceof Promise ? await routing : routing;
     if (route && 'problem' in route) return this.connectNeeded(op, true, route, (): CallToolResult => ({ isError: true, content: [{ type: 'text', text: route.problem }] }));
     const connection = route?.connection;

@@ -228,11 +228,13 @@ export class HttpForwarder {
   };
 
   /** POSTs `message` to the target, following 307/308 within the allowed origins (RFC 9110 §15.4.8/9: method and body kept). */
-  private async post(message: object, call: Cancellation, use: (statusCode: number, headers: ReplyHeaders) => BodyUse): Promise<Reply> {
-    const body = JSON.stringify(message);
+  private post(message: object, call: Cancellation, use: (statusCode: number, headers: ReplyHeaders) => BodyUse): Promise<Reply> {
     const target = this.target;
-    const reply = await this.dispatch(target, body, call, use);
-    return reply.statusCode === 307 || reply.statusCode === 308 ? this.redirected(reply, target, body, call, use) : reply;
+    // One promise for the POST and its redirects (not an async layer awaiting the dispatch's own).
+    return new Promise<Reply>((resolve, reject) => {
+      const body = JSON.stringify(message);
+      this.send(target, body, call, use, (reply) => resolve(reply.statusCode === 307 || reply.statusCode === 308 ? this.redirected(reply, target, body, call, use) : reply), reject);
+    });
   }
 
   /** Follows the redirect `reply` to a POST of `body` to `from`, and any after it (see {@link post}). */
@@ -268,11 +270,14 @@ export class HttpForwarder {
    * wrapper is made per call.
    */
   private dispatch(url: URL, body: string, call: Cancellation, use: (statusCode: number, headers: ReplyHeaders) => BodyUse): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      const handler = new PostHandler(this.limits, use, call, resolve, reject);
-      const target = url === this.target;
-      this.poolFor(target ? this.targetOrigin : url.origin).dispatch({ method: 'POST', path: target ? this.targetPath : pathOf(url), headers: this.headers, body }, handler);
-    });
+    return new Promise((resolve, reject) => this.send(url, body, call, use, resolve, reject));
+  }
+
+  /** {@link dispatch} with the reply (or failure) handed to `resolve`/`reject`; throws what `poolFor` throws. */
+  private send(url: URL, body: string, call: Cancellation, use: (statusCode: number, headers: ReplyHeaders) => BodyUse, resolve: (reply: Reply) => void, reject: (error: unknown) => void): void {
+    const handler = new PostHandler(this.limits, use, call, resolve, reject);
+    const target = url === this.target;
+    this.poolFor(target ? this.targetOrigin : url.origin).dispatch({ method: 'POST', path: target ? this.targetPath : pathOf(url), headers: this.headers, body }, handler);
   }
 
   private poolFor(origin: string): Pool {

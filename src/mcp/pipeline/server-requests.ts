@@ -157,15 +157,42 @@ export class ClientRequests implements OnApplicationBootstrap, BeforeApplication
    * the session's GET stream.
    */
   callerFor(client: CallingClient): UpstreamCaller {
-    return {
-      capabilities: client.capabilities,
-      request: (method, params, signal) => this.ask(client, method, params, signal),
-      notify: (method, params) => {
-        if (method === 'notifications/message' && !this.logLevels.allows(client.sessionId, params?.level)) return;
-        if (client.notify) client.notify(method, params);
-        else if (client.sessionId) this.sessionStream(client.sessionId, `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method, ...(params === undefined ? {} : { params }) })}\n\n`);
-      },
-    };
+    return new SessionCaller(this, client);
+  }
+
+  /**
+   * A notification an upstream sent while serving `client`'s call ({@link callerFor}'s
+   * `notify`): a log message below the session's level is dropped; the rest go on the call's
+   * stream, else the session's GET stream.
+   */
+  notifyClient(client: CallingClient, method: string, params: Record<string, unknown> | undefined): void {
+    if (method === 'notifications/message' && !this.logLevels.allows(client.sessionId, params?.level)) return;
+    if (client.notify) client.notify(method, params);
+    else if (client.sessionId) this.sessionStream(client.sessionId, `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method, ...(params === undefined ? {} : { params }) })}\n\n`);
+  }
+}
+
+/**
+ * {@link ClientRequests.callerFor}'s caller: one object per call with its methods on the
+ * prototype, instead of an object and two closures (every 2025-era tools/call makes one).
+ * Called as methods (`caller.request(…)`, `caller.notify?.(…)`), never detached or spread.
+ */
+class SessionCaller implements UpstreamCaller {
+  readonly capabilities: Record<string, unknown> | undefined;
+
+  constructor(
+    private readonly requests: ClientRequests,
+    private readonly client: CallingClient,
+  ) {
+    this.capabilities = client.capabilities;
+  }
+
+  request(method: ServerRequestMethod, params: Record<string, unknown> | undefined, signal: AbortSignal): Promise<Record<string, unknown>> {
+    return this.requests.ask(this.client, method, params, signal);
+  }
+
+  notify(method: string, params: Record<string, unknown> | undefined): void {
+    this.requests.notifyClient(this.client, method, params);
   }
 }
 

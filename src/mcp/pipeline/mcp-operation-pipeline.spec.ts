@@ -204,6 +204,24 @@ describe('McpOperationPipeline tools/call routing', () => {
     assert.deepEqual([pooled, released], [1, 1]);
   });
 
+  it('a parked (idle) server is woken once, on the slow path, and the call answered', async () => {
+    let woken = 0;
+    const parked = {
+      ...connection(),
+      state: 'idle',
+      // Like UpstreamConnection.readyNow: the first call starts waking it (state leaves idle); asked again meanwhile, it has no client yet.
+      readyNow() {
+        if (this.state !== 'idle') return undefined;
+        woken++;
+        this.state = 'connecting';
+        return Promise.resolve({});
+      },
+    };
+    const pipeline = toolPipeline({ connection: () => parked, template: () => plain });
+    assert.deepEqual(await pipeline.run(call()), { content: [{ type: 'text', text: 'called x' }] });
+    assert.equal(woken, 1);
+  });
+
   it('an upstream that is not connected is an isError result naming it, on either path', async () => {
     const pipeline = toolPipeline({ connection: () => connection(false), template: () => plain });
     assert.deepEqual(await pipeline.run(call()), { isError: true, content: [{ type: 'text', text: 'Upstream MCP server "gh" failed: boom' }] });

@@ -520,8 +520,11 @@ export class McpOperationPipeline implements OnModuleInit {
       const routing = routeCall(this.routing, authorized, undefined);
       if (routing !== undefined && !(routing instanceof Promise) && isSharedRoute(routing) && !target.connectTool && !(op.era === 'modern' && client && answersRequests(client.capabilities))) {
         const connection = routing.connection;
-        const ready = connection.readyNow();
-        if (ready && !(ready instanceof Promise)) return this.forwardTool(op, routing, connection, op.params.arguments, this.callerOf(op), op.signal);
+        // Not a parked server: readyNow() then only reads the client (waking one must happen once, on the slow path).
+        if (connection.state !== 'idle') {
+          const ready = connection.readyNow();
+          if (ready && !(ready instanceof Promise)) return this.forwardTool(op, routing, connection, op.params.arguments, this.callerOf(op), op.signal);
+        }
       }
       return this.callRetrying(authorized, routing);
     } catch (error) {

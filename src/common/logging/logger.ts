@@ -10,8 +10,8 @@ import { AccessLine } from './request-logging.js';
  * the dev dependency `pino-pretty` is installed. Every record passes through
  * {@link redactDeep} (which copies nothing when nothing needs redacting), except access lines
  * ({@link AccessLine}), which are built from non-sensitive fields only. Written to `destination`,
- * or else to stdout through {@link stdoutDestination} (pino's default destination, asynchronous,
- * flushed on exit). The per-request scope and access log are `request-logging.ts`.
+ * or else to stdout through {@link stdoutDestination} (the lines of each event-loop turn in one
+ * write, never blocking on a full pipe, flushed on exit). The per-request scope and access log are `request-logging.ts`.
  */
 export async function createRootLogger(config: AppConfig, destination?: DestinationStream): Promise<Logger> {
   let stream = destination;
@@ -19,7 +19,7 @@ export async function createRootLogger(config: AppConfig, destination?: Destinat
     const pretty = await import('pino-pretty').catch(() => undefined);
     if (pretty) stream = pretty.default({ colorize: process.stdout.isTTY, sync: true, translateTime: 'HH:MM:ss.l' });
   }
-  // pino's default destination in buffer mode (destination.ts: the default's write is quadratic under load).
+  // stdout written once per event-loop turn, synchronously (destination.ts: why not pino's default).
   stream ??= stdoutDestination();
   return pino(
     {

@@ -81,6 +81,9 @@ export class RequestLoggingModule {
 
 type LoggedRequest = FastifyRequest & { principal?: { id: string } };
 
+/** An `onRequest` hook's body (see {@link installRequestLogging}'s `then`). */
+export type OnRequestStep = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => void;
+
 /**
  * The fields of one access log line (see {@link installRequestLogging}), in their output order.
  * Every field name in it is fixed here and none is sensitive (`req.headers` holds only
@@ -125,15 +128,26 @@ export function requestFields(request: FastifyRequest): AccessLine['req'] {
  * `{ requestId, req: { id, method, url, headers, remoteAddress }, res: { statusCode },
  * responseTime (ms), principalId }`, message `request completed` at info (warn at 4xx),
  * `request errored` at error (5xx), `request aborted` at info (no `res`). `/healthz` and `/readyz` are not
- * logged (probes every few seconds). Call before any other hook is added.
+ * logged (probes every few seconds). Call before any other hook is added. `then`: an `onRequest`
+ * hook to run first thing inside the scope (one hook where there would be two; it calls `done`
+ * to go on, as a hook does).
  */
-export function installRequestLogging(fastify: FastifyInstance, logger: Logger): void {
+export function installRequestLogging(fastify: FastifyInstance, logger: Logger, then?: OnRequestStep): void {
   const started = Symbol('started');
   type Timed = LoggedRequest & { [started]?: number };
-  fastify.addHook('onRequest', (request, _reply, done) => {
-    (request as Timed)[started] = performance.now();
-    scopes.run(new RequestLogScope(logger, request.id), done);
-  });
+  fastify.addHook(
+    'onRequest',
+    then
+      ? (request, reply, done) => {
+          (request as Timed)[started] = performance.now();
+          // `run`'s extra arguments go to `then`: no closure per request.
+          scopes.run(new RequestLogScope(logger, request.id), then, request, reply, done);
+        }
+      : (request, _reply, done) => {
+          (request as Timed)[started] = performance.now();
+          scopes.run(new RequestLogScope(logger, request.id), done);
+        },
+  );
   /** The access line; `statusCode` undefined when the client went away before the response. */
   const line = (request: FastifyRequest, statusCode: number | undefined): void => {
     if (isProbePath(request.url)) return;

@@ -109,8 +109,11 @@ describe('the log destination', () => {
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.stdout.pause();
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.match(stderr, /loop free after \d+ ms/, 'the event loop was blocked by a full pipe');
+    // Nobody reads stdout until the child says its event loop went on (it could not, were it blocked on the pipe).
+    for (let waited = 0; !/loop free after \d+ ms/.test(stderr); waited += 50) {
+      assert.ok(waited < 30_000, `the event loop was blocked by a full pipe (stderr: ${stderr})`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     const chunks: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
     child.stdout.resume();

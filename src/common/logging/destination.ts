@@ -124,6 +124,8 @@ export class LineDestination extends EventEmitter {
   }
 
   private close(): void {
+    // Once: an EPIPE while end() waits for the tail closes first.
+    if (this.stopped) return;
     this.stopped = true;
     live.delete(this.self);
     this.emit('close');

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { AppModule, type AppModuleOptions } from './app.module.js';
 import { openAccessVerdict } from './auth/open-access.js';
 import { ConnectionDrainer } from './common/http/connection-drainer.js';
-import { HostOriginRules, hostOriginHook, isProbePath } from './common/http/host-origin.js';
+import { HostOriginRules, isProbePath, refusedByHostOrigin } from './common/http/host-origin.js';
 import { installRequestLogging } from './common/logging/request-logging.js';
 import { clientErrorHandler, frameworkErrors, installInputLimits } from './common/http/input-limits.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
@@ -116,21 +116,27 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
   app.flushLogs();
 
   const fastify = app.getHttpAdapter().getInstance();
-  // First hook: every later hook and handler runs in the request's logging scope.
-  installRequestLogging(fastify, logger);
   // Kept-alive connections close as soon as their last response is written once draining.
   const drainer = new ConnectionDrainer(fastify.server);
   // JSON depth, body timeout, 503 while closing (see docs/operations.md, "Input limits").
-  installInputLimits(app, fastify, { maxJsonDepth: config.http.maxJsonDepth, bodyTimeoutMs: config.http.bodyTimeoutMs, isClosing: () => drainer.isDraining });
+  const inputLimits = installInputLimits(app, fastify, {
+    maxJsonDepth: config.http.maxJsonDepth,
+    bodyTimeoutMs: config.http.bodyTimeoutMs,
+    isClosing: () => drainer.isDraining,
+  });
+  // First hook: every later hook and handler runs in the request's logging scope; the input
+  // limits' checks (503 while closing, the body timer) run first thing inside it.
+  installRequestLogging(fastify, logger, inputLimits);
   const schema = app.get(SchemaStateService);
   // The authorization server's paths go to oidc-provider before any other hook (docs/oauth-server.md).
   if (config.oauthServer.enabled) installOAuthServerFrom(app, fastify, config, () => schema.isMigrated);
-  // Host and Origin on every route, before anything else looks at the request (docs/auth.md, "Browsers").
-  fastify.addHook('onRequest', hostOriginHook(HostOriginRules.fromConfig(config)));
+  // One hook (not one per check): Host and Origin on every route, before anything else looks at
+  // the request (docs/auth.md, "Browsers"); then the request id header; then, between listening
+  // and the end of migrations, a clear 503 instead of a 500 from a missing table (probes answer).
+  const hostOrigin = HostOriginRules.fromConfig(config);
   fastify.addHook('onRequest', (request, reply, done) => {
+    if (refusedByHostOrigin(hostOrigin, request, reply)) return;
     void reply.header(REQUEST_ID_HEADER, request.id);
-    // Between listening and the end of migrations only the probes answer; everything else
-    // gets a clear 503 instead of a 500 from a missing table.
     if (!schema.isMigrated && !isProbePath(request.url)) {
       void reply
         .status(503)

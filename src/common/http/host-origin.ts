@@ -97,7 +97,7 @@ export interface RequestHead {
  * `Origin`; Host is checked too, since a rebound page reaches us under the attacker's host name)
  * and cross-site request protection for browsers. Configured by `HTTP_ALLOWED_HOSTS`,
  * `HTTP_CORS_ORIGINS`, `PUBLIC_URL`, `HTTP_DNS_REBINDING_PROTECTION` (see docs/auth.md,
- * "Browsers"). Pure: no I/O; {@link hostOriginHook} applies it to Fastify.
+ * "Browsers"). Pure: no I/O; {@link refusedByHostOrigin} applies it to Fastify.
  *
  * Rules, in order:
  * 1. `Host` must be well-formed and appear once (RFC 9112 §3.2: otherwise 400), on every path;
@@ -239,21 +239,25 @@ function forbidden(why: string): HostOriginRefusal {
 export const isMcpPath = (url: string): boolean => url === '/mcp' || url.startsWith('/mcp/') || url.startsWith('/mcp?');
 
 /**
- * The Fastify `onRequest` hook applying {@link HostOriginRules} to every request before routing,
- * authentication or body parsing. Refusals use the documented envelopes: `{ "error": { "code",
- * "message", "requestId" } }`, or on `/mcp` a JSON-RPC error (`-32000`, `data.code`) — with the
- * same HTTP status either way and the `X-Request-Id` header.
+ * Applies {@link HostOriginRules} to a request before routing, authentication or body parsing:
+ * when it is refused, sends the refusal and returns true (the caller's `onRequest` hook then
+ * stops); otherwise returns false and touches nothing. Refusals use the documented envelopes:
+ * `{ "error": { "code", "message", "requestId" } }`, or on `/mcp` a JSON-RPC error (`-32000`,
+ * `data.code`) — with the same HTTP status either way and the `X-Request-Id` header.
  */
+export function refusedByHostOrigin(rules: HostOriginRules, request: FastifyRequest, reply: FastifyReply): boolean {
+  const refusal = rules.check(request.raw as unknown as RequestHead);
+  if (!refusal) return false;
+  const body = isMcpPath(request.url)
+    ? { jsonrpc: '2.0', error: { code: refusal.status === 400 ? -32600 : -32000, message: refusal.message, data: { code: refusal.code } }, id: null }
+    : { error: { code: refusal.code, message: refusal.message, requestId: request.id } };
+  void reply.status(refusal.status).header(REQUEST_ID_HEADER, request.id).header('content-type', 'application/json; charset=utf-8').send(body);
+  return true;
+}
+
+/** {@link refusedByHostOrigin} as a Fastify `onRequest` hook of its own. */
 export function hostOriginHook(rules: HostOriginRules) {
   return (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
-    const refusal = rules.check(request.raw as unknown as RequestHead);
-    if (!refusal) {
-      done();
-      return;
-    }
-    const body = isMcpPath(request.url)
-      ? { jsonrpc: '2.0', error: { code: refusal.status === 400 ? -32600 : -32000, message: refusal.message, data: { code: refusal.code } }, id: null }
-      : { error: { code: refusal.code, message: refusal.message, requestId: request.id } };
-    void reply.status(refusal.status).header(REQUEST_ID_HEADER, request.id).header('content-type', 'application/json; charset=utf-8').send(body);
+    if (!refusedByHostOrigin(rules, request, reply)) done();
   };
 }

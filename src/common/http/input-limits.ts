@@ -67,8 +67,10 @@ export interface InputLimitOptions {
  *   body, so it is turned off in favour of this).
  *
  * Call before `listen` (the JSON parser must be registered before Nest registers its default).
+ * Installs the parser; returns the last two checks as an `onRequest` hook for the caller to add
+ * ({@link InputLimitsHook}; bootstrap runs it inside the request-logging hook, one hook instead of two).
  */
-export function installInputLimits(app: NestFastifyApplication, fastify: FastifyInstance, options: InputLimitOptions): void {
+export function installInputLimits(app: NestFastifyApplication, fastify: FastifyInstance, options: InputLimitOptions): InputLimitsHook {
   const defaultJson = fastify.getDefaultJsonParser('error', 'error');
   const tooDeep = () =>
     new AppError(ErrorCode.JsonTooDeep, `Request body nests JSON objects/arrays deeper than ${options.maxJsonDepth} levels (HTTP_MAX_JSON_DEPTH)`, {
@@ -89,7 +91,7 @@ export function installInputLimits(app: NestFastifyApplication, fastify: Fastify
     });
   });
 
-  fastify.addHook('onRequest', (request, reply, done) => {
+  return (request, reply, done) => {
     if (options.isClosing()) {
       void reply.header('connection', 'close').header('retry-after', '1');
       sendError(new AppError(ErrorCode.ServiceUnavailable, 'Gatehouse is shutting down; retry (another replica will answer)'), request, reply);
@@ -99,8 +101,14 @@ export function installInputLimits(app: NestFastifyApplication, fastify: Fastify
     // (most small ones do) has been read by then and needs no timer, nor its two listeners.
     if (options.bodyTimeoutMs > 0 && expectsBody(request.raw) && !request.raw.complete) setImmediate(armBodyTimer, request, reply, options.bodyTimeoutMs);
     done();
-  });
+  };
 }
+
+/**
+ * The `onRequest` part of {@link installInputLimits}: 503 while closing, the body timer. Calls
+ * `done` to go on, or answers and does not.
+ */
+export type InputLimitsHook = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => void;
 
 const expectsBody = (raw: IncomingMessage) =>
   raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] !== undefined && raw.headers['content-length'] !== '0');

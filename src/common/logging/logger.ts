@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { AppConfig } from '../../config/config.schema.js';
+import { stdoutDestination } from './destination.js';
 import { redactDeep } from './redact.js';
 import { AccessLine } from './request-logging.js';
 
@@ -8,8 +9,9 @@ import { AccessLine } from './request-logging.js';
  * collector); human-readable only when `LOG_FORMAT=pretty` or in development, and only if
  * the dev dependency `pino-pretty` is installed. Every record passes through
  * {@link redactDeep} (which copies nothing when nothing needs redacting), except access lines
- * ({@link AccessLine}), which are built from non-sensitive fields only. The per-request
- * scope and access log are `request-logging.ts`.
+ * ({@link AccessLine}), which are built from non-sensitive fields only. Written to `destination`,
+ * or else to stdout through {@link stdoutDestination} (the lines of each event-loop turn in one
+ * write, never blocking on a full pipe, flushed on exit). The per-request scope and access log are `request-logging.ts`.
  */
 export async function createRootLogger(config: AppConfig, destination?: DestinationStream): Promise<Logger> {
   let stream = destination;
@@ -17,6 +19,8 @@ export async function createRootLogger(config: AppConfig, destination?: Destinat
     const pretty = await import('pino-pretty').catch(() => undefined);
     if (pretty) stream = pretty.default({ colorize: process.stdout.isTTY, sync: true, translateTime: 'HH:MM:ss.l' });
   }
+  // stdout written once per event-loop turn, synchronously (destination.ts: why not pino's default).
+  stream ??= stdoutDestination();
   return pino(
     {
       level: config.log.level,

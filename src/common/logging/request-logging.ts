@@ -1,8 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { tracingChannel } from 'node:diagnostics_channel';
 import { Global, Inject, Injectable, Module, Scope, type DynamicModule } from '@nestjs/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger as NestPinoLogger, PARAMS_PROVIDER_TOKEN, PinoLogger, type Params } from 'nestjs-pino';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { isProbePath } from '../http/host-origin.js';
 import { redactUrl } from './redact.js';
 
@@ -81,6 +82,9 @@ export class RequestLoggingModule {
 
 type LoggedRequest = FastifyRequest & { principal?: { id: string } };
 
+/** An `onRequest` hook's body (see {@link installRequestLogging}'s `then`). */
+export type OnRequestStep = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => void;
+
 /**
  * The fields of one access log line (see {@link installRequestLogging}), in their output order.
  * Every field name in it is fixed here and none is sensitive (`req.headers` holds only
@@ -125,15 +129,27 @@ export function requestFields(request: FastifyRequest): AccessLine['req'] {
  * `{ requestId, req: { id, method, url, headers, remoteAddress }, res: { statusCode },
  * responseTime (ms), principalId }`, message `request completed` at info (warn at 4xx),
  * `request errored` at error (5xx), `request aborted` at info (no `res`). `/healthz` and `/readyz` are not
- * logged (probes every few seconds). Call before any other hook is added.
+ * logged (probes every few seconds). Call before any other hook is added. `then`: an `onRequest`
+ * hook to run first thing inside the scope (one hook where there would be two; it calls `done`
+ * to go on, as a hook does).
  */
-export function installRequestLogging(fastify: FastifyInstance, logger: Logger): void {
+export function installRequestLogging(fastify: FastifyInstance, logger: Logger, then?: OnRequestStep): void {
+  const write = accessLineWriter(logger);
   const started = Symbol('started');
   type Timed = LoggedRequest & { [started]?: number };
-  fastify.addHook('onRequest', (request, _reply, done) => {
-    (request as Timed)[started] = performance.now();
-    scopes.run(new RequestLogScope(logger, request.id), done);
-  });
+  fastify.addHook(
+    'onRequest',
+    then
+      ? (request, reply, done) => {
+          (request as Timed)[started] = performance.now();
+          // `run`'s extra arguments go to `then`: no closure per request.
+          scopes.run(new RequestLogScope(logger, request.id), then, request, reply, done);
+        }
+      : (request, _reply, done) => {
+          (request as Timed)[started] = performance.now();
+          scopes.run(new RequestLogScope(logger, request.id), done);
+        },
+  );
   /** The access line; `statusCode` undefined when the client went away before the response. */
   const line = (request: FastifyRequest, statusCode: number | undefined): void => {
     if (isProbePath(request.url)) return;
@@ -145,10 +161,10 @@ export function installRequestLogging(fastify: FastifyInstance, logger: Logger):
       begun === undefined ? undefined : Math.round(performance.now() - begun),
       (request as LoggedRequest).principal?.id,
     );
-    if (statusCode === undefined) logger.info(record, 'request aborted');
-    else if (statusCode >= 500) logger.error(record, 'request errored');
-    else if (statusCode >= 400) logger.warn(record, 'request completed');
-    else logger.info(record, 'request completed');
+    if (statusCode === undefined) write(record, 'info', 'request aborted');
+    else if (statusCode >= 500) write(record, 'error', 'request errored');
+    else if (statusCode >= 400) write(record, 'warn', 'request completed');
+    else write(record, 'info', 'request completed');
   };
   fastify.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
     line(request, reply.raw.statusCode);
@@ -158,4 +174,80 @@ export function installRequestLogging(fastify: FastifyInstance, logger: Logger):
     line(request, undefined);
     done();
   });
+}
+
+/** The levels an access line is written at. */
+export type AccessLevel = 'info' | 'warn' | 'error';
+
+/** A UTF-16 surrogate: pino's string escaping (`asString`, up to 100 characters) leaves a lone one raw, JSON.stringify escapes it. */
+const SURROGATE = /[\uD800-\uDFFF]/;
+/** The messages of access lines. */
+export type Messages = 'request completed' | 'request errored' | 'request aborted';
+
+/** pino's internals the access line's own serialization reads (all in `pino.symbols`, pino's public export). */
+interface PinoInternals {
+  [key: symbol]: unknown;
+}
+
+/**
+ * How {@link installRequestLogging} writes an access line: `logger[level](record, msg)`, or — the
+ * same bytes, made in one `JSON.stringify` instead of pino's per-field `_asJson` (measured ~1.3
+ * → ~0.65 µs a line) — the line put together here from pino's own pieces for this logger: its
+ * level string (`{"level":"info"`), timestamp, bindings (`,"service":"gatehouse"`) and line end,
+ * then the record's fields in order (pino writes top-level fields in key order, leaving out
+ * undefined ones, strings as JSON strings, objects with `JSON.stringify`, exactly what one
+ * `JSON.stringify` of the record does), then `"msg"`.
+ *
+ * pino is used as it is whenever the shortcut could differ: a logger with a mixin, hooks, a
+ * nested key, a message prefix or key other than `msg`, redaction or serializers for these
+ * fields, a destination that wants metadata (multistream), a log formatter that changes the
+ * record, someone tracing pino's serialization (`tracing:pino_asJson`), or a top-level string
+ * with a surrogate in it (pino writes a lone surrogate raw where JSON.stringify escapes it).
+ */
+export function accessLineWriter(logger: Logger): (record: AccessLine, level: AccessLevel, msg: Messages) => void {
+  const viaPino = (record: AccessLine, level: AccessLevel, msg: Messages) => logger[level](record, msg);
+  const s = pino.symbols;
+  const internals = logger as unknown as PinoInternals;
+  const hooks = internals[s.hooksSym] as { logMethod?: unknown; streamWrite?: unknown } | undefined;
+  const serializers = (internals[s.serializersSym] ?? {}) as Record<string, unknown>;
+  const stringifiers = (internals[s.stringifiersSym] ?? {}) as Record<string | symbol, unknown>;
+  const fields: (keyof AccessLine)[] = ['requestId', 'req', 'res', 'responseTime', 'principalId'];
+  const plain =
+    internals[s.mixinSym] == null &&
+    hooks?.logMethod == null &&
+    hooks?.streamWrite == null &&
+    internals[s.nestedKeySym] == null &&
+    !internals[(s as unknown as Record<string, symbol>).msgPrefixSym] &&
+    internals[s.messageKeySym] === 'msg' &&
+    typeof internals[s.timeSym] === 'function' &&
+    typeof internals[s.chindingsSym] === 'string' &&
+    typeof internals[s.endSym] === 'string' &&
+    Reflect.ownKeys(stringifiers).length === 0 &&
+    fields.every((key) => serializers[key] === undefined);
+  if (!plain) return viaPino;
+  const asJson = tracingChannel('pino_asJson');
+  const levels = internals[s.lsCacheSym] as Record<number, string>;
+  const formatters = internals[s.formattersSym] as { log?: (object: Record<string, unknown>) => unknown };
+  const messages = new Map<Messages, string>();
+  for (const msg of ['request completed', 'request errored', 'request aborted'] as const) messages.set(msg, `,"msg":${JSON.stringify(msg)}`);
+  return (record, level, msg) => {
+    if (!logger.isLevelEnabled(level)) return;
+    const num = logger.levels.values[level];
+    const stream = internals[s.streamSym] as { write(line: string): unknown; [key: symbol]: unknown };
+    if (
+      asJson.hasSubscribers ||
+      stream[s.needsMetadataGsym] === true ||
+      typeof levels[num] !== 'string' ||
+      SURROGATE.test(record.requestId) ||
+      (record.principalId !== undefined && SURROGATE.test(record.principalId)) ||
+      (formatters.log !== undefined && formatters.log(record as unknown as Record<string, unknown>) !== record)
+    ) {
+      viaPino(record, level, msg);
+      return;
+    }
+    const time = (internals[s.timeSym] as () => string)();
+    const body = JSON.stringify(record);
+    // `{"requestId":…}` without its braces: the record always has requestId and req.
+    stream.write(`${levels[num]}${time}${internals[s.chindingsSym] as string},${body.slice(1, -1)}${messages.get(msg)!}${internals[s.endSym] as string}`);
+  };
 }

@@ -95,10 +95,15 @@ export class McpController {
   }
 
   /**
-   * Serves one request: refusals, then the fast path (a steady-state call answered as plain
-   * JSON, without an `async` frame or extra promise of its own here), then {@link full}.
+   * Serves one request to `/mcp` (`scope` '') or `/mcp/<scope>` for an admitted `principal`
+   * (the one the auth guard set): refusals, then the fast path (a steady-state call answered
+   * as plain JSON, without an `async` frame or extra promise of its own here), then
+   * {@link full}. Called by the two Nest routes above and, for POSTs, by the MCP lane
+   * (`edge/lane.ts`) after the same global guards. Answers on `reply` (hijacking it for
+   * streamed and lifecycle answers); the promise settles once the answer is written and
+   * rejects only with what the exception filter is to render.
    */
-  private serve(req: FastifyRequest, reply: FastifyReply, scope: string, principal: Principal): Promise<void> {
+  serve(req: FastifyRequest, reply: FastifyReply, scope: string, principal: Principal): Promise<void> {
     const abort = new AbortController();
     // Only a request its client's disconnect cancels listens for it (see isLegacyPost); a
     // response emits 'close' once.

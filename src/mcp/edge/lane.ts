@@ -2,7 +2,7 @@ import { ForbiddenException, Module, type CanActivate, type ExceptionFilter, typ
 import { EXCEPTION_FILTERS_METADATA, GUARDS_METADATA, INTERCEPTORS_METADATA, PIPES_METADATA } from '@nestjs/common/constants.js';
 import { FORBIDDEN_MESSAGE } from '@nestjs/core/guards/index.js';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { Principal } from '../../auth/principal.js';
 import { McpController } from '../mcp.controller.js';
@@ -39,8 +39,8 @@ type RouteHandler = (...args: never[]) => unknown;
 
 /**
  * Serves `POST /mcp` and `POST /mcp/<server>` without Nest's router (router-execution-context,
- * guards consumer, param factories, interceptors consumer, router proxy: ~5 KB allocated and
- * several µs per call, measured in docs/benchmarks.md), with the same code Nest would run:
+ * guards consumer, param factories, interceptors consumer, router proxy: ~3–5 KB allocated and
+ * several µs per call), with the same code Nest would run:
  *
  * 1. the same global guard instances, in the same order, on one `ExecutionContextHost` made as
  *    Nest's guards consumer makes it (`[request, reply, next]`, `McpController`, the route's
@@ -52,34 +52,48 @@ type RouteHandler = (...args: never[]) => unknown;
  * 4. anything thrown or rejected by 1–3 rendered by the same exception filter instance through
  *    `filter.catch(error, host)` with a host made as Nest's router proxy makes it.
  *
- * A request the lane takes never reaches Nest's handler: the hook neither calls `done` nor
- * returns a promise, and the reply is sent or hijacked by then. Everything else — other
- * methods (GET streams, DELETE, OPTIONS), other routes, a `/mcp/<server>` with an empty
- * parameter (Nest's adapter answers 404 for it) — is passed on unchanged. All `onRequest`,
- * `preParsing`, body parsing and `preValidation` hooks have run before (a `preHandler` hook).
- * Installed as a `preHandler` hook by {@link installMcpLane}.
+ * It takes the place of Nest's handler in the Fastify routes Nest registers for McpController
+ * ({@link wrap}, from an `onRoute` hook), so every Fastify hook — `onRequest` (logging scope,
+ * request id, Host/Origin, input limits, CORS), `preParsing`, body parsing, `preValidation`,
+ * `preHandler` — has run exactly as for Nest's handler, and a request the lane takes never
+ * reaches Nest's. Everything else — other methods (GET streams, DELETE; OPTIONS is CORS's or
+ * Fastify's), a `/mcp/<server>` with an empty parameter (Nest's adapter answers 404 for it) —
+ * goes to Nest's handler unchanged.
  */
 export class McpLane {
+  /** How many Fastify routes the lane took over (two: `/mcp`, `/mcp/:server`). */
+  wrapped = 0;
+
   constructor(private readonly parts: McpLaneParts) {}
 
-  /** The `preHandler` hook (callback style: `done` only for requests left to Nest). */
-  readonly hook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
-    if (request.method !== 'POST') return done();
-    const route = request.routeOptions.url;
-    let handler: RouteHandler;
-    let scope: string;
-    if (route === '/mcp') {
-      handler = AGGREGATED;
-      scope = '';
-    } else if (route === '/mcp/:server') {
-      scope = (request as LaneRequest).params.server ?? '';
-      if (scope === '') return done();
-      handler = SINGLE;
-    } else return done();
-    this.serve(request as LaneRequest, reply, handler, scope);
-  };
+  /**
+   * Wraps the handler of a Fastify route Nest registers for McpController (`onRoute`): POSTs go
+   * through the lane, the rest to Nest's handler. Routes of other paths are left alone.
+   */
+  wrap(route: RouteOptions): void {
+    const single = route.url === '/mcp/:server';
+    if (route.url !== '/mcp' && !single) return;
+    if (!(Array.isArray(route.method) ? route.method : [route.method]).includes('POST')) return;
+    const nest = route.handler;
+    const handler = single ? SINGLE : AGGREGATED;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the route handler's own `this` is Fastify's
+    const lane = this;
+    route.handler = function mcpLane(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+      if (request.method !== 'POST') return nest.call(this, request, reply);
+      let scope = '';
+      if (single) {
+        scope = (request as LaneRequest).params.server ?? '';
+        if (scope === '') return nest.call(this, request, reply);
+      }
+      lane.serve(request as LaneRequest, reply, handler, scope);
+      // undefined: Fastify leaves the reply to us, as it does once a handler has answered.
+      return undefined;
+    };
+    this.wrapped++;
+  }
 
-  private serve(request: LaneRequest, reply: FastifyReply, handler: RouteHandler, scope: string): void {
+  /** Serves one POST the lane took (answers on `reply`; never throws). */
+  serve(request: LaneRequest, reply: FastifyReply, handler: RouteHandler, scope: string): void {
     const args = [request, reply, undefined];
     const context = new ExecutionContextHost(args, McpController, handler);
     context.setType('http');
@@ -157,12 +171,13 @@ function settle(request: FastifyRequest, reply: FastifyReply): void {
 const ROUTE_ENHANCERS = [GUARDS_METADATA, INTERCEPTORS_METADATA, PIPES_METADATA, EXCEPTION_FILTERS_METADATA];
 
 /**
- * Installs the MCP lane ({@link McpLane}) as a global `preHandler` hook on `fastify`, unless
- * {@link McpLaneOffModule} is imported. `guards` and `filter` are the classes registered as
- * `APP_GUARD`s (in order) and `APP_FILTER`; their instances are taken from `app`, the very ones
- * Nest runs for every other route. Throws at startup if McpController (or one of its routes)
- * declares its own guards, interceptors, pipes or filters, which the lane does not run.
- * Call before the app listens (Fastify fixes hooks when its routes are ready).
+ * Installs the MCP lane ({@link McpLane}) on `fastify` (an `onRoute` hook: call before the app
+ * initializes, i.e. before `listen`), unless {@link McpLaneOffModule} is imported. `guards` and
+ * `filter` are the classes registered as `APP_GUARD`s (in order) and `APP_FILTER`; their
+ * instances are taken from `app`, the very ones Nest runs for every other route. Throws at
+ * startup if McpController (or one of its routes) declares its own guards, interceptors, pipes
+ * or filters, which the lane does not run; the app fails to become ready if the lane saw no
+ * `/mcp` route (installed too late).
  */
 export function installMcpLane(app: INestApplicationContext, fastify: FastifyInstance, guards: readonly Type<CanActivate>[], filter: Type<ExceptionFilter>): McpLane | undefined {
   if (laneOff(app)) return undefined;
@@ -173,7 +188,8 @@ export function installMcpLane(app: INestApplicationContext, fastify: FastifyIns
     }
   }
   const lane = new McpLane({ guards: guards.map((g) => app.get(g)), filter: app.get(filter), controller: app.get(McpController) });
-  fastify.addHook('preHandler', lane.hook);
+  fastify.addHook('onRoute', (route) => lane.wrap(route));
+  fastify.addHook('onReady', (done) => done(lane.wrapped === 2 ? undefined : new Error(`the MCP lane took over ${lane.wrapped} of the 2 /mcp routes: install it before the app initializes`)));
   return lane;
 }
 

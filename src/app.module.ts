@@ -20,6 +20,16 @@ import { LoginModule } from './login/login.module.js';
 import { RateLimitModule } from './rate-limit/rate-limit.module.js';
 import { RateLimitAddressGuard, RateLimitPrincipalGuard } from './rate-limit/rate-limit.guard.js';
 
+/**
+ * The global guards, in the order they run (registered as `APP_GUARD`s): the address budget
+ * before authenticating, then authentication and permissions, then the principal's budget.
+ * Each is also a provider by its class, so the MCP lane (`src/mcp/edge/lane.ts`) runs the very
+ * instances Nest runs for every other route.
+ */
+export const GLOBAL_GUARDS = [RateLimitAddressGuard, AuthGuard, RateLimitPrincipalGuard] as const;
+/** The global exception filter (`APP_FILTER`), also a provider by its class for the MCP lane. */
+export const GLOBAL_FILTER = AllExceptionsFilter;
+
 export interface AppModuleOptions {
   config: AppConfig;
   logger: Logger;
@@ -52,12 +62,11 @@ export class AppModule {
         ...imports,
       ],
       providers: [
-        { provide: APP_FILTER, useClass: AllExceptionsFilter },
-        // Global guards run in this order: the address budget before authenticating, then
-        // authentication and permissions, then the principal's budget.
-        { provide: APP_GUARD, useClass: RateLimitAddressGuard },
-        { provide: APP_GUARD, useClass: AuthGuard },
-        { provide: APP_GUARD, useClass: RateLimitPrincipalGuard },
+        GLOBAL_FILTER,
+        { provide: APP_FILTER, useExisting: GLOBAL_FILTER },
+        // The rate-limit guards are RateLimitModule's providers (imported above); AuthGuard is ours.
+        AuthGuard,
+        ...GLOBAL_GUARDS.map((guard) => ({ provide: APP_GUARD, useExisting: guard })),
       ],
     };
   }

@@ -5,7 +5,8 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import { withoutMcpTrailingSlash } from './mcp/edge/trailing-slash.js';
 import type { Logger } from 'pino';
-import { AppModule, type AppModuleOptions } from './app.module.js';
+import { AppModule, GLOBAL_FILTER, GLOBAL_GUARDS, type AppModuleOptions } from './app.module.js';
+import { installMcpLane } from './mcp/edge/lane.js';
 import { openAccessVerdict } from './auth/open-access.js';
 import { ConnectionDrainer } from './common/http/connection-drainer.js';
 import { HostOriginRules, isProbePath, refusedByHostOrigin } from './common/http/host-origin.js';
@@ -146,6 +147,8 @@ export async function startGatehouse(baseConfig: AppConfig, options: StartOption
     }
     done();
   });
+
+  installMcpLane(app, fastify, GLOBAL_GUARDS, GLOBAL_FILTER); // POST /mcp[/<server>] past Nest's router, same guards/filter (src/mcp/edge/lane.ts)
 
   // Admin API reference: the document at /api/openapi.json, a browsable UI at /api/docs.
   const openapi = SwaggerModule.createDocument(

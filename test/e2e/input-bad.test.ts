@@ -150,6 +150,33 @@ describe('bad input never reaches a 500', () => {
     assert.equal(ok.status, 200, ok.text);
   });
 
+  it('a DELETE with a JSON Content-Type and no body (as the MCP Python SDK ends a session) ends the session; a POST with no body stays 400', async () => {
+    const init = await send(`${app.url}/mcp`, 'POST', initialize('{"name":"python-like","version":"1"}', '{}'), MCP_HEADERS);
+    assert.equal(init.status, 200, init.text);
+    const session = init.headers.get('mcp-session-id')!;
+    // The Python SDK's StreamableHTTPTransport._prepare_headers: accept, content-type, session, version — on every request.
+    const headers = { ...MCP_HEADERS, 'mcp-session-id': session, 'mcp-protocol-version': LEGACY };
+    const del = await send(`${app.url}/mcp`, 'DELETE', undefined, headers);
+    assert.equal(del.status, 200, del.text);
+    const after = await send(`${app.url}/mcp`, 'POST', '{"jsonrpc":"2.0","id":1,"method":"tools/list"}', headers);
+    assert.equal(after.status, 404, `the session is over: ${after.text}`);
+    // The same on the admin API: a body-less DELETE is not "an empty JSON document".
+    const created = await send(`${app.url}/api/v1/policies`, 'POST', JSON.stringify({ subject: { role: 'nobody' }, effect: 'deny', operations: ['tools/call'], targets: ['x__y'] }));
+    assert.equal(created.status, 201, created.text);
+    const removed = await send(`${app.url}/api/v1/policies/${(created.json as { id: string }).id}`, 'DELETE');
+    assert.equal(removed.status, 204, removed.text);
+    // A POST with nothing is still refused, in the envelope, naming what is expected.
+    assert.match(assertEnvelope(await send(`${app.url}/api/v1/policies`, 'POST', ''), 400, 'invalid_json'), /empty; expected a JSON document/);
+  });
+
+  it('a well-formed body with a "__proto__" key is refused 400 naming the key, not as "not valid JSON"', async () => {
+    const msg = assertEnvelope(await send(`${app.url}/api/v1/policies`, 'POST', '{"subject":"*","__proto__":{"admin":true}}'), 400, 'invalid_json');
+    assert.match(msg, /"__proto__" key/);
+    assert.doesNotMatch(msg, /not valid JSON/);
+    const rpc = await send(`${app.url}/mcp`, 'POST', '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"constructor":{"prototype":{"x":1}}}}', MCP_HEADERS);
+    assert.match(assertRpcError(rpc, 400), /"constructor" object with a "prototype" key/);
+  });
+
   it('every free-text field of every admin write refuses NUL and unpaired surrogates: 400 naming the field and the character class', async () => {
     const created = await send(`${app.url}/api/v1/servers`, 'POST', JSON.stringify({ name: 'target', transport: 'stdio', command: 'node', enabled: false }));
     assert.equal(created.status, 201, created.text);

@@ -77,17 +77,24 @@ export function installInputLimits(app: NestFastifyApplication, fastify: Fastify
       details: { maxDepth: options.maxJsonDepth },
     });
   app.useBodyParser('application/json', { bodyLimit: fastify.initialConfig.bodyLimit }, (request, body, done) => {
+    // A DELETE that names a JSON Content-Type but sends nothing (the MCP Python SDK's session
+    // termination does: its headers always carry `content-type: application/json`) has no body,
+    // not an empty JSON document: content on DELETE has no defined semantics (RFC 9110 §9.3.5).
+    if (body.length === 0 && request.method === 'DELETE') {
+      done(null, undefined);
+      return;
+    }
     if (jsonDepthExceeds(body, options.maxJsonDepth)) {
       done(tooDeep(), undefined);
       return;
     }
     // Fastify's parser takes the buffer too (secure-json-parse decodes it as UTF-8).
     const req = request as FastifyRequest;
-    if (!req.url.startsWith('/mcp')) return void defaultJson(req, body as unknown as string, done);
-    // JSON-RPC ids are answered exactly as sent, also where JSON.parse changes them (json-rpc-ids.ts).
+    const mcp = req.url.startsWith('/mcp');
     void defaultJson(req, body as unknown as string, (error: Error | null, parsed?: unknown) => {
-      if (!error) protectIds(req.raw, parsed, body);
-      done(error, parsed);
+      // JSON-RPC ids are answered exactly as sent, also where JSON.parse changes them (json-rpc-ids.ts).
+      if (!error && mcp) protectIds(req.raw, parsed, body);
+      done(error && isPoisoningRefusal(error, body) ? new AppError(ErrorCode.InvalidJson, PROTOTYPE_POISONING_MESSAGE) : error, parsed);
     });
   });
 
@@ -109,6 +116,31 @@ export function installInputLimits(app: NestFastifyApplication, fastify: Fastify
  * `done` to go on, or answers and does not.
  */
 export type InputLimitsHook = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => void;
+
+/**
+ * What a client is told for a well-formed body Fastify's parser refuses for its keys: a
+ * `__proto__` key, or a `constructor` object with a `prototype` key (secure-json-parse with
+ * `protoAction`/`constructorAction: 'error'`: assigned or merged somewhere, such an object would
+ * change `Object.prototype` — prototype poisoning). "Not valid JSON" would send them looking for
+ * a syntax error.
+ */
+export const PROTOTYPE_POISONING_MESSAGE =
+  'Request body contains a "__proto__" key, or a "constructor" object with a "prototype" key; these are refused (prototype poisoning): rename or remove that key';
+
+/**
+ * Whether Fastify's JSON parser refused `body` (its `FST_ERR_CTP_INVALID_JSON_BODY`, which keeps
+ * no cause) for poisoning keys rather than for its syntax: the plain `JSON.parse` takes it. Runs
+ * only on a refused body.
+ */
+function isPoisoningRefusal(error: Error, body: Buffer): boolean {
+  if ((error as { code?: unknown }).code !== 'FST_ERR_CTP_INVALID_JSON_BODY') return false;
+  try {
+    JSON.parse(body.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const expectsBody = (raw: IncomingMessage) =>
   raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] !== undefined && raw.headers['content-length'] !== '0');

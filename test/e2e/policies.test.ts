@@ -106,6 +106,23 @@ describe('per-operation policies', () => {
     await after.close();
   });
 
+  it('a call allowed (its decision remembered) is refused once a deny is added, and allowed again once it is removed', async () => {
+    const client = await legacyTools(app);
+    try {
+      const echo = (await client.call('everything__echo')) as { content?: { text: string }[] };
+      assert.match(echo.content?.[0]?.text ?? '', /Echo: x/);
+      const created = await api(app, 'POST', '', { subject: { role: 'admin' }, effect: 'deny', operations: ['tools/call'], targets: ['everything__echo'] });
+      assert.equal(created.status, 201);
+      const refused = await client.call('everything__echo');
+      assert.ok(refused instanceof Error, `refused after the deny (not the remembered allow): ${JSON.stringify(refused)}`);
+      assert.equal((await api(app, 'DELETE', `/${String(created.body.id)}`)).status, 204);
+      const again = (await client.call('everything__echo')) as { content?: { text: string }[] };
+      assert.match(again.content?.[0]?.text ?? '', /Echo: x/);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('a policy added on one replica applies on another without restart (bounded wait)', async () => {
     const other = await startTestApp(db.url);
     try {

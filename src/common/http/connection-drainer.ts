@@ -18,8 +18,18 @@ import type { Socket } from 'node:net';
 export class ConnectionDrainer {
   private draining = false;
   private readonly inFlight = new Set<ServerResponse>();
+  /** Open client connections (to close the ones that never sent a byte when draining begins). */
+  private readonly sockets = new Set<Socket>();
 
   constructor(private readonly server: Server) {
+    const { sockets } = this;
+    function onSocketClose(this: Socket): void {
+      sockets.delete(this);
+    }
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.on('close', onSocketClose);
+    });
     // One listener function for every response (`this` is the response; 'close' is emitted once):
     // no closure and no `once` wrapper per request.
     const { inFlight } = this;
@@ -44,13 +54,20 @@ export class ConnectionDrainer {
 
   /**
    * Starts draining: in-flight responses will close their connections when written, and
-   * connections idle now are closed at once. Idempotent.
+   * connections idle now (kept alive after a response, or opened and silent) are closed at
+   * once. Idempotent.
    */
   begin(): void {
     if (this.draining) return;
     this.draining = true;
     for (const response of this.inFlight) this.markClose(response);
     this.server.closeIdleConnections();
+    // A connection that has sent nothing yet (a preconnect; undici opens one after an aborted
+    // request) is not idle to Node (it awaits its first request's headers): closeIdleConnections
+    // leaves it, and it would hold the drain until SHUTDOWN_TIMEOUT. Nothing of it is lost.
+    for (const socket of this.sockets) {
+      if (socket.bytesRead === 0 && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) socket.destroy();
+    }
   }
 
   /**

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { ServerResponse } from 'node:http';
 import { tracingChannel } from 'node:diagnostics_channel';
 import { Global, Inject, Injectable, Module, Scope, type DynamicModule } from '@nestjs/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -125,7 +126,9 @@ export function requestFields(request: FastifyRequest): AccessLine['req'] {
 /**
  * Installs, as the first `onRequest` hook, the request logging scope (every line logged while
  * serving a request carries its `requestId`), and one access log line per request when its
- * response is written (`onResponse`) or the client goes away first (`onRequestAbort`):
+ * response is written (`onResponse`) or the connection closes first — the client went away
+ * while sending its request (`onRequestAbort`) or after it, before the response was complete
+ * (the response's `'close'` without `'finish'`; Fastify's `onRequestAbort` only covers the first):
  * `{ requestId, req: { id, method, url, headers, remoteAddress }, res: { statusCode },
  * responseTime (ms), principalId }`, message `request completed` at info (warn at 4xx),
  * `request errored` at error (5xx), `request aborted` at info (no `res`). `/healthz` and `/readyz` are not
@@ -136,22 +139,38 @@ export function requestFields(request: FastifyRequest): AccessLine['req'] {
 export function installRequestLogging(fastify: FastifyInstance, logger: Logger, then?: OnRequestStep): void {
   const write = accessLineWriter(logger);
   const started = Symbol('started');
-  type Timed = LoggedRequest & { [started]?: number };
+  /** Set once the request's access line is written: one line per request, whichever event comes first. */
+  const logged = Symbol('logged');
+  /** The Fastify request of a raw response (for {@link closed}, one shared listener rather than a closure per request). */
+  const requestOf = Symbol('request');
+  type Timed = LoggedRequest & { [started]?: number; [logged]?: true };
+  type Watched = ServerResponse & { [requestOf]?: FastifyRequest };
+  /** A response's `'close'`: without `'finish'` before it, the client left before the answer was complete. */
+  function closed(this: Watched): void {
+    const request = this[requestOf];
+    if (request && !this.writableFinished) line(request, undefined);
+  }
   fastify.addHook(
     'onRequest',
     then
       ? (request, reply, done) => {
           (request as Timed)[started] = performance.now();
+          (reply.raw as Watched)[requestOf] = request;
+          reply.raw.on('close', closed);
           // `run`'s extra arguments go to `then`: no closure per request.
           scopes.run(new RequestLogScope(logger, request.id), then, request, reply, done);
         }
-      : (request, _reply, done) => {
+      : (request, reply, done) => {
           (request as Timed)[started] = performance.now();
+          (reply.raw as Watched)[requestOf] = request;
+          reply.raw.on('close', closed);
           scopes.run(new RequestLogScope(logger, request.id), done);
         },
   );
-  /** The access line; `statusCode` undefined when the client went away before the response. */
+  /** The access line, once per request; `statusCode` undefined when the client went away before the response. */
   const line = (request: FastifyRequest, statusCode: number | undefined): void => {
+    if ((request as Timed)[logged]) return;
+    (request as Timed)[logged] = true;
     if (isProbePath(request.url)) return;
     const begun = (request as Timed)[started];
     const record = new AccessLine(

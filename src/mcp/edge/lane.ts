@@ -1,5 +1,6 @@
 import { ForbiddenException, Module, type CanActivate, type ExceptionFilter, type INestApplicationContext, type Type } from '@nestjs/common';
 import { EXCEPTION_FILTERS_METADATA, GUARDS_METADATA, INTERCEPTORS_METADATA, PIPES_METADATA } from '@nestjs/common/constants.js';
+import { ApplicationConfig } from '@nestjs/core';
 import { FORBIDDEN_MESSAGE } from '@nestjs/core/guards/index.js';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
@@ -20,7 +21,7 @@ export class McpLaneOffModule {}
 
 /** What the lane runs, in Nest's order: the global guards, the global exception filter, the controller. */
 export interface McpLaneParts {
-  /** The application's global guards (the `APP_GUARD` instances), in the order Nest runs them. */
+  /** The application's global guards (every `APP_GUARD` instance, Nest's list), in the order Nest runs them. */
   guards: readonly CanActivate[];
   /** The application's one global exception filter (`APP_FILTER`), catching everything. */
   filter: ExceptionFilter;
@@ -172,25 +173,53 @@ const ROUTE_ENHANCERS = [GUARDS_METADATA, INTERCEPTORS_METADATA, PIPES_METADATA,
 
 /**
  * Installs the MCP lane ({@link McpLane}) on `fastify` (an `onRoute` hook: call before the app
- * initializes, i.e. before `listen`), unless {@link McpLaneOffModule} is imported. `guards` and
- * `filter` are the classes registered as `APP_GUARD`s (in order) and `APP_FILTER`; their
- * instances are taken from `app`, the very ones Nest runs for every other route. Throws at
- * startup if McpController (or one of its routes) declares its own guards, interceptors, pipes
- * or filters, which the lane does not run; the app fails to become ready if the lane saw no
- * `/mcp` route (installed too late).
+ * initializes, i.e. before `listen`), unless {@link McpLaneOffModule} is imported. The guards
+ * it runs are Nest's own list of global guards (`ApplicationConfig.getGlobalGuards()`, every
+ * `APP_GUARD` of every module, in Nest's order: the very instances Nest runs for every other
+ * route), so a global guard another module registers is never skipped; `expectedGuards` (the
+ * app module's `APP_GUARD` classes, in order) must be among them, in that order. `filter` is the
+ * `APP_FILTER` class, which must be the only global filter. Throws at startup if McpController
+ * (or one of its routes) declares its own guards, interceptors, pipes or filters, or if there
+ * are global interceptors, pipes or request-scoped global enhancers — which the lane does not
+ * run; the app fails to become ready if the lane saw no `/mcp` route (installed too late).
  */
-export function installMcpLane(app: INestApplicationContext, fastify: FastifyInstance, guards: readonly Type<CanActivate>[], filter: Type<ExceptionFilter>): McpLane | undefined {
+export function installMcpLane(app: INestApplicationContext, fastify: FastifyInstance, expectedGuards: readonly Type<CanActivate>[], filter: Type<ExceptionFilter>): McpLane | undefined {
   if (laneOff(app)) return undefined;
+  const guards = globalGuards(app, expectedGuards, filter);
   for (const target of [McpController, AGGREGATED, SINGLE]) {
     for (const key of ROUTE_ENHANCERS) {
       const declared: unknown = Reflect.getMetadata(key, target);
       if (Array.isArray(declared) && declared.length > 0) throw new Error(`the MCP lane does not run ${key} declared on McpController; serve /mcp through Nest or teach the lane`);
     }
   }
-  const lane = new McpLane({ guards: guards.map((g) => app.get(g)), filter: app.get(filter), controller: app.get(McpController) });
+  const lane = new McpLane({ guards, filter: app.get(filter), controller: app.get(McpController) });
   fastify.addHook('onRoute', (route) => lane.wrap(route));
   fastify.addHook('onReady', (done) => done(lane.wrapped === 2 ? undefined : new Error(`the MCP lane took over ${lane.wrapped} of the 2 /mcp routes: install it before the app initializes`)));
   return lane;
+}
+
+/**
+ * Nest's global guards for `app` (the `ApplicationConfig` the Nest application keeps; Nest has
+ * no public getter for it), checked: `expected`'s instances among them in that order, `filter`
+ * the one global filter, no global interceptor or pipe, nothing request-scoped. Throws otherwise.
+ */
+function globalGuards(app: INestApplicationContext, expected: readonly Type<CanActivate>[], filter: Type<ExceptionFilter>): readonly CanActivate[] {
+  const config = (app as unknown as { config?: unknown }).config;
+  if (!(config instanceof ApplicationConfig)) throw new Error("the MCP lane cannot read Nest's global enhancers (ApplicationConfig): serve /mcp through Nest or teach the lane");
+  const guards = config.getGlobalGuards();
+  const mine = expected.map((g) => app.get(g));
+  const order = mine.map((g) => guards.indexOf(g));
+  if (order.some((at, i) => at < 0 || (i > 0 && at < order[i - 1]))) throw new Error("the MCP lane's guards are not among Nest's global guards in their order");
+  const filters = config.getGlobalFilters();
+  if (filters.length !== 1 || filters[0] !== app.get(filter)) throw new Error(`the MCP lane runs one global filter (${filter.name}); Nest has ${filters.length}`);
+  const unrun = [
+    ['interceptors', config.getGlobalInterceptors().length + config.getGlobalRequestInterceptors().length],
+    ['pipes', config.getGlobalPipes().length + config.getGlobalRequestPipes().length],
+    ['request-scoped guards', config.getGlobalRequestGuards().length],
+    ['request-scoped filters', config.getGlobalRequestFilters().length],
+  ].filter(([, n]) => (n as number) > 0);
+  if (unrun.length > 0) throw new Error(`the MCP lane does not run global ${unrun.map(([what]) => what).join(', ')}; serve /mcp through Nest or teach the lane`);
+  return [...guards];
 }
 
 function laneOff(app: INestApplicationContext): boolean {

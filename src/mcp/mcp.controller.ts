@@ -125,6 +125,8 @@ export class McpController {
       // Fastify's own part of it is ~0.8 µs and ~230 B per call (content type parse cached, no
       // onSend hook: straight to writeHead + end; the rest is the socket write either way), and a
       // raw write would need Fastify internals to stay byte-identical and skip later onSend hooks.
+      // A whole tools list comes as UTF-8 bytes (era.ts responseAnswer): Fastify sends a Buffer
+      // as it is (content type already set; content-length its length), with no re-encoding.
       void reply.status(200).header('content-type', 'application/json; charset=utf-8').send(restoreIds(json, ids));
     });
   }

@@ -19,10 +19,10 @@ const N = Number(process.env.REQUESTS ?? 10000);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const TICK = 1e6 / 100; // µs per clock tick (USER_HZ = 100)
 
-/** utime and stime of `pid`, in µs. */
+/** utime and stime of `pid`, in µs, and its minor page faults. */
 function cpu(pid) {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return { user: Number(f[11]) * TICK, sys: Number(f[12]) * TICK };
+  return { user: Number(f[11]) * TICK, sys: Number(f[12]) * TICK, faults: Number(f[7]) };
 }
 
 /** One Gatehouse of `dir` with the 5-tool `echo` and a 200-tool `many` upstream; the tools/list request of each. */
@@ -75,8 +75,9 @@ try {
         if (res.non2xx || res.errors) console.log(`${res.non2xx} non-2xx, ${res.errors} errors!`);
         const user = (b.user - a.user) / N;
         const sys = (b.sys - a.sys) / N;
+        const faults = (b.faults - a.faults) / N;
         run.totals[k].push({ user, sys });
-        console.log(`${run.dir} ${era} ${k} tools (${run.bodies[k].length} B): ${(user + sys).toFixed(1)} µs/req (user ${user.toFixed(1)}, sys ${sys.toFixed(1)}), ${Math.round(res.requests.average)} req/s`);
+        console.log(`${run.dir} ${era} ${k} tools (${run.bodies[k].length} B): ${(user + sys).toFixed(1)} µs/req (user ${user.toFixed(1)}, sys ${sys.toFixed(1)}), ${faults.toFixed(2)} page faults/req, ${Math.round(res.requests.average)} req/s`);
       }
     }
   }

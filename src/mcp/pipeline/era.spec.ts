@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PRESERIALIZED } from './mcp-operation-pipeline.js';
-import { canWrapLikeSdk, needsLegacyToolWrap, normalizeToolResult, responseAnswer, responseJson, resultJson, toModernResult } from './era.js';
+import { canWrapLikeSdk, needsLegacyToolWrap, normalizeToolResult, releaseAnswer, responseAnswer, responseJson, resultJson, toModernResult } from './era.js';
 import { toRpcError } from './mcp-operation-pipeline.js';
 
 const SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
@@ -117,6 +117,33 @@ describe('era encoding of fast-path results (mirrors the SDK codecs)', () => {
       assert.equal(modern.result.resultType, 'complete');
       assert.equal(text(responseAnswer('legacy', 'tools/list', 1, result)), JSON.stringify(legacy), 'legacy again: still its own');
       assert.equal(text(responseAnswer('modern', 'tools/list', 1, result)), JSON.stringify(modern));
+    });
+
+    it('reuses an answer’s bytes only once released: an answer still held is never overwritten; ids of any length', () => {
+      const tools = [tool('r')];
+      const result = list(tools);
+      /** Whether two answers are in one block (blocks end where their answers end). */
+      const sameBlock = (a: Buffer, b: Buffer) => a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset + b.length;
+      const first = responseAnswer('legacy', 'tools/list', 1, result) as Buffer;
+      const second = responseAnswer('legacy', 'tools/list', 'a-longer-id', result) as Buffer;
+      assert.ok(!sameBlock(first, second), 'not released: a block of its own');
+      assert.equal(first.toString('utf8'), expected(1, { tools }), 'the first answer intact');
+      releaseAnswer(first);
+      const third = responseAnswer('legacy', 'tools/list', 'ü-✓', result) as Buffer;
+      assert.ok(sameBlock(third, first), 'released: its block reused');
+      assert.equal(third.toString('utf8'), expected('ü-✓', { tools }));
+      releaseAnswer(third);
+      releaseAnswer(third);
+      const fourth = responseAnswer('legacy', 'tools/list', 2, result) as Buffer;
+      const fifth = responseAnswer('legacy', 'tools/list', 3, result) as Buffer;
+      assert.ok(!sameBlock(fourth, fifth), 'released twice: still lent once');
+      assert.equal(fourth.toString('utf8'), expected(2, { tools }));
+      assert.equal(fifth.toString('utf8'), expected(3, { tools }));
+      const long = 'x'.repeat(500);
+      assert.equal(text(responseAnswer('legacy', 'tools/list', long, result)), expected(long, { tools }), 'a head longer than the room: a buffer of its own');
+      releaseAnswer(fourth);
+      const other = { tools, nextCursor: 'n', [PRESERIALIZED]: result[PRESERIALIZED] };
+      assert.equal(text(responseAnswer('legacy', 'tools/list', 4, other)), expected(4, { tools, nextCursor: 'n' }), 'other fields: not a spare of the old end');
     });
 
     it('anything without a preserialized field stays text', () => {

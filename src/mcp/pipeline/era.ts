@@ -180,19 +180,36 @@ export function resultJson(result: Record<string, unknown> & Preserialized): str
   return spliced(pre, restJson(result, pre.field));
 }
 
-/**
- * Per preserialized value (frozen, one per tools array and era): the UTF-8 bytes of an answer's
- * end, `,"result":<result JSON>}`, and the JSON of the result's other fields they were made with.
- */
-const answerTails = new WeakMap<PreserializedValue, { rest: string; bytes: Buffer }>();
+/** Bytes kept free before a cached answer end for the `{"jsonrpc":"2.0","id":<id>` head; a longer head gets a buffer of its own. */
+const HEAD_ROOM = 96;
+/** Answer buffers kept for reuse per answer end (one suffices while answers are written at once). */
+const SPARES_MAX = 4;
+
+interface AnswerTail {
+  /** JSON of the result's fields other than the preserialized one, as `bytes` were made with. */
+  rest: string;
+  /** `,"result":<result JSON>}` as UTF-8. */
+  bytes: Buffer;
+  /** Blocks of HEAD_ROOM + bytes.length, `bytes` already at the end, free to reuse ({@link releaseAnswer}). */
+  spares: Buffer[];
+}
+
+/** Per preserialized value (frozen, one per tools array and era): its answers' common end. */
+const answerTails = new WeakMap<PreserializedValue, AnswerTail>();
+/** Answers lent out of a reusable block, until {@link releaseAnswer} gives the block back. */
+const lent = new WeakMap<Buffer, { tail: AnswerTail; block: Buffer }>();
 
 /**
  * The JSON-RPC response for `id`, its result encoded for `era`: JSON text, or — for a result
- * with a preserialized field (a whole tools list) — the same text as UTF-8 bytes, everything
- * after the id copied from bytes cached per preserialized value (and the result's other fields).
- * Measured (bench/list-cpu.mjs, 2026-11-30): a 40 KB answer as a string cost per request its
- * flattening, Fastify's Buffer.byteLength and the socket write's UTF-8 encoding of all 40 KB;
- * as bytes it is one copy. Throws the `ProtocolError` the SDK would answer instead.
+ * with a preserialized field (a whole tools list) — the same text as UTF-8 bytes: the head
+ * `{"jsonrpc":"2.0","id":<id>` written just before the rest, `,"result":…}`, which is cached
+ * per preserialized value (and the JSON of the result's other fields, compared per request)
+ * in a block reused once the caller says the answer was written ({@link releaseAnswer}).
+ * Measured (bench/list-cpu.mjs, bench/list-alloc.mjs, 2026-11-30): a 40 KB answer as a string
+ * cost per request its flattening (twice), Fastify's Buffer.byteLength and the socket write's
+ * UTF-8 encoding, ~80 KB of V8 heap; a fresh 40 KB Buffer per request instead cost page faults
+ * (freed only by GC, so malloc kept handing out fresh pages). A reused block costs the head.
+ * Throws the `ProtocolError` the SDK would answer instead.
  */
 export function responseAnswer(era: McpEra, kind: McpOperationKind, id: string | number, result: Record<string, unknown>): string | Buffer {
   const normalized = kind === 'tools/call' ? normalizeToolResult(result) : result;
@@ -201,13 +218,36 @@ export function responseAnswer(era: McpEra, kind: McpOperationKind, id: string |
   if (!pre) return `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${JSON.stringify(encoded)}}`;
   const rest = restJson(encoded, pre.field);
   let tail = answerTails.get(pre);
-  if (tail === undefined || tail.rest !== rest) answerTails.set(pre, (tail = { rest, bytes: Buffer.from(`,"result":${spliced(pre, rest)}}`) }));
+  if (tail === undefined || tail.rest !== rest) answerTails.set(pre, (tail = { rest, bytes: Buffer.from(`,"result":${spliced(pre, rest)}}`), spares: [] }));
   const head = `{"jsonrpc":"2.0","id":${JSON.stringify(id)}`;
   const headBytes = Buffer.byteLength(head);
-  const answer = Buffer.allocUnsafe(headBytes + tail.bytes.length);
-  answer.write(head, 0, 'utf8');
-  tail.bytes.copy(answer, headBytes);
+  if (headBytes > HEAD_ROOM) {
+    const answer = Buffer.allocUnsafe(headBytes + tail.bytes.length);
+    answer.write(head, 0, 'utf8');
+    tail.bytes.copy(answer, headBytes);
+    return answer;
+  }
+  let block = tail.spares.pop();
+  if (block === undefined) {
+    block = Buffer.allocUnsafe(HEAD_ROOM + tail.bytes.length);
+    tail.bytes.copy(block, HEAD_ROOM);
+  }
+  block.write(head, HEAD_ROOM - headBytes, 'utf8');
+  const answer = block.subarray(HEAD_ROOM - headBytes);
+  lent.set(answer, { tail, block });
   return answer;
+}
+
+/**
+ * Gives back the block of an answer of {@link responseAnswer} for reuse: call only once nothing
+ * refers to `answer` any more — in particular once it was written to the socket (not merely
+ * queued). An answer never released is simply collected. No-op for anything else, or twice.
+ */
+export function releaseAnswer(answer: Buffer): void {
+  const loan = lent.get(answer);
+  if (loan === undefined) return;
+  lent.delete(answer);
+  if (loan.tail.spares.length < SPARES_MAX) loan.tail.spares.push(loan.block);
 }
 
 /** The JSON-RPC response text for `id`, its result encoded for `era` ({@link responseAnswer} as text); throws the `ProtocolError` the SDK would answer instead. */

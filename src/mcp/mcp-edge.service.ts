@@ -170,7 +170,7 @@ export class McpEdgeService {
   }
 
   /** The fast path's JSON answer (a promise), or undefined: not the fast path's (see {@link McpFastPath.answer}); call {@link refuse} first. */
-  tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | undefined> | undefined {
+  tryFast(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | Buffer | undefined> | undefined {
     return this.fast.answer(method, headers, body, scope, abort, principal);
   }
 

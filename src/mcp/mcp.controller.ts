@@ -6,6 +6,7 @@ import { REQUEST_ID_HEADER } from '../common/http/request-id.js';
 import { McpEdgeService, type EarlyAnswer } from './mcp-edge.service.js';
 import type { LifecycleAnswer } from './edge/legacy-lifecycle.js';
 import { protectedIds, restoreIds } from '../common/http/json-rpc-ids.js';
+import { releaseAnswer } from './pipeline/era.js';
 
 /** Bridges Fastify to the web-standard `Request`/`Response` the MCP SDK's serving entries take. */
 function toWebRequest(req: FastifyRequest, signal: AbortSignal): Request {
@@ -125,7 +126,14 @@ export class McpController {
       // Fastify's own part of it is ~0.8 µs and ~230 B per call (content type parse cached, no
       // onSend hook: straight to writeHead + end; the rest is the socket write either way), and a
       // raw write would need Fastify internals to stay byte-identical and skip later onSend hooks.
-      void reply.status(200).header('content-type', 'application/json; charset=utf-8').send(restoreIds(json, ids));
+      // A whole tools list comes as UTF-8 bytes (era.ts responseAnswer): Fastify sends a Buffer
+      // as it is (content type already set; content-length its length), with no re-encoding.
+      const answer = restoreIds(json, ids);
+      void reply.status(200).header('content-type', 'application/json; charset=utf-8').send(answer);
+      // Bytes from a reusable block (era.ts responseAnswer): given back only when the whole
+      // response already went to the socket (writableFinished: nothing queued in the response
+      // or the socket, so nothing refers to the bytes any more); else it is left to the GC.
+      if (typeof answer !== 'string' && reply.raw.writableFinished) releaseAnswer(answer);
     });
   }
 

@@ -171,11 +171,14 @@ export class PoliciesService implements OnApplicationBootstrap, BeforeApplicatio
     // an exposed name may be a stand-in for one that breaks the MCP name rule.
     const allowed = (operation: PolicyOperation, target: Target | undefined) =>
       target !== undefined && this.decide(principal, operation, `${target.server}${NAME_SEPARATOR}${target.name}`).allowed;
-    const tools = catalog.tools.filter((t) => allowed('tools/call', catalog.resolveTool(t.name)));
+    const filtered = catalog.tools.filter((t) => allowed('tools/call', catalog.resolveTool(t.name)));
+    // Every tool allowed: the catalog's own array, so what is cached per tools array (the
+    // encoded tools/list answers, era.ts) is shared by every view of the catalog, not per principal.
+    const tools = filtered.length === catalog.tools.length ? catalog.tools : filtered;
     const view: View = {
       version: this.version,
       tools,
-      toolsJson: tools.length === catalog.tools.length ? catalog.toolsJson : JSON.stringify(tools),
+      toolsJson: tools === catalog.tools ? catalog.toolsJson : JSON.stringify(tools),
       prompts: catalog.prompts.filter((p) => allowed('prompts/get', catalog.resolvePrompt(p.name))),
       resources: catalog.resources.filter((r) => allowed('resources/read', catalog.resolveResource(r.uri))),
     };

@@ -8,6 +8,7 @@ import { SchemaStateService } from '../../src/database/schema-state.service.js';
 import { POLICIES_CHANGED, PoliciesService } from '../../src/policies/policies.service.js';
 import type { PolicyPrincipal } from '../../src/policies/policy-evaluator.js';
 import { PolicyEntity } from '../../src/policies/policy.entity.js';
+import { buildCatalog } from '../../src/upstreams/catalog.js';
 import { configFrom } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { FakeBus } from '../support/fake-bus.js';
@@ -174,5 +175,27 @@ describe('policy loading (fail closed, serialized reloads, transactional publish
       bus.published.map((p) => p.topic),
       ['policies.changed', 'policies.changed', 'policies.changed'],
     );
+  });
+
+  it('a view that allows every tool shares the catalog’s tools array (what is cached per list is per catalog); a policy change gives a new view', async () => {
+    const { svc } = service();
+    svc.onApplicationBootstrap();
+    await svc.whenLoaded();
+    const tool = (name: string) => ({ name, inputSchema: { type: 'object' as const } });
+    const catalog = buildCatalog([{ server: 'github', tools: [tool('search'), tool('push')], prompts: [], resources: [], resourceTemplates: [], toolFilter: {} }], 'aggregate');
+    const all = svc.view(catalog, '', dev);
+    assert.equal(all.tools, catalog.tools, 'every tool allowed: the catalog’s own array');
+    assert.equal(all.toolsJson, catalog.toolsJson);
+    assert.equal(svc.view(catalog, '', { ...dev, userId: 'u2' }).tools, catalog.tools, 'shared by every principal’s view');
+    const created = await svc.create({ subject: { role: 'dev' }, effect: 'deny', operations: ['tools/call'], targets: ['github__push'] });
+    const some = svc.view(catalog, '', dev);
+    assert.notEqual(some.tools, catalog.tools, 'a subset is its own array');
+    assert.deepEqual(
+      some.tools.map((t) => t.name),
+      ['github__search'],
+    );
+    assert.equal(some.toolsJson, JSON.stringify(some.tools));
+    await svc.remove(created.id);
+    assert.equal(svc.view(catalog, '', dev).tools, catalog.tools, 'allowed again: the catalog’s array again');
   });
 });

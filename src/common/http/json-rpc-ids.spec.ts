@@ -25,4 +25,14 @@ describe('JSON-RPC ids', () => {
     protectIds(request, { jsonrpc: '2.0', id: 7, method: 'ping' }, '{"jsonrpc":"2.0","id":7,"method":"ping"}');
     assert.equal(protectedIds(request), undefined);
   });
+
+  it('restores ids in an answer given as UTF-8 bytes (a list answered from cached bytes); without placeholders the bytes themselves', () => {
+    const request = {} as IncomingMessage;
+    const raw = '{"jsonrpc":"2.0","id":9007199254740993,"method":"tools/list"}';
+    const body = JSON.parse(raw) as { id: number };
+    protectIds(request, body, raw);
+    const answer = Buffer.from(`{"jsonrpc":"2.0","id":${body.id},"result":{"tools":[{"name":"ü"}]}}`);
+    assert.equal(restoreIds(answer, protectedIds(request)), '{"jsonrpc":"2.0","id":9007199254740993,"result":{"tools":[{"name":"ü"}]}}');
+    assert.equal(restoreIds(answer, undefined), answer);
+  });
 });

@@ -115,10 +115,16 @@ export function protectedIds(request: IncomingMessage): Map<string, string> | un
   return placeholders.get(request);
 }
 
-/** `text` (a JSON-RPC answer, JSON or SSE) with each `"id":<placeholder>` written back as the id the client sent. */
-export function restoreIds(text: string, map: Map<string, string> | undefined): string {
+/**
+ * `text` (a JSON-RPC answer, JSON or SSE; as text or UTF-8 bytes) with each `"id":<placeholder>`
+ * written back as the id the client sent. Without placeholders, `text` itself; with them, text
+ * (bytes are decoded first: the rare case of a protected id).
+ */
+export function restoreIds(text: string, map: Map<string, string> | undefined): string;
+export function restoreIds(text: string | Buffer, map: Map<string, string> | undefined): string | Buffer;
+export function restoreIds(text: string | Buffer, map: Map<string, string> | undefined): string | Buffer {
   if (!map) return text;
-  return text.replace(/"id":(\d{16})(?=[,}\s])/g, (whole, n: string) => {
+  return (typeof text === 'string' ? text : text.toString('utf8')).replace(/"id":(\d{16})(?=[,}\s])/g, (whole, n: string) => {
     const raw = map.get(n);
     return raw === undefined ? whole : `"id":${raw}`;
   });

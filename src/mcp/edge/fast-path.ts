@@ -6,7 +6,7 @@ import { APP_CONFIG } from '../../config/config.module.js';
 import type { AppConfig } from '../../config/config.schema.js';
 import type { Principal } from '../../auth/principal.js';
 import { McpOperationPipeline, toRpcError } from '../pipeline/mcp-operation-pipeline.js';
-import { canWrapLikeSdk, responseJson } from '../pipeline/era.js';
+import { canWrapLikeSdk, responseAnswer } from '../pipeline/era.js';
 import type { Catalog } from '../../upstreams/catalog.js';
 import { UpstreamServersService } from '../../upstreams/upstream-servers.service.js';
 import type { McpEra, McpOperationKind, McpParams } from '../pipeline/mcp-operation.js';
@@ -66,7 +66,7 @@ function modernClient(params: Params): CallingClient {
  * classifier accepts — as plain JSON straight from the parsed request, without a web
  * Request/Response or an SDK server and transport per call (measured: that per-request SDK
  * serving costs more than the whole forward). Operations go through the same
- * {@link McpOperationPipeline} as the SDK's handlers. Returns the JSON text, or undefined for
+ * {@link McpOperationPipeline} as the SDK's handlers. Returns the JSON (text or UTF-8 bytes), or undefined for
  * anything else or anything unusual (a batch, a progress token, malformed params, a client
  * that does not accept JSON, an unknown session, disagreeing headers):
  * the full path then answers it, with the SDK owning the spec's validation and error statuses.
@@ -90,13 +90,14 @@ export class McpFastPath {
   }
 
   /**
-   * The JSON answer, or undefined: serve it the full way — undefined at once when the request
+   * The JSON answer (text, or its UTF-8 bytes for a list answered from preserialized bytes, see
+   * {@link responseAnswer}), or undefined: serve it the full way — undefined at once when the request
    * is not the fast path's, or a promise of the answer (of undefined when a legacy session
    * turns out not to be served here after loading it). The caller has already refused a
    * foreign Host/Origin, an unknown scope and an unready replica ({@link McpEdgeService.refuse}).
    * Throws only what a programming error would.
    */
-  answer(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | undefined> | undefined {
+  answer(method: string, headers: IncomingHttpHeaders, body: unknown, scope: string, abort: AbortController, principal: Principal): Promise<string | Buffer | undefined> | undefined {
     if (!this.enabled || method !== 'POST') return undefined;
     const version = headers['mcp-protocol-version'];
     if (typeof version !== 'string') return undefined;
@@ -169,7 +170,7 @@ export class McpFastPath {
   }
 
   /** A legacy session's request, findable by notifications/cancelled while it runs (see {@link run}). */
-  private runLegacy(session: LiveSession, message: Message, params: Params, scope: string, abort: AbortController, principal: Principal): Promise<string> {
+  private runLegacy(session: LiveSession, message: Message, params: Params, scope: string, abort: AbortController, principal: Principal): Promise<string | Buffer> {
     const client = message.method === 'tools/call' ? { capabilities: session.capabilities, sessionId: session.id } : undefined;
     return this.run('legacy', message.method as McpOperationKind, message.id as string | number, params, scope, abort, principal, client, session);
   }
@@ -189,11 +190,11 @@ export class McpFastPath {
     principal: Principal,
     client?: CallingClient,
     session?: LiveSession,
-  ): Promise<string> {
+  ): Promise<string | Buffer> {
     const tracked = session ? this.sessions.track(session, id, abort) : undefined;
     try {
       const result = await this.pipeline.run({ kind, scope, principal, params: params as McpParams[typeof kind], era, path: 'fast', signal: abort.signal, client });
-      return responseJson(era, kind, id, result);
+      return responseAnswer(era, kind, id, result);
     } catch (error) {
       if (abort.signal.aborted) return JSON.stringify({ jsonrpc: '2.0', id, error: { code: -32603, message: 'Request cancelled by the client' } });
       return JSON.stringify({ jsonrpc: '2.0', id, error: toRpcError(error) });

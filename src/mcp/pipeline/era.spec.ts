@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PRESERIALIZED } from './mcp-operation-pipeline.js';
-import { canWrapLikeSdk, needsLegacyToolWrap, normalizeToolResult, responseJson, resultJson, toModernResult } from './era.js';
+import { canWrapLikeSdk, needsLegacyToolWrap, normalizeToolResult, releaseAnswer, responseAnswer, responseJson, resultJson, toModernResult } from './era.js';
 import { toRpcError } from './mcp-operation-pipeline.js';
 
 const SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
@@ -71,5 +71,83 @@ describe('era encoding of fast-path results (mirrors the SDK codecs)', () => {
     assert.deepEqual(toRpcError(Object.assign(new Error('gone'), { code: -32002, data: { uri: 'x' } })), { code: -32602, message: 'gone', data: { uri: 'x' } });
     assert.deepEqual(toRpcError(new Error('boom')), { code: -32603, message: 'boom' });
     assert.deepEqual(toRpcError('weird'), { code: -32603, message: 'Internal error' });
+  });
+
+  describe('a whole list answered from cached bytes (responseAnswer)', () => {
+    const tool = (name: string, extra: Record<string, unknown> = {}) => ({ name, description: `é ${name} ✓`, inputSchema: { type: 'object' }, ...extra });
+    const list = (tools: unknown[], rest: Record<string, unknown> = {}) => ({ tools, ...rest, [PRESERIALIZED]: Object.freeze({ field: 'tools', json: JSON.stringify(tools) }) });
+    /** The answer as the string-built encoding spells it (what the fast path sent before bytes). */
+    const expected = (id: string | number, result: Record<string, unknown>) => `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${JSON.stringify(result)}}`;
+    const text = (answer: string | Buffer) => {
+      assert.ok(Buffer.isBuffer(answer), 'a preserialized list is answered as bytes');
+      return answer.toString('utf8');
+    };
+
+    it('is the same UTF-8 text for every id (non-ASCII ids and tools included), the cached end reused', () => {
+      const tools = [tool('a'), tool('b')];
+      const result = list(tools);
+      for (const id of [1, 'x', 'ü-✓-😀', 9007199254740991, '"quoted"\\']) {
+        const answer = responseAnswer('legacy', 'tools/list', id, result);
+        assert.equal(text(answer), expected(id, { tools }));
+        assert.equal((answer as Buffer).length, Buffer.byteLength(expected(id, { tools })));
+      }
+      assert.equal(responseJson('legacy', 'tools/list', 7, result), expected(7, { tools }), 'responseJson: the same answer as text');
+    });
+
+    it('follows a catalog or policy change (another tools array, another preserialized value) and the result’s other fields', () => {
+      const before = list([tool('a')]);
+      assert.equal(text(responseAnswer('legacy', 'tools/list', 1, before)), expected(1, { tools: [tool('a')] }));
+      const after = list([tool('a'), tool('c')]);
+      assert.equal(text(responseAnswer('legacy', 'tools/list', 1, after)), expected(1, { tools: [tool('a'), tool('c')] }), 'a new list: its own bytes');
+      const pre = before[PRESERIALIZED];
+      const paged = { tools: before.tools, nextCursor: 'abc', [PRESERIALIZED]: pre };
+      assert.equal(text(responseAnswer('legacy', 'tools/list', 1, paged)), expected(1, { tools: [tool('a')], nextCursor: 'abc' }), 'same preserialized value, other fields: not the cached end');
+      assert.equal(text(responseAnswer('legacy', 'tools/list', 2, before)), expected(2, { tools: [tool('a')] }), 'and back');
+    });
+
+    it('per era: the same tools array encoded for 2025 (schemas wrapped) and 2026-07-28 (execution dropped, cache fields) without mixing them up', () => {
+      const tools = [tool('w', { outputSchema: { type: 'array' }, execution: { taskSupport: 'forbidden' } })];
+      const result = list(tools);
+      const legacy = JSON.parse(text(responseAnswer('legacy', 'tools/list', 1, result))) as { result: { tools: { outputSchema: unknown; execution?: unknown }[] } };
+      assert.deepEqual(legacy.result.tools[0].outputSchema, { type: 'object', properties: { result: { type: 'array' } }, required: ['result'] });
+      assert.deepEqual(legacy.result.tools[0].execution, { taskSupport: 'forbidden' });
+      const modern = JSON.parse(text(responseAnswer('modern', 'tools/list', 1, result))) as { result: Record<string, unknown> & { tools: { outputSchema: unknown; execution?: unknown }[] } };
+      assert.deepEqual(modern.result.tools[0].outputSchema, { type: 'array' });
+      assert.equal(modern.result.tools[0].execution, undefined);
+      assert.equal(modern.result.resultType, 'complete');
+      assert.equal(text(responseAnswer('legacy', 'tools/list', 1, result)), JSON.stringify(legacy), 'legacy again: still its own');
+      assert.equal(text(responseAnswer('modern', 'tools/list', 1, result)), JSON.stringify(modern));
+    });
+
+    it('reuses an answer’s bytes only once released: an answer still held is never overwritten; ids of any length', () => {
+      const tools = [tool('r')];
+      const result = list(tools);
+      /** Whether two answers are in one block (blocks end where their answers end). */
+      const sameBlock = (a: Buffer, b: Buffer) => a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset + b.length;
+      const first = responseAnswer('legacy', 'tools/list', 1, result) as Buffer;
+      const second = responseAnswer('legacy', 'tools/list', 'a-longer-id', result) as Buffer;
+      assert.ok(!sameBlock(first, second), 'not released: a block of its own');
+      assert.equal(first.toString('utf8'), expected(1, { tools }), 'the first answer intact');
+      releaseAnswer(first);
+      const third = responseAnswer('legacy', 'tools/list', 'ü-✓', result) as Buffer;
+      assert.ok(sameBlock(third, first), 'released: its block reused');
+      assert.equal(third.toString('utf8'), expected('ü-✓', { tools }));
+      releaseAnswer(third);
+      releaseAnswer(third);
+      const fourth = responseAnswer('legacy', 'tools/list', 2, result) as Buffer;
+      const fifth = responseAnswer('legacy', 'tools/list', 3, result) as Buffer;
+      assert.ok(!sameBlock(fourth, fifth), 'released twice: still lent once');
+      assert.equal(fourth.toString('utf8'), expected(2, { tools }));
+      assert.equal(fifth.toString('utf8'), expected(3, { tools }));
+      const long = 'x'.repeat(500);
+      assert.equal(text(responseAnswer('legacy', 'tools/list', long, result)), expected(long, { tools }), 'a head longer than the room: a buffer of its own');
+      releaseAnswer(fourth);
+      const other = { tools, nextCursor: 'n', [PRESERIALIZED]: result[PRESERIALIZED] };
+      assert.equal(text(responseAnswer('legacy', 'tools/list', 4, other)), expected(4, { tools, nextCursor: 'n' }), 'other fields: not a spare of the old end');
+    });
+
+    it('anything without a preserialized field stays text', () => {
+      assert.equal(responseAnswer('legacy', 'tools/call', 1, { content: [] }), '{"jsonrpc":"2.0","id":1,"result":{"content":[]}}');
+    });
   });
 });

@@ -29,23 +29,35 @@ export function canWrapLikeSdk(tool: unknown): boolean {
   return !needsLegacyToolWrap(tool) || !REFERENCE_KEYWORDS.test(JSON.stringify((tool as { outputSchema: unknown }).outputSchema));
 }
 
-const legacyToolsJson = new WeakMap<object, string>();
+type PreserializedValue = NonNullable<Preserialized[typeof PRESERIALIZED]>;
 
-/** `tools` as the SDK's 2025-era encoder sends them (non-object output schemas wrapped), as JSON; cached per list. */
-function legacyTools(tools: unknown[]): string {
-  let json = legacyToolsJson.get(tools);
-  if (json === undefined) {
-    json = JSON.stringify(
-      tools.map((tool) => {
-        if (!needsLegacyToolWrap(tool)) return tool;
-        const t = tool as Record<string, unknown> & { outputSchema: Record<string, unknown> };
-        const $schema = typeof t.outputSchema.$schema === 'string' ? { $schema: t.outputSchema.$schema } : {};
-        return { ...t, outputSchema: { ...$schema, type: 'object', properties: { result: t.outputSchema }, required: ['result'] } };
-      }),
-    );
-    legacyToolsJson.set(tools, json);
+/** Per tools array: its 2025-era preserialized `tools` when a tool's schema is wrapped, else null (sent as listed). */
+const legacyToolsPre = new WeakMap<object, PreserializedValue | null>();
+
+/**
+ * `tools` as the SDK's 2025-era encoder sends them (non-object output schemas wrapped), as a
+ * frozen preserialized value; null when no tool needs wrapping. Cached per list (a catalog's or
+ * a policy view's tools array, never changed in place).
+ */
+function legacyTools(tools: unknown[]): PreserializedValue | null {
+  let pre = legacyToolsPre.get(tools);
+  if (pre === undefined) {
+    pre = !tools.some(needsLegacyToolWrap)
+      ? null
+      : Object.freeze({
+          field: 'tools',
+          json: JSON.stringify(
+            tools.map((tool) => {
+              if (!needsLegacyToolWrap(tool)) return tool;
+              const t = tool as Record<string, unknown> & { outputSchema: Record<string, unknown> };
+              const $schema = typeof t.outputSchema.$schema === 'string' ? { $schema: t.outputSchema.$schema } : {};
+              return { ...t, outputSchema: { ...$schema, type: 'object', properties: { result: t.outputSchema }, required: ['result'] } };
+            }),
+          ),
+        });
+    legacyToolsPre.set(tools, pre);
   }
-  return json;
+  return pre;
 }
 
 const FOREIGN_TOOL_RESULT_KEYS = ['task', 'inputRequests', 'requestState'];
@@ -75,17 +87,18 @@ export function toLegacyResult(kind: McpOperationKind, result: Record<string, un
     }
     return result;
   }
-  if (kind !== 'tools/list' || !Array.isArray(result.tools) || !(result.tools as unknown[]).some(needsLegacyToolWrap)) return result;
-  return { ...result, [PRESERIALIZED]: { field: 'tools', json: legacyTools(result.tools as unknown[]) } };
+  if (kind !== 'tools/list' || !Array.isArray(result.tools)) return result;
+  const wrapped = legacyTools(result.tools as unknown[]);
+  return wrapped === null ? result : { ...result, [PRESERIALIZED]: wrapped };
 }
 
-const modernToolsJson = new WeakMap<object, string>();
+const modernToolsPre = new WeakMap<object, PreserializedValue>();
 
-/** `tools` without the 2025-only `execution` field (deleted from the 2026-07-28 Tool), as JSON; cached per list. */
-function modernTools(tools: unknown[]): string {
-  let json = modernToolsJson.get(tools);
-  if (json === undefined) {
-    json = JSON.stringify(
+/** `tools` without the 2025-only `execution` field (deleted from the 2026-07-28 Tool), as a frozen preserialized value; cached per list. */
+function modernTools(tools: unknown[]): PreserializedValue {
+  let pre = modernToolsPre.get(tools);
+  if (pre === undefined) {
+    const json = JSON.stringify(
       tools.map((tool) => {
         if (!isPlainObject(tool) || !('execution' in tool)) return tool;
         const rest = { ...tool };
@@ -93,9 +106,9 @@ function modernTools(tools: unknown[]): string {
         return rest;
       }),
     );
-    modernToolsJson.set(tools, json);
+    modernToolsPre.set(tools, (pre = Object.freeze({ field: 'tools', json })));
   }
-  return json;
+  return pre;
 }
 
 /**
@@ -113,7 +126,7 @@ export function toModernResult(kind: McpOperationKind, result: Record<string, un
   let copied = false;
   if (kind === 'tools/list' && Array.isArray(result.tools)) {
     const tools = result.tools as unknown[];
-    out = { ...result, [PRESERIALIZED]: { field: 'tools', json: modernTools(tools) } };
+    out = { ...result, [PRESERIALIZED]: modernTools(tools) };
     copied = true;
   }
   if (out.resultType === undefined) {
@@ -142,19 +155,103 @@ export function toModernResult(kind: McpOperationKind, result: Record<string, un
   return out;
 }
 
+/** JSON text of `result`'s fields other than `field` (`{}` when it has no other). */
+function restJson(result: Record<string, unknown>, field: string): string {
+  let others = false;
+  for (const key in result) {
+    if (key !== field) {
+      others = true;
+      break;
+    }
+  }
+  if (!others) return '{}';
+  const rest: Record<string, unknown> = { ...result };
+  delete rest[field];
+  return JSON.stringify(rest);
+}
+
+/** `{"<field>":<json>,<rest's members>}`: a preserialized field spliced first into `rest` (JSON of the other fields). */
+const spliced = (pre: PreserializedValue, rest: string) => (rest === '{}' ? `{${JSON.stringify(pre.field)}:${pre.json}}` : `{${JSON.stringify(pre.field)}:${pre.json},${rest.slice(1)}`);
+
 /** JSON text of `result`, splicing in a preserialized field (the 60 KB tools list is serialized once per catalog change). */
 export function resultJson(result: Record<string, unknown> & Preserialized): string {
   const pre = result[PRESERIALIZED];
   if (!pre) return JSON.stringify(result);
-  const rest: Record<string, unknown> = { ...result };
-  delete rest[pre.field];
-  const tail = JSON.stringify(rest);
-  return tail === '{}' ? `{${JSON.stringify(pre.field)}:${pre.json}}` : `{${JSON.stringify(pre.field)}:${pre.json},${tail.slice(1)}`;
+  return spliced(pre, restJson(result, pre.field));
 }
 
-/** The JSON-RPC response text for `id`, its result encoded for `era`; throws the `ProtocolError` the SDK would answer instead. */
-export function responseJson(era: McpEra, kind: McpOperationKind, id: string | number, result: Record<string, unknown>): string {
+/** Bytes kept free before a cached answer end for the `{"jsonrpc":"2.0","id":<id>` head; a longer head gets a buffer of its own. */
+const HEAD_ROOM = 96;
+/** Answer buffers kept for reuse per answer end (one suffices while answers are written at once). */
+const SPARES_MAX = 4;
+
+interface AnswerTail {
+  /** JSON of the result's fields other than the preserialized one, as `bytes` were made with. */
+  rest: string;
+  /** `,"result":<result JSON>}` as UTF-8. */
+  bytes: Buffer;
+  /** Blocks of HEAD_ROOM + bytes.length, `bytes` already at the end, free to reuse ({@link releaseAnswer}). */
+  spares: Buffer[];
+}
+
+/** Per preserialized value (frozen, one per tools array and era): its answers' common end. */
+const answerTails = new WeakMap<PreserializedValue, AnswerTail>();
+/** Answers lent out of a reusable block, until {@link releaseAnswer} gives the block back. */
+const lent = new WeakMap<Buffer, { tail: AnswerTail; block: Buffer }>();
+
+/**
+ * The JSON-RPC response for `id`, its result encoded for `era`: JSON text, or — for a result
+ * with a preserialized field (a whole tools list) — the same text as UTF-8 bytes: the head
+ * `{"jsonrpc":"2.0","id":<id>` written just before the rest, `,"result":…}`, which is cached
+ * per preserialized value (and the JSON of the result's other fields, compared per request)
+ * in a block reused once the caller says the answer was written ({@link releaseAnswer}).
+ * Measured (bench/list-cpu.mjs, bench/list-alloc.mjs, 2026-11-30): a 40 KB answer as a string
+ * cost per request its flattening (twice), Fastify's Buffer.byteLength and the socket write's
+ * UTF-8 encoding, ~80 KB of V8 heap; a fresh 40 KB Buffer per request instead cost page faults
+ * (freed only by GC, so malloc kept handing out fresh pages). A reused block costs the head.
+ * Throws the `ProtocolError` the SDK would answer instead.
+ */
+export function responseAnswer(era: McpEra, kind: McpOperationKind, id: string | number, result: Record<string, unknown>): string | Buffer {
   const normalized = kind === 'tools/call' ? normalizeToolResult(result) : result;
   const encoded = era === 'modern' ? toModernResult(kind, normalized) : toLegacyResult(kind, normalized);
-  return `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${resultJson(encoded)}}`;
+  const pre = (encoded as Preserialized)[PRESERIALIZED];
+  if (!pre) return `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${JSON.stringify(encoded)}}`;
+  const rest = restJson(encoded, pre.field);
+  let tail = answerTails.get(pre);
+  if (tail === undefined || tail.rest !== rest) answerTails.set(pre, (tail = { rest, bytes: Buffer.from(`,"result":${spliced(pre, rest)}}`), spares: [] }));
+  const head = `{"jsonrpc":"2.0","id":${JSON.stringify(id)}`;
+  const headBytes = Buffer.byteLength(head);
+  if (headBytes > HEAD_ROOM) {
+    const answer = Buffer.allocUnsafe(headBytes + tail.bytes.length);
+    answer.write(head, 0, 'utf8');
+    tail.bytes.copy(answer, headBytes);
+    return answer;
+  }
+  let block = tail.spares.pop();
+  if (block === undefined) {
+    block = Buffer.allocUnsafe(HEAD_ROOM + tail.bytes.length);
+    tail.bytes.copy(block, HEAD_ROOM);
+  }
+  block.write(head, HEAD_ROOM - headBytes, 'utf8');
+  const answer = block.subarray(HEAD_ROOM - headBytes);
+  lent.set(answer, { tail, block });
+  return answer;
+}
+
+/**
+ * Gives back the block of an answer of {@link responseAnswer} for reuse: call only once nothing
+ * refers to `answer` any more — in particular once it was written to the socket (not merely
+ * queued). An answer never released is simply collected. No-op for anything else, or twice.
+ */
+export function releaseAnswer(answer: Buffer): void {
+  const loan = lent.get(answer);
+  if (loan === undefined) return;
+  lent.delete(answer);
+  if (loan.tail.spares.length < SPARES_MAX) loan.tail.spares.push(loan.block);
+}
+
+/** The JSON-RPC response text for `id`, its result encoded for `era` ({@link responseAnswer} as text); throws the `ProtocolError` the SDK would answer instead. */
+export function responseJson(era: McpEra, kind: McpOperationKind, id: string | number, result: Record<string, unknown>): string {
+  const answer = responseAnswer(era, kind, id, result);
+  return typeof answer === 'string' ? answer : answer.toString('utf8');
 }

@@ -15,7 +15,7 @@ import type { McpOperationHook } from './mcp-operation-hooks.js';
 import type { ClientRequests, InputRequiredBroker } from './server-requests.js';
 import type { SessionSubscriptions } from './resource-subscriptions.js';
 import type { LogLevels } from './log-levels.js';
-import { McpOperationPipeline } from './mcp-operation-pipeline.js';
+import { McpOperationPipeline, PRESERIALIZED, type Preserialized } from './mcp-operation-pipeline.js';
 import type { McpOperationRequest } from './mcp-operation.js';
 
 const catalog = buildCatalog([{ server: 'gh', tools: [{ name: 'x', inputSchema: { type: 'object' } }], prompts: [], resources: [], resourceTemplates: [], toolFilter: {} }], 'aggregate');
@@ -30,7 +30,11 @@ function pipelineWith(hooks: { hook: McpOperationHook; order?: number }[], await
     stillStarting: () => Promise.resolve([]),
     awaitingCallerListing: () => awaitingCallerListing,
   } as unknown as UpstreamServersService;
-  const policies = { decide: () => ({ allowed: true, by: 'default' }), decideFor: () => ({ allowed: true, by: 'default' }) } as unknown as PoliciesService;
+  const policies = {
+    decide: () => ({ allowed: true, by: 'default' }),
+    decideFor: () => ({ allowed: true, by: 'default' }),
+    view: (c: typeof catalog) => ({ version: 0, tools: c.tools, toolsJson: c.toolsJson, prompts: [], resources: [] }),
+  } as unknown as PoliciesService;
   const wrappers = hooks.map((h) => ({ instance: h.hook, order: h.order }));
   const discovery = {
     getProviders: () => wrappers,
@@ -148,6 +152,18 @@ describe('McpOperationPipeline hooks', () => {
     assert.deepEqual(pipeline.classify(call('gh__x')).target, { server: 'gh', name: 'x' }, 'listed tools resolve as before');
     assert.throws(() => pipeline.classify(call('other__tool')), /Unknown tool "other__tool"/);
     assert.throws(() => pipeline.classify(call('linear__')), /Unknown tool/);
+  });
+
+  it('a whole tools/list carries one frozen preserialized value per tools array (the key of the edge’s cached answer bytes)', async () => {
+    const pipeline = pipelineWith([]);
+    const list = (): McpOperationRequest<'tools/list'> => ({ kind: 'tools/list', scope: '', principal: ANONYMOUS_PRINCIPAL, params: {}, era: 'legacy', path: 'fast' });
+    const first = (await pipeline.run(list())) as Record<string, unknown> & Preserialized;
+    const second = (await pipeline.run(list())) as Record<string, unknown> & Preserialized;
+    assert.notEqual(first, second, 'a result per request');
+    assert.equal(first[PRESERIALIZED], second[PRESERIALIZED], 'the same preserialized value for the same list');
+    assert.ok(Object.isFrozen(first[PRESERIALIZED]));
+    assert.deepEqual(first[PRESERIALIZED], { field: 'tools', json: catalog.toolsJson });
+    assert.equal(first.tools, catalog.tools);
   });
 
   it('echoes at most 200 characters of an unknown name back to the client', async () => {

@@ -45,7 +45,20 @@ const echoed = (name: string): string => (name.length > 200 ? `${name.slice(0, 2
  */
 export const PRESERIALIZED = Symbol('preserialized');
 export interface Preserialized {
-  [PRESERIALIZED]?: { field: string; json: string };
+  [PRESERIALIZED]?: { readonly field: string; readonly json: string };
+}
+
+const toolsPreserialized = new WeakMap<readonly unknown[], { readonly field: string; readonly json: string }>();
+
+/**
+ * The preserialized `tools` of a list (`json` = `JSON.stringify(tools)`): one frozen object per
+ * tools array (a catalog's, or a policy view's subset; both immutable), so what the edge caches
+ * per preserialized value (the answer's bytes, `era.ts`) lives as long as the list and no longer.
+ */
+function preserializedTools(tools: readonly unknown[], json: string): { readonly field: string; readonly json: string } {
+  let pre = toolsPreserialized.get(tools);
+  if (pre === undefined) toolsPreserialized.set(tools, (pre = Object.freeze({ field: 'tools', json })));
+  return pre;
 }
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n')[0].slice(0, 500);
@@ -425,7 +438,7 @@ export class McpOperationPipeline implements OnModuleInit {
         const page = this.page(op, view.tools);
         if (!page.whole) return Promise.resolve(page.result('tools'));
         const result: Record<string, unknown> & Preserialized = { tools: view.tools };
-        result[PRESERIALIZED] = { field: 'tools', json: view.toolsJson };
+        result[PRESERIALIZED] = preserializedTools(view.tools, view.toolsJson);
         return Promise.resolve(result);
       }
       case 'prompts/list':

@@ -19,6 +19,9 @@ import { TrustedHeaderStrategy } from './strategies/trusted-header.strategy.js';
 const QUERY_CREDENTIALS = ['access_token', 'token', 'api_key', 'apikey', 'api-key', 'key', 'jwt', 'id_token'];
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
+/** Entries of {@link AuthenticationService}'s memos (verified JWT headers, request resources), oldest dropped first. */
+const MAX_MEMO = 10_000;
+const MAX_RESOURCES = 1_000;
 
 /** What the challenge of a 401/403 should say (RFC 6750 §3, RFC 9728 §5.1). */
 export interface Challenge {
@@ -123,6 +126,17 @@ export class AuthenticationService {
   private readonly strategies = new Map<StrategyName, CredentialStrategy>();
   private readonly enabled: Set<string>;
   private readonly trusted = new BlockList();
+  /**
+   * `Authorization` header → how it was classified, for JWTs that were verified once: the
+   * classification is a pure function of the header and of the configuration (the bearer
+   * regex, the key shape, the HMAC against MCP_API_KEYS, the unverified `iss`), and costs more
+   * than a cached verification. It grants nothing: the strategy still checks the token (its
+   * cached principal lives no longer than `exp`, its audience and revocation are checked per
+   * request). Only verified tokens enter, so a flood of garbage cannot grow it; bounded.
+   */
+  private readonly verifiedJwts = new Map<string, readonly [StrategyName, Credential][]>();
+  /** `request.url` → its resource ({@link requestResource}, pure in the URL); bounded. */
+  private readonly resources = new Map<string, RequestResource>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -176,10 +190,42 @@ export class AuthenticationService {
     const found = this.classify(request);
     if (found.length === 0) return null;
     // Only JWT audiences are checked against the resource: an API key or a proxy's identity needs none.
-    const resource = found[0][1].kind === 'jwt' || found[1]?.[1].kind === 'jwt' ? requestResource(this.config.http.publicUrl, request.url) : undefined;
+    const resource = found[0][1].kind === 'jwt' || found[1]?.[1].kind === 'jwt' ? this.resourceOf(request.url) : undefined;
     const first = this.verifyOne(request, found[0], resource);
-    if (found.length === 1) return first;
+    if (found.length === 1) return found[0][1].kind === 'jwt' && !Object.isFrozen(found) ? this.remember(request, found, first) : first;
     return this.sameForBoth(request, first, found[1], resource);
+  }
+
+  /** Enters a single JWT credential's classification into {@link verifiedJwts} once its verification succeeds. */
+  private remember(request: FastifyRequest, found: readonly [StrategyName, Credential][], verifying: Principal | Promise<Principal>): Principal | Promise<Principal> {
+    const header = request.headers.authorization;
+    const store = () => {
+      if (typeof header !== 'string') return;
+      if (this.verifiedJwts.size >= MAX_MEMO) this.verifiedJwts.delete(this.verifiedJwts.keys().next().value as string);
+      Object.freeze(found[0][1]);
+      Object.freeze(found[0]);
+      this.verifiedJwts.set(header, Object.freeze(found));
+    };
+    if (!(verifying instanceof Promise)) {
+      store();
+      return verifying;
+    }
+    return verifying.then((principal) => {
+      store();
+      return principal;
+    });
+  }
+
+  /** {@link requestResource} of `url`, memoized (the same few URLs come again and again). */
+  private resourceOf(url: string): RequestResource {
+    let resource = this.resources.get(url);
+    if (resource === undefined) {
+      resource = requestResource(this.config.http.publicUrl, url);
+      Object.freeze(resource.accepts);
+      if (this.resources.size >= MAX_RESOURCES) this.resources.delete(this.resources.keys().next().value as string);
+      this.resources.set(url, Object.freeze(resource));
+    }
+    return resource;
   }
 
   /** An X-API-Key and a bearer token: both verified (in that order), and they must name one principal. */
@@ -235,7 +281,7 @@ export class AuthenticationService {
   }
 
   /** The request's credentials: none, one, or an X-API-Key and a bearer token to compare. */
-  private classify(request: FastifyRequest): [StrategyName, Credential][] {
+  private classify(request: FastifyRequest): readonly [StrategyName, Credential][] {
     const query = request.query as Record<string, unknown> | undefined;
     const inQuery = query && typeof query === 'object' ? QUERY_CREDENTIALS.find((k) => k in query) : undefined;
     if (inQuery) {
@@ -261,7 +307,11 @@ export class AuthenticationService {
       found.push(['api_key', { kind: 'api_key', value: apiKeyHeader.trim() }]);
     }
     const authorization = request.headers.authorization;
-    if (typeof authorization === 'string' && authorization !== '') {
+    const known = typeof authorization === 'string' ? this.verifiedJwts.get(authorization) : undefined;
+    if (known) {
+      if (found.length === 0) return known;
+      found.push(known[0]);
+    } else if (typeof authorization === 'string' && authorization !== '') {
       const token = BEARER.exec(authorization)?.[1];
       // Beside an X-API-Key, a non-Bearer Authorization (e.g. Basic for a proxy in front) is not ours.
       if (token) found.push(this.classifyBearer(request, token));

@@ -46,7 +46,8 @@ export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') impleme
     return isolatedPassport;
   }
 
-  validate(req: CredentialRequest): Promise<Principal> {
-    return this.tokens.authenticate(credentialOf(req, 'jwt').value, resourceOf(req));
+  /** The token's principal: synchronous when it is cached (see {@link TokenAuthenticator.principalFor}); throws or rejects with the refusal. */
+  validate(req: CredentialRequest): Principal | Promise<Principal> {
+    return this.tokens.principalFor(credentialOf(req, 'jwt').value, resourceOf(req));
   }
 }

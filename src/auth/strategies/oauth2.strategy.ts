@@ -64,7 +64,8 @@ export class OAuth2Strategy extends PassportStrategy(Strategy, 'oauth2') impleme
     return isolatedPassport;
   }
 
-  validate(req: CredentialRequest): Promise<Principal> {
-    return this.tokens.authenticate(credentialOf(req, 'jwt').value, resourceOf(req));
+  /** The token's principal: synchronous when it is cached (see {@link TokenAuthenticator.principalFor}); throws or rejects with the refusal. */
+  validate(req: CredentialRequest): Principal | Promise<Principal> {
+    return this.tokens.principalFor(credentialOf(req, 'jwt').value, resourceOf(req));
   }
 }

@@ -67,6 +67,11 @@ export interface TokenClaims {
   ownRevocations?: GrantRevocations;
 }
 
+/** The refusal of a token whose approval (grant) was revoked. */
+function refuseRevoked(): never {
+  throw new InvalidTokenError('the approval this token was issued under has been revoked; sign in again');
+}
+
 /** Longest (ms) a token's principal is reused without re-resolving the user (keeps `last_seen_at` current). */
 const PRINCIPAL_CACHE_MS = 60_000;
 const MAX_CACHED = 10_000;
@@ -128,15 +133,38 @@ export class TokenAuthenticator {
     this.offLocal = users.onLocalChange((id) => this.cache.invalidateWhere((_token, entry) => entry.principal.userId === id));
   }
 
-  /** The principal for `token` used on `target` (the request's resource). */
+  /** The principal for `token` used on `target` (the request's resource); {@link principalFor} as a promise. */
   async authenticate(token: string, target: RequestResource): Promise<Principal> {
-    const entry = this.cache.peek(token) ?? (await this.cache.get(token));
+    return this.principalFor(token, target);
+  }
+
+  /**
+   * {@link authenticate} without a promise when none is needed: synchronous when the token's
+   * principal is cached and its revocation status is known in memory (the principal, or the
+   * refusal thrown), otherwise a promise of the same. The cached entry is the only memo: it
+   * lives no longer than the token's `exp` (the cache's per-entry TTL) and is dropped when its
+   * user changes; the audience is checked against `target` and an issued token's grant against
+   * the revocations on every call, cached or not.
+   */
+  principalFor(token: string, target: RequestResource): Principal | Promise<Principal> {
+    const entry = this.cache.peek(token);
+    // `exp` checked here too, not only by the cache's TTL (whose clock may lag by its resolution,
+    // and which still serves an entry at exactly its TTL): from `exp` on, the token is verified
+    // again (the verifier refuses it, or accepts it within its clock tolerance).
+    if (entry !== undefined && entry.expiresAt > this.now()) return this.admit(entry, target);
+    if (entry !== undefined) this.cache.invalidate(token);
+    return this.cache.get(token).then((loaded) => this.admit(loaded, target));
+  }
+
+  /** The per-request checks of a cached or loaded entry: audience for `target`, grant not revoked. */
+  private admit(entry: CachedPrincipal, target: RequestResource): Principal | Promise<Principal> {
     const problem = audienceProblem(entry.audiences, target, this.audience);
     if (problem) throw new InvalidTokenError(problem);
-    if (entry.grantId !== undefined && (await this.claims.ownRevocations?.isRevoked(entry.grantId))) {
-      throw new InvalidTokenError('the approval this token was issued under has been revoked; sign in again');
-    }
-    return entry.principal;
+    const revocations = this.claims.ownRevocations;
+    if (entry.grantId === undefined || !revocations) return entry.principal;
+    const revoked = revocations.isRevoked(entry.grantId);
+    if (revoked instanceof Promise) return revoked.then((yes) => (yes ? refuseRevoked() : entry.principal));
+    return revoked ? refuseRevoked() : entry.principal;
   }
 
   /** Stops listening to the bus and drops every cached principal. */

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { FastifyRequest } from 'fastify';
+import { SignJWT, type JWTPayload } from 'jose';
+import type { ApiKeysService } from '../../api-keys/api-keys.service.js';
+import { AppError } from '../../common/errors/app-error.js';
+import { loadConfig } from '../../config/load-config.js';
+import type { CacheBus } from '../../database/replicated-cache.js';
+import type { UsersService } from '../../users/users.service.js';
+import { AuthenticationService } from '../authentication.service.js';
+import { JwtVerifier } from '../jwt-verifier.js';
+import type { Principal } from '../principal.js';
+import type { ApiKeyStrategy } from './api-key.strategy.js';
+import type { BearerStrategy } from './bearer.strategy.js';
+import { credentialOf, resourceOf, type CredentialRequest } from './credential.js';
+import type { OAuth2Strategy } from './oauth2.strategy.js';
+import { TokenAuthenticator } from './token-principal.js';
+import type { TrustedHeaderStrategy } from './trusted-header.strategy.js';
+
+// The cached-JWT fast path (a cached token authenticates synchronously, its classification is
+// remembered by AuthenticationService): what it must never skip. Each test goes through
+// AuthenticationService with a strategy that validates as BearerStrategy/OAuth2Strategy do, on a
+// fake clock, so a memo keyed or bounded wrongly (by header alone, past `exp`, past a revocation)
+// makes it fail.
+
+const KEYS = 'test-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=';
+const SECRET = 'a-test-secret-of-at-least-32-characters!';
+const PUBLIC_URL = 'http://localhost:3000';
+const OWN_ISSUER = `${PUBLIC_URL}/oauth`;
+const USER_ID = '00000000-0000-4000-8000-000000000001';
+
+const user = { id: USER_ID, issuer: OWN_ISSUER, subject: USER_ID, email: null, displayName: 'Ada', roles: ['member'], groups: [], disabled: false };
+const users = {
+  resolve: () => Promise.resolve(user),
+  byId: () => Promise.resolve(user),
+  onLocalChange: () => () => undefined,
+} as unknown as UsersService;
+const bus: CacheBus = { subscribe: () => () => undefined };
+
+function setUp(options: { audience?: string[] } = {}) {
+  let now = Date.parse('2026-11-30T09:00:00Z');
+  const clock = { now: () => now };
+  const revoked = new Set<string>();
+  const verifier = new JwtVerifier({ secret: SECRET, algorithms: ['HS256'], clockToleranceSec: 0, requireExp: true, now: clock.now });
+  const tokens = new TokenAuthenticator(
+    users,
+    verifier,
+    'bearer',
+    { roles: 'roles', groups: 'groups', defaultIssuer: 'x', ownIssuer: OWN_ISSUER, ownRevocations: { isRevoked: (id) => revoked.has(id) } },
+    { publicUrl: PUBLIC_URL, configured: options.audience ?? [], allowMissing: false },
+    bus,
+    clock,
+  );
+  // What BearerStrategy.validate does, on this clock.
+  const strategy = { validate: (req: CredentialRequest) => tokens.principalFor(credentialOf(req, 'jwt').value, resourceOf(req)) };
+  const result = loadConfig({ NODE_ENV: 'test', GATEHOUSE_ENCRYPTION_KEYS: KEYS, MCP_AUTH_STRATEGY: 'api_key,bearer', MCP_JWT_SECRET: SECRET, MCP_API_KEYS: 'a-static-key-0123456789', PUBLIC_URL }, null);
+  if (!result.ok) throw new Error(result.errors.join('\n'));
+  let staticChecks = 0;
+  const keys = { isStaticKey: () => (staticChecks++, false) } as unknown as ApiKeysService;
+  const service = new AuthenticationService(result.config, keys, strategy as unknown as BearerStrategy, {} as OAuth2Strategy, {} as ApiKeyStrategy, {} as TrustedHeaderStrategy);
+  const sign = (claims: JWTPayload, expiresInSec: number) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt(Math.floor(now / 1000))
+      .setExpirationTime(Math.floor(now / 1000) + expiresInSec)
+      .sign(new TextEncoder().encode(SECRET));
+  const request = (token: string, url = '/mcp') =>
+    ({ method: 'POST', url, headers: { authorization: `Bearer ${token}` }, query: {}, raw: { rawHeaders: ['Authorization', `Bearer ${token}`], socket: {} } }) as unknown as FastifyRequest;
+  return { service, revoked, request, sign, advance: (ms: number) => (now += ms), staticChecks: () => staticChecks };
+}
+
+const refusedWith = (pattern: RegExp) => (e: unknown) => {
+  assert.ok(e instanceof AppError, String(e));
+  assert.equal(e.status, 401);
+  assert.match(e.message, pattern);
+  assert.match(String(e.headers?.['www-authenticate']), /error="invalid_token"/);
+  return true;
+};
+
+/** principalOf, awaited when it is a promise; `sync` says whether it was not. */
+async function principalOf(service: AuthenticationService, request: FastifyRequest): Promise<{ principal: Principal | null; sync: boolean }> {
+  const found = service.principalOf(request);
+  return { principal: await found, sync: !(found instanceof Promise) };
+}
+
+describe('a cached JWT: answered without a promise, nothing skipped', () => {
+  it('is synchronous once cached, and classifies its header once (no HMAC against MCP_API_KEYS per request)', async () => {
+    const t = setUp();
+    const token = await t.sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp` }, 600);
+    const first = await principalOf(t.service, t.request(token));
+    assert.equal(first.sync, false, 'the first request verifies the token');
+    assert.equal(first.principal?.userId, USER_ID);
+    for (let i = 0; i < 3; i++) {
+      const again = await principalOf(t.service, t.request(token));
+      assert.equal(again.sync, true, 'a cached token is answered synchronously');
+      assert.equal(again.principal, first.principal);
+    }
+    assert.equal(t.staticChecks(), 1, 'the header is classified once');
+  });
+
+  it('never outlives the token: refused at exp, cached or not', async () => {
+    const t = setUp();
+    const token = await t.sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp` }, 30);
+    await t.service.authenticate(t.request(token));
+    t.advance(29_000);
+    assert.equal((await principalOf(t.service, t.request(token))).sync, true, 'still cached one second before exp');
+    t.advance(1_000);
+    await assert.rejects(t.service.authenticate(t.request(token)), refusedWith(/the token has expired/));
+    await assert.rejects(t.service.authenticate(t.request(token)), refusedWith(/the token has expired/), 'and stays refused');
+  });
+
+  it('refuses an issued token at once when its grant is revoked, though its principal is cached', async () => {
+    const t = setUp();
+    const token = await t.sign({ sub: USER_ID, iss: OWN_ISSUER, aud: `${PUBLIC_URL}/mcp`, grant_id: 'grant-1' }, 600);
+    assert.equal((await t.service.authenticate(t.request(token)))?.userId, USER_ID);
+    assert.equal((await principalOf(t.service, t.request(token))).sync, true);
+    t.revoked.add('grant-1');
+    assert.throws(() => t.service.principalOf(t.request(token)), refusedWith(/has been revoked/), 'the very next request');
+    t.revoked.delete('grant-1'); // (a revocation is never undone; this only shows the check is per request)
+    assert.ok(await t.service.authenticate(t.request(token)));
+  });
+
+  it('checks the audience against each request’s resource, not against the first one seen', async () => {
+    const t = setUp();
+    const token = await t.sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp/github` }, 600);
+    assert.ok(await t.service.authenticate(t.request(token, '/mcp/github')));
+    assert.ok(t.service.principalOf(t.request(token, '/mcp/github')), 'cached for /mcp/github');
+    for (const url of ['/mcp', '/mcp/other', '/api/v1/servers']) {
+      await assert.rejects(t.service.authenticate(t.request(token, url)), refusedWith(/the token is not meant for/), url);
+    }
+    assert.ok(await t.service.authenticate(t.request(token, '/mcp/github?x=1')), 'still accepted on its own resource');
+  });
+
+  it('remembers no header whose token was refused (a bad signature stays a bad signature)', async () => {
+    const t = setUp();
+    const token = await t.sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp` }, 600);
+    const forged = `${token.slice(0, token.lastIndexOf('.'))}.${'A'.repeat(43)}`;
+    for (let i = 0; i < 2; i++) await assert.rejects(t.service.authenticate(t.request(forged)), refusedWith(/signature is not valid/));
+    assert.equal(t.staticChecks(), 2, 'classified again each time: only verified tokens are remembered');
+  });
+});

@@ -22,6 +22,12 @@ const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
 /** Entries of {@link AuthenticationService}'s memos (verified JWT headers, request resources), oldest dropped first. */
 const MAX_MEMO = 10_000;
 const MAX_RESOURCES = 1_000;
+/**
+ * How long a verified JWT's classification stays remembered after it entered, ms: a bearer
+ * token does not sit in the heap for a client that stopped using it (as the session-token memo,
+ * docs/architecture.md "Sessions"); one in use is classified again once a minute.
+ */
+export const JWT_MEMO_MS = 60_000;
 
 /** What the challenge of a 401/403 should say (RFC 6750 §3, RFC 9728 §5.1). */
 export interface Challenge {
@@ -134,7 +140,9 @@ export class AuthenticationService {
    * cached principal lives no longer than `exp`, its audience and revocation are checked per
    * request). Only verified tokens enter, so a flood of garbage cannot grow it; bounded.
    */
-  private readonly verifiedJwts = new Map<string, readonly [StrategyName, Credential][]>();
+  private readonly verifiedJwts = new Map<string, { found: readonly [StrategyName, Credential][]; until: number }>();
+  /** Wall clock of {@link verifiedJwts}' bound ({@link JWT_MEMO_MS}), ms since the epoch; tests replace it. */
+  memoClock: () => number = Date.now;
   /** `request.url` → its resource ({@link requestResource}, pure in the URL); bounded. */
   private readonly resources = new Map<string, RequestResource>();
 
@@ -204,7 +212,7 @@ export class AuthenticationService {
       if (this.verifiedJwts.size >= MAX_MEMO) this.verifiedJwts.delete(this.verifiedJwts.keys().next().value as string);
       Object.freeze(found[0][1]);
       Object.freeze(found[0]);
-      this.verifiedJwts.set(header, Object.freeze(found));
+      this.verifiedJwts.set(header, { found: Object.freeze(found), until: this.memoClock() + JWT_MEMO_MS });
     };
     if (!(verifying instanceof Promise)) {
       store();
@@ -214,6 +222,15 @@ export class AuthenticationService {
       store();
       return principal;
     });
+  }
+
+  /** The remembered classification of a verified JWT's `Authorization` header, or undefined (never entered, or entered {@link JWT_MEMO_MS} ago: then forgotten). */
+  private rememberedJwt(header: string): readonly [StrategyName, Credential][] | undefined {
+    const memo = this.verifiedJwts.get(header);
+    if (memo === undefined) return undefined;
+    if (memo.until > this.memoClock()) return memo.found;
+    this.verifiedJwts.delete(header);
+    return undefined;
   }
 
   /** {@link requestResource} of `url`, memoized (the same few URLs come again and again). */
@@ -307,7 +324,7 @@ export class AuthenticationService {
       found.push(['api_key', { kind: 'api_key', value: apiKeyHeader.trim() }]);
     }
     const authorization = request.headers.authorization;
-    const known = typeof authorization === 'string' ? this.verifiedJwts.get(authorization) : undefined;
+    const known = typeof authorization === 'string' ? this.rememberedJwt(authorization) : undefined;
     if (known) {
       if (found.length === 0) return known;
       found.push(known[0]);

@@ -7,7 +7,7 @@ import { AppError } from '../../common/errors/app-error.js';
 import { loadConfig } from '../../config/load-config.js';
 import type { CacheBus } from '../../database/replicated-cache.js';
 import type { UsersService } from '../../users/users.service.js';
-import { AuthenticationService } from '../authentication.service.js';
+import { AuthenticationService, JWT_MEMO_MS } from '../authentication.service.js';
 import { JwtVerifier } from '../jwt-verifier.js';
 import type { Principal } from '../principal.js';
 import type { ApiKeyStrategy } from './api-key.strategy.js';
@@ -58,6 +58,7 @@ function setUp(options: { audience?: string[] } = {}) {
   let staticChecks = 0;
   const keys = { isStaticKey: () => (staticChecks++, false) } as unknown as ApiKeysService;
   const service = new AuthenticationService(result.config, keys, strategy as unknown as BearerStrategy, {} as OAuth2Strategy, {} as ApiKeyStrategy, {} as TrustedHeaderStrategy);
+  service.memoClock = clock.now;
   const sign = (claims: JWTPayload, expiresInSec: number) =>
     new SignJWT(claims)
       .setProtectedHeader({ alg: 'HS256' })
@@ -129,6 +130,19 @@ describe('a cached JWT: answered without a promise, nothing skipped', () => {
       await assert.rejects(t.service.authenticate(t.request(token, url)), refusedWith(/the token is not meant for/), url);
     }
     assert.ok(await t.service.authenticate(t.request(token, '/mcp/github?x=1')), 'still accepted on its own resource');
+  });
+
+  it('forgets a remembered header JWT_MEMO_MS after it entered: a token a client stopped using does not stay in the heap', async () => {
+    const t = setUp();
+    const token = await t.sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp` }, 3600);
+    await t.service.authenticate(t.request(token));
+    t.advance(JWT_MEMO_MS - 1);
+    await t.service.authenticate(t.request(token));
+    assert.equal(t.staticChecks(), 1, 'still remembered just before the bound');
+    t.advance(1);
+    await t.service.authenticate(t.request(token));
+    assert.equal(t.staticChecks(), 2, 'classified again at the bound');
+    assert.equal((t.service as unknown as { verifiedJwts: Map<string, unknown> }).verifiedJwts.size, 1, 'the stale entry was replaced, not kept beside');
   });
 
   it('remembers no header whose token was refused (a bad signature stays a bad signature)', async () => {

@@ -187,4 +187,30 @@ describe('a cached JWT: answered without a promise, nothing skipped', () => {
     for (let i = 0; i < 3; i++) assert.equal((await t2.service.authenticate(t2.request(jwtShaped)))?.id, 'static');
     assert.equal(t2.staticChecks(), 3, 'classified afresh each time');
   });
+
+  it('a refused token on long URLs (any query string) pins no memory in the request-resource memo; short URLs are still remembered', async () => {
+    const t = setUp();
+    const garbage = 'aaaa.bbbb.cccc'; // JWT-shaped: its request's resource is looked up before it is verified
+    for (let i = 0; i < 1_200; i++) {
+      await assert.rejects(t.service.authenticate(t.request(garbage, `/mcp?pad=${'y'.repeat(8_000)}${i}`)), (e: unknown) => e instanceof AppError && e.status === 401);
+    }
+    await assert.rejects(t.service.authenticate(t.request(garbage, '/mcp/github')));
+    const resources = (t.service as unknown as { resources: Map<string, unknown> }).resources;
+    let chars = 0;
+    for (const url of resources.keys()) chars += url.length;
+    assert.ok(chars < 100_000, `the memo holds ${chars} characters of URLs from refused requests`);
+    assert.ok(resources.has('/mcp/github'), 'a short URL is remembered');
+  });
+
+  it('one valid token sent with padded Authorization headers is remembered once, not once per padding', async () => {
+    const t = setUp();
+    const token = await t.sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp` }, 600);
+    const padded = (i: number) =>
+      ({ method: 'POST', url: '/mcp', headers: { authorization: `Bearer ${' '.repeat(i % 7)}${token}${' '.repeat(i)}` }, query: {}, raw: { rawHeaders: [], socket: {} } }) as unknown as FastifyRequest;
+    for (let i = 0; i < 300; i++) assert.equal((await t.service.authenticate(padded(i)))?.userId, USER_ID, 'accepted as before');
+    const memo = (t.service as unknown as { verifiedJwts: Map<string, unknown> }).verifiedJwts;
+    let chars = 0;
+    for (const header of memo.keys()) chars += header.length;
+    assert.ok(memo.size <= 1 && chars <= token.length + 7, `${memo.size} headers (${chars} characters) remembered for one token`);
+  });
 });

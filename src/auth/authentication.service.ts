@@ -23,6 +23,13 @@ const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
 const MAX_MEMO = 10_000;
 const MAX_RESOURCES = 1_000;
 /**
+ * Longest request URL whose resource is remembered, characters. The memo is filled before the
+ * token is verified (any JWT-shaped bearer), so an unbounded key would let refused requests pin
+ * MAX_RESOURCES × the longest URL Node accepts (~16 KB each: a query string is not limited);
+ * the URLs that recur (`/mcp`, `/mcp/<server>`, admin routes) are far shorter.
+ */
+const MAX_RESOURCE_URL = 256;
+/**
  * How long a verified JWT's classification stays remembered after it entered, ms: a bearer
  * token does not sit in the heap for a client that stopped using it (as the session-token memo,
  * docs/architecture.md "Sessions"); one in use is classified again once a minute.
@@ -207,8 +214,14 @@ export class AuthenticationService {
   /** Enters a single JWT credential's classification into {@link verifiedJwts} once its verification succeeds. */
   private remember(request: FastifyRequest, found: readonly [StrategyName, Credential][], verifying: Principal | Promise<Principal>): Principal | Promise<Principal> {
     const header = request.headers.authorization;
+    const credential = found[0][1];
+    const token = credential.kind === 'jwt' ? credential.value : undefined;
     const store = () => {
-      if (typeof header !== 'string') return;
+      // Only the plain form, `Bearer <token>` (one space, none after; the scheme in any case): the
+      // regex also takes padded forms, each a distinct key, and one valid token sent with up to
+      // ~16 KB of spaces in as many paddings would fill the memo (MAX_MEMO × 16 KB). Others are
+      // classified each time, as before the memo.
+      if (typeof header !== 'string' || token === undefined || header.length !== token.length + 7) return;
       if (this.verifiedJwts.size >= MAX_MEMO) this.verifiedJwts.delete(this.verifiedJwts.keys().next().value as string);
       Object.freeze(found[0][1]);
       Object.freeze(found[0]);
@@ -233,8 +246,9 @@ export class AuthenticationService {
     return undefined;
   }
 
-  /** {@link requestResource} of `url`, memoized (the same few URLs come again and again). */
+  /** {@link requestResource} of `url`, memoized (the same few URLs come again and again) up to {@link MAX_RESOURCE_URL} characters. */
   private resourceOf(url: string): RequestResource {
+    if (url.length > MAX_RESOURCE_URL) return requestResource(this.config.http.publicUrl, url);
     let resource = this.resources.get(url);
     if (resource === undefined) {
       resource = requestResource(this.config.http.publicUrl, url);

@@ -169,6 +169,26 @@ describe('bad input never reaches a 500', () => {
     assert.match(assertEnvelope(await send(`${app.url}/api/v1/policies`, 'POST', ''), 400, 'invalid_json'), /empty; expected a JSON document/);
   });
 
+  it('a DELETE with a chunked empty body is body-less too; bytes after a Content-Length: 0 DELETE are neither its body nor a request served', async () => {
+    const open = async () => {
+      const init = await send(`${app.url}/mcp`, 'POST', initialize('{"name":"delete-probe","version":"1"}', '{}'), MCP_HEADERS);
+      assert.equal(init.status, 200, init.text);
+      return init.headers.get('mcp-session-id')!;
+    };
+    const head = (session: string) =>
+      `DELETE /mcp HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\naccept: ${ACCEPT}\r\nmcp-protocol-version: ${LEGACY}\r\nmcp-session-id: ${session}\r\n`;
+    const listIn = (session: string) => send(`${app.url}/mcp`, 'POST', '{"jsonrpc":"2.0","id":1,"method":"tools/list"}', { ...MCP_HEADERS, 'mcp-session-id': session, 'mcp-protocol-version': LEGACY });
+    const chunked = await open();
+    const ended = await rawExchange(port, `${head(chunked)}transfer-encoding: chunked\r\nconnection: close\r\n\r\n0\r\n\r\n`, { keepOpen: true });
+    assert.match(ended.data, /^HTTP\/1\.1 200 /, ended.data.slice(0, 200));
+    assert.equal((await listIn(chunked)).status, 404, 'the session is over');
+    const trailing = await open();
+    const smuggled = await rawExchange(port, `${head(trailing)}content-length: 0\r\n\r\n{"jsonrpc":"2.0","id":987654,"method":"tools/list"}`, { keepOpen: true });
+    // The trailing bytes are the next request's start line to Node's parser: malformed, answered 400, connection closed.
+    assert.match(smuggled.data, /HTTP\/1\.1 400 [^]*Malformed HTTP request/, smuggled.data.slice(0, 400));
+    assert.doesNotMatch(smuggled.data, /987654/, 'the trailing JSON was not served');
+  });
+
   it('a well-formed body with a "__proto__" key is refused 400 naming the key, not as "not valid JSON"', async () => {
     const msg = assertEnvelope(await send(`${app.url}/api/v1/policies`, 'POST', '{"subject":"*","__proto__":{"admin":true}}'), 400, 'invalid_json');
     assert.match(msg, /"__proto__" key/);

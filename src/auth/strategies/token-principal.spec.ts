@@ -37,7 +37,7 @@ const users = {
 } as unknown as UsersService;
 const bus: CacheBus = { subscribe: () => () => undefined };
 
-function setUp(options: { audience?: string[] } = {}) {
+function setUp(options: { audience?: string[]; staticKey?: string; apiKeyPrincipal?: Principal } = {}) {
   let now = Date.parse('2026-11-30T09:00:00Z');
   const clock = { now: () => now };
   const revoked = new Set<string>();
@@ -56,8 +56,10 @@ function setUp(options: { audience?: string[] } = {}) {
   const result = loadConfig({ NODE_ENV: 'test', GATEHOUSE_ENCRYPTION_KEYS: KEYS, MCP_AUTH_STRATEGY: 'api_key,bearer', MCP_JWT_SECRET: SECRET, MCP_API_KEYS: 'a-static-key-0123456789', PUBLIC_URL }, null);
   if (!result.ok) throw new Error(result.errors.join('\n'));
   let staticChecks = 0;
-  const keys = { isStaticKey: () => (staticChecks++, false) } as unknown as ApiKeysService;
-  const service = new AuthenticationService(result.config, keys, strategy as unknown as BearerStrategy, {} as OAuth2Strategy, {} as ApiKeyStrategy, {} as TrustedHeaderStrategy);
+  const keys = { isStaticKey: (token: string) => (staticChecks++, token === options.staticKey) } as unknown as ApiKeysService;
+  // An API key strategy naming `apiKeyPrincipal` (another principal than the JWT's), when given.
+  const apiKey = { validate: () => options.apiKeyPrincipal ?? Promise.reject(new Error('no API key strategy in this test')) };
+  const service = new AuthenticationService(result.config, keys, strategy as unknown as BearerStrategy, {} as OAuth2Strategy, apiKey as unknown as ApiKeyStrategy, {} as TrustedHeaderStrategy);
   service.memoClock = clock.now;
   const sign = (claims: JWTPayload, expiresInSec: number) =>
     new SignJWT(claims)
@@ -65,8 +67,14 @@ function setUp(options: { audience?: string[] } = {}) {
       .setIssuedAt(Math.floor(now / 1000))
       .setExpirationTime(Math.floor(now / 1000) + expiresInSec)
       .sign(new TextEncoder().encode(SECRET));
-  const request = (token: string, url = '/mcp') =>
-    ({ method: 'POST', url, headers: { authorization: `Bearer ${token}` }, query: {}, raw: { rawHeaders: ['Authorization', `Bearer ${token}`], socket: {} } }) as unknown as FastifyRequest;
+  const request = (token: string, url = '/mcp', extra: { headers?: Record<string, string>; rawHeaders?: string[]; query?: Record<string, string> } = {}) =>
+    ({
+      method: 'POST',
+      url,
+      headers: { authorization: `Bearer ${token}`, ...extra.headers },
+      query: extra.query ?? {},
+      raw: { rawHeaders: ['Authorization', `Bearer ${token}`, ...Object.entries(extra.headers ?? {}).flat(), ...(extra.rawHeaders ?? [])], socket: {} },
+    }) as unknown as FastifyRequest;
   return { service, revoked, request, sign, advance: (ms: number) => (now += ms), staticChecks: () => staticChecks };
 }
 
@@ -151,5 +159,58 @@ describe('a cached JWT: answered without a promise, nothing skipped', () => {
     const forged = `${token.slice(0, token.lastIndexOf('.'))}.${'A'.repeat(43)}`;
     for (let i = 0; i < 2; i++) await assert.rejects(t.service.authenticate(t.request(forged)), refusedWith(/signature is not valid/));
     assert.equal(t.staticChecks(), 2, 'classified again each time: only verified tokens are remembered');
+  });
+
+  // Review probes (round 2): a remembered header classification never skips a check a fresh
+  // classification makes before or beside it.
+  it('a remembered header still refuses query-string credentials, a repeated Authorization, and an X-API-Key naming someone else', async () => {
+    const other = { id: 'key:other', kind: 'api_key', userId: 'someone-else', roles: ['admin'], groups: [], scopes: [] } as unknown as Principal;
+    const t = setUp({ apiKeyPrincipal: other });
+    const token = await t.sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp` }, 600);
+    await t.service.authenticate(t.request(token));
+    assert.equal((await principalOf(t.service, t.request(token))).sync, true, 'remembered');
+    const status = (code: number, pattern: RegExp) => (e: unknown) => {
+      assert.ok(e instanceof AppError, String(e));
+      assert.equal(e.status, code);
+      assert.match(e.message, pattern);
+      assert.ok(!JSON.stringify([e.message, e.headers]).includes(token.split('.')[2]), 'no token in the error');
+      return true;
+    };
+    await assert.rejects(t.service.authenticate(t.request(token, '/mcp', { query: { access_token: 'x' } })), status(400, /query string/));
+    await assert.rejects(t.service.authenticate(t.request(token, '/mcp', { rawHeaders: ['authorization', 'Bearer another'] })), status(400, /more than one Authorization/));
+    await assert.rejects(t.service.authenticate(t.request(token, '/mcp', { headers: { 'x-api-key': 'gatehouse_whatever' } })), status(400, /different principals/));
+  });
+
+  it('a JWT-shaped static MCP_API_KEYS key sent as Bearer is an API key every time, never remembered as a JWT', async () => {
+    const jwtShaped = await setUp().sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp` }, 600);
+    const t2 = setUp({ staticKey: jwtShaped, apiKeyPrincipal: { id: 'static', kind: 'api_key', roles: ['admin'], groups: [], scopes: [] } as unknown as Principal });
+    for (let i = 0; i < 3; i++) assert.equal((await t2.service.authenticate(t2.request(jwtShaped)))?.id, 'static');
+    assert.equal(t2.staticChecks(), 3, 'classified afresh each time');
+  });
+
+  it('a refused token on long URLs (any query string) pins no memory in the request-resource memo; short URLs are still remembered', async () => {
+    const t = setUp();
+    const garbage = 'aaaa.bbbb.cccc'; // JWT-shaped: its request's resource is looked up before it is verified
+    for (let i = 0; i < 1_200; i++) {
+      await assert.rejects(t.service.authenticate(t.request(garbage, `/mcp?pad=${'y'.repeat(8_000)}${i}`)), (e: unknown) => e instanceof AppError && e.status === 401);
+    }
+    await assert.rejects(t.service.authenticate(t.request(garbage, '/mcp/github')));
+    const resources = (t.service as unknown as { resources: Map<string, unknown> }).resources;
+    let chars = 0;
+    for (const url of resources.keys()) chars += url.length;
+    assert.ok(chars < 100_000, `the memo holds ${chars} characters of URLs from refused requests`);
+    assert.ok(resources.has('/mcp/github'), 'a short URL is remembered');
+  });
+
+  it('one valid token sent with padded Authorization headers is remembered once, not once per padding', async () => {
+    const t = setUp();
+    const token = await t.sign({ sub: 'ada', iss: 'https://idp', aud: `${PUBLIC_URL}/mcp` }, 600);
+    const padded = (i: number) =>
+      ({ method: 'POST', url: '/mcp', headers: { authorization: `Bearer ${' '.repeat(i % 7)}${token}${' '.repeat(i)}` }, query: {}, raw: { rawHeaders: [], socket: {} } }) as unknown as FastifyRequest;
+    for (let i = 0; i < 300; i++) assert.equal((await t.service.authenticate(padded(i)))?.userId, USER_ID, 'accepted as before');
+    const memo = (t.service as unknown as { verifiedJwts: Map<string, unknown> }).verifiedJwts;
+    let chars = 0;
+    for (const header of memo.keys()) chars += header.length;
+    assert.ok(memo.size <= 1 && chars <= token.length + 7, `${memo.size} headers (${chars} characters) remembered for one token`);
   });
 });

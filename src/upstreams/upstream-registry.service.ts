@@ -99,6 +99,11 @@ export class UpstreamRegistry {
     this.cancelRetry?.();
   }
 
+  /** Resolves once the first load has succeeded (the `servers` readiness gate is ok); never rejects. */
+  whenLoaded(): Promise<void> {
+    return this.gate.whenOk();
+  }
+
   /** Whether the first load has succeeded. */
   get loaded(): boolean {
     return this.gate.state === 'ok';

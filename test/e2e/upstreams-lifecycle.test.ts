@@ -151,7 +151,7 @@ describe('readiness gate "servers"', () => {
     const first = await startTestApp(db.url);
     await first.shutdown('migrated');
     await db.query('ALTER TABLE upstream_servers RENAME TO upstream_servers_away');
-    const app = await startTestApp(db.url);
+    const app = await startTestApp(db.url, {}, { waitForServers: false });
     try {
       const readyz = async () => {
         const res = await fetch(`${app.url}/readyz`);

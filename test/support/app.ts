@@ -4,6 +4,7 @@ import type { AppConfig } from '../../src/config/config.schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { createRootLogger } from '../../src/common/logging/logger.js';
 import { PoliciesService } from '../../src/policies/policies.service.js';
+import { UpstreamRegistry } from '../../src/upstreams/upstream-registry.service.js';
 import { TEST_ENCRYPTION_KEYS } from './process.js';
 
 /** Parses a config from the given variables only (no `.env`, no process environment). */
@@ -38,15 +39,16 @@ export interface TestApp extends Gatehouse {
 export async function startTestApp(
   databaseUrl: string,
   env: Record<string, string> = {},
-  options: Omit<StartOptions, 'logger'> = {},
+  { waitForServers = true, ...options }: Omit<StartOptions, 'logger'> & { /** false: return before the server registry's first load (a test of that load's failure). */ waitForServers?: boolean } = {},
 ): Promise<TestApp> {
   const config = configFrom({ DATABASE_URL: databaseUrl, ...env });
   config.http.port = 0;
   const logs = new LogCapture();
   const logger = await createRootLogger(config, logs.stream);
   const app = await startGatehouse(config, { ...options, logger });
-  // Policies fail closed until their first load (just after migrating): wait for it, as a load
-  // balancer waits for /readyz, so tests never race it.
-  if (config.database.migrate) await app.app.get(PoliciesService).whenLoaded();
+  // /mcp answers 503 until the policies and the upstream server registry have loaded once (just
+  // after migrating; mcp-readiness.ts): wait for both, as a load balancer waits for /readyz, so
+  // tests never race it (under a loaded machine the registry's load could trail the policies').
+  if (config.database.migrate) await Promise.all([app.app.get(PoliciesService).whenLoaded(), waitForServers && app.app.get(UpstreamRegistry).whenLoaded()]);
   return Object.assign(app, { logs });
 }

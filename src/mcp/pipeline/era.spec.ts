@@ -1,16 +1,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PRESERIALIZED } from './mcp-operation-pipeline.js';
-import { canWrapLikeSdk, needsLegacyToolWrap, normalizeToolResult, releaseAnswer, responseAnswer, responseJson, resultJson, toModernResult } from './era.js';
+import { canWrapLikeSdk, needsLegacyToolWrap, normalizeToolResult, releaseAnswer, responseAnswer, toModernResult } from './era.js';
 import { toRpcError } from './mcp-operation-pipeline.js';
 
 const SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
+
+/** {@link responseAnswer} as text (bytes decoded). */
+const responseJson = (...args: Parameters<typeof responseAnswer>): string => {
+  const answer = responseAnswer(...args);
+  return typeof answer === 'string' ? answer : answer.toString('utf8');
+};
 
 describe('era encoding of fast-path results (mirrors the SDK codecs)', () => {
   it('modern: resultType, cache fields on lists, serverInfo stamped, 2025-only execution dropped from tools', () => {
     const tools = [{ name: 'a', inputSchema: { type: 'object' }, execution: { taskSupport: 'forbidden' } }, { name: 'b', inputSchema: { type: 'object' } }];
     const list = { tools, [PRESERIALIZED]: { field: 'tools', json: JSON.stringify(tools) } };
-    const encoded = JSON.parse(resultJson(toModernResult('tools/list', list))) as Record<string, unknown>;
+    const encoded = (JSON.parse(responseJson('modern', 'tools/list', 1, list)) as { result: Record<string, unknown> }).result;
     assert.deepEqual(encoded, {
       tools: [{ name: 'a', inputSchema: { type: 'object' } }, { name: 'b', inputSchema: { type: 'object' } }],
       resultType: 'complete',
@@ -42,7 +48,7 @@ describe('era encoding of fast-path results (mirrors the SDK codecs)', () => {
   it('legacy: results unchanged; a preserialized field is spliced in verbatim', () => {
     const result = { tools: [{ name: 'x' }], nextCursor: 'c', [PRESERIALIZED]: { field: 'tools', json: '[{"name":"x"}]' } };
     assert.equal(responseJson('legacy', 'tools/list', 3, result), '{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"x"}],"nextCursor":"c"}}');
-    assert.equal(resultJson({ tools: [], [PRESERIALIZED]: { field: 'tools', json: '[]' } }), '{"tools":[]}');
+    assert.equal(responseJson('legacy', 'tools/list', 1, { tools: [], [PRESERIALIZED]: { field: 'tools', json: '[]' } }), '{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}');
   });
 
   it('flags tools the SDK rewrites for 2025-era clients (non-object outputSchema root)', () => {
@@ -91,7 +97,7 @@ describe('era encoding of fast-path results (mirrors the SDK codecs)', () => {
         assert.equal(text(answer), expected(id, { tools }));
         assert.equal((answer as Buffer).length, Buffer.byteLength(expected(id, { tools })));
       }
-      assert.equal(responseJson('legacy', 'tools/list', 7, result), expected(7, { tools }), 'responseJson: the same answer as text');
+      assert.equal(responseJson('legacy', 'tools/list', 7, result), expected(7, { tools }), 'the same answer as text');
     });
 
     it('follows a catalog or policy change (another tools array, another preserialized value) and the result’s other fields', () => {

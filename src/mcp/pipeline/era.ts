@@ -173,13 +173,6 @@ function restJson(result: Record<string, unknown>, field: string): string {
 /** `{"<field>":<json>,<rest's members>}`: a preserialized field spliced first into `rest` (JSON of the other fields). */
 const spliced = (pre: PreserializedValue, rest: string) => (rest === '{}' ? `{${JSON.stringify(pre.field)}:${pre.json}}` : `{${JSON.stringify(pre.field)}:${pre.json},${rest.slice(1)}`);
 
-/** JSON text of `result`, splicing in a preserialized field (the 60 KB tools list is serialized once per catalog change). */
-export function resultJson(result: Record<string, unknown> & Preserialized): string {
-  const pre = result[PRESERIALIZED];
-  if (!pre) return JSON.stringify(result);
-  return spliced(pre, restJson(result, pre.field));
-}
-
 /** Bytes kept free before a cached answer end for the `{"jsonrpc":"2.0","id":<id>` head; a longer head gets a buffer of its own. */
 const HEAD_ROOM = 96;
 /** Answer buffers kept for reuse per answer end (one suffices while answers are written at once). */
@@ -248,10 +241,4 @@ export function releaseAnswer(answer: Buffer): void {
   if (loan === undefined) return;
   lent.delete(answer);
   if (loan.tail.spares.length < SPARES_MAX) loan.tail.spares.push(loan.block);
-}
-
-/** The JSON-RPC response text for `id`, its result encoded for `era` ({@link responseAnswer} as text); throws the `ProtocolError` the SDK would answer instead. */
-export function responseJson(era: McpEra, kind: McpOperationKind, id: string | number, result: Record<string, unknown>): string {
-  const answer = responseAnswer(era, kind, id, result);
-  return typeof answer === 'string' ? answer : answer.toString('utf8');
 }
